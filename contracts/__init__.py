@@ -1,0 +1,1 @@
+"""The vocabulary of the mesh: models, subjects, codec, money and errors."""

@@ -1,0 +1,73 @@
+"""Base models for every message: strict, closed, and money-aware on both wires."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, ValidationInfo, model_serializer
+from pydantic import model_validator as _model_validator
+
+from contracts.codec import Wire
+from contracts.money import check_units, format_amount, parse_amount, scale_of
+
+Account = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+#: op_id / hold_id / order ids: printable ASCII without spaces or subject wildcards.
+OpId = Annotated[str, Field(pattern=r"^[!-~]{1,128}$")]
+Asset = Annotated[str, Field(pattern=r"^[A-Z]{2,10}$")]
+
+
+def wire_of(context: Any) -> Wire:
+    """The wire a validation/serialization context speaks; msgpack when none is given."""
+    if isinstance(context, dict):
+        return Wire(context.get("wire", Wire.MSGPACK))
+    return Wire.MSGPACK
+
+
+class Message(BaseModel):
+    """A contract message: unknown fields refused, no type coercion, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class MoneyMessage(Message):
+    """A message whose money fields are decimal strings in JSON and integer units in msgpack.
+
+    `__money_fields__` names the fields; `asset` gives their scale.
+    """
+
+    __money_fields__: ClassVar[tuple[str, ...]] = ("amount",)
+    __zero_ok__: ClassVar[bool] = False
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _money_in(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("asset"), str):
+            return data
+        asset = data["asset"]
+        scale_of(asset)
+        wire = wire_of(info.context)
+        out = dict(data)
+        for name in cls.__money_fields__:
+            value = out.get(name)
+            if value is None:
+                continue
+            if wire is Wire.JSON:
+                out[name] = parse_amount(asset, value, allow_zero=cls.__zero_ok__)
+            else:
+                out[name] = check_units(asset, value, allow_zero=cls.__zero_ok__)
+        return out
+
+    @model_serializer(mode="wrap")
+    def _money_out(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if wire_of(info.context) is Wire.JSON:
+            for name in self.__money_fields__:
+                value = data.get(name)
+                if isinstance(value, int):
+                    data[name] = format_amount(data["asset"], value)
+        return data
+
+
+def dump(model: BaseModel, wire: Wire) -> dict[str, Any]:
+    """Serialize a model for the wire (decimal strings in JSON, integer units in msgpack)."""
+    return model.model_dump(mode="python", context={"wire": wire}, exclude_none=False)

@@ -1,0 +1,85 @@
+"""Error codes of the mesh: one code, one meaning, one HTTP status."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Final
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable error codes carried in `Nats-Service-Error-Code` and bodies."""
+
+    BAD_PAYLOAD = "bad_payload"  # not decodable as JSON or msgpack, or not an object
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    VALIDATION = "validation_error"  # schema: missing/unknown field, wrong type
+    INVALID_AMOUNT = "invalid_amount"
+    UNKNOWN_ASSET = "unknown_asset"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    UNKNOWN_HOLD = "unknown_hold"
+    HOLD_EXISTS = "hold_exists"
+    HOLD_MISMATCH = "hold_mismatch"  # hold belongs to another account/asset
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # op_id reused with another payload
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"  # dependency down, breaker open, shutting down
+    TIMEOUT = "timeout"
+    INTERNAL = "internal"
+
+
+HTTP_STATUS: Final[dict[ErrorCode, int]] = {
+    ErrorCode.BAD_PAYLOAD: 400,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.VALIDATION: 422,
+    ErrorCode.INVALID_AMOUNT: 422,
+    ErrorCode.UNKNOWN_ASSET: 422,
+    ErrorCode.INSUFFICIENT_FUNDS: 409,
+    ErrorCode.UNKNOWN_HOLD: 404,
+    ErrorCode.HOLD_EXISTS: 409,
+    ErrorCode.HOLD_MISMATCH: 409,
+    ErrorCode.IDEMPOTENCY_CONFLICT: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.TIMEOUT: 504,
+    ErrorCode.INTERNAL: 500,
+}
+
+#: Codes that describe the outcome of a command (recorded against its op_id and replayed);
+#: the others say the command never ran.
+BUSINESS_CODES: Final[frozenset[ErrorCode]] = frozenset(
+    {
+        ErrorCode.INSUFFICIENT_FUNDS,
+        ErrorCode.UNKNOWN_HOLD,
+        ErrorCode.HOLD_EXISTS,
+        ErrorCode.HOLD_MISMATCH,
+    }
+)
+
+
+class QtError(Exception):
+    """A failure with a contract error code, safe to send to the caller."""
+
+    def __init__(self, code: ErrorCode, message: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail or {}
+
+    @property
+    def http_status(self) -> int:
+        """The one HTTP status this code maps to."""
+        return HTTP_STATUS[self.code]
+
+    def to_body(self) -> dict[str, Any]:
+        """The error body every edge sends: `{code, message, detail}`."""
+        return {"code": str(self.code), "message": self.message, "detail": self.detail}
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> QtError:
+        """Rebuild an error received over the wire; unknown codes become `internal`."""
+        try:
+            code = ErrorCode(body.get("code", "internal"))
+        except ValueError:
+            code = ErrorCode.INTERNAL
+        return cls(code, str(body.get("message", "")), dict(body.get("detail") or {}))
+
+    def __repr__(self) -> str:
+        return f"QtError({self.code!s}, {self.message!r})"

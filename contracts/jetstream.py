@@ -1,0 +1,55 @@
+"""Create the platform's streams and buckets from their specs, idempotently."""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+from contracts.subjects import BUCKETS, STREAMS, BucketSpec, StreamSpec
+
+
+def stream_config(spec: StreamSpec) -> StreamConfig:
+    """The JetStream config of a stream spec (file storage, limits retention)."""
+    return StreamConfig(
+        name=spec.name,
+        subjects=list(spec.subjects),
+        description=spec.description,
+        storage=StorageType.FILE,
+        duplicate_window=spec.duplicate_window_s,
+        max_age=spec.max_age_s,
+        max_msgs=spec.max_msgs,
+        allow_direct=True,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
+    """Create the stream, or update it to the spec when it exists."""
+    config = stream_config(spec)
+    try:
+        await js.stream_info(spec.name)
+    except NotFoundError:
+        await js.add_stream(config)
+        return
+    await js.update_stream(config)
+
+
+async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> None:
+    """Create the KV bucket when it does not exist (existing buckets are left as they are)."""
+    try:
+        await js.key_value(spec.name)
+    except BucketNotFoundError:
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=spec.name, description=spec.description, ttl=spec.ttl_s or None,
+                history=spec.history, storage=StorageType.FILE,
+            )
+        )
+
+
+async def ensure_all(js: JetStreamContext) -> None:
+    """Every stream and bucket of the platform."""
+    for stream in STREAMS:
+        await ensure_stream(js, stream)
+    for bucket in BUCKETS:
+        await ensure_bucket(js, bucket)

@@ -1,0 +1,88 @@
+"""Every subject, stream, consumer and bucket name of the mesh, and their configs, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+# --- micro services (request-reply) -------------------------------------------------------------
+WALLET_SERVICE: Final = "wallet"
+WALLET_ENDPOINTS: Final = (
+    "deposit", "withdraw", "hold", "release", "debit", "credit", "settle",
+    "balance", "events", "rebuild", "verify", "metrics",
+)
+
+
+def wallet_subject(endpoint: str) -> str:
+    """Request subject of a wallet endpoint, e.g. `wallet.deposit`."""
+    return f"{WALLET_SERVICE}.{endpoint}"
+
+
+# --- streams ------------------------------------------------------------------------------------
+WALLET_STREAM: Final = "WALLET"
+WALLET_EVENTS_PREFIX: Final = "wallet.events"
+
+
+def wallet_event_subject(account: str, asset: str) -> str:
+    """Subject a wallet event is published on: `wallet.events.<account>.<asset>`."""
+    return f"{WALLET_EVENTS_PREFIX}.{account}.{asset}"
+
+
+def wallet_msg_id(ledger_id: str, seq: int) -> str:
+    """Event id and JetStream msg-id of a wallet event: the ledger's id and the event's sequence.
+
+    The ledger id is drawn when a wallet database is created, so a recreated database never
+    reuses the ids (and msg-id dedup) of an older one.
+    """
+    return f"{ledger_id}-{seq}"
+
+
+# --- buckets ------------------------------------------------------------------------------------
+LEASES_BUCKET: Final = "leases"
+SAGAS_BUCKET: Final = "sagas"
+IDEMPOTENCY_BUCKET: Final = "idempotency"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A stream the platform owns; created idempotently by `qt up` and by nodes at start."""
+
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+    #: Seconds within which a repeated Nats-Msg-Id is dropped by the server.
+    duplicate_window_s: float = 120.0
+    max_age_s: float = 0.0
+    max_msgs: int = -1
+    system_of_record: bool = False
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """A KV bucket the platform owns."""
+
+    name: str
+    description: str
+    ttl_s: float = 0.0
+    history: int = 1
+
+
+STREAMS: Final[tuple[StreamSpec, ...]] = (
+    StreamSpec(
+        name=WALLET_STREAM,
+        subjects=(f"{WALLET_EVENTS_PREFIX}.>",),
+        description="every wallet event, relayed from the SQLite outbox; msg-id = event id",
+        # The SQLite event log is the system of record; this stream is its replicated feed. The
+        # relay re-checks the stream tail on start, so the window only needs to cover a restart.
+        duplicate_window_s=600.0,
+    ),
+)
+
+BUCKETS: Final[tuple[BucketSpec, ...]] = (
+    BucketSpec(name=LEASES_BUCKET, description="partition ownership leases", ttl_s=10.0),
+    BucketSpec(name=SAGAS_BUCKET, description="saga state, CAS on revision", history=5),
+    BucketSpec(name=IDEMPOTENCY_BUCKET, description="gateway idempotency records", ttl_s=24 * 3600.0),
+)
+
+#: nkey users the server knows; each process connects as exactly one of them.
+ROLES: Final[tuple[str, ...]] = ("wallet", "matching", "clearing", "market_data", "gateway", "ops")

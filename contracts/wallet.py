@@ -1,0 +1,238 @@
+"""Wallet messages: commands, events and replies of the `wallet` micro service."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from contracts.base import Account, Asset, Message, MoneyMessage, OpId, dump
+from contracts.codec import Wire
+from contracts.money import scale_of
+
+
+class _AssetChecked(MoneyMessage):
+    asset: Asset
+
+    @field_validator("asset")
+    @classmethod
+    def _known(cls, asset: str) -> str:
+        scale_of(asset)
+        return asset
+
+
+class Deposit(_AssetChecked):
+    """Add money to an account's available balance."""
+
+    account: Account
+    amount: int
+    op_id: OpId
+
+
+class Withdraw(Deposit):
+    """Take money out of an account's available balance."""
+
+
+class Credit(Deposit):
+    """Add money to an account's available balance as the result of a trade or fee."""
+
+
+class Hold(_AssetChecked):
+    """Move available money into a named hold (e.g. behind an order)."""
+
+    account: Account
+    amount: int
+    hold_id: OpId
+    op_id: OpId
+
+
+class Release(_AssetChecked):
+    """Return held money to available; without `amount`, the whole remainder of the hold."""
+
+    account: Account
+    hold_id: OpId
+    op_id: OpId
+    amount: int | None = None
+
+
+class Debit(Hold):
+    """Take money out of a hold (it leaves the account)."""
+
+
+class LegKind(StrEnum):
+    """What one leg of a settlement does."""
+
+    DEBIT = "debit"
+    CREDIT = "credit"
+    RELEASE = "release"
+
+
+class Leg(_AssetChecked):
+    """One movement inside an atomic settlement."""
+
+    kind: LegKind
+    account: Account
+    amount: int | None = None
+    hold_id: OpId | None = None
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        return LegKind(value) if isinstance(value, str) and value in LegKind._value2member_map_ else value
+
+
+class Settle(Message):
+    """Several legs applied atomically: all or none."""
+
+    op_id: OpId
+    legs: Annotated[list[Leg], Field(min_length=1, max_length=64)]
+
+
+class BalanceQuery(Message):
+    """Ask for every balance of an account."""
+
+    account: Account
+
+
+class EventsQuery(Message):
+    """Page through an account's events in order; `after` is the last `seq` already seen."""
+
+    account: Account
+    asset: Asset | None = None
+    after: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class RebuildCommand(Message):
+    """Recompute projections from the latest snapshots plus later events; all accounts if none."""
+
+    account: Account | None = None
+
+
+class VerifyCommand(Message):
+    """Check the hash chain and every snapshot from genesis; all accounts if none."""
+
+    account: Account | None = None
+
+
+class EventType(StrEnum):
+    """What happened to one (account, asset)."""
+
+    DEPOSITED = "deposited"
+    WITHDRAWN = "withdrawn"
+    HELD = "held"
+    RELEASED = "released"
+    DEBITED = "debited"
+    CREDITED = "credited"
+
+
+class WalletEvent(MoneyMessage):
+    """An appended, hash-chained event; `seq` orders a partition, `version` an (account, asset)."""
+
+    seq: int
+    event_id: str
+    account: str
+    asset: str
+    version: int
+    type: EventType
+    amount: int
+    hold_id: str | None
+    op_id: str
+    ts_ns: int
+    prev_hash: str
+    hash: str
+
+
+class BalanceState(MoneyMessage):
+    """One (account, asset) projection after a command."""
+
+    __money_fields__: ClassVar[tuple[str, ...]] = ("available", "held")
+    __zero_ok__: ClassVar[bool] = True
+
+    account: str
+    asset: str
+    available: int
+    held: int
+    version: int
+
+
+class MutationReply(Message):
+    """What a mutating command did: the balances it touched and the events it appended."""
+
+    op_id: str
+    changes: list[BalanceState]
+    event_ids: list[str]
+
+
+class BalanceReply(Message):
+    """Every asset an account has touched: `{asset: {available, held}}`."""
+
+    account: str
+    balances: dict[str, BalanceState]
+
+    def to_wire(self, wire: str) -> dict[str, Any]:
+        """The contract shape: `{"account", "balances": {"USD": {"available", "held"}}}`."""
+        out: dict[str, Any] = {}
+        for asset, state in self.balances.items():
+            row = dump(state, Wire(wire))
+            out[asset] = {"available": row["available"], "held": row["held"], "version": row["version"]}
+        return {"account": self.account, "balances": out}
+
+
+class EventsReply(Message):
+    """One page of events and the cursor for the next (None when no more)."""
+
+    events: list[WalletEvent]
+    next_after: int | None
+
+
+class Mismatch(MoneyMessage):
+    """A projection that differed from the replay of the log."""
+
+    __money_fields__: ClassVar[tuple[str, ...]] = ()
+
+    account: str
+    asset: str
+    what: str
+    stored: str
+    replayed: str
+
+
+class RebuildReply(Message):
+    """The outcome of a rebuild: before/after projections and whether they were identical."""
+
+    identical: bool
+    accounts: int
+    events_replayed: int
+    snapshots_used: int
+    before: list[BalanceState]
+    after: list[BalanceState]
+    mismatches: list[Mismatch]
+    elapsed_us: int
+
+
+class BadEvent(Message):
+    """The first event (or snapshot) whose stored hash or state does not match a recomputation."""
+
+    seq: int
+    event_id: str
+    account: str
+    asset: str
+    version: int
+    reason: str
+
+
+class VerifyReply(Message):
+    """The outcome of a full verification from genesis."""
+
+    ok: bool
+    events_checked: int
+    snapshots_checked: int
+    first_bad: BadEvent | None
+
+
+Endpoint = Literal[
+    "deposit", "withdraw", "hold", "release", "debit", "credit", "settle",
+    "balance", "events", "rebuild", "verify",
+]

@@ -1,0 +1,111 @@
+"""Single-owner leases in the `leases` KV bucket: create wins, renewals are compare-and-set.
+
+The bucket's TTL expires a lease whose owner stopped renewing; the revision at acquisition is the
+fencing token. A restarted owner on the same host and data dir whose old process is gone takes its
+lease back at once instead of waiting for the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from nodes.runtime.log import kv
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another owner holds the lease now; the holder must stop acting on the partition."""
+
+
+@dataclass
+class Lease:
+    """Ownership of `key` in the leases bucket for as long as `keep()` renews it."""
+
+    bucket: KeyValue
+    key: str
+    data_dir: Path
+    ttl_s: float = 10.0
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    revision: int = 0
+    token: int = 0
+
+    def _value(self) -> bytes:
+        return json.dumps({
+            "owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
+            "data_dir": str(self.data_dir.resolve()),
+        }).encode()
+
+    async def acquire(self, stop: asyncio.Event | None = None, poll_s: float = 0.5) -> int:
+        """Wait until the lease is ours; returns the fencing token."""
+        waiting_logged = False
+        while stop is None or not stop.is_set():
+            try:
+                self.revision = await self.bucket.create(self.key, self._value())
+                self.token = self.revision
+                return self.token
+            except KeyWrongLastSequenceError:
+                pass
+            try:
+                entry = await self.bucket.get(self.key)
+            except KeyNotFoundError:
+                continue
+            if entry.value and _orphaned(json.loads(entry.value), self.data_dir):
+                try:
+                    self.revision = await self.bucket.update(self.key, self._value(), last=entry.revision)
+                    self.token = self.revision
+                    log.info("lease taken back from a dead process", extra=kv(key=self.key))
+                    return self.token
+                except KeyWrongLastSequenceError:
+                    continue
+            if not waiting_logged:
+                log.info("lease held elsewhere; standing by", extra=kv(key=self.key))
+                waiting_logged = True
+            await asyncio.sleep(poll_s)
+        raise asyncio.CancelledError
+
+    async def renew(self) -> None:
+        """Extend the lease; raises `LeaseLost` when someone else took it."""
+        try:
+            self.revision = await self.bucket.update(self.key, self._value(), last=self.revision)
+        except KeyWrongLastSequenceError:
+            raise LeaseLost(self.key) from None
+
+    async def keep(self) -> None:
+        """Renew every third of the TTL until cancelled or lost."""
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            await self.renew()
+
+    async def release(self) -> None:
+        """Give the lease up so a standby can take it at once."""
+        try:
+            await self.bucket.delete(self.key, last=self.revision)
+        except Exception as exc:  # best effort: the TTL frees it anyway
+            log.warning("lease release failed", extra=kv(key=self.key, error=repr(exc)))
+
+
+def _orphaned(holder: dict[str, object], data_dir: Path) -> bool:
+    """True when the holder ran on this host with this data dir and its process is gone."""
+    if holder.get("host") != socket.gethostname() or holder.get("data_dir") != str(data_dir.resolve()):
+        return False
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,34 @@
+"""Run a node: logging, tracing, event loop, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+from nodes.runtime.log import kv, setup_logging
+from nodes.runtime.tracing import setup_tracing
+
+NodeMain = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def run_node(name: str, main: NodeMain) -> None:
+    """Run `main(stop)` until it returns; SIGTERM/SIGINT set `stop` so it can drain and close."""
+    log = setup_logging(name)
+    setup_tracing(name)
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("starting", extra=kv(node=name))
+        await main(stop)
+        log.info("stopped", extra=kv(node=name))
+
+    try:
+        import uvloop
+
+        uvloop.run(runner())
+    except ImportError:  # uvloop is optional off Linux/macOS
+        asyncio.run(runner())

@@ -1,0 +1,181 @@
+"""A node's micro service: decode, validate, dispatch and answer every request.
+
+Each request runs in its own task (nats.py awaits a subscription callback before reading the next
+message, which would serialise a node); in-flight tasks are drained on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointConfig, Service, ServiceConfig
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+from pydantic import BaseModel, ValidationError
+
+from contracts.codec import Wire, decode, encode, sniff
+from contracts.errors import ErrorCode, QtError
+from contracts.rpc import ERROR_CODE_HEADER, ERROR_HEADER, QT_ERROR_HEADER
+from nodes.runtime.log import kv
+from nodes.runtime.metrics import NodeMetrics
+from nodes.runtime.tracing import extract
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reply:
+    """A handler's answer with extra headers (e.g. `Qt-Replayed`)."""
+
+    body: BaseModel | dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Any], Awaitable[BaseModel | Reply | dict[str, Any]]]
+
+
+@dataclass
+class Route:
+    """One endpoint: its name (the subject's last token), request model and handler."""
+
+    name: str
+    model: type[BaseModel]
+    handler: Handler
+
+
+class NodeService:
+    """Registers routes as `<name>.<endpoint>` micro endpoints and serves them concurrently."""
+
+    def __init__(
+        self, nc: Client, *, name: str, version: str, description: str, metrics: NodeMetrics
+    ) -> None:
+        self.nc = nc
+        self.name = name
+        self.version = version
+        self.description = description
+        self.metrics = metrics
+        self.routes: list[Route] = []
+        self._tracer = trace.get_tracer(f"qt.{name}")
+        self._service: Service | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._accepting = True
+
+    def route(self, name: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:
+        """Decorator: serve `handler(validated_model)` on `<service>.<name>`."""
+
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(name, model, handler))
+            return handler
+
+        return register
+
+    async def start(self) -> None:
+        """Register with micro discovery and subscribe every endpoint (queue group `q`)."""
+        self._service = await add_service(
+            self.nc,
+            ServiceConfig(name=self.name, version=self.version, description=self.description,
+                          queue_group="q"),
+        )
+        group = self._service.add_group(name=self.name)
+        for route in self.routes:
+            await group.add_endpoint(EndpointConfig(name=route.name, handler=self._spawner(route)))
+        await group.add_endpoint(EndpointConfig(name="metrics", handler=self._metrics))
+
+    async def stop(self, drain_timeout_s: float = 10.0) -> None:
+        """Stop taking requests, then let in-flight ones finish (bounded)."""
+        self._accepting = False
+        if self._service is not None:
+            await self._service.stop()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=drain_timeout_s)
+
+    def _spawner(self, route: Route) -> Callable[[Request], Awaitable[None]]:
+        async def spawn(request: Request) -> None:
+            task = asyncio.create_task(self._serve(route, request))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+        return spawn
+
+    async def _serve(self, route: Route, request: Request) -> None:
+        started = time.perf_counter()
+        wire = sniff(request.data)
+        outcome = "ok"
+        with self._tracer.start_as_current_span(
+            f"{self.name}.{route.name}", context=extract(request.headers), kind=SpanKind.SERVER
+        ) as span:
+            try:
+                if not self._accepting:
+                    raise QtError(ErrorCode.UNAVAILABLE, f"{self.name} is shutting down")
+                body, wire = decode(request.data)
+                command = route.model.model_validate(body, context={"wire": wire})
+                result = await route.handler(command)
+                payload, headers = _render(result, wire)
+                await request.respond(payload, headers=headers or None)
+            except Exception as exc:  # every failure becomes a contract error reply
+                error = as_qt_error(exc)
+                outcome = str(error.code)
+                span.set_status(StatusCode.ERROR, error.message)
+                if error.code is ErrorCode.INTERNAL:
+                    log.exception("request failed", extra=kv(endpoint=route.name))
+                self._count_error(route.name, error)
+                await _respond_error(request, error, wire)
+        self.metrics.observe(route.name, time.perf_counter() - started, outcome)
+
+    def _count_error(self, endpoint: str, error: QtError) -> None:
+        # micro counts errors only when a handler raises; ours answer from a task, so count here.
+        if self._service is None:
+            return
+        for ep in self._service._endpoints:
+            if ep._name == endpoint:
+                ep._num_errors += 1
+                ep._last_error = f"{error.code}: {error.message}"
+
+    async def _metrics(self, request: Request) -> None:
+        await request.respond(self.metrics.exposition(), headers={"Content-Type": "text/plain"})
+
+
+def as_qt_error(exc: BaseException) -> QtError:
+    """Map any failure to a contract error; unexpected ones become `internal` without details."""
+    if isinstance(exc, QtError):
+        return exc
+    if isinstance(exc, ValidationError):
+        errors = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"], "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        first = errors[0] if errors else {"loc": "", "msg": "invalid"}
+        return QtError(
+            ErrorCode.VALIDATION, f"{first['loc'] or 'body'}: {first['msg']}", {"errors": errors}
+        )
+    return QtError(ErrorCode.INTERNAL, "internal error")
+
+
+def _render(result: BaseModel | Reply | dict[str, Any], wire: Wire) -> tuple[bytes, dict[str, str]]:
+    headers: dict[str, str] = {}
+    if isinstance(result, Reply):
+        headers = result.headers
+        result = result.body
+    if isinstance(result, BaseModel):
+        to_wire = getattr(result, "to_wire", None)
+        body = to_wire(wire) if to_wire else result.model_dump(mode="python", context={"wire": wire})
+    else:
+        body = result
+    return encode(body, wire), headers
+
+
+async def _respond_error(request: Request, error: QtError, wire: Wire) -> None:
+    headers = {
+        ERROR_CODE_HEADER: str(error.http_status),
+        ERROR_HEADER: error.message[:200],
+        QT_ERROR_HEADER: str(error.code),
+    }
+    await request.respond(encode(error.to_body(), wire), headers=headers)

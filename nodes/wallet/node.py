@@ -1,0 +1,207 @@
+"""The `wallet` micro service: endpoints first, then the state they touch, then start/stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from contracts.jetstream import ensure_bucket, ensure_stream
+from contracts.rpc import REPLAYED_HEADER
+from contracts.subjects import BUCKETS, LEASES_BUCKET, STREAMS, WALLET_SERVICE, WALLET_STREAM
+from contracts.wallet import (
+    BalanceQuery,
+    BalanceReply,
+    BalanceState,
+    Credit,
+    Debit,
+    Deposit,
+    EventsQuery,
+    EventsReply,
+    Hold,
+    RebuildCommand,
+    RebuildReply,
+    Release,
+    Settle,
+    VerifyCommand,
+    VerifyReply,
+    Withdraw,
+)
+from nodes.runtime.config import NodeConfig, env_int
+from nodes.runtime.connect import connect
+from nodes.runtime.lease import Lease, LeaseLost
+from nodes.runtime.log import kv
+from nodes.runtime.metrics import NodeMetrics
+from nodes.runtime.service import NodeService, Reply
+from nodes.runtime.tracing import inject
+from nodes.wallet.relay import OutboxRelay
+from nodes.wallet.replay import rebuild, verify
+from nodes.wallet.schema import open_db
+from nodes.wallet.store import Command, EventStore, event_from_row
+from nodes.wallet.writer import Writer
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+class WalletNode:
+    """One wallet partition: a writer, a reader, an outbox relay and the micro endpoints."""
+
+    def __init__(self, config: NodeConfig, *, partition: int = 0) -> None:
+        self.config = config
+        self.partition = partition
+        self.db_path = db_path(config.data_dir, partition)
+        self.store = EventStore(
+            self.db_path,
+            partition=partition,
+            snapshot_every=env_int("QT_SNAPSHOT_EVERY", 500),
+            synchronous=os.environ.get("QT_WALLET_SYNC", "FULL").upper(),
+        )
+        self.writer = Writer(self.store)
+        self._read_db = open_db(self.db_path, synchronous="NORMAL", readonly=True)
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="wallet-reader")
+
+    # --- endpoints ---------------------------------------------------------------------------------
+
+    def register(self, service: NodeService) -> None:
+        """Bind every wallet endpoint to the service."""
+        for name, model in (
+            ("deposit", Deposit), ("withdraw", Withdraw), ("credit", Credit), ("hold", Hold),
+            ("release", Release), ("debit", Debit), ("settle", Settle),
+        ):
+            service.route(name, model)(self.mutate)
+        service.route("balance", BalanceQuery)(self.balance)
+        service.route("events", EventsQuery)(self.events)
+        service.route("rebuild", RebuildCommand)(self.rebuild)
+        service.route("verify", VerifyCommand)(self.verify)
+
+    async def mutate(self, command: Command) -> Reply:
+        """Every money-moving command: durable (and recorded by op_id) before the reply."""
+        traceparent = inject().get("traceparent")
+        outcome = await self.writer.submit(command, traceparent)
+        headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.reply is not None
+        return Reply(outcome.reply, headers)
+
+    async def balance(self, query: BalanceQuery) -> BalanceReply:
+        """Every asset of the account, read from the committed projection."""
+        rows = await self._read(
+            "SELECT asset, available, held, version FROM balances WHERE account=? ORDER BY asset",
+            (query.account,),
+        )
+        return BalanceReply(
+            account=query.account,
+            balances={
+                asset: BalanceState(account=query.account, asset=asset, available=a, held=h, version=v)
+                for asset, a, h, v in rows
+            },
+        )
+
+    async def events(self, query: EventsQuery) -> EventsReply:
+        """A page of the account's events after the `after` cursor, oldest first."""
+        sql = (
+            "SELECT seq, account, asset, version, type, amount, hold_id, op_id, ts_ns, prev_hash, hash "
+            "FROM events WHERE account=? AND seq > ?" + (" AND asset=?" if query.asset else "")
+            + " ORDER BY seq LIMIT ?"
+        )
+        params: tuple[Any, ...] = (query.account, query.after)
+        params += ((query.asset,) if query.asset else ()) + (query.limit + 1,)
+        rows = await self._read(sql, params)
+        events = [event_from_row(self.store.ledger_id, row) for row in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return EventsReply(events=events, next_after=events[-1].seq if more else None)
+
+    async def rebuild(self, command: RebuildCommand) -> RebuildReply:
+        """Replay from snapshots on the writer thread (no command interleaves), repairing drift."""
+        def run() -> RebuildReply:
+            result = rebuild(self.store.db, command.account)
+            self.store.invalidate()
+            return result
+
+        return await self.writer.call(run)
+
+    async def verify(self, command: VerifyCommand) -> VerifyReply:
+        """Check the whole chain and every snapshot from genesis, on a read snapshot."""
+        def run() -> VerifyReply:
+            self._read_db.execute("BEGIN")
+            try:
+                return verify(self._read_db, command.account, ledger=self.store.ledger_id)
+            finally:
+                self._read_db.execute("COMMIT")
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            return self._read_db.execute(sql, params).fetchall()
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+
+    def close(self) -> None:
+        """Release threads and connections."""
+        self.writer.shutdown()
+        self._reader.shutdown(wait=True)
+        self._read_db.close()
+        self.store.close()
+
+
+async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
+    """Own the partition lease, serve until `stop`, then drain in order and close."""
+    nc = await connect(config, name=f"{WALLET_SERVICE}-{os.getpid()}")
+    js = nc.jetstream()
+    for spec in STREAMS:
+        if spec.name == WALLET_STREAM:
+            await ensure_stream(js, spec)
+    for bucket in BUCKETS:
+        if bucket.name == LEASES_BUCKET:
+            await ensure_bucket(js, bucket)
+    partition = env_int("QT_WALLET_PARTITION", 0, minimum=0)
+    lease = Lease(await js.key_value(LEASES_BUCKET), f"wallet.p{partition}", config.data_dir)
+    try:
+        await lease.acquire(stop)
+    except asyncio.CancelledError:
+        await nc.close()
+        return
+    node = WalletNode(config, partition=partition)
+    metrics = NodeMetrics(WALLET_SERVICE)
+    service = NodeService(nc, name=WALLET_SERVICE, version=VERSION, metrics=metrics,
+                          description="event-sourced balances: holds, settlement, rebuild, verify")
+    node.register(service)
+    relay_stop = asyncio.Event()
+    writer_task = asyncio.create_task(node.writer.run(), name="writer")
+    relay_task = asyncio.create_task(OutboxRelay(js, node.writer).run(relay_stop), name="relay")
+    lease_task = asyncio.create_task(lease.keep(), name="lease")
+    await service.start()
+    log.info("wallet serving", extra=kv(db=str(node.db_path), ledger=node.store.ledger_id,
+                                        lease_token=lease.token))
+    stop_task = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({stop_task, lease_task, writer_task},
+                                 return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not stop_task and task.exception():
+            exc = task.exception()
+            level = log.error if not isinstance(exc, LeaseLost) else log.warning
+            level("wallet stopping", extra=kv(reason=repr(exc)))
+    await service.stop()
+    await node.writer.close()
+    await writer_task
+    relay_stop.set()
+    await asyncio.wait({relay_task}, timeout=10)
+    lease_task.cancel()
+    stop_task.cancel()
+    await lease.release()
+    await nc.drain()
+    node.close()
+
+
+
+def db_path(data_dir: Path, partition: int = 0) -> Path:
+    """Where partition `partition` keeps its SQLite file."""
+    return data_dir / "wallet" / f"p{partition}.sqlite"

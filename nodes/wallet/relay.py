@@ -1,0 +1,83 @@
+"""The outbox relay: publishes committed events to the WALLET stream, in order, exactly once.
+
+An outbox row is deleted only after JetStream acknowledged its event. After a crash the relay
+first asks the stream for its last wallet message and drops outbox rows already there; anything
+else is republished with the same `Nats-Msg-Id`, which the stream's duplicate window absorbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from contracts.subjects import WALLET_STREAM
+from nodes.runtime.log import kv
+from nodes.wallet.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    """Moves outbox rows to JetStream in batches of `batch` publishes in flight."""
+
+    def __init__(self, js: JetStreamContext, writer: Writer, *, batch: int = 1000) -> None:
+        self.js = js
+        self.writer = writer
+        self.batch = batch
+        self.published = 0
+
+    async def resume(self) -> None:
+        """Drop outbox rows the stream already holds (the relay died between ack and delete)."""
+        try:
+            info = await self.js.stream_info(WALLET_STREAM)
+            if not info.state.last_seq:
+                return
+            last = await self.js.get_msg(WALLET_STREAM, seq=info.state.last_seq)
+        except NotFoundError:
+            return
+        msg_id = (last.headers or {}).get("Nats-Msg-Id", "")
+        ledger, _, seq = msg_id.rpartition("-")
+        if ledger == self.writer.store.ledger_id and seq.isdigit():
+            dropped = await self.writer.call(self.writer.store.outbox_ack, int(seq))
+            log.info("relay resumed", extra=kv(stream_last=msg_id, dropped=dropped))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set and the outbox is empty; back off while NATS is away."""
+        await self.resume()
+        delay = 0.05
+        while True:
+            self.writer.committed.clear()  # before reading, so a commit during the read wakes us
+            try:
+                sent = await self.flush_once()
+                delay = 0.05
+            except Exception as exc:
+                log.warning("relay publish failed, retrying", extra=kv(error=repr(exc), delay_s=delay))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if sent:
+                continue
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.writer.committed.wait(), timeout=0.5)
+
+    async def flush_once(self) -> int:
+        """Publish one batch of outbox rows and delete them once acknowledged."""
+        rows = await self.writer.call(self.writer.store.outbox_batch, self.batch)
+        if not rows:
+            return 0
+        futures = []
+        for _seq, subject, msg_id, payload, traceparent in rows:
+            headers = {"Nats-Msg-Id": msg_id}
+            if traceparent:
+                headers["traceparent"] = traceparent
+            futures.append(await self.js.publish_async(subject, payload, headers=headers))
+        await asyncio.wait_for(asyncio.gather(*futures), timeout=10)
+        await self.writer.call(self.writer.store.outbox_ack, rows[-1][0])
+        self.published += len(rows)
+        return len(rows)

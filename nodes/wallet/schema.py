@@ -1,0 +1,105 @@
+"""The wallet's SQLite schema: an append-only event log and the projections derived from it."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from pathlib import Path
+from typing import Final
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS events (
+    seq       INTEGER PRIMARY KEY,
+    account   TEXT    NOT NULL,
+    asset     TEXT    NOT NULL,
+    version   INTEGER NOT NULL CHECK (version > 0),
+    type      TEXT    NOT NULL,
+    amount    INTEGER NOT NULL CHECK (amount > 0),
+    hold_id   TEXT,
+    op_id     TEXT    NOT NULL,
+    ts_ns     INTEGER NOT NULL,
+    prev_hash TEXT    NOT NULL,
+    hash      TEXT    NOT NULL,
+    UNIQUE (account, asset, version)
+);
+CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
+
+CREATE TABLE IF NOT EXISTS balances (
+    account   TEXT    NOT NULL,
+    asset     TEXT    NOT NULL,
+    available INTEGER NOT NULL CHECK (available >= 0),
+    held      INTEGER NOT NULL CHECK (held >= 0),
+    version   INTEGER NOT NULL,
+    head      TEXT    NOT NULL,
+    PRIMARY KEY (account, asset)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS holds (
+    hold_id   TEXT    PRIMARY KEY,
+    account   TEXT    NOT NULL,
+    asset     TEXT    NOT NULL,
+    amount    INTEGER NOT NULL CHECK (amount > 0),
+    remaining INTEGER NOT NULL CHECK (remaining >= 0)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS holds_open ON holds (account, asset) WHERE remaining > 0;
+
+CREATE TABLE IF NOT EXISTS snapshots (
+    account   TEXT    NOT NULL,
+    asset     TEXT    NOT NULL,
+    version   INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    available INTEGER NOT NULL,
+    held      INTEGER NOT NULL,
+    head      TEXT    NOT NULL,
+    holds     TEXT    NOT NULL,
+    PRIMARY KEY (account, asset, version)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS outbox (
+    seq         INTEGER PRIMARY KEY,
+    traceparent TEXT
+);
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS ops (
+    op_id        TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    reply        BLOB NOT NULL,
+    ts_ns        INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+#: FULL fsyncs the WAL on every commit (durable across power loss); NORMAL only at checkpoints.
+SYNC_MODES: Final = ("FULL", "NORMAL", "EXTRA")
+
+
+def open_db(path: Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
+    """Open the wallet database in WAL mode with explicit transactions (autocommit off)."""
+    if synchronous not in SYNC_MODES:
+        raise ValueError(f"synchronous must be one of {SYNC_MODES}, got {synchronous!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout=30000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA cache_size=-65536")
+    return conn
+
+
+def ledger_id(conn: sqlite3.Connection, partition: int) -> str:
+    """This database's ledger id (`p<partition>.<random>`), drawn once when it is created."""
+    conn.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('ledger_id', ?)",
+        (f"p{partition}.{secrets.token_hex(4)}",),
+    )
+    return str(conn.execute("SELECT value FROM meta WHERE key='ledger_id'").fetchone()[0])

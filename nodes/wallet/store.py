@@ -1,0 +1,314 @@
+"""The wallet event store: applies commands in group-committed SQLite transactions.
+
+One instance is owned by one writer thread. A batch is one transaction; each command inside it
+runs under a savepoint, so a refused command rolls back alone and the rest still commit.
+Events, projection, holds, snapshots, outbox rows and the op_id record are written in the same
+transaction: there is no dual write to lose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from contracts.errors import BUSINESS_CODES, ErrorCode, QtError
+from contracts.subjects import wallet_event_subject, wallet_msg_id
+from contracts.wallet import (
+    BalanceState,
+    Credit,
+    Debit,
+    Deposit,
+    EventType,
+    Hold,
+    Leg,
+    LegKind,
+    MutationReply,
+    Release,
+    Settle,
+    WalletEvent,
+    Withdraw,
+)
+from nodes.wallet.ledger import Position, event_hash, fold
+from nodes.wallet.schema import ledger_id, open_db
+
+Command = Deposit | Withdraw | Credit | Hold | Release | Debit | Settle
+Key = tuple[str, str]
+_PLAIN: dict[type, EventType] = {
+    Deposit: EventType.DEPOSITED, Withdraw: EventType.WITHDRAWN, Credit: EventType.CREDITED,
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one command produced: a reply or a refusal, and whether it was replayed by op_id."""
+
+    reply: MutationReply | None
+    error: QtError | None
+    replayed: bool = False
+
+
+@dataclass
+class _Scope:
+    """One command in flight: its cursor, the batch's staged positions, and what it changed.
+
+    Positions are copied into `positions` on first touch and merged into `staged` only when the
+    command's savepoint is released, so a refused command leaves no trace in memory either.
+    """
+
+    cur: sqlite3.Cursor
+    staged: dict[Key, Position]
+    op_id: str
+    traceparent: str | None
+    positions: dict[Key, Position] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
+
+
+def request_hash(command: Command) -> str:
+    """A digest of the command's kind and content, independent of field order."""
+    canonical = json.dumps(command.model_dump(mode="python"), sort_keys=True, default=str)
+    return hashlib.sha256(f"{type(command).__name__}:{canonical}".encode()).hexdigest()
+
+
+class EventStore:
+    """SQLite-backed event store for one wallet partition."""
+
+    def __init__(
+        self, path: Path, *, partition: int = 0, snapshot_every: int = 500, synchronous: str = "FULL"
+    ) -> None:
+        self.path = path
+        self.partition = partition
+        self.snapshot_every = snapshot_every
+        self.db = open_db(path, synchronous=synchronous)
+        self.ledger_id = ledger_id(self.db, partition)
+        self._positions: dict[Key, Position] = {}
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed by SQLite)."""
+        self.db.close()
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def execute_batch(self, commands: list[tuple[Command, str | None]]) -> list[Outcome]:
+        """Apply `(command, traceparent)` pairs in one transaction; durable when this returns."""
+        outcomes: list[Outcome] = []
+        staged: dict[Key, Position] = {}
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for command, traceparent in commands:
+                outcomes.append(self._run_one(cur, staged, command, traceparent))
+            for (account, asset), pos in staged.items():
+                cur.execute(
+                    "INSERT INTO balances(account, asset, available, held, version, head) "
+                    "VALUES (?,?,?,?,?,?) ON CONFLICT(account, asset) DO UPDATE SET "
+                    "available=excluded.available, held=excluded.held, version=excluded.version, "
+                    "head=excluded.head",
+                    (account, asset, pos.available, pos.held, pos.version, pos.head),
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                cur.execute("ROLLBACK")
+            self._positions.clear()  # the cache may hold staged state that never committed
+            raise
+        self._positions.update(staged)
+        return outcomes
+
+    def _run_one(
+        self, cur: sqlite3.Cursor, staged: dict[Key, Position], command: Command, traceparent: str | None
+    ) -> Outcome:
+        digest = request_hash(command)
+        row = cur.execute(
+            "SELECT request_hash, reply FROM ops WHERE op_id=?", (command.op_id,)
+        ).fetchone()
+        if row is not None:
+            if row[0] != digest:
+                return Outcome(None, QtError(
+                    ErrorCode.IDEMPOTENCY_CONFLICT,
+                    f"op_id {command.op_id!r} was already used for a different command",
+                    {"op_id": command.op_id},
+                ))
+            return _decode_recorded(row[1])
+        scope = _Scope(cur, staged, command.op_id, traceparent)
+        cur.execute("SAVEPOINT cmd")
+        try:
+            self._apply(scope, command)
+        except QtError as error:
+            cur.execute("ROLLBACK TO cmd")
+            cur.execute("RELEASE cmd")
+            if error.code in BUSINESS_CODES:
+                self._record(cur, command.op_id, digest, {"error": error.to_body()})
+            return Outcome(None, error)
+        cur.execute("RELEASE cmd")
+        staged.update(scope.positions)
+        reply = MutationReply(
+            op_id=command.op_id,
+            changes=[
+                BalanceState(account=a, asset=s, available=p.available, held=p.held, version=p.version)
+                for (a, s), p in scope.positions.items()
+            ],
+            event_ids=scope.event_ids,
+        )
+        self._record(cur, command.op_id, digest, {"ok": reply.model_dump(mode="python")})
+        return Outcome(reply, None)
+
+    def _record(self, cur: sqlite3.Cursor, op_id: str, digest: str, result: dict[str, Any]) -> None:
+        cur.execute(
+            "INSERT INTO ops(op_id, request_hash, reply, ts_ns) VALUES (?,?,?,?)",
+            (op_id, digest, msgpack.packb(result, use_bin_type=True), time.time_ns()),
+        )
+
+    def _apply(self, scope: _Scope, command: Command) -> None:
+        if isinstance(command, Settle):
+            for leg in command.legs:
+                self._leg(scope, leg)
+        elif isinstance(command, Hold) and not isinstance(command, Debit):
+            self._open_hold(scope, command)
+        elif isinstance(command, Release | Debit):
+            kind = LegKind.DEBIT if isinstance(command, Debit) else LegKind.RELEASE
+            self._leg(scope, Leg(kind=kind, account=command.account, asset=command.asset,
+                                 amount=command.amount, hold_id=command.hold_id))
+        else:
+            self._append(scope, command.account, command.asset, _PLAIN[type(command)], command.amount)
+
+    def _open_hold(self, scope: _Scope, command: Hold) -> None:
+        if scope.cur.execute("SELECT 1 FROM holds WHERE hold_id=?", (command.hold_id,)).fetchone():
+            raise QtError(ErrorCode.HOLD_EXISTS, f"hold {command.hold_id!r} already exists",
+                          {"hold_id": command.hold_id})
+        self._append(scope, command.account, command.asset, EventType.HELD, command.amount,
+                     command.hold_id)
+        scope.cur.execute(
+            "INSERT INTO holds(hold_id, account, asset, amount, remaining) VALUES (?,?,?,?,?)",
+            (command.hold_id, command.account, command.asset, command.amount, command.amount),
+        )
+
+    def _leg(self, scope: _Scope, leg: Leg) -> None:
+        if leg.kind is LegKind.CREDIT:
+            if leg.amount is None:
+                raise QtError(ErrorCode.VALIDATION, "a credit leg needs an amount")
+            self._append(scope, leg.account, leg.asset, EventType.CREDITED, leg.amount)
+            return
+        if leg.hold_id is None:
+            raise QtError(ErrorCode.VALIDATION, f"a {leg.kind} leg needs a hold_id")
+        row = scope.cur.execute(
+            "SELECT account, asset, remaining FROM holds WHERE hold_id=?", (leg.hold_id,)
+        ).fetchone()
+        if row is None:
+            raise QtError(ErrorCode.UNKNOWN_HOLD, f"no hold {leg.hold_id!r}", {"hold_id": leg.hold_id})
+        if (row[0], row[1]) != (leg.account, leg.asset):
+            raise QtError(
+                ErrorCode.HOLD_MISMATCH,
+                f"hold {leg.hold_id!r} belongs to another account or asset",
+                {"hold_id": leg.hold_id},
+            )
+        amount = leg.amount
+        if amount is None:  # release the whole remainder; nothing left is not an error
+            if leg.kind is LegKind.DEBIT:
+                raise QtError(ErrorCode.VALIDATION, "a debit leg needs an amount")
+            if row[2] == 0:
+                return
+            amount = row[2]
+        type_ = EventType.DEBITED if leg.kind is LegKind.DEBIT else EventType.RELEASED
+        self._append(scope, leg.account, leg.asset, type_, amount, leg.hold_id)
+        scope.cur.execute("UPDATE holds SET remaining = remaining - ? WHERE hold_id=?",
+                          (amount, leg.hold_id))
+
+    def _append(
+        self, scope: _Scope, account: str, asset: str, type_: EventType, amount: int,
+        hold_id: str | None = None,
+    ) -> None:
+        cur = scope.cur
+        pos = self._stage(scope, (account, asset))
+        fold(pos, type_, amount, hold_id)
+        ts_ns = time.time_ns()
+        prev = pos.head
+        pos.head = event_hash(prev, account, asset, pos.version, type_, amount, hold_id, scope.op_id,
+                              ts_ns)
+        cur.execute(
+            "INSERT INTO events(account, asset, version, type, amount, hold_id, op_id, ts_ns, "
+            "prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (account, asset, pos.version, str(type_), amount, hold_id, scope.op_id, ts_ns, prev,
+             pos.head),
+        )
+        seq = cur.lastrowid
+        assert seq is not None
+        cur.execute("INSERT INTO outbox(seq, traceparent) VALUES (?,?)", (seq, scope.traceparent))
+        scope.event_ids.append(wallet_msg_id(self.ledger_id, seq))
+        if pos.version % self.snapshot_every == 0:
+            cur.execute(
+                "INSERT INTO snapshots(account, asset, version, seq, available, held, head, holds) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (account, asset, pos.version, seq, pos.available, pos.held, pos.head,
+                 json.dumps(pos.holds, sort_keys=True)),
+            )
+
+    def _stage(self, scope: _Scope, key: Key) -> Position:
+        """The command's private copy of a position, loaded once per batch from cache or disk."""
+        pos = scope.positions.get(key)
+        if pos is not None:
+            return pos
+        base = scope.staged.get(key) or self._positions.get(key) or self._load(scope.cur, key)
+        pos = scope.positions[key] = base.copy()
+        return pos
+
+    def _load(self, cur: sqlite3.Cursor, key: Key) -> Position:
+        row = cur.execute(
+            "SELECT available, held, version, head FROM balances WHERE account=? AND asset=?", key
+        ).fetchone()
+        if row is None:
+            return Position()
+        holds = dict(cur.execute(
+            "SELECT hold_id, remaining FROM holds WHERE account=? AND asset=? AND remaining > 0", key
+        ).fetchall())
+        return Position(row[0], row[1], row[2], row[3], holds)
+
+    def invalidate(self) -> None:
+        """Forget cached positions (after a rebuild rewrote the projection)."""
+        self._positions.clear()
+
+    # --- outbox ------------------------------------------------------------------------------------
+
+    def outbox_batch(self, limit: int = 1000) -> list[tuple[int, str, str, bytes, str | None]]:
+        """Unrelayed events in order: `(seq, subject, msg_id, payload, traceparent)`."""
+        rows = self.db.execute(
+            "SELECT e.seq, e.account, e.asset, e.version, e.type, e.amount, e.hold_id, e.op_id, "
+            "e.ts_ns, e.prev_hash, e.hash, o.traceparent FROM outbox o JOIN events e USING (seq) "
+            "ORDER BY o.seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        out = []
+        for row in rows:
+            event = event_from_row(self.ledger_id, row[:11])
+            payload = msgpack.packb(event.model_dump(mode="python"), use_bin_type=True)
+            out.append((event.seq, wallet_event_subject(event.account, event.asset), event.event_id,
+                        payload, row[11]))
+        return out
+
+    def outbox_ack(self, upto_seq: int) -> int:
+        """Drop relayed rows up to `upto_seq` (the stream has them); returns how many."""
+        cur = self.db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
+        return cur.rowcount
+
+
+def event_from_row(ledger: str, row: tuple[Any, ...]) -> WalletEvent:
+    """A `WalletEvent` from an `events` row selected in column order."""
+    seq, account, asset, version, type_, amount, hold_id, op_id, ts_ns, prev_hash, hash_ = row
+    return WalletEvent(
+        seq=seq, event_id=wallet_msg_id(ledger, seq), account=account, asset=asset,
+        version=version, type=EventType(type_), amount=amount, hold_id=hold_id, op_id=op_id,
+        ts_ns=ts_ns, prev_hash=prev_hash, hash=hash_,
+    )
+
+
+def _decode_recorded(blob: bytes) -> Outcome:
+    recorded = msgpack.unpackb(blob, raw=False)
+    if "error" in recorded:
+        return Outcome(None, QtError.from_body(recorded["error"]), replayed=True)
+    return Outcome(MutationReply.model_validate(recorded["ok"]), None, replayed=True)

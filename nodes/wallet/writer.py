@@ -1,0 +1,77 @@
+"""The single writer: queues commands and group-commits them on the store's own thread.
+
+While one batch is being committed the next one accumulates, so under load a single fsync
+covers many commands; under no load a command commits alone with no added delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from contracts.errors import ErrorCode, QtError
+from nodes.wallet.store import Command, EventStore, Outcome
+
+T = TypeVar("T")
+_Item = tuple[Command, str | None, asyncio.Future[Outcome]]
+
+
+class Writer:
+    """Owns an `EventStore`; every call that touches it runs on one thread, in order."""
+
+    def __init__(self, store: EventStore, *, max_batch: int = 1024) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.committed = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="wallet-writer")
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._closed = False
+
+    async def submit(self, command: Command, traceparent: str | None = None) -> Outcome:
+        """Queue a command and wait until its batch is durable."""
+        if self._closed:
+            raise QtError(ErrorCode.UNAVAILABLE, "wallet writer is closed")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((command, traceparent, future))
+        return await future
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn(*args)` on the writer thread, after every batch queued before it."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run(self) -> None:
+        """Commit batches until `close()`; a failed commit fails its batch, not the node."""
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    self._queue.put_nowait(None)  # finish this batch, then stop
+                    break
+                batch.append(item)
+            try:
+                outcomes = await self.call(self.store.execute_batch, [(c, t) for c, t, _ in batch])
+            except Exception as exc:
+                error = QtError(ErrorCode.UNAVAILABLE, f"wallet store failed: {exc}"[:200])
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+            self.committed.set()
+
+    async def close(self) -> None:
+        """Refuse new commands, let queued ones commit, then release the thread."""
+        self._closed = True
+        self._queue.put_nowait(None)
+
+    def shutdown(self) -> None:
+        """Release the writer thread once `run()` has returned."""
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,34 @@
+"""How the CLI reaches the mesh: as the `ops` nkey user, from `QT_NATS_URL` / `QT_DATA_DIR`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+
+from contracts.credentials import nkey_seed_path
+
+
+def default_url() -> str:
+    """`QT_NATS_URL`, else the local platform."""
+    return os.environ.get("QT_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def default_data_dir() -> Path:
+    """`QT_DATA_DIR`, else `./data`."""
+    return Path(os.environ.get("QT_DATA_DIR", "data"))
+
+
+async def ops_connect(url: str | None = None, data_dir: Path | None = None, *, role: str = "ops") -> Client:
+    """Connect as `role` using its generated seed when present (no retry: the CLI reports and exits)."""
+    seed = nkey_seed_path((data_dir or default_data_dir()).resolve(), role)
+    return await nats.connect(
+        servers=[u.strip() for u in (url or default_url()).split(",")],
+        name=f"qt-cli-{os.getpid()}",
+        nkeys_seed=str(seed) if seed.exists() else None,
+        connect_timeout=3,
+        max_reconnect_attempts=2,
+        allow_reconnect=False,
+    )
