@@ -1,0 +1,1 @@
+"""The gateway: HTTP + WebSocket <-> NATS (built in the gateway issue; nothing here yet)."""

@@ -1,0 +1,90 @@
+"""Shared fixtures: one real nats-server (JetStream, nkey auth) per session, real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from contracts.credentials import nkey_seed_path
+from nodes.runtime.config import NodeConfig
+from tests.procs import NodeProcess
+from tooling.natsserver import NatsServer, free_port
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A real nats-server on free loopback ports with a temp JetStream store."""
+    data = tmp_path_factory.mktemp("nats")
+    server = NatsServer(data, port=free_port(), monitor_port=free_port())
+    server.start(log_path=data / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
+    """A client connected as the `ops` user."""
+    client = await nats.connect(
+        nats_server.url, nkeys_seed=str(nkey_seed_path(nats_server.data_dir, "ops")), name="tests"
+    )
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def node_config(nats_server: NatsServer, data_dir: Path, role: str) -> NodeConfig:
+    """A node config pointing at the test server, with the role's generated seed."""
+    return NodeConfig(role=role, nats_url=nats_server.url, data_dir=data_dir,
+                      nkey_seed=nkey_seed_path(nats_server.data_dir, role))
+
+
+@pytest.fixture
+async def wallet(nats_server: NatsServer, tmp_path: Path, nc: Client) -> AsyncIterator[NodeConfig]:
+    """A wallet node running in this process on a fresh SQLite file; stopped cleanly after."""
+    from nodes.wallet.node import serve
+
+    config = node_config(nats_server, tmp_path / "wallet-data", "wallet")
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(config, stop))
+    await wait_for_service(nc, "wallet", task)
+    try:
+        yield config
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+async def wait_for_service(
+    client: Client, name: str, task: asyncio.Task[None] | None = None, timeout_s: float = 20.0
+) -> None:
+    """Wait until a micro service answers PING (fail fast if its task died)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if task is not None and task.done():
+            task.result()
+            raise AssertionError(f"{name} stopped before it answered")
+        with contextlib.suppress(Exception):
+            await client.request(f"$SRV.PING.{name}", b"", timeout=0.5)
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"service {name} did not answer PING in {timeout_s}s")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[NodeProcess]]:
+    """Node processes a test starts; every one still alive is killed by PID at teardown."""
+    started: list[NodeProcess] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            proc.kill()
