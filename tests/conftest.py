@@ -47,20 +47,40 @@ def node_config(nats_server: NatsServer, data_dir: Path, role: str) -> NodeConfi
                       nkey_seed=nkey_seed_path(nats_server.data_dir, role))
 
 
-@pytest.fixture
-async def wallet(nats_server: NatsServer, tmp_path: Path, nc: Client) -> AsyncIterator[NodeConfig]:
-    """A wallet node running in this process on a fresh SQLite file; stopped cleanly after."""
-    from nodes.wallet.node import serve
+class InProcessWallet:
+    """A wallet node served by a task in the test's event loop; can be stopped and restarted."""
 
-    config = node_config(nats_server, tmp_path / "wallet-data", "wallet")
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(config, stop))
-    await wait_for_service(nc, "wallet", task)
+    def __init__(self, config: NodeConfig, client: Client) -> None:
+        self.config = config
+        self.client = client
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Serve, and return once the service answers PING."""
+        from nodes.wallet.node import serve
+
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(serve(self.config, self._stop))
+        await wait_for_service(self.client, "wallet", self._task)
+
+    async def stop(self) -> None:
+        """Graceful stop: drain, flush the outbox, release the lease."""
+        if self._task is not None:
+            self._stop.set()
+            await asyncio.wait_for(self._task, timeout=30)
+            self._task = None
+
+
+@pytest.fixture
+async def wallet(nats_server: NatsServer, tmp_path: Path, nc: Client) -> AsyncIterator[InProcessWallet]:
+    """A wallet node on a fresh SQLite file, running in this process; stopped cleanly after."""
+    node = InProcessWallet(node_config(nats_server, tmp_path / "wallet-data", "wallet"), nc)
+    await node.start()
     try:
-        yield config
+        yield node
     finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
+        await node.stop()
 
 
 async def wait_for_service(

@@ -84,12 +84,16 @@ class NatsServer:
     def start(self, *, timeout_s: float = 20.0, log_path: Path | None = None) -> None:
         """Spawn the server and wait until JetStream reports healthy."""
         config = self.write_config()
-        log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [server_binary(), "-c", str(config), "-sd", str(self.store_dir), "-a", self.host,
-             "-p", str(self.port), "-m", str(self.monitor_port), "-n", f"qt-{self.port}"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        log_file = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child
+        try:
+            self.process = subprocess.Popen(
+                [server_binary(), "-c", str(config), "-sd", str(self.store_dir), "-a", self.host,
+                 "-p", str(self.port), "-m", str(self.monitor_port), "-n", f"qt-{self.port}"],
+                stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        finally:
+            if log_file is not None:
+                log_file.close()
         self.wait_healthy(timeout_s)
 
     def wait_healthy(self, timeout_s: float) -> None:

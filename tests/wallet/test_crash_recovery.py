@@ -1,0 +1,111 @@
+"""SIGKILL of the wallet process mid-stream: every acknowledged deposit is in SQLite and in the
+WALLET stream exactly once after restart; retrying the unacknowledged ones applies each once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import msgpack
+import pytest
+from nats.aio.client import Client
+
+from contracts.errors import QtError
+from nodes.wallet.node import db_path
+from tests.conftest import wait_for_service
+from tests.procs import NodeProcess
+from tests.wallet.client import balance, new_account, wallet_call
+from tooling.natsserver import NatsServer
+
+TOTAL = 3000
+WORKERS = 16
+KILL_AFTER_ACKS = 400
+
+
+async def _deposit_until_killed(nc: Client, account: str, acked: set[str], killed: asyncio.Event,
+                                worker: int) -> None:
+    for i in range(worker, TOTAL, WORKERS):
+        if killed.is_set():
+            return
+        op_id = f"{account}:{i}"
+        try:
+            await wallet_call(nc, "deposit", account=account, asset="USD", amount="1.00", op_id=op_id)
+        except QtError:
+            return  # the wallet is gone: this one may or may not have committed
+        acked.add(op_id)
+
+
+def _sqlite_op_counts(path: Path, account: str) -> Counter[str]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return Counter(dict(db.execute(
+            "SELECT op_id, count(*) FROM events WHERE account = ? GROUP BY op_id", (account,)).fetchall()))
+    finally:
+        db.close()
+
+
+async def _stream_op_counts(nc: Client, account: str, expected: int) -> Counter[str]:
+    """Read every WALLET message of the account (waiting, bounded, for the relay to catch up)."""
+    js = nc.jetstream()
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        sub = await js.subscribe(f"wallet.events.{account}.>", ordered_consumer=True)
+        counts: Counter[str] = Counter()
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=1)
+                except TimeoutError:
+                    break
+                counts[msgpack.unpackb(msg.data)["op_id"]] += 1
+        finally:
+            await sub.unsubscribe()
+        if counts.total() >= expected or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_stream_loses_nothing_acknowledged_and_duplicates_nothing(
+    nc: Client, nats_server: NatsServer, tmp_path: Path, processes: list[NodeProcess]
+) -> None:
+    account = new_account("crash")
+    data = tmp_path / "wallet-data"
+    node = NodeProcess("nodes.wallet", nats_server.url, data, nats_server.data_dir)
+    processes.append(node.start())
+    await wait_for_service(nc, "wallet")
+
+    acked: set[str] = set()
+    killed = asyncio.Event()
+    workers = [asyncio.create_task(_deposit_until_killed(nc, account, acked, killed, w)) for w in range(WORKERS)]
+    while len(acked) < KILL_AFTER_ACKS and not all(w.done() for w in workers):
+        await asyncio.sleep(0.005)
+    node.kill9()
+    killed.set()
+    await asyncio.gather(*workers)
+    assert len(acked) >= KILL_AFTER_ACKS
+
+    restarted = NodeProcess("nodes.wallet", nats_server.url, data, nats_server.data_dir)
+    processes.append(restarted.start())
+    await wait_for_service(nc, "wallet")
+
+    in_sqlite = _sqlite_op_counts(db_path(data), account)
+    assert all(in_sqlite[op] == 1 for op in acked), "an acknowledged deposit is missing"
+    assert max(in_sqlite.values()) == 1, "a deposit was applied twice"
+    in_stream = await _stream_op_counts(nc, account, in_sqlite.total())
+    assert in_stream == in_sqlite, "the WALLET stream differs from the SQLite log"
+
+    unacked = [f"{account}:{i}" for i in range(TOTAL) if f"{account}:{i}" not in acked]
+    for start in range(0, len(unacked), 200):
+        await asyncio.gather(*(
+            wallet_call(nc, "deposit", account=account, asset="USD", amount="1.00", op_id=op)
+            for op in unacked[start:start + 200]
+        ))
+    final = _sqlite_op_counts(db_path(data), account)
+    assert len(final) == TOTAL and max(final.values()) == 1
+    assert await balance(nc, account) == (f"{TOTAL}.00", "0.00")
+    assert await _stream_op_counts(nc, account, TOTAL) == final
+    assert (await wallet_call(nc, "verify", account=account))["ok"] is True
+    assert restarted.terminate() == 0

@@ -1,0 +1,122 @@
+"""The processes a bench starts: nats-servers, wallets, echo responders; stopped by PID only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+
+from contracts.credentials import nkey_seed_path
+from tooling.natsserver import REPO_ROOT, NatsServer, free_port
+
+ECHO_SUBJECT = "bench.echo"
+
+
+@dataclass
+class Child:
+    """A process we spawned, with where its output goes."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Mesh:
+    """Owns every process of a bench run under `root`; `close()` stops exactly those PIDs."""
+
+    root: Path
+    servers: list[NatsServer] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
+
+    def server(self, name: str, *, sync_interval: str | None = None) -> NatsServer:
+        """Start a nats-server (JetStream, nkey auth, loopback, free ports) with its own store."""
+        data = self.root / name
+        server = NatsServer(data, port=free_port(), monitor_port=free_port(), sync_interval=sync_interval)
+        self.servers.append(server)
+        data.mkdir(parents=True, exist_ok=True)
+        server.start(log_path=data / "nats-server.log")
+        return server
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        """Start `python <argv>` from the repo root in its own session, output to a log file."""
+        log = self.root / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([sys.executable, *argv], env={**os.environ, **env}, cwd=REPO_ROOT,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        child = Child(name, proc, log)
+        self.children.append(child)
+        return child
+
+    def wallet(self, server: NatsServer, name: str, *, sync: str, profile_to: Path | None = None) -> Child:
+        """A `python -m nodes.wallet` process on a fresh data dir (optionally under cProfile)."""
+        data = self.root / name
+        env = {
+            "QT_NATS_URL": server.url,
+            "QT_DATA_DIR": str(data),
+            "QT_NKEY_SEED": str(nkey_seed_path(server.data_dir, "wallet")),
+            "QT_WALLET_SYNC": sync,
+        }
+        argv = ["-m", "nodes.wallet"]
+        if profile_to is not None:
+            argv = ["-m", "tooling.bench.profiled", str(profile_to), "nodes.wallet"]
+        return self.spawn(name, argv, env)
+
+    def echo(self, server: NatsServer, name: str = "echo") -> Child:
+        """The peer: a trivial nats-py echo responder on uvloop, in its own process."""
+        seed = str(nkey_seed_path(server.data_dir, "ops"))
+        return self.spawn(name, ["-m", "tooling.bench.echo", server.url, seed, ECHO_SUBJECT], {})
+
+    def stop(self, child: Child, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM one child by PID and wait; SIGKILL if it lingers. Returns its exit code."""
+        proc = child.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        return proc.returncode
+
+    def stop_server(self, server: NatsServer) -> None:
+        """Stop one nats-server we started."""
+        server.stop()
+
+    def close(self) -> None:
+        """Stop every child, then every server; never raises, never touches other PIDs."""
+        for child in reversed(self.children):
+            with contextlib.suppress(Exception):
+                self.stop(child, timeout_s=20.0)
+        for server in reversed(self.servers):
+            with contextlib.suppress(Exception):
+                server.stop()
+
+
+async def client(server: NatsServer, name: str = "qt-bench") -> Client:
+    """A bench client connected as the `ops` user."""
+    return await nats.connect(server.url, name=name,
+                              nkeys_seed=str(nkey_seed_path(server.data_dir, "ops")),
+                              allow_reconnect=False, connect_timeout=5)
+
+
+async def wait_ready(nc: Client, subject: str, child: Child, timeout_s: float = 30.0) -> None:
+    """Wait until `subject` answers (a micro PING or an echo), failing fast if the child died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with {child.proc.returncode}; see {child.log}")
+        with contextlib.suppress(Exception):
+            await nc.request(subject, b"", timeout=0.5)
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{child.name} did not answer on {subject} within {timeout_s}s; see {child.log}")

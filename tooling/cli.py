@@ -1,0 +1,89 @@
+"""`qt`: the operator's CLI. It reaches nodes only over NATS, as the `ops` nkey user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from contracts.errors import QtError
+from tooling import render
+from tooling.bench.cli import app as bench_app
+from tooling.connection import default_data_dir, default_url
+from tooling.ops import (
+    DataDirOption,
+    NatsUrlOption,
+    Target,
+    discover,
+    err,
+    fail,
+    jetstream_view,
+    out,
+    run,
+    target,
+)
+from tooling.wallet_cli import app as wallet_app
+
+app = typer.Typer(
+    help="QuantTrade operations: start the platform, move money, inspect services and streams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(wallet_app, name="wallet")
+app.add_typer(bench_app, name="bench")
+
+
+@app.callback()
+def options(ctx: typer.Context, nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
+    """QuantTrade operations: start the platform, move money, inspect services and streams."""
+    ctx.obj = Target(nats_url or default_url(), data_dir or default_data_dir())
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    data_dir: DataDirOption = None,
+    port: Annotated[int, typer.Option("--port", help="NATS client port.")] = 4222,
+    monitor_port: Annotated[int, typer.Option("--monitor-port", help="NATS HTTP monitoring port.")] = 8222,
+    no_seed: Annotated[bool, typer.Option("--no-seed", help="Do not deposit the demo money.")] = False,
+) -> None:
+    """Start nats-server and every node, supervised, in the foreground; Ctrl-C stops it all."""
+    from tooling.up import up as start  # only `qt up` needs the supervisor machinery
+
+    try:
+        start(target(ctx, None, data_dir).data_dir, port, monitor_port, not no_seed, out)
+    except QtError as exc:
+        fail(exc)
+
+
+@app.command()
+def services(
+    ctx: typer.Context,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to gather replies.")] = 0.5,
+    nats_url: NatsUrlOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Every micro service instance and endpoint: requests, errors, latency (`$SRV.INFO`/`$SRV.STATS`)."""
+    instances = run(target(ctx, nats_url, data_dir), lambda nc: discover(nc, wait))
+    if not instances:
+        err.print("no micro services answered", markup=False)
+        return
+    out.print(render.services(instances))
+
+
+@app.command()
+def streams(ctx: typer.Context, nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
+    """Every JetStream stream with its consumers, and the KV buckets."""
+    view = run(target(ctx, nats_url, data_dir), jetstream_view)
+    for table in render.jetstream(view):
+        out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point (`qt`)."""
+    app()
+
+
+__all__ = ["Path", "app", "main"]

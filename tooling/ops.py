@@ -1,0 +1,187 @@
+"""CLI plumbing shared by every command: where the mesh is, how to call it, how to refuse."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from nats.aio.client import Client
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from contracts.codec import Wire
+from contracts.credentials import nkey_seed_path
+from contracts.errors import ErrorCode, QtError
+from contracts.rpc import call
+from tooling.connection import default_data_dir, default_url, ops_connect
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+NatsUrlOption = Annotated[
+    str | None,
+    typer.Option("--nats-url", help="NATS server URL(s), comma-separated [env QT_NATS_URL].", show_default=False),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Platform data dir holding secrets/ops.nk [env QT_DATA_DIR].",
+                 show_default=False),
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which mesh a command talks to."""
+
+    nats_url: str
+    data_dir: Path
+
+
+def target(ctx: typer.Context, nats_url: str | None = None, data_dir: Path | None = None) -> Target:
+    """Resolve a command's option, else the global option, else the environment, else defaults."""
+    root = ctx.find_root().obj
+    base = root if isinstance(root, Target) else Target(default_url(), default_data_dir())
+    return Target(nats_url or base.nats_url, data_dir or base.data_dir)
+
+
+def quiet_nats_logs() -> None:
+    """Keep nats.py's connection tracebacks off the terminal: the CLI reports one line instead."""
+    logger = logging.getLogger("nats")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+
+def fail(error: QtError) -> NoReturn:
+    """Print `error <code>: <message>` on stderr and exit 1."""
+    err.print(f"error {error.code}: {error.message}", markup=False)
+    raise typer.Exit(1)
+
+
+def validation_error(exc: ValidationError) -> QtError:
+    """The same `validation_error` a node would answer for this input."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return QtError(ErrorCode.VALIDATION, f"{where}: {first['msg']}")
+
+
+def validate(model: type[M], body: dict[str, Any]) -> M:
+    """Validate CLI input as the node will (JSON wire: decimal strings); refuse locally on error."""
+    try:
+        return model.model_validate(body, context={"wire": Wire.JSON})
+    except QtError as exc:
+        fail(exc)
+    except ValidationError as exc:
+        fail(validation_error(exc))
+
+
+async def connect(where: Target) -> Client:
+    """Connect as the `ops` user, turning every connection failure into `unavailable`."""
+    quiet_nats_logs()
+    try:
+        return await ops_connect(where.nats_url, where.data_dir)
+    except Exception as exc:  # nats.py raises a zoo of types here; the operator needs one line
+        seed = nkey_seed_path(where.data_dir.resolve(), "ops")
+        hint = "" if seed.exists() else f" (no ops seed at {seed}: pass --data-dir or set QT_DATA_DIR)"
+        reason = str(exc) or type(exc).__name__
+        raise QtError(ErrorCode.UNAVAILABLE, f"cannot reach NATS at {where.nats_url}: {reason}{hint}") from None
+
+
+def run(where: Target, action: Callable[[Client], Awaitable[T]]) -> T:
+    """Connect, run `action`, close; any `QtError` becomes `error <code>: <message>` and exit 1."""
+
+    async def main() -> T:
+        nc = await connect(where)
+        try:
+            return await action(nc)
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(main())
+    except QtError as exc:
+        fail(exc)
+
+
+async def request(nc: Client, subject: str, message: BaseModel) -> dict[str, Any]:
+    """Call an endpoint on the JSON wire so amounts come back as decimal strings."""
+    body = message.model_dump(mode="python", context={"wire": Wire.JSON}, exclude_none=True)
+    return await call(nc, subject, body, wire=Wire.JSON)
+
+
+# --- discovery: micro services and JetStream ------------------------------------------------------
+
+async def discover(nc: Client, wait_s: float = 0.5) -> list[dict[str, Any]]:
+    """Every micro instance's `$SRV.INFO` merged with its `$SRV.STATS`, gathered for `wait_s`."""
+    inbox = nc.new_inbox()
+    replies: list[dict[str, Any]] = []
+    sub = await nc.subscribe(inbox)
+    try:
+        # Several instances answer one request, so collect every reply rather than the first.
+        await nc.publish("$SRV.INFO", b"", reply=inbox)
+        await nc.publish("$SRV.STATS", b"", reply=inbox)
+        await nc.flush()
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                msg = await sub.next_msg(timeout=left)
+            except TimeoutError:
+                break
+            body = loads_json(msg.data)
+            if body is not None:
+                replies.append(body)
+    finally:
+        await sub.unsubscribe()
+    instances: dict[str, dict[str, Any]] = {}
+    for body in replies:
+        kind = "stats" if str(body.get("type", "")).endswith("stats_response") else "info"
+        instances.setdefault(str(body.get("id", "")), {})[kind] = body
+    return sorted(instances.values(), key=lambda i: (_field(i, "name"), _field(i, "id")))
+
+
+def _field(instance: dict[str, Any], name: str) -> str:
+    return str((instance.get("info") or instance.get("stats") or {}).get(name, ""))
+
+
+def loads_json(data: bytes) -> dict[str, Any] | None:
+    """A micro discovery reply (always JSON); None for anything else on the inbox."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+@dataclass(frozen=True)
+class JetStreamView:
+    """What `qt streams` shows: streams with their consumers, and KV buckets."""
+
+    streams: list[tuple[Any, list[Any]]]
+    buckets: list[Any]
+
+
+KV_PREFIX = "KV_"
+
+
+async def jetstream_view(nc: Client) -> JetStreamView:
+    """Every stream (KV buckets apart) with its consumers, from the JetStream API."""
+    js = nc.jetstream()
+    infos = sorted(await js.streams_info(), key=lambda s: s.config.name or "")
+    streams: list[tuple[Any, list[Any]]] = []
+    buckets: list[Any] = []
+    for info in infos:
+        name = info.config.name or ""
+        if name.startswith(KV_PREFIX):  # a KV bucket is a stream underneath; shown as a bucket
+            buckets.append(info)
+            continue
+        consumers = sorted(await js.consumers_info(name), key=lambda c: c.name or "")
+        streams.append((info, consumers))
+    return JetStreamView(streams, buckets)

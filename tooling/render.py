@@ -1,0 +1,139 @@
+"""Rich tables for the CLI's replies; money stays the decimal string the node sent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+
+from tooling.ops import JetStreamView
+
+
+def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+    return table
+
+
+def balances(reply: dict[str, Any]) -> Table:
+    """`{account, balances: {asset: {available, held}}}` as one row per asset."""
+    table = _table(f"balances of {reply.get('account', '?')}", "asset", "available", "held",
+                   right=("available", "held"))
+    for asset, row in sorted(reply.get("balances", {}).items()):
+        table.add_row(asset, str(row["available"]), str(row["held"]))
+    return table
+
+
+def changes(reply: dict[str, Any]) -> Table:
+    """The balances a mutation touched."""
+    table = _table("after", "account", "asset", "available", "held", "version",
+                   right=("available", "held", "version"))
+    for row in reply.get("changes", []):
+        table.add_row(row["account"], row["asset"], str(row["available"]), str(row["held"]),
+                      str(row["version"]))
+    return table
+
+
+def timestamp(ts_ns: int) -> str:
+    """Nanoseconds since the epoch as UTC ISO-8601 with milliseconds."""
+    moment = datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def events(reply: dict[str, Any], account: str) -> Table:
+    """A page of wallet events."""
+    table = _table(f"events of {account}", "seq", "version", "type", "asset", "amount", "hold_id",
+                   "op_id", "time", right=("seq", "version", "amount"))
+    for event in reply.get("events", []):
+        table.add_row(str(event["seq"]), str(event["version"]), event["type"], event["asset"],
+                      str(event["amount"]), event.get("hold_id") or "", event["op_id"],
+                      timestamp(int(event["ts_ns"])))
+    return table
+
+
+def rebuild(reply: dict[str, Any]) -> Table:
+    """Whether the replayed projection matched the stored one, and what differed."""
+    table = _table("rebuild", "identical", "accounts", "events replayed", "snapshots used", "elapsed ms",
+                   "mismatches", right=("accounts", "events replayed", "snapshots used", "elapsed ms",
+                                        "mismatches"))
+    table.add_row("yes" if reply["identical"] else "no", str(reply["accounts"]),
+                  str(reply["events_replayed"]), str(reply["snapshots_used"]),
+                  f"{reply['elapsed_us'] / 1000:.3f}", str(len(reply["mismatches"])))
+    return table
+
+
+def mismatches(reply: dict[str, Any]) -> Table:
+    """Each projection that differed from the replay (the rebuild repaired it)."""
+    table = _table("mismatches", "account", "asset", "what", "stored", "replayed")
+    for row in reply["mismatches"]:
+        table.add_row(row["account"], row["asset"], row["what"], str(row["stored"]), str(row["replayed"]))
+    return table
+
+
+def verify(reply: dict[str, Any]) -> Table:
+    """The verification outcome and, when it failed, the first bad event."""
+    table = _table("verify", "ok", "events checked", "snapshots checked", "first bad",
+                   right=("events checked", "snapshots checked"))
+    bad = reply.get("first_bad")
+    where = ""
+    if bad:
+        where = (f"seq {bad['seq']} ({bad['event_id']}) {bad['account']}/{bad['asset']} "
+                 f"v{bad['version']}: {bad['reason']}")
+    table.add_row("yes" if reply["ok"] else "NO", str(reply["events_checked"]),
+                  str(reply["snapshots_checked"]), where)
+    return table
+
+
+def services(instances: list[dict[str, Any]]) -> Table:
+    """One row per endpoint of every micro instance that answered discovery."""
+    table = _table("services", "service", "id", "version", "endpoint", "requests", "errors", "avg ms",
+                   "last error", right=("requests", "errors", "avg ms"))
+    for instance in instances:
+        info = instance.get("info") or {}
+        stats = instance.get("stats") or {}
+        head = stats or info
+        endpoints = stats.get("endpoints") or info.get("endpoints") or [{}]
+        for endpoint in endpoints:
+            has_stats = "num_requests" in endpoint
+            avg_ns = endpoint.get("average_processing_time", 0)
+            table.add_row(
+                str(head.get("name", "?")), str(head.get("id", "?"))[:8], str(head.get("version", "")),
+                str(endpoint.get("subject", "")),
+                str(endpoint["num_requests"]) if has_stats else "",
+                str(endpoint["num_errors"]) if has_stats else "",
+                f"{avg_ns / 1e6:.3f}" if has_stats else "",
+                str(endpoint.get("last_error") or ""),
+            )
+    return table
+
+
+def _ttl(seconds: float | None) -> str:
+    if not seconds:
+        return "-"
+    whole = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{seconds:g}s"
+
+
+def jetstream(view: JetStreamView) -> list[Table]:
+    """Streams, their consumers, and the KV buckets."""
+    streams = _table("streams", "stream", "subjects", "messages", "bytes", "first seq", "last seq",
+                     right=("messages", "bytes", "first seq", "last seq"))
+    consumers = _table("consumers", "stream", "consumer", "pending", "ack pending", "redelivered",
+                       right=("pending", "ack pending", "redelivered"))
+    for info, stream_consumers in view.streams:
+        state = info.state
+        streams.add_row(info.config.name, ", ".join(info.config.subjects or []), str(state.messages),
+                        str(state.bytes), str(state.first_seq), str(state.last_seq))
+        for consumer in stream_consumers:
+            consumers.add_row(info.config.name, consumer.name or "", str(consumer.num_pending or 0),
+                              str(consumer.num_ack_pending or 0), str(consumer.num_redelivered or 0))
+    buckets = _table("kv buckets", "bucket", "values", "history", "ttl", right=("values", "history"))
+    for info in view.buckets:
+        buckets.add_row(info.config.name.removeprefix("KV_"), str(info.state.messages),
+                        str(info.config.max_msgs_per_subject), _ttl(info.config.max_age))
+    return [streams, consumers, buckets]

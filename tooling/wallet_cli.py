@@ -1,0 +1,121 @@
+"""`qt wallet ...`: money in and out, balances, the event log, rebuild and verify."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from contracts.subjects import wallet_subject
+from contracts.wallet import (
+    BalanceQuery,
+    Deposit,
+    EventsQuery,
+    RebuildCommand,
+    VerifyCommand,
+    Withdraw,
+)
+from tooling import render
+from tooling.ops import DataDirOption, NatsUrlOption, out, request, run, target, validate
+
+app = typer.Typer(help="The wallet service: deposit, withdraw, balance, events, rebuild, verify.",
+                  no_args_is_help=True)
+
+AccountArg = Annotated[str, typer.Argument(help="Account name, e.g. alice.")]
+AssetArg = Annotated[str, typer.Argument(help="Asset code, e.g. USD, AAPL, BTC.")]
+AmountArg = Annotated[str, typer.Argument(help='Decimal string within the asset\'s scale, e.g. "12.34".')]
+OpIdOption = Annotated[
+    str | None,
+    typer.Option("--op-id", help="Idempotency key; a retry with the same one changes nothing. [default: new]",
+                 show_default=False),
+]
+# Without this, click reads an amount such as `-5` as an unknown option and never lets the
+# contract refuse it with `invalid_amount`.
+AMOUNT_SETTINGS: dict[str, Any] = {"ignore_unknown_options": True}
+
+
+def _move(ctx: typer.Context, endpoint: str, account: str, asset: str, amount: str, op_id: str | None,
+          nats_url: str | None, data_dir: Path | None) -> None:
+    """Validate locally (nothing is sent when refused), then deposit or withdraw once per op_id."""
+    op = op_id or uuid.uuid4().hex
+    model = Deposit if endpoint == "deposit" else Withdraw
+    command = validate(model, {"account": account, "asset": asset, "amount": amount, "op_id": op})
+    if op_id is None:  # printed before sending, so a timed-out command can be retried safely
+        out.print(f"op_id {op}  (retry safely with --op-id {op})", markup=False)
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject(endpoint), command))
+    direction = "to" if endpoint == "deposit" else "from"
+    out.print(f"{endpoint} of {amount} {asset} {direction} {account}: done (op_id {op})", markup=False)
+    out.print(render.changes(reply))
+
+
+@app.command(context_settings=AMOUNT_SETTINGS)
+def deposit(ctx: typer.Context, account: AccountArg, asset: AssetArg, amount: AmountArg,
+            op_id: OpIdOption = None, nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
+    """Add money to an account's available balance (idempotent per --op-id)."""
+    _move(ctx, "deposit", account, asset, amount, op_id, nats_url, data_dir)
+
+
+@app.command(context_settings=AMOUNT_SETTINGS)
+def withdraw(ctx: typer.Context, account: AccountArg, asset: AssetArg, amount: AmountArg,
+             op_id: OpIdOption = None, nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
+    """Take money out of an account's available balance (idempotent per --op-id)."""
+    _move(ctx, "withdraw", account, asset, amount, op_id, nats_url, data_dir)
+
+
+@app.command()
+def balance(ctx: typer.Context, account: AccountArg, nats_url: NatsUrlOption = None,
+            data_dir: DataDirOption = None) -> None:
+    """Every asset of an account: available and held."""
+    query = validate(BalanceQuery, {"account": account})
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("balance"), query))
+    if not reply.get("balances"):
+        out.print(f"{account} has no balances", markup=False)
+        return
+    out.print(render.balances(reply))
+
+
+@app.command()
+def events(
+    ctx: typer.Context,
+    account: AccountArg,
+    asset: Annotated[str | None, typer.Option("--asset", help="Only this asset.", show_default=False)] = None,
+    after: Annotated[int, typer.Option("--after", help="Cursor: the last seq already seen.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="Page size (1..1000).")] = 100,
+    nats_url: NatsUrlOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Page through an account's events, oldest first."""
+    body: dict[str, Any] = {"account": account, "after": after, "limit": limit}
+    if asset is not None:
+        body["asset"] = asset
+    query = validate(EventsQuery, body)
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("events"), query))
+    out.print(render.events(reply, account))
+    cursor = reply.get("next_after")
+    out.print(f"next: --after {cursor}" if cursor is not None else "next: none (end of events)", markup=False)
+
+
+@app.command()
+def rebuild(ctx: typer.Context,
+            account: Annotated[str | None, typer.Argument(help="Only this account; all when omitted.")] = None,
+            nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
+    """Replay events from the latest snapshots and prove the projections identical (repairs drift)."""
+    command = validate(RebuildCommand, {"account": account} if account else {})
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("rebuild"), command))
+    out.print(render.rebuild(reply))
+    if reply["mismatches"]:
+        out.print(render.mismatches(reply))
+
+
+@app.command()
+def verify(ctx: typer.Context,
+           account: Annotated[str | None, typer.Argument(help="Only this account; all when omitted.")] = None,
+           nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
+    """Check the hash chain and every snapshot from genesis; exit 1 unless all is well."""
+    command = validate(VerifyCommand, {"account": account} if account else {})
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("verify"), command))
+    out.print(render.verify(reply))
+    if not reply["ok"]:
+        raise typer.Exit(1)
