@@ -1,0 +1,53 @@
+"""Fixed-point money: exact round trips, and refusal of everything that is not a plain decimal."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from contracts.errors import ErrorCode, QtError
+from contracts.money import ASSET_SCALES, MAX_UNITS, check_units, format_amount, parse_amount
+
+
+@given(asset=st.sampled_from(sorted(ASSET_SCALES)), units=st.integers(min_value=1, max_value=MAX_UNITS))
+def test_format_then_parse_is_the_identity(asset: str, units: int) -> None:
+    assert parse_amount(asset, format_amount(asset, units)) == units
+
+
+@given(asset=st.sampled_from(sorted(ASSET_SCALES)), units=st.integers(min_value=0, max_value=10**12))
+def test_formatted_amounts_carry_exactly_the_asset_scale(asset: str, units: int) -> None:
+    text = format_amount(asset, units)
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    assert decimals == ASSET_SCALES[asset]
+
+
+@pytest.mark.parametrize(("asset", "text", "units"), [
+    ("USD", "10050.00", 1005000), ("USD", "1", 100), ("USD", "0.5", 50), ("JPY", "150", 150),
+    ("BTC", "0.00000001", 1), ("AAPL", "187.42", 1874200), ("SOL", "1.000001", 1000001),
+])
+def test_parses_plain_decimals(asset: str, text: str, units: int) -> None:
+    assert parse_amount(asset, text) == units
+
+
+@pytest.mark.parametrize("bad", [
+    1.5, 100, True, None, "1e3", "-5", "+5", "1.001", "NaN", "inf", "", " 1.00", "1.00 ", "01.00", ".5", "5.",
+    "1,000.00", "0x10", "١٢", "0", "0.00", "9" * 20,
+])
+def test_refuses_anything_else(bad: object) -> None:
+    with pytest.raises(QtError) as refused:
+        parse_amount("USD", bad)
+    assert refused.value.code is ErrorCode.INVALID_AMOUNT
+
+
+def test_unknown_asset_is_its_own_error() -> None:
+    with pytest.raises(QtError) as refused:
+        parse_amount("DOGE", "1.00")
+    assert refused.value.code is ErrorCode.UNKNOWN_ASSET
+
+
+@pytest.mark.parametrize("bad", [1.0, True, "1", -1, 0, MAX_UNITS + 1])
+def test_integer_units_must_be_positive_ints(bad: object) -> None:
+    with pytest.raises(QtError) as refused:
+        check_units("USD", bad)
+    assert refused.value.code is ErrorCode.INVALID_AMOUNT
