@@ -55,7 +55,8 @@ class NodeService:
     """Registers routes as `<name>.<endpoint>` micro endpoints and serves them concurrently."""
 
     def __init__(
-        self, nc: Client, *, name: str, version: str, description: str, metrics: NodeMetrics
+        self, nc: Client, *, name: str, version: str, description: str, metrics: NodeMetrics,
+        max_inflight: int = 10_000,
     ) -> None:
         self.nc = nc
         self.name = name
@@ -67,6 +68,7 @@ class NodeService:
         self._service: Service | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._accepting = True
+        self.max_inflight = max_inflight
 
     def route(self, name: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:
         """Decorator: serve `handler(validated_model)` on `<service>.<name>`."""
@@ -115,6 +117,9 @@ class NodeService:
             try:
                 if not self._accepting:
                     raise QtError(ErrorCode.UNAVAILABLE, f"{self.name} is shutting down")
+                if len(self._inflight) > self.max_inflight:  # shed load rather than queue without bound
+                    raise QtError(ErrorCode.UNAVAILABLE, f"{self.name} is overloaded; retry later",
+                                  {"inflight": len(self._inflight)})
                 body, wire = decode(request.data)
                 command = route.model.model_validate(body, context={"wire": wire})
                 result = await route.handler(command)

@@ -193,6 +193,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     await node.writer.close()
     await writer_task
     relay_stop.set()
+    node.writer.committed.set()  # wake the relay so it flushes what is left and sees the stop
     await asyncio.wait({relay_task}, timeout=10)
     lease_task.cancel()
     stop_task.cancel()
