@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     HOLD_MISMATCH = "hold_mismatch"  # hold belongs to another account/asset
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # op_id reused with another payload
     NOT_FOUND = "not_found"
+    UNKNOWN_INSTRUMENT = "unknown_instrument"
     UNAVAILABLE = "unavailable"  # dependency down, breaker open, shutting down
     TIMEOUT = "timeout"
     INTERNAL = "internal"
@@ -37,6 +38,7 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.HOLD_MISMATCH: 409,
     ErrorCode.IDEMPOTENCY_CONFLICT: 422,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.UNKNOWN_INSTRUMENT: 422,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
     ErrorCode.INTERNAL: 500,

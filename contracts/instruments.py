@@ -1,0 +1,80 @@
+"""Listed instruments: which assets they trade, and the tick, lot step and minimum they enforce.
+
+Prices are integers in the quote asset's smallest unit per one whole base unit; quantities are
+integers in the base asset's smallest unit. So for BTC-USD a price of 6750000 is 67,500.00 USD
+and a quantity of 100000000 is 1 BTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from contracts.errors import ErrorCode, QtError
+from contracts.money import scale_of
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One listed market and its trading rules, all in integer units."""
+
+    symbol: str
+    base: str
+    quote: str
+    tick: int
+    """Prices must be multiples of this (quote units)."""
+    lot: int
+    """Quantities must be multiples of this (base units)."""
+    min_qty: int
+    """Smallest quantity accepted (base units); a multiple of `lot`."""
+    reference_price: int
+    """Where demo books are seeded (quote units)."""
+
+    def __post_init__(self) -> None:
+        if self.tick <= 0 or self.lot <= 0 or self.min_qty < self.lot or self.min_qty % self.lot:
+            raise ValueError(f"bad trading rules for {self.symbol}")
+
+    @property
+    def price_scale(self) -> int:
+        """Decimal places of a price (the quote asset's scale)."""
+        return scale_of(self.quote)
+
+    @property
+    def qty_scale(self) -> int:
+        """Decimal places of a quantity (the base asset's scale)."""
+        return scale_of(self.base)
+
+    def notional(self, price: int, qty: int) -> tuple[int, int]:
+        """Quote units of `qty` at `price` as (floor, remainder): exact integer arithmetic."""
+        return divmod(price * qty, 10**self.qty_scale)
+
+
+def _equity(symbol: str, price_cents: int) -> Instrument:
+    # tick 0.01 USD, lot 0.01 share (fractional shares), min 0.01 share
+    return Instrument(symbol, symbol, "USD", tick=1, lot=100, min_qty=100, reference_price=price_cents)
+
+
+def _crypto(base: str, price_cents: int, min_qty: int) -> Instrument:
+    # tick 0.01 USD, lot 0.00000001 (one satoshi/unit), exchange-style minimum size
+    return Instrument(f"{base}-USD", base, "USD", tick=1, lot=1, min_qty=min_qty, reference_price=price_cents)
+
+
+INSTRUMENTS: Final[dict[str, Instrument]] = {
+    i.symbol: i
+    for i in (
+        _equity("AAPL", 18742),
+        _equity("MSFT", 41218),
+        _equity("NVDA", 82550),
+        _crypto("BTC", 6750000, min_qty=1000),  # 0.00001 BTC
+        _crypto("ETH", 345000, min_qty=10000),  # 0.0001 ETH
+    )
+}
+
+
+def instrument(symbol: str) -> Instrument:
+    """The listed instrument, or `unknown_instrument`."""
+    try:
+        return INSTRUMENTS[symbol]
+    except KeyError:
+        raise QtError(ErrorCode.UNKNOWN_INSTRUMENT, f"unknown instrument {symbol!r}",
+                      {"instrument": symbol}) from None
