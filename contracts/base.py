@@ -32,26 +32,37 @@ class Message(BaseModel):
 class MoneyMessage(Message):
     """A message whose money fields are decimal strings in JSON and integer units in msgpack.
 
-    `__money_fields__` names the fields; `asset` gives their scale.
+    `__money_fields__` names the fields; `asset` gives their scale (override `_assets_of` when
+    the scale comes from elsewhere, e.g. an instrument's quote and base).
     """
 
     __money_fields__: ClassVar[tuple[str, ...]] = ("amount",)
     __zero_ok__: ClassVar[bool] = False
 
+    @classmethod
+    def _assets_of(cls, data: dict[str, Any]) -> dict[str, str]:
+        """Which asset's scale each money field uses; empty when it cannot be told yet."""
+        asset = data.get("asset")
+        if not isinstance(asset, str):
+            return {}
+        scale_of(asset)
+        return dict.fromkeys(cls.__money_fields__, asset)
+
     @_model_validator(mode="before")
     @classmethod
     def _money_in(cls, data: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("asset"), str):
+        if not isinstance(data, dict):
             return data
-        asset = data["asset"]
-        scale_of(asset)
-        wire = wire_of(info.context)
+        assets = cls._assets_of(data)
+        if not assets:
+            return data
+        json_wire = wire_of(info.context) is Wire.JSON
         out = dict(data)
-        for name in cls.__money_fields__:
+        for name, asset in assets.items():
             value = out.get(name)
             if value is None:
                 continue
-            if wire is Wire.JSON:
+            if json_wire:
                 out[name] = parse_amount(asset, value, allow_zero=cls.__zero_ok__)
             else:
                 out[name] = check_units(asset, value, allow_zero=cls.__zero_ok__)
@@ -61,10 +72,10 @@ class MoneyMessage(Message):
     def _money_out(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if wire_of(info.context) is Wire.JSON:
-            for name in self.__money_fields__:
+            for name, asset in self._assets_of(data).items():
                 value = data.get(name)
                 if isinstance(value, int):
-                    data[name] = format_amount(data["asset"], value)
+                    data[name] = format_amount(asset, value)
         return data
 
 

@@ -21,6 +21,17 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # op_id reused with another payload
     NOT_FOUND = "not_found"
     UNKNOWN_INSTRUMENT = "unknown_instrument"
+    UNKNOWN_ORDER = "unknown_order"
+    DUPLICATE_ORDER = "duplicate_order_id"
+    PRICE_OFF_TICK = "price_off_tick"
+    QTY_OFF_STEP = "qty_off_step"
+    QTY_BELOW_MIN = "qty_below_min"
+    INVALID_PRICE = "invalid_price"
+    INVALID_QTY = "invalid_qty"
+    MARKET_WITH_PRICE = "market_with_price"
+    POST_ONLY_WOULD_TAKE = "post_only_would_take"
+    NOT_OWNER = "not_owner"  # the order belongs to another account
+    FENCED = "fenced"  # a stale owner (older lease token) tried to act
     UNAVAILABLE = "unavailable"  # dependency down, breaker open, shutting down
     TIMEOUT = "timeout"
     INTERNAL = "internal"
@@ -39,6 +50,17 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.IDEMPOTENCY_CONFLICT: 422,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.UNKNOWN_INSTRUMENT: 422,
+    ErrorCode.UNKNOWN_ORDER: 404,
+    ErrorCode.DUPLICATE_ORDER: 409,
+    ErrorCode.PRICE_OFF_TICK: 422,
+    ErrorCode.QTY_OFF_STEP: 422,
+    ErrorCode.QTY_BELOW_MIN: 422,
+    ErrorCode.INVALID_PRICE: 422,
+    ErrorCode.INVALID_QTY: 422,
+    ErrorCode.MARKET_WITH_PRICE: 422,
+    ErrorCode.POST_ONLY_WOULD_TAKE: 409,
+    ErrorCode.NOT_OWNER: 403,
+    ErrorCode.FENCED: 409,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
     ErrorCode.INTERNAL: 500,

@@ -71,15 +71,10 @@ class LegKind(StrEnum):
 class Leg(_AssetChecked):
     """One movement inside an atomic settlement."""
 
-    kind: LegKind
+    kind: Annotated[LegKind, Field(strict=False)]  # enums arrive as strings on both wires
     account: Account
     amount: int | None = None
     hold_id: OpId | None = None
-
-    @field_validator("kind", mode="before")
-    @classmethod
-    def _kind(cls, value: Any) -> Any:
-        return LegKind(value) if isinstance(value, str) and value in LegKind._value2member_map_ else value
 
 
 class Settle(Message):
@@ -135,7 +130,7 @@ class WalletEvent(MoneyMessage):
     account: str
     asset: str
     version: int
-    type: EventType
+    type: Annotated[EventType, Field(strict=False)]
     amount: int
     hold_id: str | None
     op_id: str
