@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 
-from contracts.subjects import BUCKETS, STREAMS, BucketSpec, StreamSpec
+from contracts.subjects import BUCKETS, SNAPSHOTS_OBJECTS, STREAMS, BucketSpec, StreamSpec
 
 
 def stream_config(spec: StreamSpec) -> StreamConfig:
@@ -47,9 +47,21 @@ async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> None:
         )
 
 
+async def ensure_snapshot_store(js: JetStreamContext) -> None:
+    """The object store where engines keep their snapshots (shared, so a standby can use them)."""
+    try:
+        await js.object_store(SNAPSHOTS_OBJECTS)
+    except (BucketNotFoundError, NotFoundError, ObjectNotFoundError):
+        await js.create_object_store(
+            SNAPSHOTS_OBJECTS,
+            ObjectStoreConfig(description="engine snapshots", storage=StorageType.FILE),
+        )
+
+
 async def ensure_all(js: JetStreamContext) -> None:
-    """Every stream and bucket of the platform."""
+    """Every stream, bucket and object store of the platform."""
     for stream in STREAMS:
         await ensure_stream(js, stream)
     for bucket in BUCKETS:
         await ensure_bucket(js, bucket)
+    await ensure_snapshot_store(js)

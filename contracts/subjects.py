@@ -18,6 +18,15 @@ def wallet_subject(endpoint: str) -> str:
     return f"{WALLET_SERVICE}.{endpoint}"
 
 
+MATCHING_SERVICE: Final = "matching"
+MATCHING_ENDPOINTS: Final = ("submit", "cancel", "replace", "order", "book", "status", "metrics")
+
+
+def matching_subject(endpoint: str) -> str:
+    """Request subject of a matching endpoint, e.g. `matching.submit`."""
+    return f"{MATCHING_SERVICE}.{endpoint}"
+
+
 # --- streams ------------------------------------------------------------------------------------
 WALLET_STREAM: Final = "WALLET"
 WALLET_EVENTS_PREFIX: Final = "wallet.events"
@@ -37,10 +46,38 @@ def wallet_msg_id(ledger_id: str, seq: int) -> str:
     return f"{ledger_id}-{seq}"
 
 
+ORDERS_STREAM: Final = "ORDERS"
+EXEC_STREAM: Final = "EXEC"
+
+
+def orders_subject(instrument: str) -> str:
+    """The matching journal of one instrument: `orders.<instrument>`."""
+    return f"orders.{instrument}"
+
+
+def exec_subject(instrument: str) -> str:
+    """Engine output of one instrument: `exec.<instrument>`."""
+    return f"exec.{instrument}"
+
+
+def exec_msg_id(instrument: str, orders_seq: int, n: int) -> str:
+    """Deterministic msg-id of the n-th EXEC message caused by journal entry `orders_seq`."""
+    return f"{instrument}:{orders_seq}:{n}"
+
+
+def book_feed_subject(instrument: str) -> str:
+    """Live L2 deltas (core NATS) of one instrument."""
+    return f"md.book.{instrument}"
+
+
+#: Header carrying the publisher's lease token; readers drop messages from an older token.
+FENCE_HEADER: Final = "Qt-Fence"
+
 # --- buckets ------------------------------------------------------------------------------------
 LEASES_BUCKET: Final = "leases"
 SAGAS_BUCKET: Final = "sagas"
 IDEMPOTENCY_BUCKET: Final = "idempotency"
+SNAPSHOTS_OBJECTS: Final = "snapshots"
 
 
 @dataclass(frozen=True)
@@ -74,6 +111,19 @@ STREAMS: Final[tuple[StreamSpec, ...]] = (
         description="every wallet event, relayed from the SQLite outbox; msg-id = event id",
         # The SQLite event log is the system of record; this stream is its replicated feed. The
         # relay re-checks the stream tail on start, so the window only needs to cover a restart.
+        duplicate_window_s=600.0,
+    ),
+    StreamSpec(
+        name=ORDERS_STREAM,
+        subjects=("orders.>",),
+        description="the matching journal: new/cancel/replace commands in the order the engine applies them",
+        duplicate_window_s=600.0,
+        system_of_record=True,
+    ),
+    StreamSpec(
+        name=EXEC_STREAM,
+        subjects=("exec.>",),
+        description="engine output: accepted, fill, cancelled, rejected; msg-id <instrument>:<orders seq>:<n>",
         duplicate_window_s=600.0,
     ),
 )

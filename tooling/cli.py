@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -85,5 +84,3 @@ def main() -> None:
     """Console-script entry point (`qt`)."""
     app()
 
-
-__all__ = ["Path", "app", "main"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +25,25 @@ from tooling.connection import default_data_dir, default_url, ops_connect
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that keeps piped output on one line per row instead of wrapping at 80 columns."""
+    made = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not made.is_terminal and "COLUMNS" not in os.environ:
+        made.width = 240
+    return made
+
+
+out = console()
+err = console(stderr=True)
 
 NatsUrlOption = Annotated[
     str | None,
-    typer.Option("--nats-url", help="NATS server URL(s), comma-separated [env QT_NATS_URL].", show_default=False),
+    typer.Option("--nats-url", help="NATS server URL(s), comma-separated (env QT_NATS_URL).", show_default=False),
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Platform data dir holding secrets/ops.nk [env QT_DATA_DIR].",
+    typer.Option("--data-dir", help="Platform data dir holding secrets/ops.nk (env QT_DATA_DIR).",
                  show_default=False),
 ]
 

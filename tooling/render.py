@@ -7,13 +7,15 @@ from typing import Any
 
 from rich.table import Table
 
-from tooling.ops import JetStreamView
+from tooling.ops import KV_PREFIX, JetStreamView
 
 
-def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
+def _table(title: str, *columns: str, right: tuple[str, ...] = (), fold: tuple[str, ...] = ()) -> Table:
+    """Columns keep one line per value, except `fold` ones (free text) when the terminal is narrow."""
     table = Table(title=title, title_justify="left", show_lines=False)
     for column in columns:
-        table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+        table.add_column(column, justify="right" if column in right else "left",
+                         no_wrap=column not in fold, overflow="fold" if column in fold else "ellipsis")
     return table
 
 
@@ -66,7 +68,7 @@ def rebuild(reply: dict[str, Any]) -> Table:
 
 def mismatches(reply: dict[str, Any]) -> Table:
     """Each projection that differed from the replay (the rebuild repaired it)."""
-    table = _table("mismatches", "account", "asset", "what", "stored", "replayed")
+    table = _table("mismatches", "account", "asset", "what", "stored", "replayed", fold=("what",))
     for row in reply["mismatches"]:
         table.add_row(row["account"], row["asset"], row["what"], str(row["stored"]), str(row["replayed"]))
     return table
@@ -75,7 +77,7 @@ def mismatches(reply: dict[str, Any]) -> Table:
 def verify(reply: dict[str, Any]) -> Table:
     """The verification outcome and, when it failed, the first bad event."""
     table = _table("verify", "ok", "events checked", "snapshots checked", "first bad",
-                   right=("events checked", "snapshots checked"))
+                   right=("events checked", "snapshots checked"), fold=("first bad",))
     bad = reply.get("first_bad")
     where = ""
     if bad:
@@ -89,7 +91,7 @@ def verify(reply: dict[str, Any]) -> Table:
 def services(instances: list[dict[str, Any]]) -> Table:
     """One row per endpoint of every micro instance that answered discovery."""
     table = _table("services", "service", "id", "version", "endpoint", "requests", "errors", "avg ms",
-                   "last error", right=("requests", "errors", "avg ms"))
+                   "last error", right=("requests", "errors", "avg ms"), fold=("last error",))
     for instance in instances:
         info = instance.get("info") or {}
         stats = instance.get("stats") or {}
@@ -122,7 +124,7 @@ def _ttl(seconds: float | None) -> str:
 def jetstream(view: JetStreamView) -> list[Table]:
     """Streams, their consumers, and the KV buckets."""
     streams = _table("streams", "stream", "subjects", "messages", "bytes", "first seq", "last seq",
-                     right=("messages", "bytes", "first seq", "last seq"))
+                     right=("messages", "bytes", "first seq", "last seq"), fold=("subjects",))
     consumers = _table("consumers", "stream", "consumer", "pending", "ack pending", "redelivered",
                        right=("pending", "ack pending", "redelivered"))
     for info, stream_consumers in view.streams:
@@ -134,6 +136,6 @@ def jetstream(view: JetStreamView) -> list[Table]:
                               str(consumer.num_ack_pending or 0), str(consumer.num_redelivered or 0))
     buckets = _table("kv buckets", "bucket", "values", "history", "ttl", right=("values", "history"))
     for info in view.buckets:
-        buckets.add_row(info.config.name.removeprefix("KV_"), str(info.state.messages),
+        buckets.add_row(info.config.name.removeprefix(KV_PREFIX), str(info.state.messages),
                         str(info.config.max_msgs_per_subject), _ttl(info.config.max_age))
     return [streams, consumers, buckets]

@@ -22,8 +22,8 @@ from contracts.jetstream import ensure_all
 from contracts.subjects import wallet_subject
 from contracts.wallet import Deposit
 from tooling.natsserver import REPO_ROOT, NatsServer
-from tooling.ops import connect, request, Target
-from tooling.supervisor import ChildSpec, Supervisor, say
+from tooling.ops import Target, connect, request
+from tooling.supervisor import ChildSpec, Supervisor, describe_exit, say
 
 DEMO_ACCOUNTS = ("alice", "bob", "carol", "dan", "mm1", "mm2")
 #: Decimal strings at each asset's scale (contracts/money.py): USD 2, AAPL 4, BTC 8.
@@ -117,54 +117,94 @@ def summary(server: NatsServer, supervisor: Supervisor, data_dir: Path, console:
     console.print("\n".join(lines), markup=False, highlight=False)
 
 
-async def serve(server: NatsServer, data_dir: Path, *, seed_demo: bool, console: Console) -> None:
-    """Everything after nats-server is healthy, until SIGINT/SIGTERM; then stop children by PID."""
+def last_fatal(log_path: Path) -> str | None:
+    """The server's last fatal or error log line (e.g. the port is taken), without its prefix."""
+    with contextlib.suppress(OSError):
+        for line in reversed(log_path.read_text(errors="replace").splitlines()):
+            for level in ("[FTL] ", "[ERR] "):
+                if level in line:
+                    return line.split(level, 1)[1]
+    return None
+
+
+async def watch_server(server: NatsServer, stop: asyncio.Event) -> str | None:
+    """Stop the platform if our nats-server dies under it; returns why, or None on a normal stop."""
+    while not stop.is_set():
+        if server.process is None or server.process.poll() is not None:
+            code = server.process.returncode if server.process else None
+            stop.set()
+            return f"nats-server exited ({describe_exit(code)}); see {server.data_dir / 'logs'}"
+        # Popen cannot be awaited: look again shortly unless asked to stop.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+    return None
+
+
+async def bring_up(nc: Client, supervisor: Supervisor, services: list[str], stop: asyncio.Event, *,
+                   seed_demo: bool, console: Console) -> list[str]:
+    """Create streams and buckets, start the nodes, wait for them, seed; returns who did not answer."""
+    try:
+        await ensure_all(nc.jetstream())
+    except Exception as exc:  # without the streams nothing works: refuse to go on
+        raise QtError(ErrorCode.UNAVAILABLE, f"creating streams and buckets failed: {exc!r}") from None
+    supervisor.start()
+    missing = await wait_ready(nc, services, stop, READY_TIMEOUT_S)
+    if seed_demo and "wallet" in services and "wallet" not in missing and not stop.is_set():
+        await seed(nc, console)
+    return missing
+
+
+async def serve(server: NatsServer, data_dir: Path, *, seed_demo: bool, console: Console) -> str | None:
+    """Run until SIGINT/SIGTERM, then stop every child by PID; returns why it stopped if abnormal."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    nc = await connect(Target(server.url, data_dir))
+    watcher = asyncio.create_task(watch_server(server, stop))
+    nodes = discover_nodes()
+    services = [s for s in (service_name(n) for n, _ in nodes) if s]
+    supervisor = Supervisor(child_specs(nodes, server.url, data_dir), console)
     try:
-        await ensure_all(nc.jetstream())
-        nodes = discover_nodes()
-        supervisor = Supervisor(child_specs(nodes, server.url, data_dir), console)
-        supervisor.start()
+        nc = await connect(Target(server.url, data_dir))
         try:
-            services = [s for s in (service_name(n) for n, _ in nodes) if s]
-            missing = await wait_ready(nc, services, stop, READY_TIMEOUT_S)
-            if not stop.is_set():
-                if seed_demo and "wallet" in services and "wallet" not in missing:
-                    await seed(nc, console)
-                await nc.close()
-                summary(server, supervisor, data_dir, console)
-                if missing:
-                    console.print(f"qt up: degraded: no answer from {', '.join(missing)} "
-                                  f"(see {data_dir / 'logs'})", markup=False)
-                else:
-                    console.print("qt up: ready", markup=False)
-                await stop.wait()
-            say(console, "stopping")
+            missing = await bring_up(nc, supervisor, services, stop, seed_demo=seed_demo, console=console)
         finally:
-            await supervisor.stop()
-    finally:
-        if not nc.is_closed:
             await nc.close()
+        if not stop.is_set():
+            summary(server, supervisor, data_dir, console)
+            if missing:
+                console.print(f"qt up: degraded: no answer from {', '.join(missing)} "
+                              f"(see {data_dir / 'logs'})", markup=False)
+            else:
+                console.print("qt up: ready", markup=False)
+            await stop.wait()
+        say(console, "stopping")
+    finally:
+        stop.set()
+        await supervisor.stop()
+    return await watcher
 
 
 def up(data_dir: Path, port: int, monitor_port: int, seed_demo: bool, console: Console) -> None:
-    """Start the platform in the foreground; returns after a clean stop (raises `QtError` if it cannot start)."""
+    """Run the platform in the foreground until Ctrl-C; raises `QtError` if it cannot run."""
     data_dir = data_dir.resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     server = NatsServer(data_dir, port=port, monitor_port=monitor_port)
     log_path = data_dir / "logs" / "nats-server.log"
+    failure: str | None = None
     try:
         try:
             server.start(log_path=log_path)
         except (RuntimeError, TimeoutError, OSError) as exc:
-            raise QtError(ErrorCode.UNAVAILABLE, f"nats-server did not start: {exc} (see {log_path})") from None
+            reason = last_fatal(log_path) or str(exc)
+            raise QtError(ErrorCode.UNAVAILABLE, f"nats-server did not start: {reason} (see {log_path})") from None
         say(console, f"nats-server started (pid {server.process.pid if server.process else '?'}) on {server.url}")
-        asyncio.run(serve(server, data_dir, seed_demo=seed_demo, console=console))
+        failure = asyncio.run(serve(server, data_dir, seed_demo=seed_demo, console=console))
+    except KeyboardInterrupt:  # Ctrl-C before our handlers were installed: nothing else started yet
+        pass
     finally:
-        if server.process is not None:
+        if server.process is not None and server.process.poll() is None:
             server.stop()
             say(console, f"nats-server stopped (pid {server.process.pid})")
+    if failure:
+        raise QtError(ErrorCode.UNAVAILABLE, failure)

@@ -28,8 +28,8 @@ AssetArg = Annotated[str, typer.Argument(help="Asset code, e.g. USD, AAPL, BTC."
 AmountArg = Annotated[str, typer.Argument(help='Decimal string within the asset\'s scale, e.g. "12.34".')]
 OpIdOption = Annotated[
     str | None,
-    typer.Option("--op-id", help="Idempotency key; a retry with the same one changes nothing. [default: new]",
-                 show_default=False),
+    typer.Option("--op-id", show_default=False,
+                 help="Idempotency key: a retry with the same one changes nothing (default: a new uuid4 hex)."),
 ]
 # Without this, click reads an amount such as `-5` as an unknown option and never lets the
 # contract refuse it with `invalid_amount`.
@@ -39,7 +39,7 @@ AMOUNT_SETTINGS: dict[str, Any] = {"ignore_unknown_options": True}
 def _move(ctx: typer.Context, endpoint: str, account: str, asset: str, amount: str, op_id: str | None,
           nats_url: str | None, data_dir: Path | None) -> None:
     """Validate locally (nothing is sent when refused), then deposit or withdraw once per op_id."""
-    op = op_id or uuid.uuid4().hex
+    op = op_id if op_id is not None else uuid.uuid4().hex
     model = Deposit if endpoint == "deposit" else Withdraw
     command = validate(model, {"account": account, "asset": asset, "amount": amount, "op_id": op})
     if op_id is None:  # printed before sending, so a timed-out command can be retried safely

@@ -1,0 +1,122 @@
+"""`qt up` end to end: real nats-server and wallet processes, driven by the `qt` CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.tooling.harness import QT, STARTED, QtUp, alive
+from tooling.natsserver import free_port
+
+
+@pytest.fixture
+def platforms() -> Iterator[list[QtUp]]:
+    """`qt up` processes a test starts; anything of theirs still alive is killed by PID after."""
+    started: list[QtUp] = []
+    try:
+        yield started
+    finally:
+        for platform in started:
+            platform.cleanup()
+
+
+def usd_available(platform: QtUp, account: str = "alice") -> str:
+    """The USD available column of `qt wallet balance`, exactly as printed."""
+    result = platform.qt("wallet", "balance", account)
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"USD\s*│\s*([0-9.]+)\s*│", result.stdout)
+    assert match, result.stdout
+    return match.group(1)
+
+
+def next_start(platform: QtUp, name: str, old_pid: int) -> int:
+    """The PID of the next `[qt] <name> started (pid N)` line with a PID other than `old_pid`."""
+    while True:
+        match = platform.wait_for(STARTED)
+        if match.group(1) == name and int(match.group(2)) != old_pid:
+            return int(match.group(2))
+
+
+def answer_after_restart(platform: QtUp, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Poll `qt wallet balance alice` until the restarted wallet answers."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = platform.qt("wallet", "balance", "alice")
+        if result.returncode == 0 or time.monotonic() > deadline:
+            return result
+
+
+@pytest.mark.slow
+def test_up_wallet_commands_restart_and_clean_stop(tmp_path: Path, platforms: list[QtUp]) -> None:
+    platform = QtUp(tmp_path / "data").start()
+    platforms.append(platform)
+    nats_pid, nodes = platform.wait_ready()
+    assert "wallet" in nodes
+
+    first = platform.qt("wallet", "deposit", "alice", "USD", "12.34", "--op-id", "t1")
+    assert first.returncode == 0, first.stderr
+    assert usd_available(platform) == "12.34"
+    again = platform.qt("wallet", "deposit", "alice", "USD", "12.34", "--op-id", "t1")
+    assert again.returncode == 0, again.stderr
+    assert usd_available(platform) == "12.34"
+
+    for amount in ("1e3", "-5", "1.001"):
+        refused = platform.qt("wallet", "deposit", "alice", "USD", amount)
+        assert refused.returncode == 1, (amount, refused.stdout, refused.stderr)
+        assert refused.stderr.startswith("error invalid_amount: "), refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert usd_available(platform) == "12.34"
+
+    services = platform.qt("services")
+    assert services.returncode == 0, services.stderr
+    assert "wallet" in services.stdout and "wallet.deposit" in services.stdout
+    streams = platform.qt("streams")
+    assert streams.returncode == 0, streams.stderr
+    assert "WALLET" in streams.stdout and "leases" in streams.stdout
+
+    old = nodes["wallet"]
+    os.kill(old, signal.SIGKILL)
+    new = next_start(platform, "wallet", old)
+    restarted = answer_after_restart(platform)
+    assert restarted.returncode == 0, restarted.stderr
+    assert usd_available(platform) == "12.34"
+    assert alive(new) and not alive(old)
+
+    assert platform.interrupt(timeout_s=30) == 0
+    for pid in (nats_pid, *nodes.values(), new):
+        assert not alive(pid), (pid, platform.output)
+
+
+@pytest.mark.slow
+def test_seed_is_idempotent_across_restarts(tmp_path: Path, platforms: list[QtUp]) -> None:
+    data = tmp_path / "data"
+    first = QtUp(data, seed=True).start()
+    platforms.append(first)
+    first.wait_ready()
+    assert usd_available(first) == "100000.00"
+    assert usd_available(first, "mm2") == "100000.00"
+    assert first.interrupt() == 0
+
+    second = QtUp(data, seed=True).start()
+    platforms.append(second)
+    second.wait_ready()
+    assert usd_available(second) == "100000.00"
+    balance = second.qt("wallet", "balance", "bob")
+    assert "2.00000000" in balance.stdout and "100.0000" in balance.stdout
+    assert second.interrupt() == 0
+
+
+def test_unreachable_nats_is_one_line_error(tmp_path: Path) -> None:
+    env = dict(os.environ, QT_NATS_URL=f"nats://127.0.0.1:{free_port()}", QT_DATA_DIR=str(tmp_path))
+    result = subprocess.run([QT, "wallet", "balance", "alice"], check=False, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error unavailable: cannot reach NATS"), result.stderr
+    assert "Traceback" not in result.stderr
