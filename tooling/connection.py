@@ -29,6 +29,12 @@ async def ops_connect(url: str | None = None, data_dir: Path | None = None, *, r
         name=f"qt-cli-{os.getpid()}",
         nkeys_seed=str(seed) if seed.exists() else None,
         connect_timeout=3,
-        max_reconnect_attempts=2,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.2,
         allow_reconnect=False,
+        error_cb=_ignore,  # the CLI reports a failed call in one line; no tracebacks from the client
     )
+
+
+async def _ignore(_: Exception) -> None:
+    return None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tooling.credentials import write_auth_conf
+from tooling.orphans import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NATS_CONF = REPO_ROOT / "nats.conf"
@@ -90,6 +91,7 @@ class NatsServer:
                 [server_binary(), "-c", str(config), "-sd", str(self.store_dir), "-a", self.host,
                  "-p", str(self.port), "-m", str(self.monitor_port), "-n", f"qt-{self.port}"],
                 stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - one C call, resolved at import
             )
         finally:
             if log_file is not None:

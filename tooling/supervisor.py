@@ -12,6 +12,8 @@ from typing import IO
 from rich.console import Console
 from rich.text import Text
 
+from tooling.orphans import die_with_parent
+
 PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 #: asyncio's default 64 KiB line limit would kill the pump on one long log line (a traceback).
 LINE_LIMIT = 1 << 20
@@ -135,6 +137,7 @@ class Supervisor:
                 *spec.argv, env=spec.env, cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 start_new_session=True, limit=LINE_LIMIT,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             self.say(f"{spec.name} could not start: {exc}")

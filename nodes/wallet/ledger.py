@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from contracts.errors import ErrorCode, QtError
+from contracts.money import format_amount
 from contracts.wallet import EventType
 
 GENESIS_HASH: Final = "0" * 64
@@ -50,24 +51,26 @@ def event_hash(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def fold(pos: Position, type_: str, amount: int, hold_id: str | None) -> None:
+def fold(pos: Position, type_: str, amount: int, hold_id: str | None, asset: str) -> None:
     """Apply one event to a position in place; refuse (and change nothing) if it would go negative."""
     d_avail, d_held = EFFECTS[type_]
     available = pos.available + d_avail * amount
     held = pos.held + d_held * amount
     if available < 0 or held < 0:
+        have, want = format_amount(asset, pos.available), format_amount(asset, amount)
         raise QtError(
             ErrorCode.INSUFFICIENT_FUNDS,
-            f"insufficient funds: {pos.available} available, {pos.held} held, {amount} requested",
-            {"available": pos.available, "held": pos.held, "requested": amount},
+            f"insufficient funds: {have} {asset} available, {want} requested",
+            {"asset": asset, "available": have, "held": format_amount(asset, pos.held), "requested": want},
         )
     if type_ in (EventType.RELEASED, EventType.DEBITED):
         left = pos.holds.get(hold_id or "", 0)
         if amount > left:
+            have, want = format_amount(asset, left), format_amount(asset, amount)
             raise QtError(
                 ErrorCode.INSUFFICIENT_FUNDS,
-                f"hold {hold_id} has {left} left, {amount} requested",
-                {"hold_id": hold_id, "remaining": left, "requested": amount},
+                f"hold {hold_id} has {have} {asset} left, {want} requested",
+                {"hold_id": hold_id, "remaining": have, "requested": want},
             )
         if amount == left:
             del pos.holds[hold_id or ""]

@@ -198,7 +198,11 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     lease_task.cancel()
     stop_task.cancel()
     await lease.release()
-    await nc.drain()
+    try:
+        await nc.drain()
+    except Exception as exc:  # the server may already be gone; the data is safe in SQLite
+        log.warning("nats drain failed", extra=kv(error=repr(exc)))
+        await nc.close()
     node.close()
 
 

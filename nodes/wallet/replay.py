@@ -48,7 +48,7 @@ def replay(db: sqlite3.Connection, key: Key, *, use_snapshot: bool = True) -> tu
         (*key, pos.version),
     )
     for type_, amount, hold_id, hash_ in rows:
-        fold(pos, type_, amount, hold_id)
+        fold(pos, type_, amount, hold_id, key[1])
         pos.head = hash_
         count += 1
     return pos, count, used
@@ -193,7 +193,7 @@ def _check_event(pos: Position, fields: tuple[Any, ...], prev_hash: str, hash_: 
     if event_hash(prev_hash, acct, asset, version, type_, amount, hold_id, op_id, ts_ns) != hash_:
         return "hash does not match the event's content"
     try:
-        fold(pos, type_, amount, hold_id)
+        fold(pos, type_, amount, hold_id, asset)
     except QtError as exc:
         return f"event cannot apply: {exc.message}"
     pos.head = hash_

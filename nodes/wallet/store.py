@@ -226,7 +226,7 @@ class EventStore:
     ) -> None:
         cur = scope.cur
         pos = self._stage(scope, (account, asset))
-        fold(pos, type_, amount, hold_id)
+        fold(pos, type_, amount, hold_id, asset)
         ts_ns = time.time_ns()
         prev = pos.head
         pos.head = event_hash(prev, account, asset, pos.version, type_, amount, hold_id, scope.op_id,
