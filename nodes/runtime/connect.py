@@ -28,6 +28,7 @@ async def connect(config: NodeConfig, *, name: str, deadline_s: float = 30.0) ->
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
+                drain_timeout=5,
                 allow_reconnect=True,
                 error_cb=_on_error,
                 disconnected_cb=_on_disconnect,

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ class Lease:
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     revision: int = 0
     token: int = 0
+    renewed_at: float = 0.0
+    """`time.monotonic()` of the last successful create or renew."""
 
     def _value(self) -> bytes:
         return json.dumps({
@@ -53,6 +56,7 @@ class Lease:
             try:
                 self.revision = await self.bucket.create(self.key, self._value())
                 self.token = self.revision
+                self.renewed_at = time.monotonic()
                 return self.token
             except KeyWrongLastSequenceError:
                 pass
@@ -64,6 +68,7 @@ class Lease:
                 try:
                     self.revision = await self.bucket.update(self.key, self._value(), last=entry.revision)
                     self.token = self.revision
+                    self.renewed_at = time.monotonic()
                     log.info("lease taken back from a dead process", extra=kv(key=self.key))
                     return self.token
                 except KeyWrongLastSequenceError:
@@ -80,6 +85,15 @@ class Lease:
             self.revision = await self.bucket.update(self.key, self._value(), last=self.revision)
         except KeyWrongLastSequenceError:
             raise LeaseLost(self.key) from None
+        self.renewed_at = time.monotonic()
+
+    def held(self) -> bool:
+        """True while the lease surely has not expired: renewed within 80% of the TTL.
+
+        A process that was paused (GC, SIGSTOP, a VM hiccup) finds this false on waking, before
+        its renewal fails, and must not act on the partition until it has renewed.
+        """
+        return self.token > 0 and time.monotonic() - self.renewed_at < self.ttl_s * 0.8
 
     async def keep(self) -> None:
         """Renew every third of the TTL until cancelled or lost."""

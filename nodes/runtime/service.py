@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nats.aio.client import Client
 from nats.micro import add_service
@@ -31,15 +31,24 @@ from nodes.runtime.tracing import extract
 log = logging.getLogger(__name__)
 
 
+class WireView(Protocol):
+    """Anything that renders itself for a wire (models with money do, as do hot-path views)."""
+
+    def to_wire(self, wire: str) -> dict[str, Any]: ...
+
+
+Body = BaseModel | WireView | dict[str, Any]
+
+
 @dataclass
 class Reply:
     """A handler's answer with extra headers (e.g. `Qt-Replayed`)."""
 
-    body: BaseModel | dict[str, Any]
+    body: Body
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Handler = Callable[[Any], Awaitable[BaseModel | Reply | dict[str, Any]]]
+Handler = Callable[[Any], Awaitable[Body | Reply]]
 
 
 @dataclass
@@ -164,16 +173,17 @@ def as_qt_error(exc: BaseException) -> QtError:
     return QtError(ErrorCode.INTERNAL, "internal error")
 
 
-def _render(result: BaseModel | Reply | dict[str, Any], wire: Wire) -> tuple[bytes, dict[str, str]]:
+def _render(result: Body | Reply, wire: Wire) -> tuple[bytes, dict[str, str]]:
     headers: dict[str, str] = {}
     if isinstance(result, Reply):
         headers = result.headers
         result = result.body
-    if isinstance(result, BaseModel):
-        to_wire = getattr(result, "to_wire", None)
-        body = to_wire(wire) if to_wire else result.model_dump(mode="python", context={"wire": wire})
-    else:
+    if isinstance(result, dict):
         body = result
+    elif hasattr(result, "to_wire"):
+        body = result.to_wire(wire)
+    else:
+        body = result.model_dump(mode="python", context={"wire": wire})
     return encode(body, wire), headers
 
 

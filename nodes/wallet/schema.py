@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS events (
     ts_ns     INTEGER NOT NULL,
     prev_hash TEXT    NOT NULL,
     hash      TEXT    NOT NULL,
+    traceparent TEXT,           -- metadata for the relay: not part of the hash
     UNIQUE (account, asset, version)
 );
 CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
@@ -58,15 +59,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
     PRIMARY KEY (account, asset, version)
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS outbox (
-    seq         INTEGER PRIMARY KEY,
-    traceparent TEXT
-);
-
+-- The outbox is the tail of `events` past the relay's cursor (`meta.relayed_seq`): the event row
+-- itself is the outbox record, written in the same transaction, with nothing to keep in step.
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta(key, value) VALUES ('relayed_seq', '0');
 
 CREATE TABLE IF NOT EXISTS ops (
     op_id        TEXT PRIMARY KEY,

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+from pydantic import BaseModel
 
+from contracts.codec import Wire
 from contracts.errors import BUSINESS_CODES, ErrorCode, QtError
+from contracts.money import format_amount
 from contracts.subjects import wallet_event_subject, wallet_msg_id
 from contracts.wallet import (
-    BalanceState,
     Credit,
     Debit,
     Deposit,
@@ -45,11 +47,28 @@ _PLAIN: dict[type, EventType] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class MutationView:
+    """A `MutationReply` built from trusted values without pydantic's cost on the hot path."""
+
+    op_id: str
+    changes: list[dict[str, Any]]
+    event_ids: list[str]
+
+    def to_wire(self, wire: str) -> dict[str, Any]:
+        """The `MutationReply` shape: integer units in msgpack, decimal strings in JSON."""
+        changes = self.changes
+        if wire == Wire.JSON:
+            changes = [{**c, "available": format_amount(c["asset"], c["available"]),
+                        "held": format_amount(c["asset"], c["held"])} for c in changes]
+        return {"op_id": self.op_id, "changes": changes, "event_ids": self.event_ids}
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one command produced: a reply or a refusal, and whether it was replayed by op_id."""
 
-    reply: MutationReply | None
+    reply: MutationView | None
     error: QtError | None
     replayed: bool = False
 
@@ -71,9 +90,17 @@ class _Scope:
 
 
 def request_hash(command: Command) -> str:
-    """A digest of the command's kind and content, independent of field order."""
-    canonical = json.dumps(command.model_dump(mode="python"), sort_keys=True, default=str)
-    return hashlib.sha256(f"{type(command).__name__}:{canonical}".encode()).hexdigest()
+    """A digest of the command's kind and every field value, in declared order."""
+    return hashlib.sha256(repr(_canonical(command)).encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    """Plain tuples of a model's field values (nested models included): cheap to repr, stable."""
+    if isinstance(value, BaseModel):
+        return (type(value).__name__, *(_canonical(v) for v in value.__dict__.values()))
+    if isinstance(value, list):
+        return tuple(_canonical(v) for v in value)
+    return value
 
 
 class EventStore:
@@ -137,26 +164,28 @@ class EventStore:
                 ))
             return _decode_recorded(row[1])
         scope = _Scope(cur, staged, command.op_id, traceparent)
-        cur.execute("SAVEPOINT cmd")
+        # A single-event command checks everything before its first write, so only a multi-leg
+        # settle can fail half-way and needs a savepoint to undo its earlier legs.
+        multi = isinstance(command, Settle)
+        if multi:
+            cur.execute("SAVEPOINT cmd")
         try:
             self._apply(scope, command)
         except QtError as error:
-            cur.execute("ROLLBACK TO cmd")
-            cur.execute("RELEASE cmd")
+            if multi:
+                cur.execute("ROLLBACK TO cmd")
+                cur.execute("RELEASE cmd")
             if error.code in BUSINESS_CODES:
                 self._record(cur, command.op_id, digest, {"error": error.to_body()})
             return Outcome(None, error)
-        cur.execute("RELEASE cmd")
+        if multi:
+            cur.execute("RELEASE cmd")
         staged.update(scope.positions)
-        reply = MutationReply(
-            op_id=command.op_id,
-            changes=[
-                BalanceState(account=a, asset=s, available=p.available, held=p.held, version=p.version)
-                for (a, s), p in scope.positions.items()
-            ],
-            event_ids=scope.event_ids,
-        )
-        self._record(cur, command.op_id, digest, {"ok": reply.model_dump(mode="python")})
+        reply = MutationView(command.op_id, [
+            {"account": a, "asset": s, "available": p.available, "held": p.held, "version": p.version}
+            for (a, s), p in scope.positions.items()
+        ], scope.event_ids)
+        self._record(cur, command.op_id, digest, {"ok": reply.to_wire(Wire.MSGPACK)})
         return Outcome(reply, None)
 
     def _record(self, cur: sqlite3.Cursor, op_id: str, digest: str, result: dict[str, Any]) -> None:
@@ -233,13 +262,12 @@ class EventStore:
                               ts_ns)
         cur.execute(
             "INSERT INTO events(account, asset, version, type, amount, hold_id, op_id, ts_ns, "
-            "prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "prev_hash, hash, traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (account, asset, pos.version, str(type_), amount, hold_id, scope.op_id, ts_ns, prev,
-             pos.head),
+             pos.head, scope.traceparent),
         )
         seq = cur.lastrowid
         assert seq is not None
-        cur.execute("INSERT INTO outbox(seq, traceparent) VALUES (?,?)", (seq, scope.traceparent))
         scope.event_ids.append(wallet_msg_id(self.ledger_id, seq))
         if pos.version % self.snapshot_every == 0:
             cur.execute(
@@ -278,9 +306,9 @@ class EventStore:
     def outbox_batch(self, limit: int = 1000) -> list[tuple[int, str, str, bytes, str | None]]:
         """Unrelayed events in order: `(seq, subject, msg_id, payload, traceparent)`."""
         rows = self.db.execute(
-            "SELECT e.seq, e.account, e.asset, e.version, e.type, e.amount, e.hold_id, e.op_id, "
-            "e.ts_ns, e.prev_hash, e.hash, o.traceparent FROM outbox o JOIN events e USING (seq) "
-            "ORDER BY o.seq LIMIT ?",
+            "SELECT seq, account, asset, version, type, amount, hold_id, op_id, ts_ns, prev_hash, hash, "
+            "traceparent FROM events WHERE seq > (SELECT CAST(value AS INTEGER) FROM meta "
+            "WHERE key='relayed_seq') ORDER BY seq LIMIT ?",
             (limit,),
         ).fetchall()
         out = []
@@ -292,8 +320,11 @@ class EventStore:
         return out
 
     def outbox_ack(self, upto_seq: int) -> int:
-        """Drop relayed rows up to `upto_seq` (the stream has them); returns how many."""
-        cur = self.db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
+        """Move the relay cursor to `upto_seq` (the stream has everything up to it); 1 if it moved."""
+        cur = self.db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'relayed_seq' AND CAST(value AS INTEGER) < ?",
+            (str(upto_seq), upto_seq),
+        )
         return cur.rowcount
 
 
@@ -311,4 +342,5 @@ def _decode_recorded(blob: bytes) -> Outcome:
     recorded = msgpack.unpackb(blob, raw=False)
     if "error" in recorded:
         return Outcome(None, QtError.from_body(recorded["error"]), replayed=True)
-    return Outcome(MutationReply.model_validate(recorded["ok"]), None, replayed=True)
+    ok = MutationReply.model_validate(recorded["ok"])  # a stored record is re-checked against the contract
+    return Outcome(MutationView(ok.op_id, [c.model_dump() for c in ok.changes], ok.event_ids), None, replayed=True)
