@@ -108,3 +108,24 @@ def processes() -> Iterator[list[NodeProcess]]:
     finally:
         for proc in started:
             proc.kill()
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test's own: for engines whose streams and leases must start empty."""
+    server = NatsServer(tmp_path / "nats", port=free_port(), monitor_port=free_port())
+    server.start(log_path=tmp_path / "nats-server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def own_nc(own_nats: NatsServer) -> AsyncIterator[Client]:
+    """An `ops` client of the test's own server."""
+    client = await nats.connect(own_nats.url, nkeys_seed=str(nkey_seed_path(own_nats.data_dir, "ops")))
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -9,6 +9,7 @@ import typer
 from contracts.errors import QtError
 from tooling import render
 from tooling.bench.cli import app as bench_app
+from tooling.book_cli import book as book_command
 from tooling.connection import default_data_dir, default_url
 from tooling.ops import (
     DataDirOption,
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(bench_app, name="bench")
+app.command(name="book")(book_command)
 
 
 @app.callback()

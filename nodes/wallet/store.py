@@ -91,7 +91,11 @@ class _Scope:
 
 def request_hash(command: Command) -> str:
     """A digest of the command's kind and every field value, in declared order."""
-    return hashlib.sha256(repr(_canonical(command)).encode()).hexdigest()
+    if isinstance(command, Settle):
+        canonical = _canonical(command)
+    else:  # flat models (the hot path): their field values are plain str/int/None already
+        canonical = (type(command).__name__, *command.__dict__.values())
+    return hashlib.sha256(repr(canonical).encode()).hexdigest()
 
 
 def _canonical(value: Any) -> Any:

@@ -1,0 +1,216 @@
+"""The deterministic engine of one instrument: journal entries in, results and execution reports out.
+
+No I/O: the node feeds it the `ORDERS` journal in stream order and does the publishing. Because
+`apply` is a pure function of (state, entry), a replay from zero or from any snapshot reaches the
+identical book, order records and results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from contracts.instruments import Instrument
+from contracts.matching import OrderStatus
+from nodes.matching.book import Book
+
+#: Journal operations.
+NEW: Final = "new"
+CANCEL: Final = "cancel"
+REPLACE: Final = "replace"
+
+
+@dataclass(slots=True)
+class OrderRecord:
+    """What the engine knows of an order for `matching.order`: its terms, fills and status."""
+
+    order_id: str
+    account: str
+    side: str
+    price: int | None
+    qty: int
+    filled: int = 0
+    status: str = OrderStatus.NEW
+    reason: str | None = None
+    fills: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_result(self, instrument: str, seq: int, fills: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The `OrderResult` body (integer units) with `fills` (default: all of them)."""
+        return {
+            "order_id": self.order_id, "instrument": instrument, "account": self.account,
+            "side": self.side, "status": self.status, "price": self.price, "qty": self.qty,
+            "filled": self.filled, "remaining": self.remaining, "reason": self.reason,
+            "fills": list(self.fills if fills is None else fills), "journal_seq": seq,
+        }
+
+    @property
+    def remaining(self) -> int:
+        """Open quantity: zero once filled, cancelled or rejected."""
+        if self.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+            return self.qty - self.filled
+        return 0
+
+
+def command_key(entry: dict[str, Any]) -> str:
+    """The identity of a journal entry: also its `Nats-Msg-Id` in `ORDERS`."""
+    op = entry["op"]
+    if op == NEW:
+        return f"new:{entry['order_id']}"
+    if op == CANCEL:  # the account is part of it: a stranger's refused cancel must not shadow the owner's
+        return f"cancel:{entry['account']}:{entry['order_id']}"
+    return f"replace:{entry['account']}:{entry['order_id']}:{entry['price']}:{entry['qty']}"
+
+
+class InstrumentEngine:
+    """A book plus the order records and per-command results derived from the journal."""
+
+    def __init__(self, spec: Instrument) -> None:
+        self.spec = spec
+        self.book = Book.for_instrument(spec)
+        self.applied_seq = 0
+        self.orders: dict[str, OrderRecord] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self._quote_factor = 10**spec.qty_scale
+
+    def apply(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Apply journal entry `seq`; returns (the command's result, its execution reports)."""
+        if seq <= self.applied_seq:
+            raise ValueError(f"journal entry {seq} already applied (at {self.applied_seq})")
+        key = command_key(entry)
+        first = self.results.get(key)
+        if first is not None:  # the same command journaled twice (past the dedup window)
+            self.applied_seq = seq
+            return first, []
+        op = entry["op"]
+        if op == NEW:
+            result, reports = self._new(seq, entry)
+        elif op == CANCEL:
+            result, reports = self._cancel(seq, entry)
+        elif op == REPLACE:
+            result, reports = self._replace(seq, entry)
+        else:
+            raise ValueError(f"unknown journal op {op!r}")
+        self.results[key] = result
+        self.applied_seq = seq
+        return result, reports
+
+    def _new(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        order_id = entry["order_id"]
+        record = OrderRecord(order_id, entry["account"], entry["side"], entry.get("price"), entry["qty"])
+        if order_id in self.orders:  # ids are unique over the whole history, not only the open book
+            record.status, record.reason = OrderStatus.REJECTED, "duplicate_order_id"
+            report = self._report(seq, "rejected", order_id, reason=record.reason)
+            return record.as_result(self.spec.symbol, seq), [report]
+        max_quote = entry.get("max_quote")
+        events = self.book.submit(
+            order_id, entry["account"], entry["side"], entry["type"], entry["qty"], price=entry.get("price"),
+            tif=entry.get("tif", "GTC"), post_only=entry.get("post_only", False), stp=entry.get("stp", "dc"),
+            max_quote=None if max_quote is None else max_quote * self._quote_factor,
+        )
+        self.orders[order_id] = record
+        fills_now: list[dict[str, Any]] = []
+        reports = self._absorb(seq, events, fills_now)
+        return record.as_result(self.spec.symbol, seq, fills_now), reports
+
+    def _cancel(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        order_id = entry["order_id"]
+        record = self.orders.get(order_id)
+        if record is None or record.account != entry["account"]:
+            # another account's order is reported as unknown: existence is not disclosed
+            missing = OrderRecord(order_id, entry["account"], "", None, 0, status=OrderStatus.REJECTED,
+                                  reason="unknown_order")
+            return missing.as_result(self.spec.symbol, seq, []), []
+        events = self.book.cancel(order_id)
+        if events and events[0][0] == "rejected":  # already filled or cancelled: a no-op, not an error
+            return record.as_result(self.spec.symbol, seq, []), []
+        reports = self._absorb(seq, events, [])
+        return record.as_result(self.spec.symbol, seq, []), reports
+
+    def _replace(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        order_id = entry["order_id"]
+        record = self.orders.get(order_id)
+        if record is None or record.account != entry["account"]:
+            missing = OrderRecord(order_id, entry["account"], "", None, 0, status=OrderStatus.REJECTED,
+                                  reason="unknown_order")
+            return missing.as_result(self.spec.symbol, seq, []), []
+        fills_now: list[dict[str, Any]] = []
+        events = self.book.replace(order_id, entry["price"], entry["qty"])
+        if events and events[0][0] == "rejected":
+            result = record.as_result(self.spec.symbol, seq, [])
+            result["status"], result["reason"] = OrderStatus.REJECTED, events[0][2]
+            return result, [self._report(seq, "rejected", order_id, reason=events[0][2])]
+        reports = self._absorb(seq, events, fills_now)
+        return record.as_result(self.spec.symbol, seq, fills_now), reports
+
+    def _absorb(self, seq: int, events: list[tuple[Any, ...]], fills_now: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fold book events into order records; one execution report per event."""
+        reports = []
+        symbol = self.spec.symbol
+        for event in events:
+            kind = event[0]
+            if kind == "fill":
+                _, trade_no, taker_id, taker_acc, maker_id, maker_acc, price, qty, _m_rem, taker_side, _t_rem = event
+                fill = {"trade_id": f"{symbol}-{trade_no}", "instrument": symbol, "price": price, "qty": qty,
+                        "maker_order_id": maker_id, "taker_order_id": taker_id, "maker_account": maker_acc,
+                        "taker_account": taker_acc, "taker_side": taker_side}
+                fills_now.append(fill)
+                for oid in (taker_id, maker_id):
+                    rec = self.orders[oid]
+                    rec.filled += qty
+                    rec.fills.append(fill)
+                    rec.status = OrderStatus.FILLED if rec.filled == rec.qty else OrderStatus.PARTIALLY_FILLED
+                reports.append(self._report(seq, "fill", taker_id, **fill))
+            elif kind == "cancelled":
+                _, oid, _acc, qty, reason = event
+                rec = self.orders[oid]
+                rec.status, rec.reason = OrderStatus.CANCELLED, reason
+                reports.append(self._report(seq, "cancelled", oid, qty=qty, reason=reason))
+            elif kind == "decreased":
+                _, oid, _acc, qty, remaining, reason = event
+                rec = self.orders[oid]
+                rec.qty -= qty  # self-trade prevention shrank the order: it will never fill that part
+                reports.append(self._report(seq, "decreased", oid, qty=qty, remaining=remaining, reason=reason))
+            elif kind == "replaced":
+                _, oid, _acc, price, qty, kept = event
+                rec = self.orders[oid]
+                rec.price, rec.qty = price, rec.filled + qty
+                reports.append(self._report(seq, "replaced", oid, price=price, qty=qty, kept_priority=kept))
+            elif kind == "rejected":
+                _, oid, reason = event
+                rec = self.orders[oid]
+                rec.status, rec.reason = OrderStatus.REJECTED, reason
+                reports.append(self._report(seq, "rejected", oid, reason=reason))
+            elif kind == "accepted":
+                reports.append(self._report(seq, "accepted", event[1], account=self.orders[event[1]].account))
+        return reports
+
+    def _report(self, seq: int, kind: str, order_id: str, **fields: Any) -> dict[str, Any]:
+        return {"kind": kind, "instrument": self.spec.symbol, "orders_seq": seq, "order_id": order_id, **fields}
+
+    # --- snapshots -----------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this engine is (plain msgpack-able data)."""
+        return {
+            "instrument": self.spec.symbol,
+            "applied_seq": self.applied_seq,
+            "book": self.book.snapshot(),
+            "orders": [
+                [r.order_id, r.account, r.side, r.price, r.qty, r.filled, str(r.status), r.reason, r.fills]
+                for r in self.orders.values()
+            ],
+            "results": self.results,
+        }
+
+    @classmethod
+    def restore(cls, spec: Instrument, snap: dict[str, Any]) -> InstrumentEngine:
+        """An engine identical to the one that took `snap`."""
+        if snap["instrument"] != spec.symbol:
+            raise ValueError(f"snapshot of {snap['instrument']} given for {spec.symbol}")
+        engine = cls(spec)
+        engine.book = Book.restore(snap["book"])
+        engine.applied_seq = snap["applied_seq"]
+        for oid, account, side, price, qty, filled, status, reason, fills in snap["orders"]:
+            engine.orders[oid] = OrderRecord(oid, account, side, price, qty, filled, OrderStatus(status), reason, fills)
+        engine.results = dict(snap["results"])
+        return engine

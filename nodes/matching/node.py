@@ -1,0 +1,348 @@
+"""The `matching` micro service: journal each command to ORDERS, answer once the engine applied it.
+
+Endpoints first, then the per-instrument loop that applies the journal, then start/stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+from typing import Any
+
+import msgpack
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from contracts.errors import ErrorCode, QtError
+from contracts.instruments import INSTRUMENTS, Instrument, instrument
+from contracts.jetstream import ensure_bucket, ensure_snapshot_store, ensure_stream
+from contracts.matching import (
+    BookQuery,
+    BookView,
+    CancelOrder,
+    InstrumentStatus,
+    OrderQuery,
+    OrderResult,
+    ReplaceOrder,
+    StatusQuery,
+    StatusReply,
+    SubmitOrder,
+)
+from contracts.subjects import (
+    BUCKETS,
+    EXEC_STREAM,
+    FENCE_HEADER,
+    LEASES_BUCKET,
+    MATCHING_SERVICE,
+    ORDERS_STREAM,
+    SNAPSHOTS_OBJECTS,
+    STREAMS,
+    book_feed_subject,
+    exec_msg_id,
+    exec_subject,
+    orders_subject,
+)
+from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
+from nodes.runtime.config import NodeConfig, env_int
+from nodes.runtime.connect import connect
+from nodes.runtime.lease import Lease, LeaseLost
+from nodes.runtime.log import kv
+from nodes.runtime.metrics import NodeMetrics
+from nodes.runtime.service import NodeService
+from nodes.runtime.tracing import inject
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+_REJECT_CODES = {code.value: code for code in ErrorCode}
+
+
+class InstrumentRunner:
+    """Applies one instrument's journal in stream order and publishes what the engine reports."""
+
+    def __init__(self, js: JetStreamContext, nc: Client, spec: Instrument, lease: Lease, snapshot_every: int):
+        self.js = js
+        self.nc = nc
+        self.spec = spec
+        self.lease = lease
+        self.snapshot_every = snapshot_every
+        self.engine = InstrumentEngine(spec)
+        self.last_snapshot_seq = 0
+        self.exec_published_upto = 0
+        self.feed_seq = 0
+        self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        # execution reports applied but not yet published: (journal seq, msg-id, body)
+        self._pending: list[tuple[int, str, bytes]] = []
+        self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
+
+    async def load(self) -> None:
+        """Restore the newest snapshot (if any) and learn how far EXEC already got."""
+        try:
+            obs = await self.js.object_store(SNAPSHOTS_OBJECTS)
+            blob = (await obs.get(f"matching.{self.spec.symbol}")).data
+        except NotFoundError:
+            blob = None
+        if blob:
+            self.engine = InstrumentEngine.restore(self.spec, msgpack.unpackb(blob, raw=False, strict_map_key=False))
+            self.last_snapshot_seq = self.engine.applied_seq
+        try:
+            last = await self.js.get_last_msg(EXEC_STREAM, exec_subject(self.spec.symbol))
+            msg_id = (last.headers or {}).get("Nats-Msg-Id", "")
+            self.exec_published_upto = int(msg_id.split(":")[1])
+        except (NotFoundError, IndexError, ValueError):
+            self.exec_published_upto = 0
+        log.info("engine loaded", extra=kv(instrument=self.spec.symbol, applied_seq=self.engine.applied_seq,
+                                           exec_upto=self.exec_published_upto))
+
+    async def result(self, seq: int, key: str) -> dict[str, Any]:
+        """The result of journal entry `seq` (waits until the engine has applied it)."""
+        if self.engine.applied_seq >= seq:
+            found = self.engine.results.get(key)
+            if found is None:
+                raise QtError(ErrorCode.INTERNAL, f"result of {key} at {seq} is gone")
+            return found
+        future = self._waiters.get(seq)
+        if future is None:
+            future = self._waiters[seq] = asyncio.get_running_loop().create_future()
+        return await future
+
+    async def run(self) -> None:
+        """Consume `orders.<instrument>` from after the snapshot, forever; publishing runs alongside."""
+        tasks = {asyncio.create_task(self._apply_forever(), name=f"apply-{self.spec.symbol}"),
+                 asyncio.create_task(self._publish_forever(), name=f"exec-{self.spec.symbol}")}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # either one ending is fatal for the instrument: surface why
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _apply_forever(self) -> None:
+        start = self.engine.applied_seq + 1
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
+        sub = await self.js.subscribe(orders_subject(self.spec.symbol), ordered_consumer=True, config=config,
+                                      pending_msgs_limit=-1, pending_bytes_limit=-1)
+        since_snapshot = 0
+        async for msg in sub.messages:
+            seq = msg.metadata.sequence.stream
+            result, reports = self.engine.apply(seq, msgpack.unpackb(msg.data, raw=False))
+            if seq > self.exec_published_upto:
+                self._pending.extend(
+                    (seq, exec_msg_id(self.spec.symbol, seq, n), msgpack.packb(report))
+                    for n, report in enumerate(reports)
+                )
+            self._wake.set()
+            future = self._waiters.pop(seq, None)
+            if future is not None and not future.done():
+                future.set_result(result)
+            since_snapshot += 1
+            if since_snapshot >= self.snapshot_every and sub.pending_msgs == 0:
+                await self.save_snapshot()
+                since_snapshot = 0
+
+    async def _publish_forever(self) -> None:
+        """Publish what the engine reported, in batches, without holding up the engine."""
+        delay = 0.05
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+                delay = 0.05
+            except LeaseLost:
+                raise
+            except Exception as exc:  # NATS away or slow: keep the reports and try again
+                log.warning("exec publish failed, retrying", extra=kv(instrument=self.spec.symbol,
+                                                                      error=repr(exc), delay_s=delay))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                self._wake.set()
+
+    async def flush(self) -> None:
+        """Publish pending execution reports (fenced, deduplicated by msg-id), then the L2 deltas."""
+        if not self.lease.held():
+            raise LeaseLost(self.lease.key)
+        async with self._flushing:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                subject = exec_subject(self.spec.symbol)
+                token = str(self.lease.token)
+                futures = [
+                    await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id, FENCE_HEADER: token})
+                    for _seq, msg_id, body in batch
+                ]
+                try:
+                    await asyncio.gather(*futures)
+                except BaseException:
+                    self._pending[:0] = batch  # republished with the same msg-ids: the stream dedups
+                    raise
+                self.exec_published_upto = max(self.exec_published_upto, batch[-1][0])
+            deltas = self.engine.book.drain_deltas()
+            if deltas:
+                prev, self.feed_seq = self.feed_seq, self.engine.applied_seq
+                await self.nc.publish(book_feed_subject(self.spec.symbol), msgpack.packb({
+                    "instrument": self.spec.symbol, "seq": self.feed_seq, "prev_seq": prev,
+                    "checksum": self.engine.book.checksum(), "deltas": deltas,
+                }))
+
+    async def save_snapshot(self) -> None:
+        """Write the engine's state to the shared snapshot store (a standby restores from it)."""
+        if self.engine.applied_seq == self.last_snapshot_seq:
+            return
+        if self._pending:  # a snapshot past unpublished reports would skip them on replay
+            await self.flush()
+        obs = await self.js.object_store(SNAPSHOTS_OBJECTS)
+        await obs.put(f"matching.{self.spec.symbol}", msgpack.packb(self.engine.snapshot()))
+        self.last_snapshot_seq = self.engine.applied_seq
+        log.info("snapshot saved", extra=kv(instrument=self.spec.symbol, seq=self.last_snapshot_seq))
+
+
+class MatchingNode:
+    """Every instrument's runner, and the endpoints that journal commands to them."""
+
+    def __init__(self, js: JetStreamContext, runners: dict[str, InstrumentRunner], owner: str) -> None:
+        self.js = js
+        self.runners = runners
+        self.owner = owner
+
+    def register(self, service: NodeService) -> None:
+        """Bind the matching endpoints."""
+        service.route("submit", SubmitOrder)(self.submit)
+        service.route("cancel", CancelOrder)(self.cancel)
+        service.route("replace", ReplaceOrder)(self.replace)
+        service.route("order", OrderQuery)(self.order)
+        service.route("book", BookQuery)(self.book)
+        service.route("status", StatusQuery)(self.status)
+
+    async def submit(self, command: SubmitOrder) -> OrderResult:
+        """Journal a new order; reply with its state and immediate fills once applied."""
+        entry = {"op": NEW, **command.model_dump(mode="json")}
+        return await self._journal(command.instrument, entry)
+
+    async def cancel(self, command: CancelOrder) -> OrderResult:
+        """Journal a cancel; cancelling a filled or cancelled order answers its final state."""
+        instrument(command.instrument)
+        entry = {"op": CANCEL, "order_id": command.order_id, "account": command.account}
+        return await self._journal(command.instrument, entry)
+
+    async def replace(self, command: ReplaceOrder) -> OrderResult:
+        """Journal a cancel-replace."""
+        entry = {"op": REPLACE, "order_id": command.order_id, "account": command.account,
+                 "price": command.price, "qty": command.qty}
+        return await self._journal(command.instrument, entry)
+
+    async def order(self, query: OrderQuery) -> OrderResult:
+        """An order's current state with every fill so far."""
+        runner = self._runner(query.instrument)
+        record = runner.engine.orders.get(query.order_id)
+        if record is None:
+            raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {query.order_id!r}", {"order_id": query.order_id})
+        return OrderResult.model_validate(record.as_result(query.instrument, runner.engine.applied_seq))
+
+    async def book(self, query: BookQuery) -> BookView:
+        """L2 depth with the journal sequence it reflects and its checksum."""
+        engine = self._runner(query.instrument).engine
+        bids, asks = engine.book.depth(query.depth)
+        return BookView(instrument=query.instrument, seq=engine.applied_seq, checksum=engine.book.checksum(),
+                        bids=bids, asks=asks)
+
+    async def status(self, query: StatusQuery) -> StatusReply:
+        """Owner, lease token, applied sequence, resting orders and last snapshot per instrument."""
+        runners = [self._runner(query.instrument)] if query.instrument else list(self.runners.values())
+        return StatusReply(instruments=[
+            InstrumentStatus(instrument=r.spec.symbol, owner=self.owner, lease_token=r.lease.token,
+                             applied_seq=r.engine.applied_seq, resting_orders=len(r.engine.book),
+                             last_snapshot_seq=r.last_snapshot_seq)
+            for r in runners
+        ])
+
+    async def _journal(self, symbol: str, entry: dict[str, Any]) -> OrderResult:
+        runner = self._runner(symbol)
+        key = command_key(entry)
+        headers = inject({"Nats-Msg-Id": key})
+        ack = await self.js.publish(orders_subject(symbol), msgpack.packb(entry), headers=headers,
+                                    stream=ORDERS_STREAM)
+        result = await runner.result(ack.seq, key)
+        if result["status"] == "rejected":
+            reason = result["reason"] or "rejected"
+            raise QtError(_REJECT_CODES.get(reason, ErrorCode.VALIDATION),
+                          f"order {entry['order_id']} rejected: {reason}",
+                          {"order_id": entry["order_id"], "reason": reason})
+        return OrderResult.model_validate(result)
+
+    def _runner(self, symbol: str) -> InstrumentRunner:
+        instrument(symbol)
+        runner = self.runners.get(symbol)
+        if runner is None:
+            raise QtError(ErrorCode.UNAVAILABLE, f"{symbol} is not served by this engine")
+        if not runner.lease.held():  # paused past its lease: another engine may own it by now
+            raise QtError(ErrorCode.UNAVAILABLE, f"{symbol}: this engine's lease lapsed; retry")
+        return runner
+
+
+async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
+    """Own every instrument's lease (standing by until then), replay, serve until `stop`."""
+    nc = await connect(config, name=f"{MATCHING_SERVICE}-{os.getpid()}")
+    js = nc.jetstream()
+    for spec in STREAMS:
+        if spec.name in (ORDERS_STREAM, EXEC_STREAM):
+            await ensure_stream(js, spec)
+    for bucket in BUCKETS:
+        if bucket.name == LEASES_BUCKET:
+            await ensure_bucket(js, bucket)
+    await ensure_snapshot_store(js)
+    leases_kv = await js.key_value(LEASES_BUCKET)
+    leases = {symbol: Lease(leases_kv, f"matching.{symbol}", config.data_dir) for symbol in INSTRUMENTS}
+    try:
+        for lease in leases.values():
+            await lease.acquire(stop)
+    except asyncio.CancelledError:
+        for lease in leases.values():
+            if lease.token:
+                await lease.release()
+        await nc.close()
+        return
+    snapshot_every = env_int("QT_MATCHING_SNAPSHOT_EVERY", 10_000)
+    runners = {s: InstrumentRunner(js, nc, INSTRUMENTS[s], leases[s], snapshot_every) for s in INSTRUMENTS}
+    for runner in runners.values():
+        await runner.load()
+    gc.freeze()  # what the snapshots loaded is long-lived: keep the collector from rescanning it
+    gc.set_threshold(50_000, 50, 100)
+    node = MatchingNode(js, runners, owner=f"{os.uname().nodename}:{os.getpid()}")
+    service = NodeService(nc, name=MATCHING_SERVICE, version=VERSION, metrics=NodeMetrics(MATCHING_SERVICE),
+                          description="price-time matching: journal to ORDERS, results to EXEC")
+    node.register(service)
+    tasks = {asyncio.create_task(r.run(), name=f"engine-{s}") for s, r in runners.items()}
+    tasks |= {asyncio.create_task(lease.keep(), name=f"lease-{s}") for s, lease in leases.items()}
+    await service.start()
+    log.info("matching serving", extra=kv(instruments=",".join(runners), tokens=",".join(
+        str(lease.token) for lease in leases.values())))
+    stop_task = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait(tasks | {stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    lost = any(t is not stop_task and isinstance(t.exception(), LeaseLost) for t in done)
+    for task in done:
+        if task is not stop_task and task.exception():
+            log.error("matching stopping", extra=kv(task=task.get_name(), reason=repr(task.exception())))
+    await service.stop()
+    for task in tasks:
+        task.cancel()
+    if not lost:  # a fenced-out owner must not write: its snapshot could be older than the new owner's
+        for runner in runners.values():
+            await runner.flush()
+            await runner.save_snapshot()
+        for lease in leases.values():
+            await lease.release()
+    stop_task.cancel()
+    if lost:  # fenced out: leave at once, nothing of ours is worth flushing any more
+        await nc.close()
+        raise LeaseLost("matching")
+    try:
+        await nc.drain()
+    except Exception as exc:
+        log.warning("nats drain failed", extra=kv(error=repr(exc)))
+        await nc.close()

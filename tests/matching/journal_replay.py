@@ -1,0 +1,56 @@
+"""Read a test server's journal and execution streams back, to compare against the engine."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import msgpack
+from nats.aio.client import Client
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from contracts.fencing import FenceGate
+from contracts.instruments import INSTRUMENTS
+from nodes.matching.engine import InstrumentEngine
+
+
+async def read_stream(nc: Client, subject: str) -> list[Any]:
+    """Every message on `subject`, in stream order (bounded by the stream's size at call time)."""
+    js = nc.jetstream()
+    stream = await js.find_stream_name_by_subject(subject)
+    info = await js.stream_info(stream, subjects_filter=subject)
+    total = sum((info.state.subjects or {}).values())
+    out: list[Any] = []
+    if not total:
+        return out
+    sub = await js.subscribe(subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    try:
+        while len(out) < total:
+            out.append(await sub.next_msg(timeout=10))
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+async def replay_journal(nc: Client, symbol: str) -> tuple[InstrumentEngine, Counter[str]]:
+    """An uninterrupted engine run over the whole journal, and how often each order id was journaled."""
+    engine = InstrumentEngine(INSTRUMENTS[symbol])
+    news: Counter[str] = Counter()
+    for msg in await read_stream(nc, f"orders.{symbol}"):
+        entry = msgpack.unpackb(msg.data)
+        if entry["op"] == "new":
+            news[entry["order_id"]] += 1
+        engine.apply(msg.metadata.sequence.stream, entry)
+    return engine, news
+
+
+async def exec_reports(nc: Client, symbol: str) -> tuple[list[dict[str, Any]], int]:
+    """EXEC reports that pass the fence, and how many stale ones it dropped."""
+    gate = FenceGate()
+    kept, dropped = [], 0
+    for msg in await read_stream(nc, f"exec.{symbol}"):
+        if gate.admit(symbol, msg.headers):
+            kept.append(msgpack.unpackb(msg.data))
+        else:
+            dropped += 1
+    return kept, dropped

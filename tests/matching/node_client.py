@@ -1,0 +1,35 @@
+"""Helpers for matching-node tests: a running engine process and a JSON client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from contracts.codec import Wire
+from contracts.rpc import call
+from contracts.subjects import matching_subject
+from tests.conftest import wait_for_service
+from tests.procs import NodeProcess
+from tooling.natsserver import NatsServer
+
+
+async def start_matching(server: NatsServer, data_dir: Path, nc: Client, **env: str) -> NodeProcess:
+    """Start `python -m nodes.matching` and wait until it serves."""
+    node = NodeProcess("nodes.matching", server.url, data_dir, server.data_dir, extra_env=env).start()
+    await wait_for_service(nc, "matching", timeout_s=30)
+    return node
+
+
+async def matching(nc: Client, endpoint: str, **body: Any) -> dict[str, Any]:
+    """Call `matching.<endpoint>` on the JSON wire (decimal strings)."""
+    return await call(nc, matching_subject(endpoint), body, wire=Wire.JSON, timeout=10)
+
+
+def order(order_id: str, account: str, side: str, price: str | None, qty: str, **extra: Any) -> dict[str, Any]:
+    """A submit body for AAPL (tick 0.01, lot and minimum 0.01 share)."""
+    body = {"order_id": order_id, "account": account, "instrument": "AAPL", "side": side, "qty": qty, **extra}
+    if price is not None:
+        body["price"] = price
+    return body

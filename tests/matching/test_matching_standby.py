@@ -1,0 +1,72 @@
+"""A hot standby takes over when the owner stops answering; a paused old owner is fenced out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from contracts.errors import QtError
+from contracts.rpc import call
+from tests.conftest import wait_for_service
+from tests.matching.journal_replay import exec_reports, replay_journal
+from tests.matching.node_client import matching, start_matching
+from tests.procs import NodeProcess
+from tooling.natsserver import NatsServer
+
+MID = 345_000
+
+
+def _order(i: int) -> dict:
+    side = "BUY" if i % 2 else "SELL"
+    return {"order_id": f"e{i}", "account": f"acct{i % 5}", "instrument": "ETH-USD", "side": side,
+            "price": MID + (i % 7) * (-1 if side == "BUY" else 1) + (3 if i % 11 == 0 else 0),
+            "qty": 10_000 * (1 + i % 4)}
+
+
+async def _submit_until_done(nc: Client, body: dict) -> dict:
+    """A client that retries the same order id until some engine answers (bounded)."""
+    for _ in range(200):
+        try:
+            return await call(nc, "matching.submit", body, timeout=2)
+        except QtError:
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{body['order_id']} never answered")
+
+
+@pytest.mark.slow
+async def test_standby_takes_over_and_the_paused_owner_is_fenced(
+    own_nats: NatsServer, own_nc: Client, tmp_path: Path, processes: list[NodeProcess]
+) -> None:
+    owner = await start_matching(own_nats, tmp_path / "owner", own_nc)
+    processes.append(owner)
+    standby = NodeProcess("nodes.matching", own_nats.url, tmp_path / "standby", own_nats.data_dir).start()
+    processes.append(standby)
+    for i in range(200):
+        await _submit_until_done(own_nc, _order(i))
+    old_token = (await matching(own_nc, "status", instrument="ETH-USD"))["instruments"][0]["lease_token"]
+
+    os.kill(owner.pid, signal.SIGSTOP)  # the owner hangs: its lease lapses, the standby takes over
+    try:
+        load = asyncio.gather(*(_submit_until_done(own_nc, _order(i)) for i in range(200, 600)))
+        await asyncio.wait_for(load, timeout=90)
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+
+    assert await asyncio.to_thread(owner.proc.wait, 30) != 0, "the fenced-out owner must stop"
+    status = (await matching(own_nc, "status", instrument="ETH-USD"))["instruments"][0]
+    assert status["lease_token"] > old_token
+
+    expected, journaled = await replay_journal(own_nc, "ETH-USD")
+    assert journaled == Counter({f"e{i}": 1 for i in range(600)})
+    book = await matching(own_nc, "book", instrument="ETH-USD", depth=100)
+    assert (book["checksum"], book["seq"]) == (expected.book.checksum(), expected.applied_seq)
+    reports, _stale = await exec_reports(own_nc, "ETH-USD")
+    firsts = Counter(r["order_id"] for r in reports if r["kind"] in ("accepted", "rejected"))
+    assert firsts == Counter({f"e{i}": 1 for i in range(600)})
+    await wait_for_service(own_nc, "matching")
