@@ -6,6 +6,7 @@ Endpoints first, then the per-instrument loop that applies the journal, then sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -14,7 +15,7 @@ from typing import Any
 import msgpack
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from contracts.errors import ErrorCode, QtError
@@ -123,27 +124,52 @@ class InstrumentRunner:
                 task.cancel()
 
     async def _apply_forever(self) -> None:
-        start = self.engine.applied_seq + 1
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
-        sub = await self.js.subscribe(orders_subject(self.spec.symbol), ordered_consumer=True, config=config,
-                                      pending_msgs_limit=-1, pending_bytes_limit=-1)
+        # A plain push consumer without flow control: nats.py answers flow-control requests from a
+        # task that polls every 250 ms, which stalled an ordered consumer's live tail for that long.
+        # Gaps are detected here instead, by the consumer sequence, and heal by re-subscribing.
         since_snapshot = 0
-        async for msg in sub.messages:
-            seq = msg.metadata.sequence.stream
-            result, reports = self.engine.apply(seq, msgpack.unpackb(msg.data, raw=False))
-            if seq > self.exec_published_upto:
-                self._pending.extend(
-                    (seq, exec_msg_id(self.spec.symbol, seq, n), msgpack.packb(report))
-                    for n, report in enumerate(reports)
-                )
-            self._wake.set()
-            future = self._waiters.pop(seq, None)
-            if future is not None and not future.done():
-                future.set_result(result)
-            since_snapshot += 1
-            if since_snapshot >= self.snapshot_every and sub.pending_msgs == 0:
-                await self.save_snapshot()
-                since_snapshot = 0
+        while True:
+            sub = await self._subscribe(self.engine.applied_seq + 1)
+            expected = 1
+            try:
+                async for msg in sub.messages:
+                    meta = msg.metadata
+                    if meta.sequence.consumer != expected:
+                        log.warning("journal gap; re-subscribing", extra=kv(
+                            instrument=self.spec.symbol, expected=expected, got=meta.sequence.consumer))
+                        break
+                    expected += 1
+                    seq = meta.sequence.stream
+                    if seq <= self.engine.applied_seq:
+                        continue
+                    self._apply(seq, msg.data)
+                    since_snapshot += 1
+                    if since_snapshot >= self.snapshot_every and sub.pending_msgs == 0:
+                        await self.save_snapshot()
+                        since_snapshot = 0
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _subscribe(self, start: int) -> Any:
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
+            flow_control=False, mem_storage=True, inactive_threshold=300.0,
+        )
+        return await self.js.subscribe(orders_subject(self.spec.symbol), config=config, manual_ack=True,
+                                       pending_msgs_limit=-1, pending_bytes_limit=-1)
+
+    def _apply(self, seq: int, data: bytes) -> None:
+        result, reports = self.engine.apply(seq, msgpack.unpackb(data, raw=False))
+        if seq > self.exec_published_upto:
+            self._pending.extend(
+                (seq, exec_msg_id(self.spec.symbol, seq, n), msgpack.packb(report))
+                for n, report in enumerate(reports)
+            )
+        self._wake.set()
+        future = self._waiters.pop(seq, None)
+        if future is not None and not future.done():
+            future.set_result(result)
 
     async def _publish_forever(self) -> None:
         """Publish what the engine reported, in batches, without holding up the engine."""
