@@ -159,12 +159,8 @@ class Book:
             buy = False
         else:
             return [("rejected", order_id, "invalid_side")]
-        if type(qty) is not int or qty <= 0:
-            return [("rejected", order_id, "invalid_qty")]
-        if qty % self.lot:
-            return [("rejected", order_id, "qty_off_step")]
-        if qty < self.min_qty:
-            return [("rejected", order_id, "qty_below_min")]
+        if type(qty) is not int or qty < self.min_qty or qty % self.lot:  # min_qty >= lot >= 1: covers qty <= 0
+            return [("rejected", order_id, self._qty_reason(qty))]
         if order_type == "LIMIT":
             if type(price) is not int or price <= 0:
                 return [("rejected", order_id, "invalid_price")]
@@ -193,39 +189,38 @@ class Book:
                 return [("rejected", order_id, "post_only_not_gtc")]
         if stp != "dc" and stp not in STP_MODES:
             return [("rejected", order_id, "invalid_stp")]
+        ev: list[Event] = [("accepted", order_id)]
+        rem = qty
         opp = self._ask_keys if buy else self._bid_keys
         if opp and opp[0] <= lim:
             if post_only:
                 return [("rejected", order_id, "post_only_would_take")]
-            ev: list[Event] = [("accepted", order_id)]
             if tif == "FOK" and not self._fillable(opp, lim, qty, account, stp, max_quote, buy):
                 ev.append(("cancelled", order_id, account, qty, "fok"))
                 return ev
             rem = self._take(order_id, account, side, buy, lim, qty, stp, max_quote, opp, ev)
             if not rem:
                 return ev
-        elif tif == "GTC" and lim != _NO_LIMIT:  # the common passive order, inlined `_rest`
-            key = -lim
-            levels = self._levels
-            o = [qty, order_id, account, key, qty, stp, post_only]
-            level = levels.get(key)
-            if level is None:
-                levels[key] = [qty, 0, o]
-                insort(self._bid_keys if buy else self._ask_keys, key)
-            else:
-                level[0] += qty
-                level.append(o)
-            orders[order_id] = o
-            self._dirty[key] = None
-            return [("accepted", order_id)]
-        else:
-            ev = [("accepted", order_id)]
-            rem = qty
-        if tif == "GTC" and lim != _NO_LIMIT:
-            self._rest([rem, order_id, account, -lim, qty, stp, post_only])
-        else:  # nothing else rests: FOK first (it never partially fills), then MARKET, then IOC
+        if tif != "GTC" or price is None:  # nothing else rests: FOK (never partial), MARKET, IOC
             ev.append(("cancelled", order_id, account, rem,
-                       "fok" if tif == "FOK" else "market" if lim == _NO_LIMIT else "ioc"))
+                       "fok" if tif == "FOK" else "market" if price is None else "ioc"))
+            return ev
+        key = -lim  # rest the (remaining) GTC LIMIT order: `_rest`, inlined for the common passive order
+        levels = self._levels
+        o = [rem, order_id, account, key, qty, stp, post_only]
+        level = levels.get(key)
+        if level is None:
+            levels[key] = [rem, 0, o]
+            keys = self._bid_keys if buy else self._ask_keys
+            if not keys or key < keys[0]:  # a new best level: the common case, no search
+                keys.insert(0, key)
+            else:
+                insort(keys, key)
+        else:
+            level[0] += rem
+            level.append(o)
+        orders[order_id] = o
+        self._dirty[key] = None
         return ev
 
     def cancel(self, order_id: Hashable, account: Hashable | None = None) -> list[Event]:
@@ -268,12 +263,8 @@ class Book:
             return [(REJECTED, order_id, "unknown_order")]
         if account is not None and o[2] != account:
             return [(REJECTED, order_id, "not_owner")]
-        if type(qty) is not int or qty <= 0:
-            return [(REJECTED, order_id, "invalid_qty")]
-        if qty % self.lot:
-            return [(REJECTED, order_id, "qty_off_step")]
-        if qty < self.min_qty:
-            return [(REJECTED, order_id, "qty_below_min")]
+        if type(qty) is not int or qty < self.min_qty or qty % self.lot:
+            return [(REJECTED, order_id, self._qty_reason(qty))]
         if type(price) is not int or price <= 0:
             return [(REJECTED, order_id, "invalid_price")]
         if price % self.tick:
@@ -404,6 +395,12 @@ class Book:
 
     # -- internals ---------------------------------------------------------------------------------
 
+    def _qty_reason(self, qty: object) -> str:
+        """Why a quantity is refused, in the documented order."""
+        if type(qty) is not int or qty <= 0:
+            return "invalid_qty"
+        return "qty_off_step" if qty % self.lot else "qty_below_min"
+
     def _rest(self, o: list[Any]) -> None:
         key = o[3]
         level = self._levels.get(key)
@@ -450,7 +447,6 @@ class Book:
         levels = self._levels
         orders = self._orders
         dirty = self._dirty
-        append = ev.append
         tid = self._trade_id
         spent = 0
         while keys:
@@ -486,7 +482,7 @@ class Book:
                     if afford < fill:
                         if afford <= 0:
                             self._trade_id = tid
-                            append(("cancelled", oid, acc, rem, "max_quote"))
+                            ev.append(("cancelled", oid, acc, rem, "max_quote"))
                             return 0
                         fill = afford
                     spent += fill * price
@@ -496,14 +492,14 @@ class Book:
                 if mrem:
                     m[0] = mrem
                     level[0] -= fill
-                    append(("fill", tid, oid, acc, m[1], m[2], price, fill, mrem, side, rem))
+                    ev.append(("fill", tid, oid, acc, m[1], m[2], price, fill, mrem, side, rem))
                     if rem:
                         continue
                     self._trade_id = tid
                     return 0
                 del level[2]  # a fully filled maker leaves the book at once
                 del orders[m[1]]
-                append(("fill", tid, oid, acc, m[1], m[2], price, fill, 0, side, rem))
+                ev.append(("fill", tid, oid, acc, m[1], m[2], price, fill, 0, side, rem))
                 total: int = level[0] - fill
                 if total:
                     level[0] = total
