@@ -2,7 +2,7 @@
 
 Each engine runs in its own process on the identical seeded workload (generated once, passed by file),
 with a time budget per pass and a hard timeout (a hung engine is killed by PID and reported as hung).
-Results are cross-checked against our book on the same ops and written to tooling/bench/ENGINE_RESULTS.md.
+Results are cross-checked against our book on the same ops and written to BENCHMARKS.md.
 Run `python -m tooling.bench.engine --help`.
 """
 
@@ -23,10 +23,11 @@ from rich.console import Console
 from tooling.bench.engine_report import Row, profile_ours, render, write_results
 from tooling.bench.engine_venv import ensure_mypyc, ensure_peers
 from tooling.bench.engine_workload import Workload, load
+from tooling.bench.report import BENCHMARKS_MD
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "data" / "bench" / "engine"
-RESULTS_MD = Path(__file__).resolve().parent / "ENGINE_RESULTS.md"
+RESULTS_MD = BENCHMARKS_MD
 
 
 @dataclass
@@ -99,7 +100,7 @@ def engine(
     mypyc: Annotated[bool, typer.Option("--mypyc/--no-mypyc", help="Also build and run the mypyc-compiled book.")]
     = True,
     write: Annotated[bool | None, typer.Option("--write/--no-write",
-                                               help="Write ENGINE_RESULTS.md (default: yes unless --quick).")] = None,
+                                               help="Write BENCHMARKS.md (default: yes unless --quick).")] = None,
     out: Annotated[Path, typer.Option(help="Markdown file to write.")] = RESULTS_MD,
 ) -> None:
     """Engine core in-process: orders/s and per-order latency, ours vs each published Python order book."""

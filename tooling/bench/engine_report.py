@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from tooling.bench.report import write_benchmarks
+
 if TYPE_CHECKING:
     from tooling.bench.engine_workload import Workload
 
@@ -202,7 +204,7 @@ def write_results(out: Path, report: Report, profile: str | None, build_note: st
     lines += ["### Notes", "", *[f"- {n}" for n in NOTES + report.notes], ""]
     if profile:
         lines += ["### Profile (a target was missed)", "", "```", profile, "```", ""]
-    out.write_text("\n".join(lines))
+    write_benchmarks(out, "\n".join(lines), name="engine")
 
 
 NOTES = [

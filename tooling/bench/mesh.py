@@ -19,6 +19,8 @@ from contracts.credentials import nkey_seed_path
 from tooling.natsserver import REPO_ROOT, NatsServer, free_port
 
 ECHO_SUBJECT = "bench.echo"
+#: Cores used by other processes above which a measurement counts as disturbed.
+DISTURBED = 0.3
 
 
 @dataclass
@@ -38,18 +40,26 @@ class Mesh:
     servers: list[NatsServer] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
 
+    def fresh_dir(self, name: str) -> Path:
+        """A new, empty directory under the root: `name`, or `name-2`, `name-3`... when taken."""
+        path, n = self.root / name, 1
+        while path.exists():
+            n += 1
+            path = self.root / f"{name}-{n}"
+        path.mkdir(parents=True)
+        return path
+
     def server(self, name: str, *, sync_interval: str | None = None) -> NatsServer:
-        """Start a nats-server (JetStream, nkey auth, loopback, free ports) with its own store."""
-        data = self.root / name
+        """Start a nats-server (JetStream, nkey auth, loopback, free ports) with its own fresh store."""
+        data = self.fresh_dir(name)
         server = NatsServer(data, port=free_port(), monitor_port=free_port(), sync_interval=sync_interval)
         self.servers.append(server)
-        data.mkdir(parents=True, exist_ok=True)
         server.start(log_path=data / "nats-server.log")
         return server
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
         """Start `python <argv>` from the repo root in its own session, output to a log file."""
-        log = self.root / f"{name}.log"
+        log = self.root / f"{name}-{len(self.children)}.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen([sys.executable, *argv], env={**os.environ, **env}, cwd=REPO_ROOT,
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -59,7 +69,7 @@ class Mesh:
 
     def wallet(self, server: NatsServer, name: str, *, sync: str, profile_to: Path | None = None) -> Child:
         """A `python -m nodes.wallet` process on a fresh data dir (optionally under cProfile)."""
-        data = self.root / name
+        data = self.fresh_dir(name)
         env = {
             "QT_NATS_URL": server.url,
             "QT_DATA_DIR": str(data),
@@ -100,6 +110,57 @@ class Mesh:
         for server in reversed(self.servers):
             with contextlib.suppress(Exception):
                 server.stop()
+
+
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of a process (all threads) or one thread of it; 0 if gone."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    try:
+        with open(path) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of the machine have spent not idle (from /proc/stat)."""
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """CPU the rest of the machine uses from creation to `stop()`: /proc/stat minus this process,
+    its reaped children and the live processes in `exclude`."""
+
+    def __init__(self, exclude: list[int] | None = None) -> None:
+        self.exclude = exclude or []
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, float, float]:
+        t = os.times()
+        mine = t.user + t.system + t.children_user + t.children_system
+        mine += sum(cpu_seconds(pid) for pid in self.exclude if pid != os.getpid())
+        return time.perf_counter(), machine_busy_seconds(), mine
+
+    def stop(self) -> float:
+        """Cores used by others since creation."""
+        wall, busy, ours = (b - a for a, b in zip(self._start, self._now(), strict=True))
+        return max(0.0, busy - ours) / wall if wall > 0 else 0.0
+
+
+def wait_quiet(max_s: float, threshold: float = DISTURBED / 2, sample_s: float = 2.0) -> tuple[float, float]:
+    """Wait until other processes use under `threshold` cores over `sample_s`; (seconds waited, last load)."""
+    started = time.perf_counter()
+    while True:
+        gauge = OtherLoad()
+        time.sleep(sample_s)
+        load = gauge.stop()
+        waited = time.perf_counter() - started
+        if load < threshold or waited >= max_s:
+            return waited, load
 
 
 async def client(server: NatsServer, name: str = "qt-bench") -> Client:

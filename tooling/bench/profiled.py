@@ -7,7 +7,9 @@ profiler and all of them are merged into one pstats file when the module returns
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
+import importlib
 import pstats
 import runpy
 import sys
@@ -32,6 +34,8 @@ def main() -> None:
             profile.disable()
 
     threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    with contextlib.suppress(ImportError):  # imports are start-up cost, not load: keep them out
+        importlib.import_module(f"{module}.__main__")
     main_profile = cProfile.Profile()
     main_profile.enable()
     try:

@@ -1,0 +1,145 @@
+"""`qt bench ...`: benchmarks on loopback with their own servers and nodes; results in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from tooling.bench.engine import engine
+from tooling.bench.report import BENCHMARKS_MD, SECTIONS
+
+if TYPE_CHECKING:
+    from tooling.bench.suite import Plan
+
+app = typer.Typer(help="Benchmarks: each starts its own nats-server and nodes on loopback.",
+                  no_args_is_help=True, add_completion=False)
+
+
+app.command(name="engine")(engine)
+
+
+@app.callback()
+def bench() -> None:
+    """Benchmarks (results are written to BENCHMARKS.md)."""
+
+
+def _plan(quick: bool, duration: float | None, warmup: float | None, clients: str, open_rates: str,
+          open_duration: float | None, store_duration: float | None, rebuild_events: int | None,
+          js_duration: float | None, profile_duration: float | None, only: str, wait_quiet: float,
+          retries: int) -> Plan:
+    from tooling.bench.store import StorePlan
+    from tooling.bench.suite import Plan
+    from tooling.bench.wallet import NatsPlan
+
+    counts = tuple(int(c) for c in clients.split(",") if c.strip())
+    if not counts or min(counts) < 1 or max(counts) > 1024:
+        raise typer.BadParameter("clients: comma-separated counts between 1 and 1024", param_hint="--clients")
+    sections = tuple(s.strip() for s in only.split(",") if s.strip()) if only else SECTIONS
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise typer.BadParameter(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}",
+                                 param_hint="--only")
+    rates = tuple(float(r) for r in open_rates.split(",") if r.strip())
+    if not rates or min(rates) <= 0:
+        raise typer.BadParameter("open rates: comma-separated positive numbers", param_hint="--open-rates")
+    nats = NatsPlan(
+        clients=counts,
+        duration_s=duration or (1.5 if quick else 5.0),
+        warmup_s=warmup or (0.3 if quick else 1.0),
+        open_rates=rates,
+        open_duration_s=open_duration or (1.5 if quick else 5.0),
+        syncs=("FULL",) if quick else ("FULL", "NORMAL"),
+        profile_s=profile_duration if profile_duration is not None else (2.0 if quick else 6.0),
+        retries=retries,
+        quiet_wait_s=wait_quiet,
+    )
+    return Plan(
+        nats=nats,
+        store=StorePlan(duration_s=store_duration or (0.4 if quick else 3.0),
+                        syncs=("FULL",) if quick else ("FULL", "NORMAL")),
+        js_duration_s=js_duration or (1.0 if quick else 4.0),
+        rebuild_events=rebuild_events or (20_000 if quick else 1_000_000),
+        sections=sections,
+        wait_quiet_s=wait_quiet,
+        retries=retries,
+    )
+
+
+def _command_line() -> str:
+    args = sys.argv[sys.argv.index("wallet") + 1:] if "wallet" in sys.argv else []
+    return shlex.join(["qt", "bench", "wallet", *args])
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # so the finally blocks stop what we started
+
+
+@app.command()
+def wallet(
+    quick: Annotated[bool, typer.Option(help="~30 s smoke run: short runs, FULL only, 20k-event rebuild.")] = False,
+    duration: Annotated[float | None, typer.Option(help="Measured seconds per closed-loop point.")] = None,
+    warmup: Annotated[float | None, typer.Option(help="Warm-up seconds before each closed-loop point.")] = None,
+    clients: Annotated[str, typer.Option(help="Concurrent client counts, comma-separated.")] = "1,16,64",
+    open_rates: Annotated[str, typer.Option(help="Open-loop offered rates (req/s), comma-separated.")] = "250,1000",
+    open_duration: Annotated[float | None, typer.Option(help="Open-loop measured seconds.")] = None,
+    store_duration: Annotated[float | None, typer.Option(help="Seconds per raw-store point.")] = None,
+    rebuild_events: Annotated[int | None, typer.Option(help="Events in the rebuild account.")] = None,
+    js_duration: Annotated[float | None, typer.Option(help="Seconds per JetStream publish point.")] = None,
+    profile_duration: Annotated[float | None, typer.Option(help="Seconds of profiled load (0 = skip).")] = None,
+    wait_quiet: Annotated[float, typer.Option(help="Wait up to this many seconds before each section for "
+                                              "other processes to go quiet (shared machines).")] = 0.0,
+    retries: Annotated[int, typer.Option(min=0, max=5, help="Run a section or NATS point again when other "
+                                         "processes used > 0.3 cores during it.")] = 1,
+    only: Annotated[str, typer.Option(help=f"Comma-separated subset of {','.join(SECTIONS)}.")] = "",
+    write: Annotated[bool | None, typer.Option("--write/--no-write",
+                                               help="Refresh BENCHMARKS.md (default: yes unless --quick).")] = None,
+    out: Annotated[Path, typer.Option(help="Markdown file to refresh.")] = BENCHMARKS_MD,
+    keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, databases, profiles).")] = False,
+) -> None:
+    """Wallet: deposits/s over NATS, open-loop p99, raw store appends/s, 1M-event rebuild, JetStream fsync."""
+    from tooling.bench.mesh import Mesh
+    from tooling.bench.report import markdown, print_targets, write_benchmarks
+    from tooling.bench.suite import run_suite
+
+    console = Console()
+    if not console.is_terminal:  # a log file or a pipe: wide tables rather than wrapped cells
+        console = Console(width=200)
+    plan = _plan(quick, duration, warmup, clients, open_rates, open_duration, store_duration, rebuild_events,
+                 js_duration, profile_duration, only, wait_quiet, retries)
+    root = Path(tempfile.mkdtemp(prefix="qt-bench-wallet-"))
+    mesh = Mesh(root)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    console.print(f"[dim]work dir {root}[/dim]")
+    try:
+        report = run_suite(plan, mesh, console, _command_line())
+    finally:
+        mesh.close()
+        signal.signal(signal.SIGTERM, previous)
+        if keep:
+            console.print(f"[dim]kept {root}[/dim]")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    print_targets(console, report.targets)
+    for caveat in report.caveats:
+        console.print(f"[yellow]caveat:[/yellow] {caveat}")
+    if write if write is not None else not quick:
+        write_benchmarks(out, markdown(report))
+        console.print(f"wrote {out}")
+
+
+def main() -> None:
+    """`python -m tooling.bench.cli`."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
