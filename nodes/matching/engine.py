@@ -112,14 +112,22 @@ class InstrumentEngine:
         reports = self._absorb(seq, events, fills_now)
         return record.as_result(self.spec.symbol, seq, fills_now), reports
 
+    def _owned(self, entry: dict[str, Any]) -> OrderRecord | None:
+        """The order a cancel/replace names, if it belongs to the caller's account."""
+        record = self.orders.get(entry["order_id"])
+        return record if record is not None and record.account == entry["account"] else None
+
+    def _unknown(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Another account's order is reported as unknown: its existence is not disclosed."""
+        missing = OrderRecord(entry["order_id"], entry["account"], "", None, 0, status=OrderStatus.REJECTED,
+                              reason="unknown_order")
+        return missing.as_result(self.spec.symbol, seq, []), []
+
     def _cancel(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         order_id = entry["order_id"]
-        record = self.orders.get(order_id)
-        if record is None or record.account != entry["account"]:
-            # another account's order is reported as unknown: existence is not disclosed
-            missing = OrderRecord(order_id, entry["account"], "", None, 0, status=OrderStatus.REJECTED,
-                                  reason="unknown_order")
-            return missing.as_result(self.spec.symbol, seq, []), []
+        record = self._owned(entry)
+        if record is None:
+            return self._unknown(seq, entry)
         events = self.book.cancel(order_id)
         if events and events[0][0] == "rejected":  # already filled or cancelled: a no-op, not an error
             return record.as_result(self.spec.symbol, seq, []), []
@@ -128,11 +136,9 @@ class InstrumentEngine:
 
     def _replace(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         order_id = entry["order_id"]
-        record = self.orders.get(order_id)
-        if record is None or record.account != entry["account"]:
-            missing = OrderRecord(order_id, entry["account"], "", None, 0, status=OrderStatus.REJECTED,
-                                  reason="unknown_order")
-            return missing.as_result(self.spec.symbol, seq, []), []
+        record = self._owned(entry)
+        if record is None:
+            return self._unknown(seq, entry)
         fills_now: list[dict[str, Any]] = []
         events = self.book.replace(order_id, entry["price"], entry["qty"])
         if events and events[0][0] == "rejected":
