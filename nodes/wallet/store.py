@@ -85,16 +85,17 @@ class _Scope:
     staged: dict[Key, Position]
     op_id: str
     traceparent: str | None
+    rows: list[tuple[Any, ...]]
+    """The batch's event rows, inserted together at commit (a refused settle truncates its own)."""
     positions: dict[Key, Position] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list)
 
 
 def request_hash(command: Command) -> str:
     """A digest of the command's kind and every field value, in declared order."""
-    if isinstance(command, Settle):
-        canonical = _canonical(command)
-    else:  # flat models (the hot path): their field values are plain str/int/None already
-        canonical = (type(command).__name__, *command.__dict__.values())
+    # flat models (the hot path) hold plain str/int/None values; a settle nests its legs
+    flat = type(command) is not Settle
+    canonical = (type(command).__name__, *command.__dict__.values()) if flat else _canonical(command)
     return hashlib.sha256(repr(canonical).encode()).hexdigest()
 
 
@@ -124,6 +125,10 @@ class EventStore:
         self._relayed = int(self.db.execute("SELECT value FROM meta WHERE key='relayed_seq'").fetchone()[0])
         self._relayed_saved = self._relayed
         self._positions: dict[Key, Position] = {}
+        self._next_seq = self._max_seq() + 1
+
+    def _max_seq(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
 
     def close(self) -> None:
         """Save the relay cursor and close the connection (the WAL is checkpointed by SQLite)."""
@@ -134,22 +139,32 @@ class EventStore:
     # --- commands --------------------------------------------------------------------------------
 
     def execute_batch(self, commands: list[tuple[Command, str | None]]) -> list[Outcome]:
-        """Apply `(command, traceparent)` pairs in one transaction; durable when this returns."""
+        """Apply `(command, traceparent)` pairs in one transaction; durable when this returns.
+
+        The op_id records the batch needs are read in one query, and its event and op_id rows are
+        written with one `executemany` each: per-statement overhead was a third of the store's time.
+        """
         outcomes: list[Outcome] = []
         staged: dict[Key, Position] = {}
+        rows: list[tuple[Any, ...]] = []
+        records: list[tuple[Any, ...]] = []
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
+            known = self._recorded(cur, [command.op_id for command, _ in commands])
             for command, traceparent in commands:
-                outcomes.append(self._run_one(cur, staged, command, traceparent))
-            for (account, asset), pos in staged.items():
-                cur.execute(
-                    "INSERT INTO balances(account, asset, available, held, version, head) "
-                    "VALUES (?,?,?,?,?,?) ON CONFLICT(account, asset) DO UPDATE SET "
-                    "available=excluded.available, held=excluded.held, version=excluded.version, "
-                    "head=excluded.head",
-                    (account, asset, pos.available, pos.held, pos.version, pos.head),
-                )
+                outcomes.append(self._run_one(cur, staged, rows, records, known, command, traceparent))
+            cur.executemany(
+                "INSERT INTO events(seq, account, asset, version, type, amount, hold_id, op_id, ts_ns, "
+                "prev_hash, hash, traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            cur.executemany("INSERT INTO ops(op_id, request_hash, reply, ts_ns) VALUES (?,?,?,?)", records)
+            cur.executemany(
+                "INSERT INTO balances(account, asset, available, held, version, head) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(account, asset) DO UPDATE SET "
+                "available=excluded.available, held=excluded.held, version=excluded.version, "
+                "head=excluded.head",
+                [(a, s, p.available, p.held, p.version, p.head) for (a, s), p in staged.items()],
+            )
             relayed = self._relayed
             if relayed != self._relayed_saved:
                 cur.execute("UPDATE meta SET value = ? WHERE key = 'relayed_seq'", (str(relayed),))
@@ -159,29 +174,45 @@ class EventStore:
             if self.db.in_transaction:
                 cur.execute("ROLLBACK")
             self._positions.clear()  # the cache may hold staged state that never committed
+            self._next_seq = self._max_seq() + 1
             raise
         self._positions.update(staged)
         return outcomes
 
+    @staticmethod
+    def _recorded(cur: sqlite3.Cursor, op_ids: list[str]) -> dict[str, tuple[str, bytes]]:
+        """op_id -> (request hash, recorded reply) for those of `op_ids` already applied."""
+        found: dict[str, tuple[str, bytes]] = {}
+        unique = list(dict.fromkeys(op_ids))
+        for start in range(0, len(unique), 500):  # SQLite caps bound parameters per statement
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for op_id, digest, reply in cur.execute(
+                f"SELECT op_id, request_hash, reply FROM ops WHERE op_id IN ({marks})", chunk
+            ):
+                found[op_id] = (digest, reply)
+        return found
+
     def _run_one(
-        self, cur: sqlite3.Cursor, staged: dict[Key, Position], command: Command, traceparent: str | None
+        self, cur: sqlite3.Cursor, staged: dict[Key, Position], rows: list[tuple[Any, ...]],
+        records: list[tuple[Any, ...]], known: dict[str, tuple[str, bytes]], command: Command,
+        traceparent: str | None,
     ) -> Outcome:
         digest = request_hash(command)
-        row = cur.execute(
-            "SELECT request_hash, reply FROM ops WHERE op_id=?", (command.op_id,)
-        ).fetchone()
-        if row is not None:
-            if row[0] != digest:
+        recorded = known.get(command.op_id)
+        if recorded is not None:
+            if recorded[0] != digest:
                 return Outcome(None, QtError(
                     ErrorCode.IDEMPOTENCY_CONFLICT,
                     f"op_id {command.op_id!r} was already used for a different command",
                     {"op_id": command.op_id},
                 ))
-            return _decode_recorded(row[1])
-        scope = _Scope(cur, staged, command.op_id, traceparent)
+            return _decode_recorded(recorded[1])
+        scope = _Scope(cur, staged, command.op_id, traceparent, rows)
         # A single-event command checks everything before its first write, so only a multi-leg
-        # settle can fail half-way and needs a savepoint to undo its earlier legs.
-        multi = isinstance(command, Settle)
+        # settle can fail half-way and needs a savepoint (and a row truncation) to undo its legs.
+        multi = type(command) is Settle
+        mark = len(rows)
         if multi:
             cur.execute("SAVEPOINT cmd")
         try:
@@ -190,8 +221,10 @@ class EventStore:
             if multi:
                 cur.execute("ROLLBACK TO cmd")
                 cur.execute("RELEASE cmd")
+                del rows[mark:]
+                self._next_seq -= len(scope.event_ids)
             if error.code in BUSINESS_CODES:
-                self._record(cur, command.op_id, digest, {"error": error.to_body()})
+                self._record(records, known, command.op_id, digest, {"error": error.to_body()})
             return Outcome(None, error)
         if multi:
             cur.execute("RELEASE cmd")
@@ -200,27 +233,34 @@ class EventStore:
             {"account": a, "asset": s, "available": p.available, "held": p.held, "version": p.version}
             for (a, s), p in scope.positions.items()
         ], scope.event_ids)
-        self._record(cur, command.op_id, digest, {"ok": reply.to_wire(Wire.MSGPACK)})
+        self._record(records, known, command.op_id, digest, {"ok": reply.to_wire(Wire.MSGPACK)})
         return Outcome(reply, None)
 
-    def _record(self, cur: sqlite3.Cursor, op_id: str, digest: str, result: dict[str, Any]) -> None:
-        cur.execute(
-            "INSERT INTO ops(op_id, request_hash, reply, ts_ns) VALUES (?,?,?,?)",
-            (op_id, digest, msgpack.packb(result, use_bin_type=True), time.time_ns()),
-        )
+    @staticmethod
+    def _record(records: list[tuple[Any, ...]], known: dict[str, tuple[str, bytes]], op_id: str,
+                digest: str, result: dict[str, Any]) -> None:
+        blob = msgpack.packb(result, use_bin_type=True)
+        records.append((op_id, digest, blob, time.time_ns()))
+        known[op_id] = (digest, blob)  # a duplicate later in the same batch replays this answer
 
     def _apply(self, scope: _Scope, command: Command) -> None:
-        if isinstance(command, Settle):
+        kind = type(command)  # exact types: Withdraw/Credit subclass Deposit, Debit subclasses Hold
+        plain = _PLAIN.get(kind)
+        if plain is not None:
+            assert isinstance(command, Deposit)
+            self._append(scope, command.account, command.asset, plain, command.amount)
+        elif kind is Settle:
+            assert isinstance(command, Settle)
             for leg in command.legs:
                 self._leg(scope, leg)
-        elif isinstance(command, Hold) and not isinstance(command, Debit):
+        elif kind is Hold:
+            assert isinstance(command, Hold)
             self._open_hold(scope, command)
-        elif isinstance(command, Release | Debit):
-            kind = LegKind.DEBIT if isinstance(command, Debit) else LegKind.RELEASE
-            self._leg(scope, Leg(kind=kind, account=command.account, asset=command.asset,
-                                 amount=command.amount, hold_id=command.hold_id))
         else:
-            self._append(scope, command.account, command.asset, _PLAIN[type(command)], command.amount)
+            assert isinstance(command, Release | Debit)
+            leg_kind = LegKind.DEBIT if kind is Debit else LegKind.RELEASE
+            self._leg(scope, Leg(kind=leg_kind, account=command.account, asset=command.asset,
+                                 amount=command.amount, hold_id=command.hold_id))
 
     def _open_hold(self, scope: _Scope, command: Hold) -> None:
         if scope.cur.execute("SELECT 1 FROM holds WHERE hold_id=?", (command.hold_id,)).fetchone():
@@ -275,14 +315,10 @@ class EventStore:
         prev = pos.head
         pos.head = event_hash(prev, account, asset, pos.version, type_, amount, hold_id, scope.op_id,
                               ts_ns)
-        cur.execute(
-            "INSERT INTO events(account, asset, version, type, amount, hold_id, op_id, ts_ns, "
-            "prev_hash, hash, traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (account, asset, pos.version, str(type_), amount, hold_id, scope.op_id, ts_ns, prev,
-             pos.head, scope.traceparent),
-        )
-        seq = cur.lastrowid
-        assert seq is not None
+        seq = self._next_seq
+        self._next_seq += 1
+        scope.rows.append((seq, account, asset, pos.version, str(type_), amount, hold_id, scope.op_id, ts_ns,
+                           prev, pos.head, scope.traceparent))
         scope.event_ids.append(wallet_msg_id(self.ledger_id, seq))
         if pos.version % self.snapshot_every == 0:
             cur.execute(
