@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from tooling.bench.engine import engine
+from tooling.bench.matching import matching
 from tooling.bench.report import BENCHMARKS_MD, SECTIONS
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ app = typer.Typer(help="Benchmarks: each starts its own nats-server and nodes on
 
 
 app.command(name="engine")(engine)
+app.command(name="matching")(matching)
 
 
 @app.callback()
