@@ -144,7 +144,10 @@ class InstrumentRunner:
                         continue
                     self._apply(seq, msg.data)
                     since_snapshot += 1
+                    if len(self._pending) >= 1000:
+                        self._wake.set()
                     if sub.pending_msgs == 0:  # an idle gap: do the deferred work now, not mid-burst
+                        self._wake.set()  # publish what this run of entries reported, in one batch
                         self.engine.book.compact()
                         if since_snapshot >= self.snapshot_every:
                             await self.save_snapshot()
@@ -168,7 +171,6 @@ class InstrumentRunner:
                 (seq, exec_msg_id(self.spec.symbol, seq, n), msgpack.packb(report))
                 for n, report in enumerate(reports)
             )
-        self._wake.set()
         future = self._waiters.pop(seq, None)
         if future is not None and not future.done():
             future.set_result(result)
