@@ -218,6 +218,8 @@ class InstrumentStatus(Message):
     owner: str
     lease_token: int
     applied_seq: int
+    exec_published_seq: int
+    """Execution reports are in EXEC up to this journal sequence (trails `applied_seq` briefly)."""
     resting_orders: int
     last_snapshot_seq: int
 

@@ -212,6 +212,9 @@ class InstrumentRunner:
                     self._pending[:0] = batch  # republished with the same msg-ids: the stream dedups
                     raise
                 self.exec_published_upto = max(self.exec_published_upto, batch[-1][0])
+            # nothing is pending and nothing ran since the check: every applied entry's reports
+            # (some entries have none) are in EXEC
+            self.exec_published_upto = max(self.exec_published_upto, self.engine.applied_seq)
             deltas = self.engine.book.drain_deltas()
             if deltas:
                 prev, self.feed_seq = self.feed_seq, self.engine.applied_seq
@@ -286,7 +289,8 @@ class MatchingNode:
         runners = [self._runner(query.instrument)] if query.instrument else list(self.runners.values())
         return StatusReply(instruments=[
             InstrumentStatus(instrument=r.spec.symbol, owner=self.owner, lease_token=r.lease.token,
-                             applied_seq=r.engine.applied_seq, resting_orders=len(r.engine.book),
+                             applied_seq=r.engine.applied_seq, exec_published_seq=r.exec_published_upto,
+                             resting_orders=len(r.engine.book),
                              last_snapshot_seq=r.last_snapshot_seq)
             for r in runners
         ])

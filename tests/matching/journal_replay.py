@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -11,6 +12,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.fencing import FenceGate
 from contracts.instruments import INSTRUMENTS
+from contracts.rpc import call
 from nodes.matching.engine import InstrumentEngine
 
 
@@ -45,7 +47,13 @@ async def replay_journal(nc: Client, symbol: str) -> tuple[InstrumentEngine, Cou
 
 
 async def exec_reports(nc: Client, symbol: str) -> tuple[list[dict[str, Any]], int]:
-    """EXEC reports that pass the fence, and how many stale ones it dropped."""
+    """EXEC reports that pass the fence, and how many stale ones it dropped (once the engine has
+    published everything it applied: reports go out after the reply, in batches)."""
+    for _ in range(300):
+        status = (await call(nc, "matching.status", {"instrument": symbol}))["instruments"][0]
+        if status["exec_published_seq"] >= status["applied_seq"]:
+            break
+        await asyncio.sleep(0.05)
     gate = FenceGate()
     kept, dropped = [], 0
     for msg in await read_stream(nc, f"exec.{symbol}"):

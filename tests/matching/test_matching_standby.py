@@ -40,8 +40,9 @@ async def _submit_until_done(nc: Client, body: dict) -> dict:
 
 
 @pytest.mark.slow
-async def test_standby_takes_over_and_the_paused_owner_is_fenced(
-    own_nats: NatsServer, own_nc: Client, tmp_path: Path, processes: list[NodeProcess]
+@pytest.mark.parametrize("failure", ["paused", "killed"])
+async def test_standby_takes_over_and_the_old_owner_is_fenced(
+    own_nats: NatsServer, own_nc: Client, tmp_path: Path, processes: list[NodeProcess], failure: str
 ) -> None:
     owner = await start_matching(own_nats, tmp_path / "owner", own_nc)
     processes.append(owner)
@@ -51,12 +52,14 @@ async def test_standby_takes_over_and_the_paused_owner_is_fenced(
         await _submit_until_done(own_nc, _order(i))
     old_token = (await matching(own_nc, "status", instrument="ETH-USD"))["instruments"][0]["lease_token"]
 
-    os.kill(owner.pid, signal.SIGSTOP)  # the owner hangs: its lease lapses, the standby takes over
+    # paused: the owner hangs, its lease lapses, the standby takes over, then the owner wakes up
+    os.kill(owner.pid, signal.SIGSTOP if failure == "paused" else signal.SIGKILL)
     try:
         load = asyncio.gather(*(_submit_until_done(own_nc, _order(i)) for i in range(200, 600)))
         await asyncio.wait_for(load, timeout=90)
     finally:
-        os.kill(owner.pid, signal.SIGCONT)
+        if failure == "paused":
+            os.kill(owner.pid, signal.SIGCONT)
 
     assert await asyncio.to_thread(owner.proc.wait, 30) != 0, "the fenced-out owner must stop"
     status = (await matching(own_nc, "status", instrument="ETH-USD"))["instruments"][0]
