@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
 import pytest
 from nats.aio.client import Client
 
@@ -132,3 +133,24 @@ async def test_qt_book_prints_the_ladder(engine: Client, own_nats: NatsServer) -
     assert "101.25" in shown.stdout and "3.0000" in shown.stdout and "100.75" in shown.stdout
     assert "spread 0.50" in shown.stdout
     assert refused.returncode == 1 and "unknown_instrument" in refused.stderr
+
+
+async def test_l2_feed_carries_deltas_a_sequence_chain_and_the_book_checksum(engine: Client) -> None:
+    feed = await engine.subscribe("md.book.AAPL")
+    await matching(engine, "submit", **order("a1", "bob", "SELL", "101.00", "2.00"))
+    await matching(engine, "submit", **order("b1", "alice", "BUY", "100.00", "1.00"))
+    await matching(engine, "submit", **order("b2", "alice", "BUY", "101.00", "0.50", tif="IOC"))
+    book = await matching(engine, "book", instrument="AAPL")
+
+    levels: dict[tuple[str, int], int] = {}
+    last_seq, checksum = 0, None
+    while last_seq < book["seq"]:
+        update = msgpack.unpackb((await feed.next_msg(timeout=5)).data)
+        assert update["prev_seq"] == last_seq, "a gap in the feed"
+        last_seq, checksum = update["seq"], update["checksum"]
+        for side, price, qty in update["deltas"]:
+            levels[(side, price)] = qty
+    await feed.unsubscribe()
+
+    assert checksum == book["checksum"]
+    assert {k: v for k, v in levels.items() if v} == {("SELL", 10100): 15000, ("BUY", 10000): 10000}
