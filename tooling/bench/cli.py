@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import shlex
-import shutil
-import signal
-import sys
-import tempfile
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -76,13 +70,6 @@ def _plan(quick: bool, duration: float | None, warmup: float | None, clients: st
     )
 
 
-def _command_line() -> str:
-    args = sys.argv[sys.argv.index("wallet") + 1:] if "wallet" in sys.argv else []
-    return shlex.join(["qt", "bench", "wallet", *args])
-
-
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # so the finally blocks stop what we started
 
 
 @app.command()
@@ -108,7 +95,7 @@ def wallet(
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, databases, profiles).")] = False,
 ) -> None:
     """Wallet: deposits/s over NATS, open-loop p99, raw store appends/s, 1M-event rebuild, JetStream fsync."""
-    from tooling.bench.mesh import Mesh
+    from tooling.bench.mesh import bench_mesh, command_line
     from tooling.bench.report import markdown, print_targets, write_benchmarks
     from tooling.bench.suite import run_suite
 
@@ -117,19 +104,8 @@ def wallet(
         console = Console(width=200)
     plan = _plan(quick, duration, warmup, clients, open_rates, open_duration, store_duration, rebuild_events,
                  js_duration, profile_duration, only, wait_quiet, retries)
-    root = Path(tempfile.mkdtemp(prefix="qt-bench-wallet-"))
-    mesh = Mesh(root)
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    console.print(f"[dim]work dir {root}[/dim]")
-    try:
-        report = run_suite(plan, mesh, console, _command_line())
-    finally:
-        mesh.close()
-        signal.signal(signal.SIGTERM, previous)
-        if keep:
-            console.print(f"[dim]kept {root}[/dim]")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    with bench_mesh("qt-bench-wallet-", keep=keep, console=console) as mesh:
+        report = run_suite(plan, mesh, console, command_line("wallet"))
     print_targets(console, report.targets)
     for caveat in report.caveats:
         console.print(f"[yellow]caveat:[/yellow] {caveat}")

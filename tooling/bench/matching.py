@@ -11,11 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import shlex
-import shutil
-import signal
-import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +41,18 @@ from tooling.bench.matching_tables import (
     targets,
     why,
 )
-from tooling.bench.mesh import DISTURBED, Child, Mesh, OtherLoad, client, cpu_seconds, wait_quiet, wait_ready
+from tooling.bench.mesh import (
+    DISTURBED,
+    Child,
+    Mesh,
+    OtherLoad,
+    bench_mesh,
+    client,
+    command_line,
+    cpu_seconds,
+    wait_quiet,
+    wait_ready,
+)
 from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, print_section, print_targets, write_benchmarks
 from tooling.bench.stats import fmt_ms, fmt_rate
 from tooling.natsserver import NatsServer
@@ -296,13 +302,6 @@ def machine_info_nproc(report: Report) -> str:
     return report.machine.get("nproc", "?")
 
 
-def _command_line() -> str:
-    args = sys.argv[sys.argv.index("matching") + 1:] if "matching" in sys.argv else []
-    return shlex.join(["qt", "bench", "matching", *args])
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # so the finally blocks stop what we started
 
 
 def matching(
@@ -325,14 +324,10 @@ def matching(
     if not counts or min(counts) < 1 or max(counts) > 1024:
         raise typer.BadParameter("clients: comma-separated counts between 1 and 1024", param_hint="--clients")
     console = Console() if Console().is_terminal else Console(width=200)
-    root = Path(tempfile.mkdtemp(prefix="qt-bench-matching-"))
-    mesh = Mesh(root)
     res = Results()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    console.print(f"[dim]work dir {root}[/dim]")
-    report = Report(command=_command_line(), date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    report = Report(command=command_line("matching"), date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     machine=machine_info())
-    try:
+    with bench_mesh("qt-bench-matching-", keep=keep, console=console) as mesh:
         asyncio.run(run(mesh, console, res, clients=counts, duration_s=duration or (1.5 if quick else 5.0),
                         warmup_s=0.3 if quick else 1.0, open_s=2.0 if quick else 5.0,
                         peer_s=1.0 if quick else 3.0,
@@ -346,13 +341,6 @@ def matching(
             if extra is not None:
                 report.sections.append(extra)
         reason = why(res, max(counts))  # reads the profiles: before the work dir goes
-    finally:
-        mesh.close()
-        signal.signal(signal.SIGTERM, previous)
-        if keep:
-            console.print(f"[dim]kept {root}[/dim]")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
     report.setup = [
         "one nats-server 127.0.0.1, our nats.conf (`sync_interval: always`: every journal append fsynced)",
         "one `python -m nodes.matching` process (all instruments; load on BTC-USD only), default "

@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -181,3 +186,31 @@ async def wait_ready(nc: Client, subject: str, child: Child, timeout_s: float = 
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"{child.name} did not answer on {subject} within {timeout_s}s; see {child.log}")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so the finally blocks stop what we started
+
+
+@contextlib.contextmanager
+def bench_mesh(prefix: str, *, keep: bool, console: Any) -> Iterator[Mesh]:
+    """A Mesh in a fresh temp dir; on exit (SIGTERM included) its PIDs stop and the dir goes."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    mesh = Mesh(root)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    console.print(f"[dim]work dir {root}[/dim]")
+    try:
+        yield mesh
+    finally:
+        mesh.close()
+        signal.signal(signal.SIGTERM, previous)
+        if keep:
+            console.print(f"[dim]kept {root}[/dim]")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def command_line(name: str) -> str:
+    """How `qt bench <name>` was invoked, for the report."""
+    args = sys.argv[sys.argv.index(name) + 1:] if name in sys.argv else []
+    return shlex.join(["qt", "bench", name, *args])
