@@ -58,10 +58,17 @@ async def ensure_snapshot_store(js: JetStreamContext) -> None:
         )
 
 
+async def ensure_named(js: JetStreamContext, *, streams: tuple[str, ...], buckets: tuple[str, ...]) -> None:
+    """The streams and buckets a node depends on, by name (a node needs no more than its own)."""
+    for stream in STREAMS:
+        if stream.name in streams:
+            await ensure_stream(js, stream)
+    for bucket in BUCKETS:
+        if bucket.name in buckets:
+            await ensure_bucket(js, bucket)
+
+
 async def ensure_all(js: JetStreamContext) -> None:
     """Every stream, bucket and object store of the platform."""
-    for stream in STREAMS:
-        await ensure_stream(js, stream)
-    for bucket in BUCKETS:
-        await ensure_bucket(js, bucket)
+    await ensure_named(js, streams=tuple(s.name for s in STREAMS), buckets=tuple(b.name for b in BUCKETS))
     await ensure_snapshot_store(js)

@@ -91,7 +91,6 @@ class StreamSpec:
     duplicate_window_s: float = 120.0
     max_age_s: float = 0.0
     max_msgs: int = -1
-    system_of_record: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,6 @@ STREAMS: Final[tuple[StreamSpec, ...]] = (
         subjects=("orders.>",),
         description="the matching journal: new/cancel/replace commands in the order the engine applies them",
         duplicate_window_s=600.0,
-        system_of_record=True,
     ),
     StreamSpec(
         name=EXEC_STREAM,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -226,8 +226,3 @@ class VerifyReply(Message):
     snapshots_checked: int
     first_bad: BadEvent | None
 
-
-Endpoint = Literal[
-    "deposit", "withdraw", "hold", "release", "debit", "credit", "settle",
-    "balance", "events", "rebuild", "verify",
-]

@@ -20,7 +20,7 @@ from nats.js.errors import NotFoundError
 
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS, Instrument, instrument
-from contracts.jetstream import ensure_bucket, ensure_snapshot_store, ensure_stream
+from contracts.jetstream import ensure_named, ensure_snapshot_store
 from contracts.matching import (
     BookQuery,
     BookView,
@@ -34,14 +34,12 @@ from contracts.matching import (
     SubmitOrder,
 )
 from contracts.subjects import (
-    BUCKETS,
     EXEC_STREAM,
     FENCE_HEADER,
     LEASES_BUCKET,
     MATCHING_SERVICE,
     ORDERS_STREAM,
     SNAPSHOTS_OBJECTS,
-    STREAMS,
     book_feed_subject,
     exec_msg_id,
     exec_subject,
@@ -323,12 +321,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     """Own every instrument's lease (standing by until then), replay, serve until `stop`."""
     nc = await connect(config, name=f"{MATCHING_SERVICE}-{os.getpid()}")
     js = nc.jetstream()
-    for spec in STREAMS:
-        if spec.name in (ORDERS_STREAM, EXEC_STREAM):
-            await ensure_stream(js, spec)
-    for bucket in BUCKETS:
-        if bucket.name == LEASES_BUCKET:
-            await ensure_bucket(js, bucket)
+    await ensure_named(js, streams=(ORDERS_STREAM, EXEC_STREAM), buckets=(LEASES_BUCKET,))
     await ensure_snapshot_store(js)
     leases_kv = await js.key_value(LEASES_BUCKET)
     leases = {symbol: Lease(leases_kv, f"matching.{symbol}", config.data_dir) for symbol in INSTRUMENTS}

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from contracts.jetstream import ensure_bucket, ensure_stream
+from contracts.jetstream import ensure_named
 from contracts.rpc import REPLAYED_HEADER
-from contracts.subjects import BUCKETS, LEASES_BUCKET, STREAMS, WALLET_SERVICE, WALLET_STREAM
+from contracts.subjects import LEASES_BUCKET, WALLET_SERVICE, WALLET_STREAM
 from contracts.wallet import (
     BalanceQuery,
     BalanceReply,
@@ -156,12 +156,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     """Own the partition lease, serve until `stop`, then drain in order and close."""
     nc = await connect(config, name=f"{WALLET_SERVICE}-{os.getpid()}")
     js = nc.jetstream()
-    for spec in STREAMS:
-        if spec.name == WALLET_STREAM:
-            await ensure_stream(js, spec)
-    for bucket in BUCKETS:
-        if bucket.name == LEASES_BUCKET:
-            await ensure_bucket(js, bucket)
+    await ensure_named(js, streams=(WALLET_STREAM,), buckets=(LEASES_BUCKET,))
     partition = env_int("QT_WALLET_PARTITION", 0, minimum=0)
     lease = Lease(await js.key_value(LEASES_BUCKET), f"wallet.p{partition}", config.data_dir)
     try:

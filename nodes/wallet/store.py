@@ -379,18 +379,15 @@ class EventStore:
         return 1
 
 
+#: The `events` columns both readers select, in this order; with `event_id` they are a `WalletEvent`.
 _EVENT_FIELDS = ("seq", "account", "asset", "version", "type", "amount", "hold_id", "op_id", "ts_ns",
                  "prev_hash", "hash")
 
 
 def event_from_row(ledger: str, row: tuple[Any, ...]) -> WalletEvent:
-    """A `WalletEvent` from an `events` row selected in column order."""
-    seq, account, asset, version, type_, amount, hold_id, op_id, ts_ns, prev_hash, hash_ = row
-    return WalletEvent(
-        seq=seq, event_id=wallet_msg_id(ledger, seq), account=account, asset=asset,
-        version=version, type=EventType(type_), amount=amount, hold_id=hold_id, op_id=op_id,
-        ts_ns=ts_ns, prev_hash=prev_hash, hash=hash_,
-    )
+    """A `WalletEvent` from an `events` row selected in `_EVENT_FIELDS` order."""
+    body = dict(zip(_EVENT_FIELDS, row, strict=True))
+    return WalletEvent(**body, event_id=wallet_msg_id(ledger, body["seq"]))
 
 
 def _decode_recorded(blob: bytes) -> Outcome:
