@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     HOLD_MISMATCH = "hold_mismatch"  # hold belongs to another account/asset
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # op_id reused with another payload
     NOT_FOUND = "not_found"
+    UNKNOWN_ACCOUNT = "unknown_account"  # the account never held any money
     UNKNOWN_INSTRUMENT = "unknown_instrument"
     UNKNOWN_ORDER = "unknown_order"
     DUPLICATE_ORDER = "duplicate_order_id"
@@ -49,6 +50,7 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.HOLD_MISMATCH: 409,
     ErrorCode.IDEMPOTENCY_CONFLICT: 422,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.UNKNOWN_ACCOUNT: 404,
     ErrorCode.UNKNOWN_INSTRUMENT: 422,
     ErrorCode.UNKNOWN_ORDER: 404,
     ErrorCode.DUPLICATE_ORDER: 409,
@@ -74,6 +76,7 @@ BUSINESS_CODES: Final[frozenset[ErrorCode]] = frozenset(
         ErrorCode.UNKNOWN_HOLD,
         ErrorCode.HOLD_EXISTS,
         ErrorCode.HOLD_MISMATCH,
+        ErrorCode.UNKNOWN_ACCOUNT,
     }
 )
 

@@ -29,9 +29,11 @@ class Instrument:
     """Smallest quantity accepted (base units); a multiple of `lot`."""
     reference_price: int
     """Where demo books are seeded (quote units)."""
+    fee_bps: int = 5
+    """Fee per side in basis points of the trade's quote amount, credited to the venue's fee account."""
 
     def __post_init__(self) -> None:
-        if self.tick <= 0 or self.lot <= 0 or self.min_qty < self.lot or self.min_qty % self.lot:
+        if self.fee_bps < 0 or self.tick <= 0 or self.lot <= 0 or self.min_qty < self.lot or self.min_qty % self.lot:
             raise ValueError(f"bad trading rules for {self.symbol}")
 
     @property

@@ -76,12 +76,11 @@ class InstrumentMoney(MoneyMessage):
         return out
 
 
-class SubmitOrder(InstrumentMoney):
-    """A new order. `order_id` is chosen by the caller (the saga uses it as the hold id)."""
+class OrderTerms(InstrumentMoney):
+    """What an order asks for, checked against the instrument's rules; shared by matching and clearing."""
 
     __price_fields__: ClassVar[tuple[str, ...]] = ("price", "max_quote")
 
-    order_id: OpId
     account: Account
     instrument: str
     side: Annotated[Side, Lenient]
@@ -96,7 +95,7 @@ class SubmitOrder(InstrumentMoney):
     """MARKET BUY only: the most quote currency the order may spend (what clearing holds)."""
 
     @model_validator(mode="after")
-    def _shape(self) -> SubmitOrder:
+    def _shape(self) -> OrderTerms:
         spec = instrument(self.instrument)
         if self.type is OrderType.MARKET and self.price is not None:
             raise QtError(ErrorCode.MARKET_WITH_PRICE, "a MARKET order takes no price")
@@ -114,6 +113,12 @@ class SubmitOrder(InstrumentMoney):
         if self.max_quote is not None and not (self.type is OrderType.MARKET and self.side is Side.BUY):
             raise QtError(ErrorCode.VALIDATION, "max_quote is only for MARKET BUY orders")
         return self
+
+
+class SubmitOrder(OrderTerms):
+    """A new order. `order_id` is chosen by the caller (the saga uses it as the hold id)."""
+
+    order_id: OpId
 
 
 class CancelOrder(Message):
@@ -155,7 +160,10 @@ class StatusQuery(Message):
 
 
 class Fill(InstrumentMoney):
-    """One trade: at the maker's price."""
+    """One trade: at the maker's price; `maker_remaining` is what the maker had left open after it."""
+
+    __qty_fields__: ClassVar[tuple[str, ...]] = ("qty", "maker_remaining")
+    __zero_ok__: ClassVar[bool] = True
 
     trade_id: str
     instrument: str
@@ -166,6 +174,7 @@ class Fill(InstrumentMoney):
     maker_account: str
     taker_account: str
     taker_side: Annotated[Side, Lenient]
+    maker_remaining: int
 
 
 class OrderResult(InstrumentMoney):

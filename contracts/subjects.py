@@ -27,6 +27,15 @@ def matching_subject(endpoint: str) -> str:
     return f"{MATCHING_SERVICE}.{endpoint}"
 
 
+CLEARING_SERVICE: Final = "clearing"
+CLEARING_ENDPOINTS: Final = ("place_order", "cancel_order", "saga_get", "saga_list", "dlq_replay", "metrics")
+
+
+def clearing_subject(endpoint: str) -> str:
+    """Request subject of a clearing endpoint, e.g. `clearing.place_order`."""
+    return f"{CLEARING_SERVICE}.{endpoint}"
+
+
 # --- streams ------------------------------------------------------------------------------------
 WALLET_STREAM: Final = "WALLET"
 WALLET_EVENTS_PREFIX: Final = "wallet.events"
@@ -69,6 +78,35 @@ def book_feed_subject(instrument: str) -> str:
     """Live L2 deltas (core NATS) of one instrument."""
     return f"md.book.{instrument}"
 
+
+TRADES_STREAM: Final = "TRADES"
+DLQ_STREAM: Final = "DLQ"
+
+
+def trades_subject(instrument: str) -> str:
+    """Settled trades and busts of one instrument, published by clearing: `trades.<instrument>`."""
+    return f"trades.{instrument}"
+
+
+def dlq_subject(stream: str, consumer: str) -> str:
+    """Where a message that exhausted `max_deliver` on `stream`/`consumer` is parked."""
+    return f"dlq.{stream}.{consumer}"
+
+
+#: Durable consumer of EXEC with which clearing releases holds of orders the engine cancelled.
+CLEARING_EXEC_CONSUMER: Final = "clearing-exec"
+#: Deliveries before a message is dead-lettered, and the pause before each redelivery.
+MAX_DELIVER: Final = 5
+REDELIVERY_BACKOFF_S: Final[tuple[float, ...]] = (0.2, 0.5, 1.0, 2.0)
+
+#: Headers of a dead-lettered message: where it came from and why it failed.
+DLQ_ORIGIN_STREAM: Final = "Qt-Origin-Stream"
+DLQ_ORIGIN_SUBJECT: Final = "Qt-Origin-Subject"
+DLQ_ORIGIN_SEQ: Final = "Qt-Origin-Seq"
+DLQ_CONSUMER: Final = "Qt-Dlq-Consumer"
+DLQ_SERVICE: Final = "Qt-Dlq-Service"
+DLQ_LAST_ERROR: Final = "Qt-Last-Error"
+DLQ_DELIVERIES: Final = "Qt-Deliveries"
 
 #: Header carrying the publisher's lease token; readers drop messages from an older token.
 FENCE_HEADER: Final = "Qt-Fence"
@@ -123,6 +161,17 @@ STREAMS: Final[tuple[StreamSpec, ...]] = (
         subjects=("exec.>",),
         description="engine output: accepted, fill, cancelled, rejected; msg-id <instrument>:<orders seq>:<n>",
         duplicate_window_s=600.0,
+    ),
+    StreamSpec(
+        name=TRADES_STREAM,
+        subjects=("trades.>",),
+        description="settled trades (msg-id = trade id) and busts (msg-id = bust:<trade id>), from clearing",
+        duplicate_window_s=600.0,
+    ),
+    StreamSpec(
+        name=DLQ_STREAM,
+        subjects=("dlq.>",),
+        description="messages that exhausted max_deliver: payload, origin stream/subject/seq, last error",
     ),
 )
 

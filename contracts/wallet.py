@@ -5,10 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from contracts.base import Account, Asset, Message, MoneyMessage, OpId, dump
 from contracts.codec import Wire
+from contracts.errors import ErrorCode, QtError
 from contracts.money import scale_of
 
 
@@ -48,12 +49,33 @@ class Hold(_AssetChecked):
 
 
 class Release(_AssetChecked):
-    """Return held money to available; without `amount`, the whole remainder of the hold."""
+    """Return held money to available: `amount`, or down to `total_debits`, or (neither) all of it.
+
+    `total_debits` is every debit the hold will ever pay as far as the caller knows (settled or
+    not, e.g. an order's fills); the wallet releases the rest, never less than it released before,
+    so releases computed from any snapshot of an order, in any order, converge on the same total.
+    """
+
+    __money_fields__: ClassVar[tuple[str, ...]] = ("amount", "total_debits")
+    __zero_ok__: ClassVar[bool] = True
 
     account: Account
     hold_id: OpId
     op_id: OpId
     amount: int | None = None
+    total_debits: int | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Release:
+        _check_release(self.amount, self.total_debits)
+        return self
+
+
+def _check_release(amount: int | None, total_debits: int | None) -> None:
+    if amount is not None and total_debits is not None:
+        raise QtError(ErrorCode.VALIDATION, "give amount or total_debits, not both")
+    if amount == 0:
+        raise QtError(ErrorCode.INVALID_AMOUNT, "amount must be positive")
 
 
 class Debit(Hold):
@@ -66,15 +88,27 @@ class LegKind(StrEnum):
     DEBIT = "debit"
     CREDIT = "credit"
     RELEASE = "release"
+    CHARGE = "charge"  # take from available (a trade bust charges back what a fill credited)
 
 
 class Leg(_AssetChecked):
-    """One movement inside an atomic settlement."""
+    """One movement inside an atomic settlement; a release leg takes `total_debits` like `Release`."""
+
+    __money_fields__: ClassVar[tuple[str, ...]] = ("amount", "total_debits")
+    __zero_ok__: ClassVar[bool] = True
 
     kind: Annotated[LegKind, Field(strict=False)]  # enums arrive as strings on both wires
     account: Account
     amount: int | None = None
     hold_id: OpId | None = None
+    total_debits: int | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Leg:
+        _check_release(self.amount, self.total_debits)
+        if self.total_debits is not None and self.kind is not LegKind.RELEASE:
+            raise QtError(ErrorCode.VALIDATION, "total_debits is only for release legs")
+        return self
 
 
 class Settle(Message):
@@ -120,6 +154,7 @@ class EventType(StrEnum):
     RELEASED = "released"
     DEBITED = "debited"
     CREDITED = "credited"
+    CHARGED = "charged"
 
 
 class WalletEvent(MoneyMessage):

@@ -155,10 +155,10 @@ class InstrumentEngine:
         for event in events:
             kind = event[0]
             if kind == "fill":
-                _, trade_no, taker_id, taker_acc, maker_id, maker_acc, price, qty, _m_rem, taker_side, _t_rem = event
+                _, trade_no, taker_id, taker_acc, maker_id, maker_acc, price, qty, m_rem, taker_side, _t_rem = event
                 fill = {"trade_id": f"{symbol}-{trade_no}", "instrument": symbol, "price": price, "qty": qty,
                         "maker_order_id": maker_id, "taker_order_id": taker_id, "maker_account": maker_acc,
-                        "taker_account": taker_acc, "taker_side": taker_side}
+                        "taker_account": taker_acc, "taker_side": taker_side, "maker_remaining": m_rem}
                 fills_now.append(fill)
                 for oid in (taker_id, maker_id):
                     rec = self.orders[oid]

@@ -24,6 +24,7 @@ EFFECTS: Final[dict[str, tuple[int, int]]] = {
     EventType.HELD: (-1, 1),
     EventType.RELEASED: (1, -1),
     EventType.DEBITED: (0, -1),
+    EventType.CHARGED: (-1, 0),
 }
 
 

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS holds (
     account   TEXT    NOT NULL,
     asset     TEXT    NOT NULL,
     amount    INTEGER NOT NULL CHECK (amount > 0),
-    remaining INTEGER NOT NULL CHECK (remaining >= 0)
+    remaining INTEGER NOT NULL CHECK (remaining >= 0),
+    released  INTEGER NOT NULL DEFAULT 0 CHECK (released >= 0)  -- for release-to-total_debits
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holds_open ON holds (account, asset) WHERE remaining > 0;
 
@@ -90,9 +91,23 @@ def open_db(path: Path, *, synchronous: str = "FULL", readonly: bool = False) ->
     if not readonly:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
+        _migrate(conn)
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA cache_size=-65536")
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an older version up to SCHEMA (additive changes only)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(holds)")}
+    if "released" not in columns:  # sum what the log says each hold released so far
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ALTER TABLE holds ADD COLUMN released INTEGER NOT NULL DEFAULT 0")
+        conn.execute(
+            "UPDATE holds SET released = (SELECT COALESCE(SUM(amount), 0) FROM events "
+            "WHERE events.hold_id = holds.hold_id AND events.type = 'released')"
+        )
+        conn.execute("COMMIT")
 
 
 def ledger_id(conn: sqlite3.Connection, partition: int) -> str:

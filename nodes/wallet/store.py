@@ -108,6 +108,10 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+#: Legs that move available money directly, without a hold.
+_UNHELD: dict[LegKind, EventType] = {LegKind.CREDIT: EventType.CREDITED, LegKind.CHARGE: EventType.CHARGED}
+
+
 class EventStore:
     """SQLite-backed event store for one wallet partition."""
 
@@ -258,14 +262,24 @@ class EventStore:
             self._open_hold(scope, command)
         else:
             assert isinstance(command, Release | Debit)
-            leg_kind = LegKind.DEBIT if kind is Debit else LegKind.RELEASE
-            self._leg(scope, Leg(kind=leg_kind, account=command.account, asset=command.asset,
-                                 amount=command.amount, hold_id=command.hold_id))
+            if kind is Debit:
+                leg = Leg(kind=LegKind.DEBIT, account=command.account, asset=command.asset,
+                          amount=command.amount, hold_id=command.hold_id)
+            else:
+                assert isinstance(command, Release)
+                leg = Leg(kind=LegKind.RELEASE, account=command.account, asset=command.asset,
+                          amount=command.amount, hold_id=command.hold_id, total_debits=command.total_debits)
+            self._leg(scope, leg)
 
     def _open_hold(self, scope: _Scope, command: Hold) -> None:
         if scope.cur.execute("SELECT 1 FROM holds WHERE hold_id=?", (command.hold_id,)).fetchone():
             raise QtError(ErrorCode.HOLD_EXISTS, f"hold {command.hold_id!r} already exists",
                           {"hold_id": command.hold_id})
+        if self._stage(scope, (command.account, command.asset)).version == 0 and not scope.cur.execute(
+            "SELECT 1 FROM balances WHERE account=? LIMIT 1", (command.account,)
+        ).fetchone():  # only an account's very first touch of an asset pays for this lookup
+            raise QtError(ErrorCode.UNKNOWN_ACCOUNT, f"unknown account {command.account!r}",
+                          {"account": command.account})
         self._append(scope, command.account, command.asset, EventType.HELD, command.amount,
                      command.hold_id)
         scope.cur.execute(
@@ -274,15 +288,15 @@ class EventStore:
         )
 
     def _leg(self, scope: _Scope, leg: Leg) -> None:
-        if leg.kind is LegKind.CREDIT:
-            if leg.amount is None:
-                raise QtError(ErrorCode.VALIDATION, "a credit leg needs an amount")
-            self._append(scope, leg.account, leg.asset, EventType.CREDITED, leg.amount)
+        if leg.kind in _UNHELD:
+            if leg.amount is None or leg.hold_id is not None:
+                raise QtError(ErrorCode.VALIDATION, f"a {leg.kind} leg needs an amount and no hold_id")
+            self._append(scope, leg.account, leg.asset, _UNHELD[leg.kind], leg.amount)
             return
         if leg.hold_id is None:
             raise QtError(ErrorCode.VALIDATION, f"a {leg.kind} leg needs a hold_id")
         row = scope.cur.execute(
-            "SELECT account, asset, remaining FROM holds WHERE hold_id=?", (leg.hold_id,)
+            "SELECT account, asset, remaining, amount, released FROM holds WHERE hold_id=?", (leg.hold_id,)
         ).fetchone()
         if row is None:
             raise QtError(ErrorCode.UNKNOWN_HOLD, f"no hold {leg.hold_id!r}", {"hold_id": leg.hold_id})
@@ -293,7 +307,11 @@ class EventStore:
                 {"hold_id": leg.hold_id},
             )
         amount = leg.amount
-        if amount is None:  # release the whole remainder; nothing left is not an error
+        if leg.total_debits is not None:  # release down to what the hold will still pay out
+            amount = row[3] - row[4] - leg.total_debits
+            if amount <= 0:
+                return
+        elif amount is None:  # release the whole remainder; nothing left is not an error
             if leg.kind is LegKind.DEBIT:
                 raise QtError(ErrorCode.VALIDATION, "a debit leg needs an amount")
             if row[2] == 0:
@@ -301,8 +319,9 @@ class EventStore:
             amount = row[2]
         type_ = EventType.DEBITED if leg.kind is LegKind.DEBIT else EventType.RELEASED
         self._append(scope, leg.account, leg.asset, type_, amount, leg.hold_id)
-        scope.cur.execute("UPDATE holds SET remaining = remaining - ? WHERE hold_id=?",
-                          (amount, leg.hold_id))
+        released = amount if type_ is EventType.RELEASED else 0
+        scope.cur.execute("UPDATE holds SET remaining = remaining - ?, released = released + ? WHERE hold_id=?",
+                          (amount, released, leg.hold_id))
 
     def _append(
         self, scope: _Scope, account: str, asset: str, type_: EventType, amount: int,

@@ -1,0 +1,204 @@
+"""Clearing messages: the place-order saga's input, its stored record and its reply, and trade events."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Final, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from contracts.base import Account, Message, dump
+from contracts.codec import Wire
+from contracts.errors import ErrorCode, QtError
+from contracts.instruments import instrument
+from contracts.matching import Fill, InstrumentMoney, OrderTerms, OrderType, Side
+from contracts.money import format_amount
+
+#: Saga and order ids: also KV keys and hold ids, so no dots or wildcards.
+SagaId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+STEPS: Final = ("reserve_funds", "submit_order", "process_fills", "settle")
+#: Compensations, in the order they run (the reverse of the steps they undo).
+COMPENSATIONS: Final = ("unsettle", "reverse_fills", "cancel_order", "release_hold")
+InjectStep = Literal[
+    "reserve_funds", "submit_order", "process_fills", "settle",
+    "after:reserve_funds", "after:submit_order", "after:process_fills", "after:settle",
+]
+#: The error code a saga records when `inject_failure_step` failed it on purpose.
+INJECTED: Final = "injected_failure"
+
+
+class SagaStatus(StrEnum):
+    """Where a saga stands; the last three are final."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    COMPENSATED = "compensated"
+    FAILED = "failed"
+
+
+FINAL_STATUSES: Final = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.FAILED})
+
+
+class StepStatus(StrEnum):
+    """Where one step (or compensation) stands."""
+
+    PENDING = "pending"
+    STARTED = "started"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class PlaceOrder(OrderTerms):
+    """A new order through the saga: funds are held, the order matched, both sides settled."""
+
+    saga_id: SagaId | None = None
+    """Caller-chosen for idempotency (a retry returns the first saga); drawn by clearing otherwise."""
+    inject_failure_step: InjectStep | None = None
+    """Fail this step (or right after it committed) on purpose, to exercise the compensations."""
+
+    @model_validator(mode="after")
+    def _market_buy_bound(self) -> PlaceOrder:
+        if self.type is OrderType.MARKET and self.side is Side.BUY and self.max_quote is None:
+            raise QtError(ErrorCode.VALIDATION, "a MARKET BUY needs max_quote: the most quote it may spend")
+        return self
+
+
+class CancelRequest(Message):
+    """Cancel an order and release what is left of its hold; only its owner may."""
+
+    account: Account
+    order_id: SagaId
+    instrument: str | None = None
+    """Needed only for orders placed without a saga (the saga record knows its instrument)."""
+
+
+class SagaGet(Message):
+    """One saga by id (= its order id)."""
+
+    saga_id: SagaId
+
+
+class SagaList(Message):
+    """The newest sagas, optionally of one status or account."""
+
+    status: Annotated[SagaStatus, Field(strict=False)] | None = None
+    account: Account | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+class StepRecord(Message):
+    """One step or compensation as it ran: op_id, timestamps, attempts, result or error."""
+
+    model_config = ConfigDict(frozen=False)
+
+    name: str
+    op_id: str
+    status: Annotated[StepStatus, Field(strict=False)] = StepStatus.PENDING
+    started_ns: int | None = None
+    ended_ns: int | None = None
+    attempts: int = 0
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class SagaRecord(Message):
+    """The saga as stored in the `sagas` bucket (integer units); mutated only by the pure state machine."""
+
+    model_config = ConfigDict(frozen=False)
+
+    saga_id: str
+    order_id: str
+    account: str
+    instrument: str
+    side: Annotated[Side, Field(strict=False)]
+    request: dict[str, Any]
+    request_hash: str
+    hold_asset: str
+    hold_amount: int
+    status: Annotated[SagaStatus, Field(strict=False)] = SagaStatus.PENDING
+    steps: list[StepRecord]
+    compensations: list[StepRecord] = Field(default_factory=list)
+    order: dict[str, Any] | None = None
+    """The engine's answer to submit_order (OrderResult, integer units), fills included."""
+    error: dict[str, Any] | None = None
+    owner: str = ""
+    lease_until_ms: int = 0
+    created_ns: int
+    updated_ns: int
+
+    def step(self, name: str) -> StepRecord:
+        """The forward step or compensation called `name`."""
+        for record in (*self.steps, *self.compensations):
+            if record.name == name:
+                return record
+        raise KeyError(name)
+
+
+class SagaView(Message):
+    """What `place_order` and `saga_get` answer: the saga's outcome and the order behind it."""
+
+    saga_id: str
+    order_id: str
+    account: str
+    instrument: str
+    side: str
+    status: str
+    order_status: str | None
+    fills: list[Fill]
+    filled: int
+    remaining: int
+    hold_asset: str
+    hold_left: int
+    error: dict[str, Any] | None
+    steps: list[StepRecord] | None = None
+    compensations: list[StepRecord] | None = None
+
+    def to_wire(self, wire: str) -> dict[str, Any]:
+        """Quantities in the base asset, the hold in its asset; decimal strings in JSON."""
+        body = self.model_dump(mode="python", exclude={"fills"})
+        body["fills"] = [dump(f, Wire(wire)) for f in self.fills]
+        if Wire(wire) is Wire.JSON:
+            spec = instrument(self.instrument)
+            body["filled"] = format_amount(spec.base, self.filled)
+            body["remaining"] = format_amount(spec.base, self.remaining)
+            body["hold_left"] = format_amount(self.hold_asset, self.hold_left)
+        if self.steps is None:
+            body.pop("steps")
+            body.pop("compensations")
+        return body
+
+
+class SagaListReply(Message):
+    """A page of sagas, newest first."""
+
+    sagas: list[SagaView]
+
+    def to_wire(self, wire: str) -> dict[str, Any]:
+        """Each saga in its own wire shape."""
+        return {"sagas": [s.to_wire(wire) for s in self.sagas]}
+
+
+class TradeEvent(InstrumentMoney):
+    """A settled trade (`kind=trade`, msg-id = trade id) or its reversal (`kind=bust`, msg-id `bust:<id>`)."""
+
+    __price_fields__: ClassVar[tuple[str, ...]] = ("price", "quote", "maker_fee", "taker_fee")
+    __zero_ok__: ClassVar[bool] = True
+
+    kind: Literal["trade", "bust"]
+    trade_id: str
+    instrument: str
+    price: int
+    qty: int
+    quote: int
+    maker_fee: int
+    taker_fee: int
+    maker_order_id: str
+    taker_order_id: str
+    maker_account: str
+    taker_account: str
+    taker_side: Annotated[Side, Field(strict=False)]
+    saga_id: str
+    ts_ns: int

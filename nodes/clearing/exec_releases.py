@@ -1,0 +1,49 @@
+"""Releases the holds of orders the engine cancelled or shrank on its own: IOC/FOK remainders,
+self-trade prevention, or a cancel sent to matching directly. Fed by a durable consumer of EXEC.
+
+Each release goes down to the order's total debits as the engine knows them now, so it is safe
+whether or not the order's saga or a cancel already released, and in whatever order they arrive.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgpack
+
+from contracts.errors import ErrorCode, QtError
+from contracts.instruments import instrument
+from nodes.clearing import amounts
+from nodes.clearing.steps import hold_asset_of
+from nodes.runtime.client import ServiceClient
+from nodes.runtime.durable import DeliveredMessage
+
+#: Execution reports after which an order may hold more than it still needs.
+SHRINKING: Final = frozenset({"cancelled", "decreased"})
+
+
+class ExecReleases:
+    """The EXEC handler: one release per cancelled or decreased order, op_id from the report's msg-id."""
+
+    def __init__(self, wallet: ServiceClient, matching: ServiceClient) -> None:
+        self.wallet = wallet
+        self.matching = matching
+
+    async def __call__(self, msg: DeliveredMessage) -> None:
+        report = msgpack.unpackb(msg.data, raw=False)
+        if report.get("kind") not in SHRINKING:
+            return
+        spec = instrument(report["instrument"])
+        order = await self.matching.call("order", {"instrument": spec.symbol, "order_id": report["order_id"]},
+                                         idempotent=True)
+        keep = amounts.total_debits(spec, order["side"], order.get("price"), order.get("fills", []),
+                                    int(order["remaining"]))
+        msg_id = msg.headers.get("Nats-Msg-Id") or f"{spec.symbol}:seq:{msg.stream_seq}"
+        try:
+            await self.wallet.call("release", {
+                "account": order["account"], "asset": hold_asset_of(spec, order["side"]),
+                "hold_id": order["order_id"], "total_debits": keep, "op_id": f"exec:{msg_id}",
+            }, idempotent=True)
+        except QtError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_HOLD:  # an order placed without clearing holds nothing
+                raise

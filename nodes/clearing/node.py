@@ -1,0 +1,256 @@
+"""The `clearing` micro service: the place-order saga, cancels, saga queries; recovery and EXEC releases.
+
+Endpoints first, then start/stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import time
+from typing import Any
+
+import msgpack
+from nats.js import JetStreamContext
+
+from contracts.clearing import (
+    FINAL_STATUSES,
+    INJECTED,
+    CancelRequest,
+    PlaceOrder,
+    SagaGet,
+    SagaList,
+    SagaListReply,
+    SagaRecord,
+    SagaStatus,
+    SagaView,
+    StepStatus,
+)
+from contracts.errors import ErrorCode, QtError
+from contracts.instruments import instrument
+from contracts.jetstream import ensure_named
+from contracts.matching import Fill, OrderResult
+from contracts.subjects import (
+    CLEARING_EXEC_CONSUMER,
+    CLEARING_SERVICE,
+    DLQ_STREAM,
+    EXEC_STREAM,
+    MATCHING_SERVICE,
+    SAGAS_BUCKET,
+    TRADES_STREAM,
+    WALLET_SERVICE,
+)
+from nodes.clearing import amounts
+from nodes.clearing import saga as machine
+from nodes.clearing.exec_releases import ExecReleases
+from nodes.clearing.recovery import Recovery
+from nodes.clearing.runner import SagaRunner
+from nodes.clearing.steps import SagaSteps, hold_asset_of
+from nodes.clearing.store import SagaStore
+from nodes.runtime.breaker import BreakerRegistry, CircuitBreaker
+from nodes.runtime.client import ServiceClient
+from nodes.runtime.config import NodeConfig, env_int
+from nodes.runtime.connect import connect
+from nodes.runtime.durable import DurableWorker
+from nodes.runtime.log import kv
+from nodes.runtime.metrics import NodeMetrics
+from nodes.runtime.service import NodeService
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+#: How long a duplicate place_order waits for the first one before answering its current state.
+DUPLICATE_WAIT_S = 8.0
+
+
+def new_saga_id() -> str:
+    """Time-ordered (sortable) and random: `s` + hex nanoseconds + 8 random hex digits."""
+    return f"s{time.time_ns():x}{secrets.token_hex(4)}"
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    """Digest of a place_order request, to tell a retry from an id reused for another order."""
+    return hashlib.sha256(msgpack.packb(sorted(body.items()), use_bin_type=True)).hexdigest()
+
+
+def view(saga: SagaRecord, *, detail: bool = False) -> SagaView:
+    """What callers see of a saga: outcome, fills, what is still held behind the order."""
+    spec = instrument(saga.instrument)
+    order = saga.order or {}
+    fills = [Fill.model_validate(f) for f in machine.taker_fills(saga)]
+    remaining = int(order.get("remaining", 0)) if saga.status is SagaStatus.COMPLETED else 0
+    hold_left = amounts.needed(spec, saga.side, order.get("price"), remaining)
+    return SagaView(
+        saga_id=saga.saga_id, order_id=saga.order_id, account=saga.account, instrument=saga.instrument,
+        side=str(saga.side), status=str(saga.status), order_status=order.get("status"), fills=fills,
+        filled=int(order.get("filled", 0)), remaining=remaining, hold_asset=saga.hold_asset, hold_left=hold_left,
+        error=saga.error, steps=saga.steps if detail else None, compensations=saga.compensations if detail else None,
+    )
+
+
+class ClearingNode:
+    """The endpoints over a saga runner."""
+
+    def __init__(self, runner: SagaRunner, steps: SagaSteps) -> None:
+        self.runner = runner
+        self.store = runner.store
+        self.steps = steps
+
+    def register(self, service: NodeService) -> None:
+        """Bind the clearing endpoints."""
+        service.route("place_order", PlaceOrder)(self.place_order)
+        service.route("cancel_order", CancelRequest)(self.cancel_order)
+        service.route("saga_get", SagaGet)(self.saga_get)
+        service.route("saga_list", SagaList)(self.saga_list)
+
+    async def place_order(self, command: PlaceOrder) -> SagaView:
+        """Run the saga to its end; a refusal is an error reply, an injected failure a `compensated` view."""
+        saga_id = command.saga_id or new_saga_id()
+        body = command.model_dump(mode="python")
+        body["saga_id"] = saga_id
+        spec = instrument(command.instrument)
+        hold = amounts.hold_for(spec, command.side, command.type, command.price, command.qty, command.max_quote)
+        saga = machine.new_saga(saga_id, command, body, request_hash(body), hold, time.time_ns())
+        revision = await self.runner.create(saga)
+        if revision is None:
+            saga = await self._first(saga)
+        else:
+            saga = await self.runner.drive(saga, revision)
+        return _outcome(saga)
+
+    async def _first(self, mine: SagaRecord) -> SagaRecord:
+        """A saga id that exists: the same request gets the first saga's outcome, another one a conflict."""
+        deadline = time.monotonic() + DUPLICATE_WAIT_S
+        while True:
+            got = await self.store.get(mine.saga_id)
+            if got is None:
+                raise QtError(ErrorCode.INTERNAL, f"saga {mine.saga_id} vanished")
+            saga = got[0]
+            if saga.request_hash != mine.request_hash:
+                raise QtError(ErrorCode.IDEMPOTENCY_CONFLICT,
+                              f"saga_id {mine.saga_id!r} was already used for a different order",
+                              {"saga_id": mine.saga_id})
+            if saga.status in FINAL_STATUSES or time.monotonic() > deadline:
+                return saga
+            await asyncio.sleep(0.05)
+
+    async def cancel_order(self, command: CancelRequest) -> OrderResult:
+        """Cancel in matching, then release the hold down to what the order's fills take."""
+        got = await self.store.get(command.order_id)
+        if got is not None:
+            saga = got[0]
+            if saga.account != command.account:  # as in matching: another account's order is not disclosed
+                raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
+            if saga.step("submit_order").status is StepStatus.PENDING and saga.status not in FINAL_STATUSES:
+                raise QtError(ErrorCode.UNAVAILABLE, f"order {command.order_id} is still being placed; retry",
+                              {"saga_id": saga.saga_id})
+            symbol = saga.instrument
+        elif command.instrument is not None:
+            symbol = command.instrument
+        else:
+            raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
+        spec = instrument(symbol)
+        final = await self.steps.matching.call(
+            "cancel", {"order_id": command.order_id, "account": command.account, "instrument": symbol},
+            idempotent=True)
+        keep = amounts.total_debits(spec, final["side"], final.get("price"), final.get("fills", []),
+                                    int(final["remaining"]))
+        try:
+            await self.steps.wallet.call("release", {
+                "account": command.account, "asset": hold_asset_of(spec, final["side"]),
+                "hold_id": command.order_id, "total_debits": keep, "op_id": f"cancel:{command.order_id}",
+            }, idempotent=True)
+        except QtError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_HOLD:
+                raise
+        return OrderResult.model_validate(final)
+
+    async def saga_get(self, query: SagaGet) -> SagaView:
+        """One saga with every step and compensation."""
+        got = await self.store.get(query.saga_id)
+        if got is None:
+            raise QtError(ErrorCode.NOT_FOUND, f"no saga {query.saga_id!r}", {"saga_id": query.saga_id})
+        return view(got[0], detail=True)
+
+    async def saga_list(self, query: SagaList) -> SagaListReply:
+        """The newest sagas (ids are time-ordered), filtered by status and account."""
+        try:
+            keys = await self.store.bucket.keys()
+        except Exception as exc:  # nats.py raises NoKeysError on an empty bucket
+            if type(exc).__name__ != "NoKeysError":
+                raise
+            keys = []
+        found: list[SagaView] = []
+        for key in sorted(keys, reverse=True)[: max(5000, query.limit)]:
+            got = await self.store.get(key)
+            if got is None:
+                continue
+            saga = got[0]
+            if (query.status is None or saga.status is query.status) and (
+                    query.account is None or saga.account == query.account):
+                found.append(view(saga))
+                if len(found) >= query.limit:
+                    break
+        return SagaListReply(sagas=found)
+
+
+def _outcome(saga: SagaRecord) -> SagaView:
+    """A failure the caller did not ask for is an error reply; the rest is the saga's view."""
+    error = saga.error
+    if saga.status in (SagaStatus.COMPENSATED, SagaStatus.FAILED) and error and error.get("code") != INJECTED:
+        try:
+            code = ErrorCode(error.get("code"))
+        except ValueError:
+            code = ErrorCode.INTERNAL
+        raise QtError(code, str(error.get("message", "")), {"saga_id": saga.saga_id, "status": str(saga.status),
+                                                             "step": error.get("step")})
+    return view(saga)
+
+
+async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
+    """Serve place/cancel, recover abandoned sagas and release EXEC-cancelled holds until `stop`."""
+    nc = await connect(config, name=f"{CLEARING_SERVICE}-{os.getpid()}")
+    js: JetStreamContext = nc.jetstream()
+    await ensure_named(js, streams=(TRADES_STREAM, DLQ_STREAM, EXEC_STREAM), buckets=(SAGAS_BUCKET,))
+    breakers = BreakerRegistry()
+    timeout_s = env_int("QT_CLEARING_CALL_TIMEOUT_MS", 5000) / 1000
+    wallet = ServiceClient(nc, WALLET_SERVICE, breaker=breakers.add(CircuitBreaker(WALLET_SERVICE)),
+                           timeout_s=timeout_s)
+    matching = ServiceClient(nc, MATCHING_SERVICE, breaker=breakers.add(CircuitBreaker(MATCHING_SERVICE)),
+                             timeout_s=timeout_s)
+    metrics = NodeMetrics(CLEARING_SERVICE)
+    steps = SagaSteps(wallet, matching, js, fee_account=os.environ.get("QT_FEE_ACCOUNT", "venue-fees"))
+    store = SagaStore(await js.key_value(SAGAS_BUCKET))
+    runner = SagaRunner(store, steps, metrics, lease_s=env_int("QT_SAGA_LEASE_S", 15),
+                        checkpoint_each=os.environ.get("QT_SAGA_CHECKPOINT", "") == "each",
+                        crash_at=os.environ.get("QT_CRASH_AT") or None)
+    node = ClearingNode(runner, steps)
+    service = NodeService(nc, name=CLEARING_SERVICE, version=VERSION, metrics=metrics, breakers=breakers,
+                          description="place-order saga: hold, match, settle, publish; recovery and DLQ")
+    node.register(service)
+    worker = DurableWorker(js, nc, stream=EXEC_STREAM, consumer=CLEARING_EXEC_CONSUMER, filter_subject="exec.>",
+                           service=CLEARING_SERVICE, handler=ExecReleases(wallet, matching))
+    worker.register(service)
+    recovery = Recovery(runner, store.bucket, every_s=env_int("QT_SAGA_RECOVERY_MS", 1000) / 1000)
+    recovery_task = asyncio.create_task(recovery.run(stop), name="recovery")
+    await worker.start()
+    await service.start()
+    checkpoint = "each" if runner.checkpoint_each else "batched"
+    log.info("clearing serving", extra=kv(owner=runner.owner, checkpoint=checkpoint))
+    stop_task = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({stop_task, recovery_task}, return_when=asyncio.FIRST_COMPLETED)
+    if recovery_task in done and recovery_task.exception():
+        log.error("clearing stopping", extra=kv(reason=repr(recovery_task.exception())))
+    await service.stop()
+    await worker.stop()
+    stop.set()
+    await asyncio.wait({recovery_task}, timeout=5)
+    stop_task.cancel()
+    try:
+        await nc.drain()
+    except Exception as exc:
+        log.warning("nats drain failed", extra=kv(error=repr(exc)))
+        await nc.close()
+

@@ -1,0 +1,195 @@
+"""Drives a saga record through the pure state machine: persist, run the body, retry, compensate.
+
+What is persisted, and when: the saga is created (CAS create) with reserve_funds started; it is
+written again before process_fills when there are fills to settle (the fills are then on record),
+when it turns to compensating, and when it is final. The other steps run without a write of their
+own: each is idempotent by its op_id, so a saga recovered from its last record re-runs them and
+gets the first answers back. `QT_SAGA_CHECKPOINT=each` writes before every step instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from contracts.clearing import FINAL_STATUSES, SagaRecord, SagaStatus
+from contracts.errors import QtError
+from nodes.clearing import saga as machine
+from nodes.clearing.steps import SagaSteps
+from nodes.clearing.store import SagaConflict, SagaStore
+from nodes.runtime.client import TRANSIENT
+from nodes.runtime.log import kv
+from nodes.runtime.metrics import LATENCY_BUCKETS, NodeMetrics
+
+log = logging.getLogger(__name__)
+
+Body = Callable[[SagaRecord], Awaitable[dict[str, Any]]]
+
+
+def instance_id() -> str:
+    """Who drives a saga: host and pid, so a restart on the same host can tell its dead self."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class SagaRunner:
+    """Runs sagas to a final status; one task per saga, at most one driver per saga (CAS)."""
+
+    def __init__(self, store: SagaStore, steps: SagaSteps, metrics: NodeMetrics, *, lease_s: float = 15.0,
+                 checkpoint_each: bool = False, crash_at: str | None = None) -> None:
+        self.store = store
+        self.steps = steps
+        self.metrics = metrics
+        self.owner = instance_id()
+        self.lease_s = lease_s
+        self.checkpoint_each = checkpoint_each
+        self.crash_at = crash_at
+        self.driving: set[str] = set()
+        registry = metrics.registry
+        self.step_seconds = Histogram("qt_saga_step_seconds", "Saga step and compensation time", ["step"],
+                                      buckets=LATENCY_BUCKETS, registry=registry)
+        self.saga_seconds = Histogram("qt_saga_seconds", "Saga time from creation to final", ["status"],
+                                      buckets=LATENCY_BUCKETS, registry=registry)
+        self.kv_writes = Counter("qt_saga_kv_writes", "Saga record writes", registry=registry)
+
+    async def create(self, saga: SagaRecord) -> int | None:
+        """Store a new saga with its first step started; None when the id exists already."""
+        machine.start(saga, "reserve_funds", time.time_ns())
+        self._lease(saga)
+        revision = await self.store.create(saga)
+        if revision is not None:
+            self.kv_writes.inc()
+        return revision
+
+    async def claim(self, saga: SagaRecord, revision: int) -> int:
+        """Take a saga over from a driver that is gone (CAS): the new revision, or `SagaConflict`."""
+        self._lease(saga)
+        revision = await self.store.update(saga, revision)
+        self.kv_writes.inc()
+        return revision
+
+    async def drive(self, saga: SagaRecord, revision: int) -> SagaRecord:
+        """Run the saga until it is final; `SagaConflict` if another instance took it over."""
+        if saga.saga_id in self.driving:
+            raise SagaConflict(saga.saga_id)
+        self.driving.add(saga.saga_id)
+        try:
+            return await self._drive(saga, revision)
+        finally:
+            self.driving.discard(saga.saga_id)
+
+    async def _drive(self, saga: SagaRecord, revision: int) -> SagaRecord:
+        state = {"revision": revision, "written": time.monotonic()}
+        fresh = saga.steps[0].attempts == 1 and saga.status is SagaStatus.IN_PROGRESS
+        while True:
+            action = machine.next_action(saga)
+            if action.kind == "final":
+                await self._persist(saga, state)
+                self.saga_seconds.labels(str(saga.status)).observe((time.time_ns() - saga.created_ns) / 1e9)
+                log.info("saga final", extra=kv(saga=saga.saga_id, status=saga.status,
+                                                error=(saga.error or {}).get("code")))
+                return saga
+            name = action.name
+            if action.kind == "step":
+                if not (fresh and name == "reserve_funds"):
+                    machine.start(saga, name, time.time_ns())
+                    if self._checkpoint_before(saga, name):
+                        await self._persist(saga, state)
+                fresh = False
+                if machine.injected_before(saga, name):
+                    machine.fail(saga, name, machine.injected_error(name, after=False), time.time_ns())
+                    await self._persist(saga, state)
+                    continue
+                try:
+                    result = await self._run(getattr(self.steps, name), saga, name, state)
+                except QtError as exc:
+                    machine.fail(saga, name, exc.to_body(), time.time_ns())
+                    await self._persist(saga, state)
+                    continue
+                self._maybe_crash(name)
+                machine.done(saga, name, result, time.time_ns())
+                if machine.injected_after(saga, name):
+                    machine.fail(saga, name, machine.injected_error(name, after=True), time.time_ns())
+                    await self._persist(saga, state)
+            else:
+                machine.start(saga, name, time.time_ns())
+                if self.checkpoint_each:
+                    await self._persist(saga, state)
+                try:
+                    result = await self._run(getattr(self.steps, name), saga, name, state)
+                except QtError as exc:
+                    machine.compensation_failed(saga, name, exc.to_body(), time.time_ns())
+                    log.error("compensation failed", extra=kv(saga=saga.saga_id, step=name, error=exc.code))
+                    continue
+                machine.done(saga, name, result, time.time_ns())
+
+    def _checkpoint_before(self, saga: SagaRecord, name: str) -> bool:
+        # process_fills is the first step whose input (the engine's fills) is worth having on record
+        return self.checkpoint_each or (name == "process_fills" and bool(machine.taker_fills(saga)))
+
+    async def _run(self, body: Body, saga: SagaRecord, name: str, state: dict[str, Any]) -> dict[str, Any]:
+        """Run a body until it answers; transient failures (dependency down) are retried forever,
+        renewing the saga's lease so no other instance takes it over meanwhile."""
+        started = time.perf_counter()
+        delay = 0.05
+        while True:
+            try:
+                result = await body(saga)
+                self.step_seconds.labels(name).observe(time.perf_counter() - started)
+                return result
+            except QtError as exc:
+                if exc.code not in TRANSIENT:
+                    raise
+                log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=exc.code))
+            except (ConnectionError, OSError) as exc:
+                log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=repr(exc)))
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, 2.0)
+            if time.monotonic() - state["written"] > self.lease_s / 3:
+                await self._persist(saga, state)
+
+    async def _persist(self, saga: SagaRecord, state: dict[str, Any]) -> None:
+        self._lease(saga)
+        state["revision"] = await self.store.update(saga, state["revision"])
+        state["written"] = time.monotonic()
+        self.kv_writes.inc()
+
+    def _lease(self, saga: SagaRecord) -> None:
+        saga.owner = self.owner
+        saga.lease_until_ms = int(time.time() * 1000 + self.lease_s * 1000)
+
+    def _maybe_crash(self, step: str) -> None:
+        """Test hook `QT_CRASH_AT=<step>`: die by SIGKILL right after the step's body committed."""
+        if self.crash_at == step:
+            log.warning("QT_CRASH_AT: killing myself", extra=kv(step=step))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def claimable(saga: SagaRecord, owner: str, now_ms: int) -> bool:
+    """Whether another instance may take this saga over: not final, and its driver's lease lapsed
+    or its driver was a process on this host that is gone."""
+    if saga.status in FINAL_STATUSES:
+        return False
+    if saga.owner == owner:
+        return False
+    if saga.lease_until_ms < now_ms:
+        return True
+    host, _, pid = saga.owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+

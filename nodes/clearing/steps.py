@@ -1,0 +1,165 @@
+"""The bodies of the saga's steps and compensations: the calls to wallet, matching and TRADES.
+
+Every call carries an op_id (or a deterministic order id / msg-id) derived from the saga, so running
+a body twice, after a crash or a lost reply, changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgpack
+from nats.js import JetStreamContext
+
+from contracts.clearing import SagaRecord, TradeEvent
+from contracts.errors import ErrorCode, QtError
+from contracts.instruments import Instrument, instrument
+from contracts.matching import Side
+from contracts.subjects import TRADES_STREAM, trades_subject
+from nodes.clearing import amounts
+from nodes.clearing.saga import taker_fills
+from nodes.runtime.client import ServiceClient
+
+#: Request fields that are the saga's, not the order's.
+_SAGA_ONLY = ("saga_id", "inject_failure_step")
+
+
+def hold_asset_of(spec: Instrument, side: str) -> str:
+    """The asset an order on `side` holds: quote to buy, base to sell."""
+    return spec.quote if side == Side.BUY else spec.base
+
+
+class SagaSteps:
+    """Runs step and compensation bodies against the wallet, the engine and the TRADES stream."""
+
+    def __init__(self, wallet: ServiceClient, matching: ServiceClient, js: JetStreamContext, fee_account: str):
+        self.wallet = wallet
+        self.matching = matching
+        self.js = js
+        self.fee_account = fee_account
+
+    # --- forward ------------------------------------------------------------------------------------
+
+    async def reserve_funds(self, saga: SagaRecord) -> dict[str, Any]:
+        """Hold the order's funds under the order id."""
+        await self.wallet.call("hold", {
+            "account": saga.account, "asset": saga.hold_asset, "amount": saga.hold_amount,
+            "hold_id": saga.order_id, "op_id": saga.step("reserve_funds").op_id,
+        }, idempotent=True)
+        return {"hold_id": saga.order_id, "asset": saga.hold_asset, "amount": saga.hold_amount}
+
+    async def submit_order(self, saga: SagaRecord) -> dict[str, Any]:
+        """Journal the order (order id = saga id: a resubmission answers the first result)."""
+        body = {k: v for k, v in saga.request.items() if k not in _SAGA_ONLY and v is not None}
+        result = await self.matching.call("submit", {**body, "order_id": saga.order_id}, idempotent=True)
+        saga.order = result
+        return {"status": result["status"], "filled": result["filled"], "remaining": result["remaining"],
+                "fills": len(result.get("fills", []))}
+
+    async def process_fills(self, saga: SagaRecord) -> dict[str, Any]:
+        """Settle both sides of every fill, each fill atomically (they go to the wallet together)."""
+        fills = taker_fills(saga)
+        await asyncio.gather(*(self._settle_fill(saga, fill) for fill in fills))
+        return {"settled": [f["trade_id"] for f in fills]}
+
+    async def settle(self, saga: SagaRecord) -> dict[str, Any]:
+        """Publish the settled trades, then release what the order no longer needs."""
+        fills = taker_fills(saga)
+        await asyncio.gather(*(self._publish(saga, fill, "trade") for fill in fills))
+        order = saga.order or {}
+        spec = instrument(saga.instrument)
+        keep = amounts.total_debits(spec, saga.side, order.get("price"), fills, int(order.get("remaining", 0)))
+        if keep < saga.hold_amount:  # a plain resting order needs all of its hold: no call at all
+            await self._release(saga.account, saga.hold_asset, saga.order_id, keep, saga.step("settle").op_id)
+        return {"published": [f["trade_id"] for f in fills], "hold_kept": keep}
+
+    # --- compensations --------------------------------------------------------------------------------
+
+    async def unsettle(self, saga: SagaRecord) -> dict[str, Any]:
+        """Publish a bust for every trade this saga may have published."""
+        fills = taker_fills(saga)
+        await asyncio.gather(*(self._publish(saga, fill, "bust") for fill in fills))
+        return {"busted": [f["trade_id"] for f in fills]}
+
+    async def reverse_fills(self, saga: SagaRecord) -> dict[str, Any]:
+        """Bust each fill: settle it if it never was (same op_id), then reverse it into available."""
+        spec = instrument(saga.instrument)
+        op_id = saga.step("reverse_fills").op_id
+
+        async def bust(fill: dict[str, Any]) -> None:
+            await self._settle_fill(saga, fill)
+            legs = amounts.bust_legs(spec, fill, self.fee_account)
+            await self.wallet.call("settle", {"op_id": f"{op_id}:{fill['trade_id']}", "legs": legs}, idempotent=True)
+
+        fills = taker_fills(saga)
+        await asyncio.gather(*(bust(f) for f in fills))
+        return {"reversed": [f["trade_id"] for f in fills]}
+
+    async def cancel_order(self, saga: SagaRecord) -> dict[str, Any]:
+        """Cancel what rests of the order; its final state decides what the hold still owes."""
+        try:
+            final = await self.matching.call("cancel", {
+                "order_id": saga.order_id, "account": saga.account, "instrument": saga.instrument,
+            }, idempotent=True)
+        except QtError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_ORDER:
+                raise
+            return {"order": None}
+        return {"order": final}
+
+    async def release_hold(self, saga: SagaRecord) -> dict[str, Any]:
+        """Release the hold down to what the order's fills (as taker and maker) take out of it."""
+        cancel = saga.step("cancel_order") if any(c.name == "cancel_order" for c in saga.compensations) else None
+        final = cancel.result.get("order") if cancel is not None and cancel.result else saga.order
+        spec = instrument(saga.instrument)
+        keep = 0
+        if final is not None:
+            remaining = int(final.get("remaining", 0)) if cancel is None else 0
+            keep = amounts.total_debits(spec, saga.side, final.get("price"), final.get("fills", []), remaining)
+        await self._release(saga.account, saga.hold_asset, saga.order_id, keep, saga.step("release_hold").op_id)
+        return {"hold_kept": keep}
+
+    # --- shared ---------------------------------------------------------------------------------------
+
+    async def _settle_fill(self, saga: SagaRecord, fill: dict[str, Any]) -> None:
+        spec = instrument(saga.instrument)
+        legs = amounts.settle_legs(spec, fill, self.fee_account)
+        if int(fill.get("maker_remaining", 1)) == 0:  # this fill completed the maker: free its leftover
+            legs.append(await self.final_release_leg(spec, fill["maker_order_id"]))
+        op_id = f"{saga.step('process_fills').op_id}:{fill['trade_id']}"
+        await self.wallet.call("settle", {"op_id": op_id, "legs": legs}, idempotent=True)
+
+    async def final_release_leg(self, spec: Instrument, order_id: str) -> dict[str, Any]:
+        """A release leg that leaves an order's hold exactly what its known fills still take."""
+        order = await self.matching.call("order", {"instrument": spec.symbol, "order_id": order_id},
+                                         idempotent=True)
+        keep = amounts.total_debits(spec, order["side"], order.get("price"), order.get("fills", []),
+                                    int(order["remaining"]))
+        return {"kind": "release", "account": order["account"], "asset": hold_asset_of(spec, order["side"]),
+                "hold_id": order_id, "total_debits": keep}
+
+    async def _release(self, account: str, asset: str, hold_id: str, keep: int, op_id: str) -> None:
+        try:
+            await self.wallet.call("release", {"account": account, "asset": asset, "hold_id": hold_id,
+                                               "total_debits": keep, "op_id": op_id}, idempotent=True)
+        except QtError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_HOLD:  # never held (refused at reserve): nothing to free
+                raise
+
+    async def _publish(self, saga: SagaRecord, fill: dict[str, Any], kind: str) -> None:
+        spec = instrument(saga.instrument)
+        quote, buyer_fee, seller_fee = amounts.fees_of(spec, fill)
+        taker_buys = fill["taker_side"] == Side.BUY
+        event = TradeEvent(
+            kind=kind, trade_id=fill["trade_id"], instrument=saga.instrument, price=fill["price"], qty=fill["qty"],
+            quote=quote, maker_fee=seller_fee if taker_buys else buyer_fee,
+            taker_fee=buyer_fee if taker_buys else seller_fee, maker_order_id=fill["maker_order_id"],
+            taker_order_id=fill["taker_order_id"], maker_account=fill["maker_account"],
+            taker_account=fill["taker_account"], taker_side=fill["taker_side"], saga_id=saga.saga_id,
+            ts_ns=time.time_ns(),
+        )
+        msg_id = fill["trade_id"] if kind == "trade" else f"bust:{fill['trade_id']}"
+        await self.js.publish(trades_subject(saga.instrument), msgpack.packb(event.model_dump(mode="python")),
+                              headers={"Nats-Msg-Id": msg_id}, stream=TRADES_STREAM)

@@ -1,0 +1,95 @@
+"""A real platform for clearing tests: nats-server, wallet, matching and clearing processes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from contracts.codec import Wire
+from contracts.errors import QtError
+from contracts.rpc import call
+from contracts.subjects import clearing_subject, wallet_subject
+from tests.conftest import wait_for_service
+from tests.procs import NodeProcess
+from tooling.natsserver import NatsServer
+
+FEES = "venue-fees"
+
+
+@dataclass
+class Platform:
+    """The processes of one test platform; every one is killed by PID at teardown."""
+
+    server: NatsServer
+    nc: Client
+    root: Path
+    procs: list[NodeProcess] = field(default_factory=list)
+
+    async def start(self, name: str, *, instance: str = "", wait: bool = True, **env: str) -> NodeProcess:
+        """Start `python -m nodes.<name>` with its own data dir and wait until it answers PING."""
+        data = self.root / f"{name}{instance}"
+        proc = NodeProcess(f"nodes.{name}", self.server.url, data, self.server.data_dir, extra_env=env).start()
+        self.procs.append(proc)
+        if wait:
+            await wait_for_service(self.nc, name, timeout_s=30)
+        return proc
+
+    async def start_all(self, **clearing_env: str) -> None:
+        """Wallet, matching and one clearing instance."""
+        await self.start("wallet")
+        await self.start("matching")
+        await self.start("clearing", **clearing_env)
+
+    def kill_all(self) -> None:
+        """Kill every process we started (teardown)."""
+        for proc in self.procs:
+            proc.kill()
+
+
+async def place(nc: Client, timeout: float = 15.0, **body: Any) -> dict[str, Any]:
+    """`clearing.place_order` on the JSON wire (decimal strings)."""
+    return await call(nc, clearing_subject("place_order"), body, wire=Wire.JSON, timeout=timeout)
+
+
+async def clearing(nc: Client, endpoint: str, timeout: float = 15.0, **body: Any) -> dict[str, Any]:
+    """Any clearing endpoint on the JSON wire."""
+    return await call(nc, clearing_subject(endpoint), body, wire=Wire.JSON, timeout=timeout)
+
+
+async def wallet(nc: Client, endpoint: str, **body: Any) -> dict[str, Any]:
+    """Any wallet endpoint, msgpack wire (integer units)."""
+    return await call(nc, wallet_subject(endpoint), body, timeout=15)
+
+
+async def fund(nc: Client, account: str, **amounts: int) -> None:
+    """Deposit integer units of each asset (op_id per account and asset: idempotent)."""
+    for asset, amount in amounts.items():
+        await wallet(nc, "deposit", account=account, asset=asset, amount=amount, op_id=f"fund:{account}:{asset}")
+
+
+async def balances(nc: Client, account: str) -> dict[str, tuple[int, int]]:
+    """{asset: (available, held)} in integer units."""
+    reply = await wallet(nc, "balance", account=account)
+    return {asset: (row["available"], row["held"]) for asset, row in reply["balances"].items()}
+
+
+async def totals(nc: Client, accounts: list[str]) -> dict[str, int]:
+    """Per asset, the sum of available + held over `accounts`."""
+    out: dict[str, int] = defaultdict(int)
+    for account in accounts:
+        for asset, (available, held) in (await balances(nc, account)).items():
+            out[asset] += available + held
+    return dict(out)
+
+
+async def refused(coro: Any) -> QtError:
+    """The QtError a call raised (fails the test if it succeeded)."""
+    try:
+        result = await coro
+    except QtError as exc:
+        return exc
+    raise AssertionError(f"expected an error, got {result}")
