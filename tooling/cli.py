@@ -11,6 +11,7 @@ from tooling import render
 from tooling.bench.cli import app as bench_app
 from tooling.book_cli import book as book_command
 from tooling.connection import default_data_dir, default_url
+from tooling.dlq_cli import dlq_app
 from tooling.ops import (
     DataDirOption,
     NatsUrlOption,
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(bench_app, name="bench")
+app.add_typer(dlq_app, name="dlq")
 app.command(name="book")(book_command)
 
 

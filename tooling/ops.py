@@ -161,6 +161,16 @@ def _field(instance: dict[str, Any], name: str) -> str:
     return str((instance.get("info") or instance.get("stats") or {}).get(name, ""))
 
 
+def breakers(instance: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The breaker states a node reports in its `$SRV.STATS` endpoint data (`{"breakers": {name: {...}}}`)."""
+    found: dict[str, dict[str, Any]] = {}
+    for endpoint in (instance.get("stats") or {}).get("endpoints") or []:
+        data = endpoint.get("data")
+        if isinstance(data, dict) and isinstance(data.get("breakers"), dict):
+            found.update(data["breakers"])
+    return found
+
+
 def loads_json(data: bytes) -> dict[str, Any] | None:
     """A micro discovery reply (always JSON); None for anything else on the inbox."""
     try:

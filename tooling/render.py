@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 
-from tooling.ops import KV_PREFIX, JetStreamView
+from contracts.dlq import DlqEntry
+from tooling.ops import KV_PREFIX, JetStreamView, breakers
 
 
 def _table(title: str, *columns: str, right: tuple[str, ...] = (), fold: tuple[str, ...] = ()) -> Table:
@@ -88,8 +90,8 @@ def verify(reply: dict[str, Any]) -> Table:
     return table
 
 
-def services(instances: list[dict[str, Any]]) -> Table:
-    """One row per endpoint of every micro instance that answered discovery."""
+def services(instances: list[dict[str, Any]]) -> RenderableType:
+    """One row per endpoint of every micro instance that answered discovery, then their circuit breakers."""
     table = _table("services", "service", "id", "version", "endpoint", "requests", "errors", "avg ms",
                    "last error", right=("requests", "errors", "avg ms"), fold=("last error",))
     for instance in instances:
@@ -108,7 +110,20 @@ def services(instances: list[dict[str, Any]]) -> Table:
                 f"{avg_ns / 1e6:.3f}" if has_stats else "",
                 str(endpoint.get("last_error") or ""),
             )
-    return table
+    breaker_table = breaker_states(instances)
+    return table if breaker_table is None else Group(table, breaker_table)
+
+
+def breaker_states(instances: list[dict[str, Any]]) -> Table | None:
+    """One row per circuit breaker of every instance that reports some; None when none does."""
+    table = _table("breakers", "service", "id", "breaker", "state", "failures", "opened",
+                   right=("failures", "opened"))
+    for instance in instances:
+        head = instance.get("stats") or {}
+        for name, row in sorted(breakers(instance).items()):
+            table.add_row(str(head.get("name", "?")), str(head.get("id", "?"))[:8], name, str(row.get("state", "?")),
+                          str(row.get("failures", "")), str(row.get("opened_count", "")))
+    return table if table.row_count else None
 
 
 def _ttl(seconds: float | None) -> str:
@@ -139,3 +154,14 @@ def jetstream(view: JetStreamView) -> list[Table]:
         buckets.add_row(info.config.name.removeprefix(KV_PREFIX), str(info.state.messages),
                         str(info.config.max_msgs_per_subject), _ttl(info.config.max_age))
     return [streams, consumers, buckets]
+
+
+def dlq(entries: list[DlqEntry]) -> Table:
+    """Parked messages: where each came from, who gave up on it, and why."""
+    table = _table("dead letters", "seq", "parked", "stream", "stream seq", "subject", "consumer", "service",
+                   "deliveries", "bytes", "last error", right=("seq", "stream seq", "deliveries", "bytes"),
+                   fold=("last error",))
+    for entry in entries:
+        table.add_row(str(entry.seq), entry.time, entry.origin_stream, str(entry.origin_seq), entry.origin_subject,
+                      entry.consumer, entry.service, str(entry.deliveries), str(entry.size), entry.last_error)
+    return table

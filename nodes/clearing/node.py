@@ -152,9 +152,7 @@ class ClearingNode:
         else:
             raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
         spec = instrument(symbol)
-        final = await self.steps.matching.call(
-            "cancel", {"order_id": command.order_id, "account": command.account, "instrument": symbol},
-            idempotent=True)
+        final = await self.steps.cancel(symbol, command.order_id, command.account)
         keep = amounts.total_debits(spec, final["side"], final.get("price"), final.get("fills", []),
                                     int(final["remaining"]))
         try:

@@ -133,7 +133,8 @@ def plan(saga: SagaRecord) -> list[str]:
     Fills the engine made are busted whether or not process_fills got to settle them: the maker's
     order was reduced either way, so they are settled and reversed together.
     """
-    touched = {s.name for s in saga.steps if s.status is not StepStatus.PENDING}
+    touched = {s.name for s in saga.steps if s.status in (StepStatus.STARTED, StepStatus.DONE)
+               or (s.status is StepStatus.FAILED and (s.error or {}).get("code") != INJECTED)}
     wanted = {
         "unsettle": "settle" in touched,
         "reverse_fills": bool(taker_fills(saga)),

@@ -100,14 +100,23 @@ class SagaSteps:
     async def cancel_order(self, saga: SagaRecord) -> dict[str, Any]:
         """Cancel what rests of the order; its final state decides what the hold still owes."""
         try:
-            final = await self.matching.call("cancel", {
-                "order_id": saga.order_id, "account": saga.account, "instrument": saga.instrument,
-            }, idempotent=True)
+            final = await self.cancel(saga.instrument, saga.order_id, saga.account)
         except QtError as exc:
             if exc.code is not ErrorCode.UNKNOWN_ORDER:
                 raise
             return {"order": None}
         return {"order": final}
+
+    async def cancel(self, symbol: str, order_id: str, account: str) -> dict[str, Any]:
+        """Cancel in matching and return the order's final record with every fill it ever had
+        (a cancel's own answer lists only the fills it made, i.e. none)."""
+        await self.matching.call("cancel", {"order_id": order_id, "account": account, "instrument": symbol},
+                                 idempotent=True)
+        return await self.order(symbol, order_id)
+
+    async def order(self, symbol: str, order_id: str) -> dict[str, Any]:
+        """The engine's record of an order: terms, status, remaining and all its fills."""
+        return await self.matching.call("order", {"instrument": symbol, "order_id": order_id}, idempotent=True)
 
     async def release_hold(self, saga: SagaRecord) -> dict[str, Any]:
         """Release the hold down to what the order's fills (as taker and maker) take out of it."""
@@ -133,8 +142,7 @@ class SagaSteps:
 
     async def final_release_leg(self, spec: Instrument, order_id: str) -> dict[str, Any]:
         """A release leg that leaves an order's hold exactly what its known fills still take."""
-        order = await self.matching.call("order", {"instrument": spec.symbol, "order_id": order_id},
-                                         idempotent=True)
+        order = await self.order(spec.symbol, order_id)
         keep = amounts.total_debits(spec, order["side"], order.get("price"), order.get("fills", []),
                                     int(order["remaining"]))
         return {"kind": "release", "account": order["account"], "asset": hold_asset_of(spec, order["side"]),

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from nats.aio.client import Client
 from nats.micro import add_service
 from nats.micro.request import Request
-from nats.micro.service import EndpointConfig, Service, ServiceConfig
+from nats.micro.service import EndpointConfig, EndpointStats, Service, ServiceConfig
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel, ValidationError
@@ -24,11 +24,15 @@ from pydantic import BaseModel, ValidationError
 from contracts.codec import Wire, decode, encode, sniff
 from contracts.errors import ErrorCode, QtError
 from contracts.rpc import ERROR_CODE_HEADER, ERROR_HEADER, QT_ERROR_HEADER
+from nodes.runtime.breaker import BreakerRegistry
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.tracing import extract
 
 log = logging.getLogger(__name__)
+
+#: The endpoint that answers with the node's breaker states and carries them in its `$SRV.STATS` data.
+BREAKERS_ENDPOINT = "breakers"
 
 
 class WireView(Protocol):
@@ -65,7 +69,7 @@ class NodeService:
 
     def __init__(
         self, nc: Client, *, name: str, version: str, description: str, metrics: NodeMetrics,
-        max_inflight: int = 10_000,
+        max_inflight: int = 10_000, breakers: BreakerRegistry | None = None,
     ) -> None:
         self.nc = nc
         self.name = name
@@ -78,6 +82,7 @@ class NodeService:
         self._inflight: set[asyncio.Task[None]] = set()
         self._accepting = True
         self.max_inflight = max_inflight
+        self.breakers = breakers
 
     def route(self, name: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:
         """Decorator: serve `handler(validated_model)` on `<service>.<name>`."""
@@ -93,12 +98,14 @@ class NodeService:
         self._service = await add_service(
             self.nc,
             ServiceConfig(name=self.name, version=self.version, description=self.description,
-                          queue_group="q"),
+                          queue_group="q", stats_handler=self._endpoint_data),
         )
         group = self._service.add_group(name=self.name)
         for route in self.routes:
             await group.add_endpoint(EndpointConfig(name=route.name, handler=self._spawner(route)))
         await group.add_endpoint(EndpointConfig(name="metrics", handler=self._metrics))
+        if self.breakers is not None:
+            await group.add_endpoint(EndpointConfig(name=BREAKERS_ENDPOINT, handler=self._breakers))
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Stop taking requests, then let in-flight ones finish (bounded)."""
@@ -154,7 +161,20 @@ class NodeService:
                 ep._last_error = f"{error.code}: {error.message}"
 
     async def _metrics(self, request: Request) -> None:
+        if self.breakers is not None:
+            now = time.monotonic()
+            self.metrics.set_breaker_states({b.name: b.state(now) for b in self.breakers})
         await request.respond(self.metrics.exposition(), headers={"Content-Type": "text/plain"})
+
+    async def _breakers(self, request: Request) -> None:
+        snapshot = self.breakers.snapshot(time.monotonic()) if self.breakers is not None else {}
+        await request.respond(encode({"breakers": snapshot}, sniff(request.data)))
+
+    def _endpoint_data(self, stats: EndpointStats) -> dict[str, Any] | None:
+        # micro's `data` per endpoint: `nats micro info` prints it, `$SRV.STATS` carries it.
+        if stats.name != BREAKERS_ENDPOINT or self.breakers is None:
+            return None
+        return {"breakers": self.breakers.snapshot(time.monotonic())}
 
 
 def as_qt_error(exc: BaseException) -> QtError:

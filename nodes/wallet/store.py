@@ -289,8 +289,8 @@ class EventStore:
 
     def _leg(self, scope: _Scope, leg: Leg) -> None:
         if leg.kind in _UNHELD:
-            if leg.amount is None or leg.hold_id is not None:
-                raise QtError(ErrorCode.VALIDATION, f"a {leg.kind} leg needs an amount and no hold_id")
+            if leg.amount is None:
+                raise QtError(ErrorCode.VALIDATION, f"a {leg.kind} leg needs an amount")
             self._append(scope, leg.account, leg.asset, _UNHELD[leg.kind], leg.amount)
             return
         if leg.hold_id is None:
