@@ -60,9 +60,13 @@ class PlaceOrder(OrderTerms):
     """Fail this step (or right after it committed) on purpose, to exercise the compensations."""
 
     @model_validator(mode="after")
-    def _market_buy_bound(self) -> PlaceOrder:
+    def _holdable(self) -> PlaceOrder:
         if self.type is OrderType.MARKET and self.side is Side.BUY and self.max_quote is None:
             raise QtError(ErrorCode.VALIDATION, "a MARKET BUY needs max_quote: the most quote it may spend")
+        spec = instrument(self.instrument)
+        if self.price is not None and spec.notional(self.price, self.qty)[0] == 0:
+            raise QtError(ErrorCode.INVALID_QTY, "the order is worth less than one unit of the quote asset",
+                          {"quote": spec.quote})
         return self
 
 

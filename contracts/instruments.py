@@ -56,9 +56,9 @@ def _equity(symbol: str, price_cents: int) -> Instrument:
     return Instrument(symbol, symbol, "USD", tick=1, lot=100, min_qty=100, reference_price=price_cents)
 
 
-def _crypto(base: str, price_cents: int, min_qty: int) -> Instrument:
-    # tick 0.01 USD, lot 0.00000001 (one satoshi/unit), exchange-style minimum size
-    return Instrument(f"{base}-USD", base, "USD", tick=1, lot=1, min_qty=min_qty, reference_price=price_cents)
+def _crypto(base: str, price_cents: int, min_qty: int, tick: int = 1) -> Instrument:
+    # lot 0.00000001 (one satoshi/unit), exchange-style minimum size
+    return Instrument(f"{base}-USD", base, "USD", tick=tick, lot=1, min_qty=min_qty, reference_price=price_cents)
 
 
 INSTRUMENTS: Final[dict[str, Instrument]] = {
@@ -68,7 +68,7 @@ INSTRUMENTS: Final[dict[str, Instrument]] = {
         _equity("MSFT", 41218),
         _equity("NVDA", 82550),
         _crypto("BTC", 6750000, min_qty=1000),  # 0.00001 BTC
-        _crypto("ETH", 345000, min_qty=10000),  # 0.0001 ETH
+        _crypto("ETH", 345000, min_qty=10000, tick=10),  # 0.0001 ETH; tick 0.10 USD (as Kraken quotes BTC)
     )
 }
 

@@ -129,6 +129,7 @@ class SagaRunner:
                     machine.compensation_failed(saga, name, exc.to_body(), time.time_ns())
                     log.error("compensation failed", extra=kv(saga=saga.saga_id, step=name, error=exc.code))
                     continue
+                self._maybe_crash(f"compensate:{name}")
                 machine.done(saga, name, result, time.time_ns())
 
     def _checkpoint_before(self, saga: SagaRecord, name: str) -> bool:
@@ -167,7 +168,8 @@ class SagaRunner:
         saga.lease_until_ms = int(time.time() * 1000 + self.lease_s * 1000)
 
     def _maybe_crash(self, step: str) -> None:
-        """Test hook `QT_CRASH_AT=<step>`: die by SIGKILL right after the step's body committed."""
+        """Test hook `QT_CRASH_AT=<step>` (or `compensate:<name>`): die by SIGKILL right after that body
+        ran and before the saga records it, the worst moment for a crash."""
         if self.crash_at == step:
             log.warning("QT_CRASH_AT: killing myself", extra=kv(step=step))
             os.kill(os.getpid(), signal.SIGKILL)

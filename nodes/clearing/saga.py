@@ -21,6 +21,10 @@ from contracts.clearing import (
 from contracts.errors import BUSINESS_CODES, ErrorCode
 
 
+#: Steps that are one call: refused means nothing happened.
+ATOMIC_STEPS = frozenset({"reserve_funds", "submit_order"})
+
+
 @dataclass(frozen=True)
 class Action:
     """What the runner does next: run a step, run a compensation, or nothing (the saga is final)."""
@@ -134,7 +138,7 @@ def plan(saga: SagaRecord) -> list[str]:
     order was reduced either way, so they are settled and reversed together.
     """
     touched = {s.name for s in saga.steps if s.status in (StepStatus.STARTED, StepStatus.DONE)
-               or (s.status is StepStatus.FAILED and (s.error or {}).get("code") != INJECTED)}
+               or (s.status is StepStatus.FAILED and _may_have_acted(s))}
     wanted = {
         "unsettle": "settle" in touched,
         "reverse_fills": bool(taker_fills(saga)),
@@ -142,6 +146,14 @@ def plan(saga: SagaRecord) -> list[str]:
         "release_hold": "reserve_funds" in touched,
     }
     return [comp for comp in COMPENSATIONS if wanted[comp]]
+
+
+def _may_have_acted(step: StepRecord) -> bool:
+    """A failed step took no effect if it failed on purpose before running, or if it is one atomic
+    call that was refused; a step of several calls may have made some of them."""
+    if (step.error or {}).get("code") == INJECTED:
+        return False
+    return step.name not in ATOMIC_STEPS
 
 
 def taker_fills(saga: SagaRecord) -> list[dict[str, Any]]:
