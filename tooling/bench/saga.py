@@ -1,0 +1,307 @@
+"""`qt bench saga`: place_order sagas/s through clearing over NATS, where a saga's time goes, and its round trips.
+
+One fresh nats-server (our nats.conf) and one process each of `nodes.wallet`, `nodes.matching` and
+`nodes.clearing`, started by a `Mesh` and stopped by PID. Market makers seed a two-sided AAPL book
+through clearing; closed loops (1/16/64 clients) and an open loop at 200 sagas/s then run between two
+scrapes of the nodes' counters (clearing's histograms, every endpoint's `$SRV.STATS`, TRADES, CPU);
+last, the 16-client point again on a second clearing process with `QT_SAGA_CHECKPOINT=each`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import msgpack
+import typer
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from rich.console import Console
+
+from contracts.codec import loads
+from contracts.credentials import nkey_seed_path
+from contracts.instruments import instrument
+from contracts.rpc import QT_ERROR_HEADER, call
+from contracts.subjects import TRADES_STREAM, clearing_subject, wallet_subject
+from tooling.bench.harness import BodyFactory, Check, closed_loop, no_error, open_loop
+from tooling.bench.matching import spawn_matching
+from tooling.bench.mesh import (
+    DISTURBED,
+    Child,
+    Mesh,
+    bench_mesh,
+    client,
+    command_line,
+    cpu_seconds,
+    machine_busy_seconds,
+    wait_ready,
+)
+from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, print_section, print_targets, write_benchmarks
+from tooling.bench.saga_tables import Results, Snapshot, block, point_stats, sections, targets, why
+from tooling.bench.stats import Run, fmt_ms, fmt_rate
+from tooling.natsserver import NatsServer
+from tooling.ops import discover
+
+SYMBOL = "AAPL"
+REF = instrument(SYMBOL).reference_price  # 187.42 USD in cents
+PLACE = clearing_subject("place_order")
+LEVELS = 20
+"""Market-maker price levels seeded on each side, one tick apart from the reference outwards."""
+SEED_QTY = 50 * 10_000  # 50 shares per level
+QTY = 10_000  # one share per measured order: a crossing order always fills against one resting order
+BAND = 15
+"""A resting order rests 1..BAND ticks from the reference on its own side: it never crosses."""
+THROUGH = 50
+"""A crossing order's limit is 0.50 USD through the reference: marketable whatever the touch."""
+POOL = 32
+MARKET_MAKERS = 4
+FUNDS = {"USD": 1_000_000_000, "AAPL": 1_000_000_000}  # 10,000,000.00 USD and 100,000 shares per account
+OPEN_CLIENTS = 16
+"""The open loop spreads its orders over this many pseudo-clients' accounts and alternations."""
+
+
+def saga_body(tag: str) -> BodyFactory:
+    """Client `c`'s i-th order: even i rests, odd i crosses on the opposite side; sides swap every pair.
+
+    Resting orders come from `maker-*` accounts and crossing ones from `taker-*` accounts, so no order
+    ever meets one of its own account's (no self-trade prevention). Each pair adds one share to a side
+    of the book and takes one share from that same side, so the book's depth stays where it was seeded.
+    The saga id ends in `r` (resting) or `x` (crossing), which the reply check reads back.
+    """
+
+    def make(c: int, i: int) -> bytes:
+        pair, crossing = divmod(i, 2)
+        rest_buys = (c + pair) % 2 == 0
+        if crossing:
+            side = "SELL" if rest_buys else "BUY"
+            price = REF - THROUGH if side == "SELL" else REF + THROUGH
+            account = f"taker-{c % POOL}"
+        else:
+            side = "BUY" if rest_buys else "SELL"
+            offset = 1 + (c * 7 + pair) % BAND
+            price = REF - offset if side == "BUY" else REF + offset
+            account = f"maker-{c % POOL}"
+        return msgpack.packb({"saga_id": f"{tag}-{c}-{i}{'x' if crossing else 'r'}", "account": account,
+                              "instrument": SYMBOL, "side": side, "type": "LIMIT", "tif": "GTC",
+                              "price": price, "qty": QTY}, use_bin_type=True)
+
+    return make
+
+
+def open_body(tag: str) -> BodyFactory:
+    """The open loop's k-th order: resting and crossing alternate in sequence, over `OPEN_CLIENTS` accounts."""
+    make = saga_body(tag)
+
+    def one(_c: int, k: int) -> bytes:
+        return make((k // 2) % OPEN_CLIENTS, 2 * (k // (2 * OPEN_CLIENTS)) + k % 2)
+
+    return one
+
+
+def tally(mix: Counter[str]) -> Check:
+    """A reply check: only a `completed` saga is a success; order statuses, fills and errors are counted."""
+
+    def check(msg: Msg) -> bool:
+        if not no_error(msg):
+            mix[f"error {(msg.headers or {}).get(QT_ERROR_HEADER, '?')}"] += 1
+            return False
+        reply = loads(msg.data)
+        kind = "crossing" if str(reply["saga_id"]).endswith("x") else "resting"
+        mix[f"{kind} {reply['order_status']}"] += 1
+        mix["fills"] += len(reply.get("fills") or ())
+        if reply["status"] != "completed":
+            mix[f"saga {reply['status']}"] += 1
+            return False
+        return True
+
+    return check
+
+
+def spawn_clearing(mesh: Mesh, server: NatsServer, name: str, checkpoint: str = "") -> Child:
+    """A `python -m nodes.clearing` process on a fresh data dir (`checkpoint="each"`: a write before every step)."""
+    data = mesh.fresh_dir(name)
+    env = {"QT_NATS_URL": server.url, "QT_DATA_DIR": str(data),
+           "QT_NKEY_SEED": str(nkey_seed_path(server.data_dir, "clearing")), "QT_SAGA_CHECKPOINT": checkpoint}
+    return mesh.spawn(name, ["-m", "nodes.clearing"], env)
+
+
+async def fund(nc: Client) -> list[str]:
+    """Deposit `FUNDS` into every market-maker, maker and taker account; returns the accounts."""
+    accounts = [f"mm-{k}" for k in range(MARKET_MAKERS)]
+    accounts += [f"{role}-{k}" for role in ("maker", "taker") for k in range(POOL)]
+    await asyncio.gather(*(call(nc, wallet_subject("deposit"), {"account": account, "asset": asset, "amount": amount,
+                                                                 "op_id": f"fund:{account}:{asset}"}, timeout=30)
+                           for account in accounts for asset, amount in FUNDS.items()))
+    return accounts
+
+
+async def seed_book(nc: Client) -> None:
+    """`LEVELS` resting bids and asks of 50 shares each, placed through clearing by the market makers."""
+    orders = [{"saga_id": f"seed-{side}-{level}", "account": f"mm-{level % MARKET_MAKERS}", "instrument": SYMBOL,
+               "side": side, "type": "LIMIT", "tif": "GTC", "price": REF - level if side == "BUY" else REF + level,
+               "qty": SEED_QTY} for level in range(1, LEVELS + 1) for side in ("BUY", "SELL")]
+    for reply in await asyncio.gather(*(call(nc, PLACE, order, timeout=30) for order in orders)):
+        if reply["status"] != "completed" or reply["order_status"] != "new":
+            raise RuntimeError(f"seeding the book failed: {reply}")
+
+
+class Probe:
+    """Snapshots of everything a point is judged by: clearing's metrics, every endpoint's request count,
+    TRADES' length and the CPU of our processes and of the machine."""
+
+    def __init__(self, nc: Client, pids: dict[str, int]) -> None:
+        self.nc = nc
+        self.pids = pids
+
+    async def before(self) -> Snapshot:
+        """Counters first, CPU last (as close to the load as possible)."""
+        counters = await self._counters()
+        return Snapshot(*counters, cpu=self._cpu(), busy=machine_busy_seconds(), at=time.perf_counter())
+
+    async def after(self) -> Snapshot:
+        """CPU first, counters last."""
+        cpu, busy, at = self._cpu(), machine_busy_seconds(), time.perf_counter()
+        return Snapshot(*await self._counters(), cpu=cpu, busy=busy, at=at)
+
+    def _cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    async def _counters(self) -> tuple[str, dict[str, int], int]:
+        metrics = (await self.nc.request(clearing_subject("metrics"), b"", timeout=10)).data.decode()
+        calls: dict[str, int] = Counter()
+        for instance in await discover(self.nc, wait_s=0.3):
+            stats = instance.get("stats") or {}
+            for endpoint in stats.get("endpoints") or []:
+                calls[f"{stats.get('name')}.{endpoint.get('name')}"] += int(endpoint.get("num_requests") or 0)
+        trades = (await self.nc.jetstream().stream_info(TRADES_STREAM)).state.messages
+        return metrics, dict(calls), trades
+
+
+async def measure(probe: Probe, res: Results, label: str, console: Console,
+                  load: Callable[[], Awaitable[tuple[Run, int]]]) -> None:
+    """Run one load between two snapshots and record its run and counters under `label`."""
+    before = await probe.before()
+    run, _ = await load()
+    after = await probe.after()
+    res.runs[label] = run
+    res.points[label] = point_stats(before, after)
+    stats = res.points[label]
+    console.print(f"  {label:<22} {fmt_rate(run.rate)}  p50 {fmt_ms(run.p50)}  p99 {fmt_ms(run.p99)}  "
+                  f"p99.9 {fmt_ms(run.p999)}  errors {run.errors}  {stats.round_trips:.2f} round trips and "
+                  f"{stats.kv_writes:.2f} KV writes per saga  others {stats.others:.2f} cores")
+
+
+async def run(mesh: Mesh, console: Console, res: Results, *, clients: tuple[int, ...], duration_s: float,
+              warmup_s: float, rate: float, open_s: float) -> None:
+    """Start the platform, fund and seed, then every point."""
+    server = mesh.server("nats")
+    assert server.process is not None
+    nc = await client(server)
+    try:
+        nodes = {"wallet": mesh.wallet(server, "wallet", sync="FULL"), "matching": spawn_matching(mesh, server, "matching")}
+        for name, child in nodes.items():
+            await wait_ready(nc, f"$SRV.PING.{name}", child)
+        clearing = spawn_clearing(mesh, server, "clearing")
+        await wait_ready(nc, "$SRV.PING.clearing", clearing)
+        accounts = await fund(nc)
+        await seed_book(nc)
+        console.print(f"  funded {len(accounts)} accounts; seeded {LEVELS} levels a side of {SYMBOL} through clearing")
+        pids = {"clearing": clearing.proc.pid, "wallet": nodes["wallet"].proc.pid,
+                "matching": nodes["matching"].proc.pid, "nats-server": server.process.pid, "client": os.getpid()}
+        probe = Probe(nc, pids)
+        for n in clients:
+            label = f"{n} client{'s' if n > 1 else ''}"
+            res.mix[label] = Counter()
+            await measure(probe, res, label, console, partial(
+                closed_loop, nc, PLACE, saga_body(f"c{n}"), clients=n, duration_s=duration_s, warmup_s=warmup_s,
+                check=tally(res.mix[label]), label=label))
+        label = f"open {rate:,.0f}/s"
+        res.mix[label] = Counter()
+        await measure(probe, res, label, console, partial(
+            open_loop, nc, PLACE, open_body(f"o{rate:g}"), rate=rate, duration_s=open_s, warmup_s=min(1.0, warmup_s),
+            check=tally(res.mix[label]), label=label))
+        res.open_label = label
+        await checkpoint_each(mesh, server, nc, probe, res, console, clients, duration_s, warmup_s, clearing)
+    finally:
+        await nc.close()
+
+
+async def checkpoint_each(mesh: Mesh, server: NatsServer, nc: Client, probe: Probe, res: Results, console: Console,
+                          clients: tuple[int, ...], duration_s: float, warmup_s: float, batched: Child) -> None:
+    """The 16-client point (or the largest count) again on a new clearing process with a write before every step."""
+    n = 16 if 16 in clients else max(clients)
+    mesh.stop(batched)
+    each = spawn_clearing(mesh, server, "clearing-each", checkpoint="each")
+    await wait_ready(nc, "$SRV.PING.clearing", each)
+    probe.pids["clearing"] = each.proc.pid
+    label = f"{n} client{'s' if n > 1 else ''}, each"
+    res.mix[label] = Counter()
+    await measure(probe, res, label, console, partial(
+        closed_loop, nc, PLACE, saga_body(f"e{n}"), clients=n, duration_s=duration_s, warmup_s=warmup_s,
+        check=tally(res.mix[label]), label=label))
+    res.each = (f"{n} client{'s' if n > 1 else ''}", label)
+
+
+def saga(
+    quick: Annotated[bool, typer.Option(help="~30 s smoke run: short points.")] = False,
+    clients: Annotated[str, typer.Option(help="Concurrent closed-loop client counts, comma-separated.")] = "1,16,64",
+    duration: Annotated[float | None, typer.Option(help="Measured seconds per closed-loop point.")] = None,
+    rate: Annotated[float, typer.Option(help="Open-loop offered sagas/s (the p99 target is judged at 200).")] = 200.0,
+    write: Annotated[bool | None, typer.Option("--write/--no-write",
+                                               help="Refresh BENCHMARKS.md (default: yes unless --quick).")] = None,
+    out: Annotated[Path, typer.Option(help="Markdown file to refresh.")] = BENCHMARKS_MD,
+    keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, data).")] = False,
+) -> None:
+    """Saga: place_order sagas/s through clearing (1/16/64 clients), p99 at 200/s, steps, round trips, KV writes."""
+    counts = tuple(int(c) for c in clients.split(",") if c.strip())
+    if not counts or min(counts) < 1 or max(counts) > 1024:
+        raise typer.BadParameter("clients: comma-separated counts between 1 and 1024", param_hint="--clients")
+    if rate <= 0:
+        raise typer.BadParameter("a positive rate", param_hint="--rate")
+    console = Console() if Console().is_terminal else Console(width=200)
+    res = Results(rate=rate)
+    report = Report(command=command_line("saga"), date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                    machine=machine_info())
+    with bench_mesh("qt-bench-saga-", keep=keep, console=console) as mesh:
+        asyncio.run(run(mesh, console, res, clients=counts, duration_s=duration or (1.5 if quick else 5.0),
+                        warmup_s=0.3 if quick else 1.0, rate=rate, open_s=2.0 if quick else 5.0))
+    report.targets = targets(res)
+    report.sections = sections(res)
+    report.setup = [
+        "one nats-server 127.0.0.1, our nats.conf (`sync_interval: always`); one process each of "
+        "`nodes.wallet` (`QT_WALLET_SYNC=FULL`), `nodes.matching` and `nodes.clearing` (default checkpoints, "
+        "then a second clearing process with `QT_SAGA_CHECKPOINT=each` for the last point)",
+        f"book: {SYMBOL} seeded through clearing by {MARKET_MAKERS} market-maker accounts, {LEVELS} levels of 50 "
+        f"shares a side, one tick apart outwards from the reference 187.42",
+        f"clients: nats-py in this process, `clearing.place_order` on the msgpack wire, one saga in flight per "
+        f"client; each client alternates a resting GTC limit 0.01-0.{BAND:02d} from the reference on its side "
+        f"({POOL} maker accounts) and a crossing GTC limit 0.{THROUGH} through it on the other side ({POOL} "
+        "taker accounts), 1 share each, sides swapping every pair: half the orders take liquidity and the "
+        "book keeps its depth; only `completed` sagas count as successes",
+        "counters per point: clearing's `clearing.metrics` (histograms and `qt_saga_kv_writes`) and every "
+        "endpoint's `$SRV.STATS` `num_requests`, scraped before and after; TRADES messages; CPU from /proc",
+    ]
+    busy = {label: p.others for label, p in res.points.items() if p.others > DISTURBED}
+    if busy:
+        report.caveats.append(
+            f"Other processes on this {report.machine.get('nproc', '?')}-core machine used CPU during: "
+            + ", ".join(f"{label} ({cores:.2f} cores)" for label, cores in busy.items())
+            + "; rates there are lower and latencies higher than on a quiet machine (CPU per saga is robust).")
+    for caveat in report.caveats:
+        console.print(f"[yellow]caveat:[/yellow] {caveat}")
+    for section in report.sections:
+        print_section(console, section)
+    print_targets(console, report.targets)
+    reason = why(res)
+    if reason:
+        console.print(reason.removeprefix("> ").replace("**", ""))
+    if write if write is not None else not quick:
+        write_benchmarks(out, block(report, reason), name="saga")
+        console.print(f"wrote {out}")
