@@ -1,0 +1,94 @@
+"""Holds of orders the engine cancels on its own are released from EXEC; a poisoned report goes to DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from contracts.codec import Wire
+from contracts.errors import ErrorCode, QtError
+from contracts.rpc import call
+from contracts.subjects import DLQ_STREAM, dlq_subject, matching_subject
+from tests.clearing.platform import Platform, balances, clearing, fund, place
+from tests.clearing.test_place_order import acct
+
+
+async def wait_balance(platform: Platform, account: str, asset: str, expected: tuple[int, int]) -> None:
+    """Poll until (available, held) of `asset` is `expected` (EXEC is consumed asynchronously)."""
+    deadline = time.monotonic() + 20
+    got: tuple[int, int] | None = None
+    while time.monotonic() < deadline:
+        got = (await balances(platform.nc, account)).get(asset)
+        if got == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{account} {asset}: {got} != {expected}")
+
+
+async def test_self_trade_prevention_cancelling_the_resting_order_releases_its_hold(shared: Platform) -> None:
+    nc = shared.nc
+    trader = acct("stp")
+    await fund(nc, trader, USD=1_000_000, AAPL=50_000)
+    resting = await place(nc, account=trader, instrument="AAPL", side="SELL", price="190.00", qty="1.0000")
+    assert (await balances(nc, trader))["AAPL"] == (40_000, 10_000)
+    # Cancel-oldest: the engine cancels the resting SELL instead of trading with it; the BUY rests.
+    buy = await place(nc, account=trader, instrument="AAPL", side="BUY", price="190.00", qty="1.0000", stp="co")
+    assert buy["order_status"] == "new" and buy["fills"] == []
+    await wait_balance(shared, trader, "AAPL", (50_000, 0))
+    await clearing(nc, "cancel_order", account=trader, order_id=buy["order_id"])
+    assert (await balances(nc, trader))["USD"] == (1_000_000, 0)
+    assert resting["order_id"] != buy["order_id"]
+
+
+async def test_an_ioc_remainder_is_released_by_the_saga(shared: Platform) -> None:
+    nc = shared.nc
+    trader = acct("ioc")
+    await fund(nc, trader, USD=1_000_000)
+    out = await place(nc, account=trader, instrument="AAPL", side="BUY", price="50.00", qty="1.0000", tif="IOC")
+    assert out["status"] == "completed" and out["order_status"] == "cancelled" and out["hold_left"] == "0.00"
+    assert (await balances(nc, trader))["USD"] == (1_000_000, 0)
+
+
+async def test_a_release_that_keeps_failing_is_parked_in_dlq_and_replayed_once_fixed(fresh: Platform) -> None:
+    nc = fresh.nc
+    wallet_proc = await fresh.start("wallet")
+    await fresh.start("matching")
+    await fresh.start("clearing")
+    trader = acct("dlq")
+    await fund(nc, trader, USD=1_000_000)
+    order = await place(nc, account=trader, instrument="AAPL", side="BUY", price="100.00", qty="1.0000")
+    js = nc.jetstream()
+    subject = dlq_subject("EXEC", "clearing-exec")
+    wallet_proc.kill9()
+
+    # An operator cancels in the engine directly while the wallet is down: the hold cannot be released.
+    await call(nc, matching_subject("cancel"), {"order_id": order["order_id"], "account": trader,
+                                                "instrument": "AAPL"}, wire=Wire.JSON)
+    deadline = time.monotonic() + 30
+    parked = None
+    while time.monotonic() < deadline and parked is None:
+        try:
+            parked = await js.get_last_msg(DLQ_STREAM, subject)
+        except Exception:
+            await asyncio.sleep(0.2)
+    assert parked is not None, "the failing report was not dead-lettered"
+    assert parked.headers is not None and parked.headers["Qt-Deliveries"] == "5"
+    assert "wallet" in parked.headers["Qt-Last-Error"]
+
+    await fresh.start("wallet")
+    assert (await balances(nc, trader))["USD"] == (1_000_000 - 10_005, 10_005)  # still held
+    deadline = time.monotonic() + 20
+    while True:  # until the breaker lets a trial call through to the wallet that is back
+        try:
+            replayed = await clearing(nc, "dlq_replay", seq=parked.seq)
+            break
+        except QtError as exc:
+            assert exc.code is ErrorCode.UNAVAILABLE and time.monotonic() < deadline, exc
+            await asyncio.sleep(0.5)
+    assert replayed["outcome"] == "replayed"
+    with pytest.raises(QtError) as gone:  # replayed means no longer parked
+        await clearing(nc, "dlq_replay", seq=parked.seq)
+    assert gone.value.code is ErrorCode.NOT_FOUND
+    assert (await balances(nc, trader))["USD"] == (1_000_000, 0)
