@@ -163,6 +163,7 @@ class Fill(InstrumentMoney):
     """One trade: at the maker's price; `maker_remaining` is what the maker had left open after it."""
 
     __qty_fields__: ClassVar[tuple[str, ...]] = ("qty", "maker_remaining")
+    __price_fields__: ClassVar[tuple[str, ...]] = ("price", "maker_executed_value", "taker_executed_value")
     __zero_ok__: ClassVar[bool] = True
 
     trade_id: str
@@ -175,13 +176,16 @@ class Fill(InstrumentMoney):
     taker_account: str
     taker_side: Annotated[Side, Lenient]
     maker_remaining: int
+    maker_executed_value: int
+    """The maker order's executed value (quote units) including this fill; the taker's likewise."""
+    taker_executed_value: int
 
 
 class OrderResult(InstrumentMoney):
     """What the engine did with a command: the order's state and the fills it produced now."""
 
     __qty_fields__: ClassVar[tuple[str, ...]] = ("qty", "filled", "remaining")
-    __price_fields__: ClassVar[tuple[str, ...]] = ("price",)
+    __price_fields__: ClassVar[tuple[str, ...]] = ("price", "executed_value")
     __zero_ok__: ClassVar[bool] = True
 
     order_id: str
@@ -192,6 +196,8 @@ class OrderResult(InstrumentMoney):
     price: int | None
     qty: int
     filled: int
+    executed_value: int
+    """Quote units of all fills so far, each rounded down."""
     remaining: int
     reason: str | None = None
     fills: list[Fill] = Field(default_factory=list)

@@ -24,6 +24,7 @@ from tooling.ops import (
     run,
     target,
 )
+from tooling.saga_cli import order_app, saga_app
 from tooling.wallet_cli import app as wallet_app
 
 app = typer.Typer(
@@ -33,6 +34,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(wallet_app, name="wallet")
+app.add_typer(saga_app, name="saga")
+app.add_typer(order_app, name="order")
 app.add_typer(bench_app, name="bench")
 app.add_typer(dlq_app, name="dlq")
 app.command(name="book")(book_command)

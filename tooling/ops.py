@@ -121,10 +121,10 @@ def run(where: Target, action: Callable[[Client], Awaitable[T]]) -> T:
         fail(exc)
 
 
-async def request(nc: Client, subject: str, message: BaseModel) -> dict[str, Any]:
+async def request(nc: Client, subject: str, message: BaseModel, timeout: float = 5.0) -> dict[str, Any]:
     """Call an endpoint on the JSON wire so amounts come back as decimal strings."""
     body = message.model_dump(mode="python", context={"wire": Wire.JSON}, exclude_none=True)
-    return await call(nc, subject, body, wire=Wire.JSON)
+    return await call(nc, subject, body, wire=Wire.JSON, timeout=timeout)
 
 
 # --- discovery: micro services and JetStream ------------------------------------------------------

@@ -165,3 +165,57 @@ def dlq(entries: list[DlqEntry]) -> Table:
         table.add_row(str(entry.seq), entry.time, entry.origin_stream, str(entry.origin_seq), entry.origin_subject,
                       entry.consumer, entry.service, str(entry.deliveries), str(entry.size), entry.last_error)
     return table
+
+
+def sagas(rows: list[dict[str, Any]]) -> Table:
+    """One line per saga, newest first."""
+    table = _table("sagas", "saga", "account", "instrument", "side", "status", "order", "filled", "remaining",
+                   "error", right=("filled", "remaining"), fold=("error",))
+    for row in rows:
+        error = row.get("error") or {}
+        table.add_row(row["saga_id"], row["account"], row["instrument"], row["side"], row["status"],
+                      str(row.get("order_status") or "-"), str(row["filled"]), str(row["remaining"]),
+                      f"{error.get('code', '')} {error.get('step', '')}".strip())
+    return table
+
+
+def saga(reply: dict[str, Any]) -> RenderableType:
+    """A saga's outcome, its fills, and (when present) every step and compensation."""
+    head = _table(f"saga {reply['saga_id']}", "status", "order", "order status", "filled", "remaining",
+                  "hold left", "error", right=("filled", "remaining", "hold left"), fold=("error",))
+    error = reply.get("error") or {}
+    head.add_row(reply["status"], reply["order_id"], str(reply.get("order_status") or "-"), str(reply["filled"]),
+                 str(reply["remaining"]), f"{reply['hold_left']} {reply['hold_asset']}",
+                 f"{error.get('code', '')}: {error.get('message', '')}" if error else "")
+    parts: list[RenderableType] = [head, fills(reply.get("fills", []))]
+    for title in ("steps", "compensations"):
+        rows = reply.get(title)
+        if rows:
+            table = _table(title, "name", "status", "op_id", "started", "ended", "attempts", "result / error",
+                           right=("attempts",), fold=("result / error",))
+            for step in rows:
+                detail = step.get("error") or step.get("result") or ""
+                table.add_row(step["name"], step["status"], step["op_id"],
+                              timestamp(step["started_ns"]) if step.get("started_ns") else "-",
+                              timestamp(step["ended_ns"]) if step.get("ended_ns") else "-",
+                              str(step["attempts"]), str(detail))
+            parts.append(table)
+    return Group(*parts)
+
+
+def fills(rows: list[dict[str, Any]]) -> Table:
+    """Trades of an order: id, price, quantity, counterparties."""
+    table = _table("fills", "trade", "price", "qty", "maker order", "taker order", right=("price", "qty"))
+    for fill in rows:
+        table.add_row(fill["trade_id"], str(fill["price"]), str(fill["qty"]), fill["maker_order_id"],
+                      fill["taker_order_id"])
+    return table
+
+
+def order(reply: dict[str, Any]) -> RenderableType:
+    """The engine's record of an order."""
+    table = _table(f"order {reply['order_id']}", "instrument", "account", "side", "status", "price", "qty",
+                   "filled", "remaining", right=("price", "qty", "filled", "remaining"))
+    table.add_row(reply["instrument"], reply["account"], reply["side"], reply["status"], str(reply.get("price")),
+                  str(reply["qty"]), str(reply["filled"]), str(reply["remaining"]))
+    return Group(table, fills(reply.get("fills", [])))

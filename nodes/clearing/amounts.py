@@ -1,13 +1,17 @@
 """The money arithmetic of clearing, pure and in integer units: holds, fees, fill legs and busts.
 
-Every amount rounds down (the trade's quote amount and each fee), which is what makes one hold
-enough for any sequence of partial fills at the order's price or better: the sum of the rounded
-parts never exceeds the rounded whole. Fees are charged in the quote asset on both sides.
+A trade's quote amount rounds down. Fees are charged in the quote asset on each side's
+*executed value* (the sum of its fills' quote amounts, which the engine reports with every fill):
+a fill pays `fee(value after) - fee(value before)`, so an order pays exactly `fee(executed value)`
+however it is split, and its hold (`floor(price x qty)` plus the fee on that) is always enough.
+
+`total_debits` is everything an order's hold will ever pay out, as far as one view of the order
+tells. It never grows as the order fills or shrinks, so releasing a hold down to it is safe from
+any view, in any order, and exact once the order is final.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from contracts.instruments import Instrument
@@ -15,18 +19,18 @@ from contracts.matching import OrderType, Side
 
 
 def fee(spec: Instrument, quote: int) -> int:
-    """One side's fee on a quote amount (rounded down)."""
+    """The fee on a quote amount (rounded down)."""
     return quote * spec.fee_bps // 10_000
 
 
 def fill_quote(spec: Instrument, price: int, qty: int) -> int:
-    """Quote units that change hands for `qty` at `price` (rounded down)."""
+    """Quote units that change hands for `qty` at `price` (rounded down, as the engine does)."""
     return spec.notional(price, qty)[0]
 
 
 def hold_for(spec: Instrument, side: Side, type_: OrderType, price: int | None, qty: int,
              max_quote: int | None) -> tuple[str, int]:
-    """(asset, amount) an order must hold: quote plus fee headroom for a BUY, base for a SELL."""
+    """(asset, amount) an order must hold: quote plus its fee for a BUY, base for a SELL."""
     if side is Side.SELL:
         return spec.base, qty
     quote = max_quote if type_ is OrderType.MARKET else fill_quote(spec, price or 0, qty)
@@ -34,32 +38,39 @@ def hold_for(spec: Instrument, side: Side, type_: OrderType, price: int | None, 
     return spec.quote, quote + fee(spec, quote)
 
 
-def debit_of(spec: Instrument, side: str, fill: dict[str, Any]) -> int:
-    """What one fill takes out of the hold of the order on `side`."""
-    if side == Side.SELL:
-        return int(fill["qty"])
-    quote = fill_quote(spec, fill["price"], fill["qty"])
-    return quote + fee(spec, quote)
-
-
-def needed(spec: Instrument, side: str, price: int | None, remaining: int) -> int:
-    """What a resting remainder must keep held: enough for it to fill completely at its price."""
-    if remaining <= 0:
-        return 0
-    if side == Side.SELL:
-        return remaining
-    quote = fill_quote(spec, price or 0, remaining)
-    return quote + fee(spec, quote)
-
-
-def total_debits(spec: Instrument, side: str, price: int | None, fills: Iterable[dict[str, Any]],
+def total_debits(spec: Instrument, side: str, price: int | None, executed_value: int, filled: int,
                  remaining: int) -> int:
-    """Everything an order's hold will ever pay out, as known from one view of the order.
+    """What the order's hold pays out over its life: its fills so far and, at most, its open rest."""
+    if side == Side.SELL:
+        return filled + remaining
+    bound = executed_value + (fill_quote(spec, price or 0, remaining) if remaining > 0 else 0)
+    return bound + fee(spec, bound)
 
-    Never grows as the order fills or shrinks (a fill at the order's price or better costs at most
-    what its quantity kept held), so a release down to it is safe from any view, in any order.
-    """
-    return sum(debit_of(spec, side, f) for f in fills) + needed(spec, side, price, remaining)
+
+def of_order(spec: Instrument, order: dict[str, Any]) -> int:
+    """`total_debits` of an engine order record (`matching.order`, a submit or cancel result)."""
+    return total_debits(spec, order["side"], order.get("price"), int(order.get("executed_value", 0)),
+                        int(order.get("filled", 0)), int(order.get("remaining", 0)))
+
+
+def hold_left(spec: Instrument, order: dict[str, Any]) -> int:
+    """What stays held behind an order once everything so far is settled: what its open rest needs."""
+    value = int(order.get("executed_value", 0))
+    paid = int(order.get("filled", 0)) if order["side"] == Side.SELL else value + fee(spec, value)
+    return of_order(spec, order) - paid
+
+
+def fees_of(spec: Instrument, fill: dict[str, Any]) -> tuple[int, int, int]:
+    """(quote amount, buyer's fee, seller's fee) of one fill, from each side's executed value."""
+    quote = fill_quote(spec, fill["price"], fill["qty"])
+    taker_buys = fill["taker_side"] == Side.BUY
+    buyer_value = fill["taker_executed_value"] if taker_buys else fill["maker_executed_value"]
+    seller_value = fill["maker_executed_value"] if taker_buys else fill["taker_executed_value"]
+    return quote, _fee_step(spec, buyer_value, quote), _fee_step(spec, seller_value, quote)
+
+
+def _fee_step(spec: Instrument, value_after: int, quote: int) -> int:
+    return fee(spec, value_after) - fee(spec, value_after - quote)
 
 
 def _parties(fill: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -69,15 +80,10 @@ def _parties(fill: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
     return (taker, maker) if fill["taker_side"] == Side.BUY else (maker, taker)
 
 
-def fees_of(spec: Instrument, fill: dict[str, Any]) -> tuple[int, int, int]:
-    """(quote amount, buyer's fee, seller's fee) of a fill."""
-    quote = fill_quote(spec, fill["price"], fill["qty"])
-    return quote, fee(spec, quote), fee(spec, quote)
-
-
 def settle_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> list[dict[str, Any]]:
-    """The legs of one fill: buyer's quote and seller's base leave their order holds, each side is
-    credited what it bought (less its fee), and the venue the fees: every asset sums to zero."""
+    """One fill, atomically: the buyer's quote and the seller's base leave their order holds, each
+    side is credited what it bought (the seller less its fee), the venue gets both fees, and a
+    buying maker's hold is brought down to what its rest still needs. Every asset sums to zero."""
     (buyer, buy_order), (seller, sell_order) = _parties(fill)
     quote, buyer_fee, seller_fee = fees_of(spec, fill)
     qty = int(fill["qty"])
@@ -91,24 +97,28 @@ def settle_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> lis
     if buyer_fee + seller_fee > 0:
         legs.append({"kind": "credit", "account": fee_account, "asset": spec.quote,
                      "amount": buyer_fee + seller_fee})
+    if fill["taker_side"] == Side.SELL:  # the maker buys: its price rounding and fee headroom shrink
+        keep = total_debits(spec, Side.BUY, fill["price"], fill["maker_executed_value"], 0,
+                            int(fill["maker_remaining"]))
+        legs.append({"kind": "release", "account": buyer, "asset": spec.quote, "hold_id": buy_order,
+                     "total_debits": keep})
     return legs
 
 
 def bust_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> list[dict[str, Any]]:
-    """The exact reversal of `settle_legs` into available balances: what each side paid out of its
-    hold comes back as available (the hold for the busted quantity is released), what it received
-    is charged back."""
+    """The exact reversal of a fill's settlement into available balances: what each side paid out of
+    its hold comes back as available (the hold for the busted quantity is released), what it
+    received is charged back."""
     (buyer, _), (seller, _) = _parties(fill)
     quote, buyer_fee, seller_fee = fees_of(spec, fill)
     qty = int(fill["qty"])
     legs = [
         {"kind": "charge", "account": buyer, "asset": spec.base, "amount": qty},
         {"kind": "credit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee},
-        {"kind": "charge", "account": seller, "asset": spec.quote, "amount": quote - seller_fee},
         {"kind": "credit", "account": seller, "asset": spec.base, "amount": qty},
     ]
-    if quote - seller_fee <= 0:
-        legs.pop(2)
+    if quote - seller_fee > 0:
+        legs.append({"kind": "charge", "account": seller, "asset": spec.quote, "amount": quote - seller_fee})
     if buyer_fee + seller_fee > 0:
         legs.append({"kind": "charge", "account": fee_account, "asset": spec.quote,
                      "amount": buyer_fee + seller_fee})

@@ -36,8 +36,7 @@ class ExecReleases:
         spec = instrument(report["instrument"])
         order = await self.matching.call("order", {"instrument": spec.symbol, "order_id": report["order_id"]},
                                          idempotent=True)
-        keep = amounts.total_debits(spec, order["side"], order.get("price"), order.get("fills", []),
-                                    int(order["remaining"]))
+        keep = amounts.of_order(spec, order)
         msg_id = msg.headers.get("Nats-Msg-Id") or f"{spec.symbol}:seq:{msg.stream_seq}"
         try:
             await self.wallet.call("release", {

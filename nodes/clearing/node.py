@@ -80,8 +80,9 @@ def view(saga: SagaRecord, *, detail: bool = False) -> SagaView:
     spec = instrument(saga.instrument)
     order = saga.order or {}
     fills = [Fill.model_validate(f) for f in machine.taker_fills(saga)]
-    remaining = int(order.get("remaining", 0)) if saga.status is SagaStatus.COMPLETED else 0
-    hold_left = amounts.needed(spec, saga.side, order.get("price"), remaining)
+    completed = saga.status is SagaStatus.COMPLETED
+    remaining = int(order.get("remaining", 0)) if completed else 0
+    hold_left = amounts.hold_left(spec, order) if completed and order else 0
     return SagaView(
         saga_id=saga.saga_id, order_id=saga.order_id, account=saga.account, instrument=saga.instrument,
         side=str(saga.side), status=str(saga.status), order_status=order.get("status"), fills=fills,
@@ -153,8 +154,7 @@ class ClearingNode:
             raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
         spec = instrument(symbol)
         final = await self.steps.cancel(symbol, command.order_id, command.account)
-        keep = amounts.total_debits(spec, final["side"], final.get("price"), final.get("fills", []),
-                                    int(final["remaining"]))
+        keep = amounts.of_order(spec, final)
         try:
             await self.steps.wallet.call("release", {
                 "account": command.account, "asset": hold_asset_of(spec, final["side"]),

@@ -20,7 +20,6 @@ from contracts.clearing import (
 )
 from contracts.errors import BUSINESS_CODES, ErrorCode
 
-
 #: Steps that are one call: refused means nothing happened.
 ATOMIC_STEPS = frozenset({"reserve_funds", "submit_order"})
 

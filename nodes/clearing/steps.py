@@ -68,9 +68,7 @@ class SagaSteps:
         """Publish the settled trades, then release what the order no longer needs."""
         fills = taker_fills(saga)
         await asyncio.gather(*(self._publish(saga, fill, "trade") for fill in fills))
-        order = saga.order or {}
-        spec = instrument(saga.instrument)
-        keep = amounts.total_debits(spec, saga.side, order.get("price"), fills, int(order.get("remaining", 0)))
+        keep = amounts.of_order(instrument(saga.instrument), saga.order or {"side": saga.side})
         if keep < saga.hold_amount:  # a plain resting order needs all of its hold: no call at all
             await self._release(saga.account, saga.hold_asset, saga.order_id, keep, saga.step("settle").op_id)
         return {"published": [f["trade_id"] for f in fills], "hold_kept": keep}
@@ -122,31 +120,16 @@ class SagaSteps:
         """Release the hold down to what the order's fills (as taker and maker) take out of it."""
         cancel = saga.step("cancel_order") if any(c.name == "cancel_order" for c in saga.compensations) else None
         final = cancel.result.get("order") if cancel is not None and cancel.result else saga.order
-        spec = instrument(saga.instrument)
-        keep = 0
-        if final is not None:
-            remaining = int(final.get("remaining", 0)) if cancel is None else 0
-            keep = amounts.total_debits(spec, saga.side, final.get("price"), final.get("fills", []), remaining)
+        keep = amounts.of_order(instrument(saga.instrument), final) if final is not None else 0
         await self._release(saga.account, saga.hold_asset, saga.order_id, keep, saga.step("release_hold").op_id)
         return {"hold_kept": keep}
 
     # --- shared ---------------------------------------------------------------------------------------
 
     async def _settle_fill(self, saga: SagaRecord, fill: dict[str, Any]) -> None:
-        spec = instrument(saga.instrument)
-        legs = amounts.settle_legs(spec, fill, self.fee_account)
-        if int(fill.get("maker_remaining", 1)) == 0:  # this fill completed the maker: free its leftover
-            legs.append(await self.final_release_leg(spec, fill["maker_order_id"]))
+        legs = amounts.settle_legs(instrument(saga.instrument), fill, self.fee_account)
         op_id = f"{saga.step('process_fills').op_id}:{fill['trade_id']}"
         await self.wallet.call("settle", {"op_id": op_id, "legs": legs}, idempotent=True)
-
-    async def final_release_leg(self, spec: Instrument, order_id: str) -> dict[str, Any]:
-        """A release leg that leaves an order's hold exactly what its known fills still take."""
-        order = await self.order(spec.symbol, order_id)
-        keep = amounts.total_debits(spec, order["side"], order.get("price"), order.get("fills", []),
-                                    int(order["remaining"]))
-        return {"kind": "release", "account": order["account"], "asset": hold_asset_of(spec, order["side"]),
-                "hold_id": order_id, "total_debits": keep}
 
     async def _release(self, account: str, asset: str, hold_id: str, keep: int, op_id: str) -> None:
         try:

@@ -30,6 +30,8 @@ class OrderRecord:
     price: int | None
     qty: int
     filled: int = 0
+    executed_value: int = 0
+    """Quote units of every fill so far, each rounded down (Coinbase's `executed_value`)."""
     status: str = OrderStatus.NEW
     reason: str | None = None
     fills: list[dict[str, Any]] = field(default_factory=list)
@@ -39,7 +41,8 @@ class OrderRecord:
         return {
             "order_id": self.order_id, "instrument": instrument, "account": self.account,
             "side": self.side, "status": self.status, "price": self.price, "qty": self.qty,
-            "filled": self.filled, "remaining": self.remaining, "reason": self.reason,
+            "filled": self.filled, "executed_value": self.executed_value, "remaining": self.remaining,
+            "reason": self.reason,
             "fills": list(self.fills if fills is None else fills), "journal_seq": seq,
         }
 
@@ -156,12 +159,16 @@ class InstrumentEngine:
             kind = event[0]
             if kind == "fill":
                 _, trade_no, taker_id, taker_acc, maker_id, maker_acc, price, qty, m_rem, taker_side, _t_rem = event
+                value = price * qty // self._quote_factor
+                taker, maker = self.orders[taker_id], self.orders[maker_id]
+                taker.executed_value += value
+                maker.executed_value += value
                 fill = {"trade_id": f"{symbol}-{trade_no}", "instrument": symbol, "price": price, "qty": qty,
                         "maker_order_id": maker_id, "taker_order_id": taker_id, "maker_account": maker_acc,
-                        "taker_account": taker_acc, "taker_side": taker_side, "maker_remaining": m_rem}
+                        "taker_account": taker_acc, "taker_side": taker_side, "maker_remaining": m_rem,
+                        "maker_executed_value": maker.executed_value, "taker_executed_value": taker.executed_value}
                 fills_now.append(fill)
-                for oid in (taker_id, maker_id):
-                    rec = self.orders[oid]
+                for rec in (taker, maker):
                     rec.filled += qty
                     rec.fills.append(fill)
                     rec.status = OrderStatus.FILLED if rec.filled == rec.qty else OrderStatus.PARTIALLY_FILLED
@@ -202,7 +209,8 @@ class InstrumentEngine:
             "applied_seq": self.applied_seq,
             "book": self.book.snapshot(),
             "orders": [
-                [r.order_id, r.account, r.side, r.price, r.qty, r.filled, str(r.status), r.reason, r.fills]
+                [r.order_id, r.account, r.side, r.price, r.qty, r.filled, r.executed_value, str(r.status), r.reason,
+                 r.fills]
                 for r in self.orders.values()
             ],
             "results": self.results,
@@ -216,7 +224,8 @@ class InstrumentEngine:
         engine = cls(spec)
         engine.book = Book.restore(snap["book"])
         engine.applied_seq = snap["applied_seq"]
-        for oid, account, side, price, qty, filled, status, reason, fills in snap["orders"]:
-            engine.orders[oid] = OrderRecord(oid, account, side, price, qty, filled, OrderStatus(status), reason, fills)
+        for oid, account, side, price, qty, filled, value, status, reason, fills in snap["orders"]:
+            engine.orders[oid] = OrderRecord(oid, account, side, price, qty, filled, value, OrderStatus(status),
+                                             reason, fills)
         engine.results = dict(snap["results"])
         return engine

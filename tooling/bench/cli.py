@@ -11,6 +11,7 @@ from rich.console import Console
 from tooling.bench.engine import engine
 from tooling.bench.matching import matching
 from tooling.bench.report import BENCHMARKS_MD, SECTIONS
+from tooling.bench.saga import saga
 
 if TYPE_CHECKING:
     from tooling.bench.suite import Plan
@@ -21,6 +22,7 @@ app = typer.Typer(help="Benchmarks: each starts its own nats-server and nodes on
 
 app.command(name="engine")(engine)
 app.command(name="matching")(matching)
+app.command(name="saga")(saga)
 
 
 @app.callback()

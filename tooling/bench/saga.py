@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -29,7 +29,7 @@ from contracts.codec import loads
 from contracts.credentials import nkey_seed_path
 from contracts.instruments import instrument
 from contracts.rpc import QT_ERROR_HEADER, call
-from contracts.subjects import TRADES_STREAM, clearing_subject, wallet_subject
+from contracts.subjects import clearing_subject, wallet_subject
 from tooling.bench.harness import BodyFactory, Check, closed_loop, no_error, open_loop
 from tooling.bench.matching import spawn_matching
 from tooling.bench.mesh import (
@@ -39,15 +39,14 @@ from tooling.bench.mesh import (
     bench_mesh,
     client,
     command_line,
-    cpu_seconds,
-    machine_busy_seconds,
+    wait_quiet,
     wait_ready,
 )
 from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, print_section, print_targets, write_benchmarks
-from tooling.bench.saga_tables import Results, Snapshot, block, point_stats, sections, targets, why
+from tooling.bench.saga_probe import Probe, point_stats
+from tooling.bench.saga_tables import Results, block, sections, targets, why
 from tooling.bench.stats import Run, fmt_ms, fmt_rate
 from tooling.natsserver import NatsServer
-from tooling.ops import discover
 
 SYMBOL = "AAPL"
 REF = instrument(SYMBOL).reference_price  # 187.42 USD in cents
@@ -152,60 +151,52 @@ async def seed_book(nc: Client) -> None:
             raise RuntimeError(f"seeding the book failed: {reply}")
 
 
-class Probe:
-    """Snapshots of everything a point is judged by: clearing's metrics, every endpoint's request count,
-    TRADES' length and the CPU of our processes and of the machine."""
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures and for how long."""
 
-    def __init__(self, nc: Client, pids: dict[str, int]) -> None:
-        self.nc = nc
-        self.pids = pids
+    clients: tuple[int, ...]
+    duration_s: float
+    warmup_s: float
+    rate: float
+    open_s: float
+    quiet_s: float = 0.0
+    """Wait up to this long before each point for other processes to go quiet (0: don't)."""
 
-    async def before(self) -> Snapshot:
-        """Counters first, CPU last (as close to the load as possible)."""
-        counters = await self._counters()
-        return Snapshot(*counters, cpu=self._cpu(), busy=machine_busy_seconds(), at=time.perf_counter())
-
-    async def after(self) -> Snapshot:
-        """CPU first, counters last."""
-        cpu, busy, at = self._cpu(), machine_busy_seconds(), time.perf_counter()
-        return Snapshot(*await self._counters(), cpu=cpu, busy=busy, at=at)
-
-    def _cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-
-    async def _counters(self) -> tuple[str, dict[str, int], int]:
-        metrics = (await self.nc.request(clearing_subject("metrics"), b"", timeout=10)).data.decode()
-        calls: dict[str, int] = Counter()
-        for instance in await discover(self.nc, wait_s=0.3):
-            stats = instance.get("stats") or {}
-            for endpoint in stats.get("endpoints") or []:
-                calls[f"{stats.get('name')}.{endpoint.get('name')}"] += int(endpoint.get("num_requests") or 0)
-        trades = (await self.nc.jetstream().stream_info(TRADES_STREAM)).state.messages
-        return metrics, dict(calls), trades
+    @property
+    def each_clients(self) -> int:
+        """The client count measured again with `QT_SAGA_CHECKPOINT=each`."""
+        return 16 if 16 in self.clients else max(self.clients)
 
 
-async def measure(probe: Probe, res: Results, label: str, console: Console,
+async def measure(probe: Probe, res: Results, label: str, console: Console, plan: Plan,
                   load: Callable[[], Awaitable[tuple[Run, int]]]) -> None:
     """Run one load between two snapshots and record its run and counters under `label`."""
+    if plan.quiet_s > 0:
+        await asyncio.to_thread(wait_quiet, plan.quiet_s)
     before = await probe.before()
-    run, _ = await load()
+    run_, _ = await load()
     after = await probe.after()
-    res.runs[label] = run
-    res.points[label] = point_stats(before, after)
-    stats = res.points[label]
-    console.print(f"  {label:<22} {fmt_rate(run.rate)}  p50 {fmt_ms(run.p50)}  p99 {fmt_ms(run.p99)}  "
-                  f"p99.9 {fmt_ms(run.p999)}  errors {run.errors}  {stats.round_trips:.2f} round trips and "
+    res.runs[label] = run_
+    res.points[label] = stats = point_stats(before, after)
+    console.print(f"  {label:<18} {fmt_rate(run_.rate)}  p50 {fmt_ms(run_.p50)}  p99 {fmt_ms(run_.p99)}  "
+                  f"p99.9 {fmt_ms(run_.p999)}  errors {run_.errors}  {stats.round_trips:.2f} round trips and "
                   f"{stats.kv_writes:.2f} KV writes per saga  others {stats.others:.2f} cores")
 
 
-async def run(mesh: Mesh, console: Console, res: Results, *, clients: tuple[int, ...], duration_s: float,
-              warmup_s: float, rate: float, open_s: float) -> None:
+def closed_label(clients: int, checkpoint: str = "") -> str:
+    """`1 client`, `16 clients`, `16 clients, each`."""
+    return f"{clients} client{'s' if clients > 1 else ''}" + (f", {checkpoint}" if checkpoint else "")
+
+
+async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
     """Start the platform, fund and seed, then every point."""
     server = mesh.server("nats")
     assert server.process is not None
     nc = await client(server)
     try:
-        nodes = {"wallet": mesh.wallet(server, "wallet", sync="FULL"), "matching": spawn_matching(mesh, server, "matching")}
+        nodes = {"wallet": mesh.wallet(server, "wallet", sync="FULL"),
+                 "matching": spawn_matching(mesh, server, "matching")}
         for name, child in nodes.items():
             await wait_ready(nc, f"$SRV.PING.{name}", child)
         clearing = spawn_clearing(mesh, server, "clearing")
@@ -216,37 +207,31 @@ async def run(mesh: Mesh, console: Console, res: Results, *, clients: tuple[int,
         pids = {"clearing": clearing.proc.pid, "wallet": nodes["wallet"].proc.pid,
                 "matching": nodes["matching"].proc.pid, "nats-server": server.process.pid, "client": os.getpid()}
         probe = Probe(nc, pids)
-        for n in clients:
-            label = f"{n} client{'s' if n > 1 else ''}"
-            res.mix[label] = Counter()
-            await measure(probe, res, label, console, partial(
-                closed_loop, nc, PLACE, saga_body(f"c{n}"), clients=n, duration_s=duration_s, warmup_s=warmup_s,
-                check=tally(res.mix[label]), label=label))
-        label = f"open {rate:,.0f}/s"
+        for n in plan.clients:
+            await closed_point(nc, probe, res, console, plan, n)
+        label = res.open_label = f"open {plan.rate:,.0f}/s"
         res.mix[label] = Counter()
-        await measure(probe, res, label, console, partial(
-            open_loop, nc, PLACE, open_body(f"o{rate:g}"), rate=rate, duration_s=open_s, warmup_s=min(1.0, warmup_s),
-            check=tally(res.mix[label]), label=label))
-        res.open_label = label
-        await checkpoint_each(mesh, server, nc, probe, res, console, clients, duration_s, warmup_s, clearing)
+        await measure(probe, res, label, console, plan, partial(
+            open_loop, nc, PLACE, open_body(f"o{plan.rate:g}"), rate=plan.rate, duration_s=plan.open_s,
+            warmup_s=min(1.0, plan.warmup_s), check=tally(res.mix[label]), label=label))
+        mesh.stop(clearing)  # the same point again with a write before every step, on a second clearing
+        each = spawn_clearing(mesh, server, "clearing-each", checkpoint="each")
+        await wait_ready(nc, "$SRV.PING.clearing", each)
+        probe.pids["clearing"] = each.proc.pid
+        await closed_point(nc, probe, res, console, plan, plan.each_clients, "each")
+        res.each = (closed_label(plan.each_clients), closed_label(plan.each_clients, "each"))
     finally:
         await nc.close()
 
 
-async def checkpoint_each(mesh: Mesh, server: NatsServer, nc: Client, probe: Probe, res: Results, console: Console,
-                          clients: tuple[int, ...], duration_s: float, warmup_s: float, batched: Child) -> None:
-    """The 16-client point (or the largest count) again on a new clearing process with a write before every step."""
-    n = 16 if 16 in clients else max(clients)
-    mesh.stop(batched)
-    each = spawn_clearing(mesh, server, "clearing-each", checkpoint="each")
-    await wait_ready(nc, "$SRV.PING.clearing", each)
-    probe.pids["clearing"] = each.proc.pid
-    label = f"{n} client{'s' if n > 1 else ''}, each"
-    res.mix[label] = Counter()
-    await measure(probe, res, label, console, partial(
-        closed_loop, nc, PLACE, saga_body(f"e{n}"), clients=n, duration_s=duration_s, warmup_s=warmup_s,
-        check=tally(res.mix[label]), label=label))
-    res.each = (f"{n} client{'s' if n > 1 else ''}", label)
+async def closed_point(nc: Client, probe: Probe, res: Results, console: Console, plan: Plan, n: int,
+                       checkpoint: str = "") -> None:
+    """`n` closed-loop clients for the plan's warm-up and duration."""
+    label = closed_label(n, checkpoint)
+    res.mix[label], res.clients[label] = Counter(), n
+    await measure(probe, res, label, console, plan, partial(
+        closed_loop, nc, PLACE, saga_body(f"{checkpoint or 'c'}{n}"), clients=n, duration_s=plan.duration_s,
+        warmup_s=plan.warmup_s, check=tally(res.mix[label]), label=label))
 
 
 def saga(
@@ -258,6 +243,8 @@ def saga(
                                                help="Refresh BENCHMARKS.md (default: yes unless --quick).")] = None,
     out: Annotated[Path, typer.Option(help="Markdown file to refresh.")] = BENCHMARKS_MD,
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, data).")] = False,
+    wait_quiet_s: Annotated[float, typer.Option("--wait-quiet", help="Wait up to this many seconds before each "
+                                                "point for other processes to go quiet (shared machines).")] = 0.0,
 ) -> None:
     """Saga: place_order sagas/s through clearing (1/16/64 clients), p99 at 200/s, steps, round trips, KV writes."""
     counts = tuple(int(c) for c in clients.split(",") if c.strip())
@@ -270,8 +257,9 @@ def saga(
     report = Report(command=command_line("saga"), date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     machine=machine_info())
     with bench_mesh("qt-bench-saga-", keep=keep, console=console) as mesh:
-        asyncio.run(run(mesh, console, res, clients=counts, duration_s=duration or (1.5 if quick else 5.0),
-                        warmup_s=0.3 if quick else 1.0, rate=rate, open_s=2.0 if quick else 5.0))
+        asyncio.run(run(mesh, console, res, Plan(clients=counts, duration_s=duration or (1.5 if quick else 5.0),
+                                                 warmup_s=0.3 if quick else 1.0, rate=rate,
+                                                 open_s=2.0 if quick else 5.0, quiet_s=wait_quiet_s)))
     report.targets = targets(res)
     report.sections = sections(res)
     report.setup = [

@@ -1,0 +1,329 @@
+"""`qt bench saga` results: the tables, the targets, the bottleneck in words and the BENCHMARKS.md block."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from contracts.clearing import STEPS
+from tooling.bench.report import Report, Section, Target, markdown
+from tooling.bench.saga_probe import PointStats
+from tooling.bench.stats import Run, fmt_ms, fmt_rate, ratio, status
+
+SATURATION_TARGET = 1_000.0
+P99_TARGET_S = 0.005
+PROCESSES = ("clearing", "wallet", "matching", "nats-server", "client")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The TypeScript QuantTrade platform's place-order saga on this machine, as the issue gives it."""
+
+    rate: float
+    p50: float | None
+    p99: float | None
+
+
+PEERS = {1: Peer(27.0, 0.034, 0.099), 16: Peer(39.0, None, 0.662)}
+
+@dataclass
+class Results:
+    """Everything one run measured, keyed by point label."""
+
+    rate: float
+    runs: dict[str, Run] = field(default_factory=dict)
+    points: dict[str, PointStats] = field(default_factory=dict)
+    mix: dict[str, Counter[str]] = field(default_factory=dict)
+    clients: dict[str, int] = field(default_factory=dict)
+    """Closed-loop points: label -> client count."""
+    open_label: str | None = None
+    each: tuple[str, str] | None = None
+    """(default checkpoints point, `QT_SAGA_CHECKPOINT=each` point) at the same client count."""
+
+    def closed(self, *, each: bool = False) -> list[str]:
+        """Closed-loop labels in run order, with or without the `each` point."""
+        return [label for label in self.clients if each or self.each is None or label != self.each[1]]
+
+
+# --- targets and tables ---------------------------------------------------------------------------
+
+
+def targets(res: Results) -> list[Target]:
+    """The issue's two targets against this run."""
+    out = []
+    if res.open_label is not None:
+        run = res.runs[res.open_label]
+        out.append(Target(f"p99 at {res.rate:,.0f} sagas/s (open loop)", "< 5 ms", fmt_ms(run.p99),
+                          run.p99 is not None and run.p99 < P99_TARGET_S and run.errors == 0
+                          and res.rate >= 200))
+    best = _best(res)
+    if best is not None:
+        run = res.runs[best]
+        out.append(Target("saturation: best closed-loop sagas/s", f">= {SATURATION_TARGET:,.0f}/s (25x the peer)",
+                          f"{fmt_rate(run.rate)} ({best})", run.rate >= SATURATION_TARGET))
+    return out
+
+
+def sections(res: Results) -> list[Section]:
+    """The tables, in the order they are printed and written."""
+    out = [_closed(res)]
+    if res.open_label is not None:
+        out.append(_open(res))
+    out += [_cpu(res), _steps(res), _round_trips(res)]
+    if res.each is not None:
+        out.append(_checkpoints(res, *res.each))
+    return out
+
+
+def _closed(res: Results) -> Section:
+    s = Section("Closed loop: `clearing.place_order` over NATS (msgpack), half crossing, half resting",
+                ["clients", "checkpoints", "sagas/s", "p50", "p99", "p99.9", "completed", "errors",
+                 "peer sagas/s", "peer p50", "peer p99", "ours/peer sagas/s", "ours/peer p99"])
+    for label in res.closed(each=True):
+        run, n = res.runs[label], res.clients[label]
+        peer = PEERS.get(n)
+        s.add(str(n), "each" if res.each and label == res.each[1] else "default", fmt_rate(run.rate),
+              fmt_ms(run.p50), fmt_ms(run.p99), fmt_ms(run.p999), f"{run.ok:,}", str(run.errors),
+              fmt_rate(peer.rate if peer else None), fmt_ms(peer.p50 if peer else None),
+              fmt_ms(peer.p99 if peer else None), ratio(run.rate, peer.rate if peer else None),
+              ratio(run.p99, peer.p99 if peer else None))
+    s.notes.append(_mix(res))
+    s.notes.append("Peer: the TypeScript QuantTrade platform's place-order saga (HTTP services over its SQLite "
+                   "broker) measured on this machine, numbers as the issue gives them (not re-run here): 27 "
+                   "sagas/s with one client (p50 34 ms, p99 99 ms), 39 sagas/s with 16 clients (p99 662 ms).")
+    s.notes.append("Latencies are client-observed (request sent to reply decoded), successes only; an error is "
+                   "any error reply, timeout or saga that did not complete.")
+    return s
+
+
+def _mix(res: Results) -> str:
+    total: Counter[str] = Counter()
+    for counts in res.mix.values():
+        total.update(counts)
+    crossing = sum(v for k, v in total.items() if k.startswith("crossing "))
+    resting = sum(v for k, v in total.items() if k.startswith("resting "))
+    errors = {k: v for k, v in total.items() if k.startswith(("error ", "saga "))}
+    text = (f"Answered over all points (warm-ups included): {crossing:,} crossing orders, "
+            f"{total['crossing filled'] / max(crossing, 1):.1%} of them filled; {resting:,} resting orders, "
+            f"{total['resting new'] / max(resting, 1):.1%} of them resting untouched; {total['fills']:,} fills.")
+    others = {k: v for k, v in total.items() if k not in ("crossing filled", "resting new", "fills")}
+    if others:
+        text += " Other outcomes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(others.items())) + "."
+    if not errors:
+        text += " No errors."
+    return text
+
+
+def _open(res: Results) -> Section:
+    assert res.open_label is not None
+    run = res.runs[res.open_label]
+    s = Section("Open loop (latency from the scheduled send time)",
+                ["offered", "achieved", "p50", "p99", "p99.9", "errors", "target"])
+    met = run.p99 is not None and run.p99 < P99_TARGET_S and run.errors == 0
+    s.add(fmt_rate(res.rate), fmt_rate(run.rate), fmt_ms(run.p50), fmt_ms(run.p99), fmt_ms(run.p999),
+          str(run.errors), f"p99 < 5 ms at 200/s: {status(met)}" if res.rate >= 200 else "-")
+    s.notes.append("Fixed-interval arrivals: saga k is scheduled at t0 + k/rate and sent without waiting for "
+                   "replies; a late reply or a late send counts from the schedule (no coordinated omission). "
+                   "Resting and crossing orders alternate, spread over 16 pseudo-clients' accounts.")
+    return s
+
+
+def _cpu(res: Results) -> Section:
+    nproc = len(os.sched_getaffinity(0))
+    s = Section("CPU per saga by process (µs; warm-up included)",
+                ["point", "sagas/s", "clearing", "wallet", "matching", "nats-server", "bench client", "total",
+                 "cores used (ours)", "others (cores)", f"ceiling on {nproc} cores"])
+    for label, p in res.points.items():
+        total = sum(p.cpu_us.get(name, 0.0) for name in PROCESSES)
+        s.add(label, fmt_rate(res.runs[label].rate), *(f"{p.cpu_us.get(name, 0.0):,.0f}" for name in PROCESSES),
+              f"{total:,.0f}", f"{sum(p.cores.values()):.2f}", f"{p.others:.2f}",
+              fmt_rate(nproc * 1e6 / total if total else None))
+    s.notes.append("CPU seconds of each process over the point (/proc), divided by the sagas clearing finished "
+                   "in it. `ceiling`: sagas/s if every core of the machine did nothing but this work at this "
+                   "CPU cost per saga; one process cannot use more than one core (one event loop, one GIL), so "
+                   "1 s / its own µs per saga also bounds the whole.")
+    return s
+
+
+def _steps(res: Results) -> Section:
+    s = Section("Where a saga's time goes: clearing's `qt_saga_step_seconds` and `qt_saga_seconds`",
+                ["point", "step", "runs/saga", "mean", "p50 ≈", "p99 ≈", "time per saga", "share of saga"])
+    for label, p in res.points.items():
+        saga_mean = p.saga.mean or 0.0
+        first = True
+        spent = 0.0
+        for step, t in p.steps.items():
+            per = t.total / p.sagas
+            spent += per
+            s.add(label if first else "", f"`{step}`", f"{t.count / p.sagas:.2f}", fmt_ms(t.mean), fmt_ms(t.p50),
+                  fmt_ms(t.p99), fmt_ms(per), f"{per / saga_mean:.0%}" if saga_mean else "-")
+            first = False
+        rest = max(0.0, saga_mean - spent)
+        s.add("", "KV writes and bookkeeping (saga minus steps)", "-", "-", "-", "-", fmt_ms(rest),
+              f"{rest / saga_mean:.0%}" if saga_mean else "-")
+        s.add("", "whole saga, created to final (completed)", "1.00", fmt_ms(p.saga.mean), fmt_ms(p.saga.p50),
+              fmt_ms(p.saga.p99), fmt_ms(saga_mean), "100%")
+        s.add("", "`place_order` handler, decode to reply", "1.00", fmt_ms(p.handler.mean), fmt_ms(p.handler.p50),
+              fmt_ms(p.handler.p99), "-", "-")
+    s.notes.append("Histograms scraped from `clearing.metrics` before and after each point; the difference of "
+                   "the cumulative buckets gives the counts, and p50/p99 are interpolated inside the buckets "
+                   "(bounds 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25 ms, ...): estimates, not samples. "
+                   "`time per saga` = the step's total time / sagas (a step a saga skips counts as 0).")
+    s.notes.append("A step's time is its body only: the wallet/matching requests or TRADES publishes it awaits. "
+                   "The KV writes of the `sagas` record (create, the checkpoints, the final record) happen between "
+                   "steps, so they are in `saga minus steps`.")
+    return s
+
+
+def _round_trips(res: Results) -> Section:
+    labels = list(res.points)
+    s = Section("NATS round trips per saga (requests served by wallet and matching, TRADES publishes, KV writes)",
+                ["round trip", *labels])
+    names = sorted({name for p in res.points.values() for name in p.calls})
+    for name in names:
+        s.add(f"`{name}`", *(f"{res.points[label].calls.get(name, 0.0):.2f}" for label in labels))
+    s.add("TRADES publishes (ack awaited)", *(f"{res.points[label].trades:.2f}" for label in labels))
+    s.add("`sagas` KV writes (`qt_saga_kv_writes`)", *(f"{res.points[label].kv_writes:.2f}" for label in labels))
+    s.add("**total**", *(f"**{res.points[label].round_trips:.2f}**" for label in labels))
+    s.notes.append("Requests: deltas of each endpoint's `num_requests` in `$SRV.STATS` over the sagas clearing "
+                   "finished (seeding excluded, warm-up included). They include the EXEC worker's releases for "
+                   "orders the engine cancelled (none here: no IOC, no self-trade) and `matching.order` reads "
+                   "when a fill completes the maker (its hold's leftover is released in the same settle).")
+    s.notes.append("A resting saga is hold + submit + 2 KV writes (create, final); a crossing one adds a settle "
+                   "per fill, a TRADES publish per fill, a release of a BUY's excess hold, and the checkpoint "
+                   "before process_fills. The matching node's own journal publish per order is not counted.")
+    return s
+
+
+def _checkpoints(res: Results, batched: str, each: str) -> Section:
+    a, b = res.points[batched], res.points[each]
+    ra, rb = res.runs[batched], res.runs[each]
+    s = Section(f"Checkpoint modes side by side ({batched})", ["", "default (batched)", "`QT_SAGA_CHECKPOINT=each`",
+                                                                "each / default"])
+    s.add("sagas/s", fmt_rate(ra.rate), fmt_rate(rb.rate), ratio(rb.rate, ra.rate))
+    for name in ("p50", "p99", "p999"):
+        x, y = getattr(ra, name), getattr(rb, name)
+        s.add(name.replace("p999", "p99.9"), fmt_ms(x), fmt_ms(y), ratio(y, x))
+    s.add("KV writes per saga", f"{a.kv_writes:.2f}", f"{b.kv_writes:.2f}", ratio(b.kv_writes, a.kv_writes))
+    s.add("round trips per saga", f"{a.round_trips:.2f}", f"{b.round_trips:.2f}", ratio(b.round_trips, a.round_trips))
+    s.add("whole saga mean (clearing)", fmt_ms(a.saga.mean), fmt_ms(b.saga.mean), ratio(b.saga.mean, a.saga.mean))
+    for step in STEPS:
+        x, y = a.steps[step].mean, b.steps[step].mean
+        s.add(f"`{step}` mean", fmt_ms(x), fmt_ms(y), ratio(y, x))
+    for name in ("clearing", "nats-server"):
+        x, y = a.cpu_us.get(name), b.cpu_us.get(name)
+        s.add(f"{name} CPU per saga", f"{x or 0:,.0f} µs", f"{y or 0:,.0f} µs", ratio(y, x))
+    s.notes.append("`each` writes the saga record before every step (and compensation); the default writes it "
+                   "at creation, before process_fills when there are fills, and when final. Same wallet, "
+                   "matching and server; a second clearing process.")
+    return s
+
+
+# --- the bottleneck, in words ---------------------------------------------------------------------
+
+
+def _best(res: Results) -> str | None:
+    closed = res.closed()
+    return max(closed, key=lambda label: res.runs[label].rate) if closed else None
+
+
+def why(res: Results) -> str | None:
+    """One paragraph on what limits the saga, from this run's own numbers."""
+    best = _best(res)
+    if best is None:
+        return None
+    parts = [_latency_floor(res), _throughput(res, best), _open_loop(res, best), _checkpoint_cost(res)]
+    missed = [t for t in targets(res) if not t.met]
+    head = "**Why missed:** " if missed else "**Where the time goes:** "
+    return "> " + head + "; ".join(part for part in parts if part) + "."
+
+
+def _components(p: PointStats) -> dict[str, float]:
+    """Seconds per saga of each step and of what lies between them (the KV writes), in clearing."""
+    per = {f"`{step}`": t.total / p.sagas for step, t in p.steps.items()}
+    per["the `sagas` KV writes and bookkeeping"] = max(0.0, (p.saga.mean or 0.0) - sum(per.values()))
+    return per
+
+
+def _latency_floor(res: Results) -> str | None:
+    """The least-loaded closed point: a saga is a chain of durable round trips."""
+    closed = res.closed()
+    if not closed:
+        return None
+    label = min(closed, key=lambda name: res.clients[name])
+    p, run = res.points[label], res.runs[label]
+    if not p.saga.mean:
+        return None
+    per = _components(p)
+    return (f"with {label} a saga takes {fmt_ms(run.p50)} at p50 end to end because it is a chain of "
+            f"{p.round_trips:.2f} NATS round trips in sequence ({fmt_ms(p.saga.mean / p.round_trips)} each on "
+            "average), nearly all of them durable writes that wait for an fsync (the wallet's FULL group commit, "
+            "the engine's journal append, TRADES and the `sagas` bucket under `sync_interval: always`): "
+            + ", ".join(f"{name} {fmt_ms(v)}" for name, v in per.items())
+            + f" of a {fmt_ms(p.saga.mean)} saga; so a 5 ms p99 is out of reach at any rate with this many "
+            "durable hops in series")
+
+
+def _throughput(res: Results, best: str) -> str:
+    """The most loaded point: CPU per saga by process against the machine's cores, and where time goes."""
+    p, run = res.points[best], res.runs[best]
+    nproc = len(os.sched_getaffinity(0))
+    total = sum(p.cpu_us.get(name, 0.0) for name in PROCESSES)
+    heaviest = max(("clearing", "wallet", "matching", "nats-server"), key=lambda name: p.cpu_us.get(name, 0.0))
+    ours = sum(p.cores.values())
+    busy = (ours + p.others) / nproc
+    verdict = "because the machine's CPU is used up" if busy > 0.85 else "with CPU left over (waits, not work)"
+    text = (f"throughput tops out at {fmt_rate(run.rate)} ({best}) {verdict}: our processes used {ours:.2f} of "
+            f"{nproc} cores and other processes {p.others:.2f} ({busy:.0%} busy); "
+            + ", ".join(f"{name} {p.cpu_us.get(name, 0.0):,.0f} µs" for name in PROCESSES)
+            + f" of CPU per saga, {total:,.0f} µs in all, which caps {nproc} cores near "
+            f"{fmt_rate(nproc * 1e6 / total if total else None)}; the heaviest process is {heaviest} "
+            f"({p.cpu_us.get(heaviest, 0.0):,.0f} µs per saga on one event loop: at most "
+            f"{fmt_rate(1e6 / p.cpu_us[heaviest] if p.cpu_us.get(heaviest) else None)} on its own)")
+    per = _components(p)
+    if p.saga.mean:
+        ranked = sorted(per.items(), key=lambda kv: kv[1], reverse=True)
+        text += (f"; of the {fmt_ms(p.saga.mean)} a saga spends in clearing there, "
+                 + ", ".join(f"{name} {fmt_ms(v)} ({v / p.saga.mean:.0%})" for name, v in ranked))
+    calls = ", ".join(f"{name} {v:.2f}" for name, v in sorted(p.calls.items()))
+    return text + (f"; the {p.round_trips:.2f} round trips per saga are {calls}, TRADES {p.trades:.2f} and KV "
+                   f"{p.kv_writes:.2f}, each a Python request/reply on both ends plus a nats-server hop")
+
+
+def _open_loop(res: Results, best: str) -> str | None:
+    if res.open_label is None:
+        return None
+    o, p = res.runs[res.open_label], res.points[res.open_label]
+    if o.p99 is None or o.p99 < P99_TARGET_S:
+        return None
+    over = res.runs[best].rate < res.rate
+    return (f"at {fmt_rate(res.rate)} offered p99 is {fmt_ms(o.p99)} (p50 {fmt_ms(o.p50)}; clearing's own saga p99 "
+            f"{fmt_ms(p.saga.p99)})" + (f": {fmt_rate(res.rate)} is above the {fmt_rate(res.runs[best].rate)} "
+                                        "the mesh sustained closed-loop, so the queue grows for the whole run"
+                                        if over else ""))
+
+
+def _checkpoint_cost(res: Results) -> str | None:
+    if res.each is None:
+        return None
+    a, b = res.points[res.each[0]], res.points[res.each[1]]
+    ra, rb = res.runs[res.each[0]], res.runs[res.each[1]]
+    extra = b.kv_writes - a.kv_writes
+    text = (f"`QT_SAGA_CHECKPOINT=each` writes {b.kv_writes:.2f} KV records per saga instead of {a.kv_writes:.2f} "
+            f"and runs at {ratio(rb.rate, ra.rate)} the sagas/s of the default at {res.each[0]}")
+    if extra > 0 and a.saga.mean and b.saga.mean:
+        text += (f" (+{fmt_ms((b.saga.mean - a.saga.mean) / extra)} of saga time and "
+                 f"+{(b.cpu_us.get('clearing', 0.0) - a.cpu_us.get('clearing', 0.0)) / extra:,.0f} µs of clearing "
+                 "CPU per extra write)")
+    return text
+
+
+def block(report: Report, reason: str | None) -> str:
+    """The `qt bench saga` block: the shared markdown layout under this bench's own title, `why` after the targets."""
+    lines = markdown(report).splitlines()[1:-1]  # the wallet markers: write_benchmarks puts the saga ones
+    text = "\n".join(lines).strip().replace("## `qt bench wallet`", "## `qt bench saga`", 1)
+    if reason and report.sections:
+        first = f"\n### {report.sections[0].title}"
+        text = text.replace(first, f"\n{reason}\n{first}", 1)
+    return text + "\n"
