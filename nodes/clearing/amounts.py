@@ -87,16 +87,13 @@ def settle_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> lis
     (buyer, buy_order), (seller, sell_order) = _parties(fill)
     quote, buyer_fee, seller_fee = fees_of(spec, fill)
     qty = int(fill["qty"])
-    legs = [
+    legs = _nonzero([
         {"kind": "debit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee, "hold_id": buy_order},
         {"kind": "credit", "account": buyer, "asset": spec.base, "amount": qty},
         {"kind": "debit", "account": seller, "asset": spec.base, "amount": qty, "hold_id": sell_order},
-    ]
-    if quote - seller_fee > 0:
-        legs.append({"kind": "credit", "account": seller, "asset": spec.quote, "amount": quote - seller_fee})
-    if buyer_fee + seller_fee > 0:
-        legs.append({"kind": "credit", "account": fee_account, "asset": spec.quote,
-                     "amount": buyer_fee + seller_fee})
+        {"kind": "credit", "account": seller, "asset": spec.quote, "amount": quote - seller_fee},
+        {"kind": "credit", "account": fee_account, "asset": spec.quote, "amount": buyer_fee + seller_fee},
+    ])
     if fill["taker_side"] == Side.SELL:  # the maker buys: its price rounding and fee headroom shrink
         keep = total_debits(spec, Side.BUY, fill["price"], fill["maker_executed_value"], 0,
                             int(fill["maker_remaining"]))
@@ -112,14 +109,15 @@ def bust_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> list[
     (buyer, _), (seller, _) = _parties(fill)
     quote, buyer_fee, seller_fee = fees_of(spec, fill)
     qty = int(fill["qty"])
-    legs = [
+    return _nonzero([
         {"kind": "charge", "account": buyer, "asset": spec.base, "amount": qty},
         {"kind": "credit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee},
         {"kind": "credit", "account": seller, "asset": spec.base, "amount": qty},
-    ]
-    if quote - seller_fee > 0:
-        legs.append({"kind": "charge", "account": seller, "asset": spec.quote, "amount": quote - seller_fee})
-    if buyer_fee + seller_fee > 0:
-        legs.append({"kind": "charge", "account": fee_account, "asset": spec.quote,
-                     "amount": buyer_fee + seller_fee})
-    return legs
+        {"kind": "charge", "account": seller, "asset": spec.quote, "amount": quote - seller_fee},
+        {"kind": "charge", "account": fee_account, "asset": spec.quote, "amount": buyer_fee + seller_fee},
+    ])
+
+
+def _nonzero(legs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # a tiny fill can round to no quote at all (e.g. one satoshi): such legs move nothing
+    return [leg for leg in legs if leg["amount"] > 0]

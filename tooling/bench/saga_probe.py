@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.clearing import STEPS
-from contracts.subjects import TRADES_STREAM, clearing_subject
+from contracts.subjects import CLEARING_EXEC_CONSUMER, EXEC_STREAM, TRADES_STREAM, clearing_subject
 from tooling.bench.mesh import cpu_seconds, machine_busy_seconds
 from tooling.ops import discover
 
@@ -32,6 +32,8 @@ class Snapshot:
     """`<service>.<endpoint>` -> requests served since the instance started (`$SRV.STATS`)."""
     trades: int
     """Messages in TRADES."""
+    exec_delivered: int
+    """Execution reports delivered to clearing's EXEC worker (its durable consumer's sequence)."""
     cpu: dict[str, float]
     """CPU seconds of each of our processes."""
     busy: float
@@ -67,6 +69,8 @@ class PointStats:
     kv_writes: float
     calls: dict[str, float]
     trades: float
+    exec_reports: float
+    """EXEC reports clearing's release worker fetched and acked: off the saga's path, not in `round_trips`."""
     cpu_us: dict[str, float]
     cores: dict[str, float]
     others: float
@@ -98,15 +102,17 @@ class Probe:
     def _cpu(self) -> dict[str, float]:
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
-    async def _counters(self) -> tuple[str, dict[str, int], int]:
+    async def _counters(self) -> tuple[str, dict[str, int], int, int]:
         metrics = (await self.nc.request(clearing_subject("metrics"), b"", timeout=10)).data.decode()
         calls: dict[str, int] = Counter()
         for instance in await discover(self.nc, wait_s=0.3):
             stats = instance.get("stats") or {}
             for endpoint in stats.get("endpoints") or []:
                 calls[f"{stats.get('name')}.{endpoint.get('name')}"] += int(endpoint.get("num_requests") or 0)
-        trades = (await self.nc.jetstream().stream_info(TRADES_STREAM)).state.messages
-        return metrics, dict(calls), trades
+        js = self.nc.jetstream()
+        trades = (await js.stream_info(TRADES_STREAM)).state.messages
+        delivered = (await js.consumer_info(EXEC_STREAM, CLEARING_EXEC_CONSUMER)).delivered
+        return metrics, dict(calls), trades, (delivered.consumer_seq if delivered else 0) or 0
 
 
 def samples(text: str) -> dict[Sample, float]:
@@ -154,6 +160,7 @@ def point_stats(before: Snapshot, after: Snapshot) -> PointStats:
         handler=timing(delta, "qt_request_seconds", "endpoint", "place_order"),
         kv_writes=delta.get(("qt_saga_kv_writes_total", ()), 0.0) / sagas, calls=calls,
         trades=(after.trades - before.trades) / sagas,
+        exec_reports=(after.exec_delivered - before.exec_delivered) / sagas,
         cpu_us={name: seconds / sagas * 1e6 for name, seconds in used.items()},
         cores={name: seconds / wall for name, seconds in used.items()},
         others=max(0.0, after.busy - before.busy - sum(used.values())) / wall,
