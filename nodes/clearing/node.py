@@ -118,7 +118,7 @@ class ClearingNode:
         if revision is None:
             saga = await self._first(saga)
         else:
-            saga = await self.runner.drive(saga, revision)
+            saga = await self.runner.drive(saga, revision, reply_first=True)
         return _outcome(saga)
 
     async def _first(self, mine: SagaRecord) -> SagaRecord:
@@ -242,6 +242,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     if recovery_task in done and recovery_task.exception():
         log.error("clearing stopping", extra=kv(reason=repr(recovery_task.exception())))
     await service.stop()
+    await runner.flush()
     await worker.stop()
     stop.set()
     await asyncio.wait({recovery_task}, timeout=5)

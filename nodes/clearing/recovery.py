@@ -51,6 +51,8 @@ class Recovery:
                 if entry.value is None or entry.operation is not None:
                     self.open.pop(entry.key, None)
                     continue
+                if entry.key in self.runner.driving:  # ours, in hand: no need to decode our own writes
+                    continue
                 saga = decode(entry.value)
                 if saga.status in FINAL_STATUSES:
                     self.open.pop(saga.saga_id, None)

@@ -1,10 +1,11 @@
 """Drives a saga record through the pure state machine: persist, run the body, retry, compensate.
 
 What is persisted, and when: the saga is created (CAS create) with reserve_funds started; it is
-written again before process_fills when there are fills to settle (the fills are then on record),
-when it turns to compensating, and when it is final. The other steps run without a write of their
-own: each is idempotent by its op_id, so a saga recovered from its last record re-runs them and
-gets the first answers back. `QT_SAGA_CHECKPOINT=each` writes before every step instead.
+written again when it turns to compensating (the decision to unwind must survive a crash) and
+when it is final (after the reply to place_order: see `drive`). The steps in between run without
+a write of their own: each is idempotent by its op_id, so a saga recovered from its last record
+re-runs them and gets the first answers back. `QT_SAGA_CHECKPOINT=each` also writes before every
+step and compensation, for step-by-step visibility while a saga runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nats.errors import Error as NatsError
 from prometheus_client import Counter, Histogram
 
 from contracts.clearing import FINAL_STATUSES, SagaRecord, SagaStatus
@@ -53,6 +55,7 @@ class SagaRunner:
         self.checkpoint_each = checkpoint_each
         self.crash_at = crash_at
         self.driving: set[str] = set()
+        self._finishing: set[asyncio.Task[None]] = set()
         registry = metrics.registry
         self.step_seconds = Histogram("qt_saga_step_seconds", "Saga step and compensation time", ["step"],
                                       buckets=LATENCY_BUCKETS, registry=registry)
@@ -76,32 +79,57 @@ class SagaRunner:
         self.kv_writes.inc()
         return revision
 
-    async def drive(self, saga: SagaRecord, revision: int) -> SagaRecord:
-        """Run the saga until it is final; `SagaConflict` if another instance took it over."""
+    async def drive(self, saga: SagaRecord, revision: int, *, reply_first: bool = False) -> SagaRecord:
+        """Run the saga until it is final; `SagaConflict` if another instance took it over.
+
+        With `reply_first` the final record is written after this returns: every effect is durable
+        already (wallet, engine, TRADES), so a crash before that write only makes recovery re-run
+        idempotent steps to the same outcome, and the caller does not wait for one more KV write.
+        """
         if saga.saga_id in self.driving:
             raise SagaConflict(saga.saga_id)
         self.driving.add(saga.saga_id)
         try:
-            return await self._drive(saga, revision)
+            state = await self._drive(saga, revision)
+        except BaseException:
+            self.driving.discard(saga.saga_id)
+            raise
+        if not reply_first:
+            await self._finish(saga, state)
+            return saga
+        task = asyncio.create_task(self._finish(saga, state))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        return saga
+
+    async def flush(self) -> None:
+        """Wait for final records still being written (on shutdown)."""
+        if self._finishing:
+            await asyncio.wait(set(self._finishing), timeout=10)
+
+    async def _finish(self, saga: SagaRecord, state: dict[str, Any]) -> None:
+        try:
+            await self._persist(saga, state)
+        except Exception as exc:  # recovery re-drives it from the last record to the same end
+            log.warning("final saga write failed", extra=kv(saga=saga.saga_id, error=repr(exc)))
+            return
         finally:
             self.driving.discard(saga.saga_id)
+        self.saga_seconds.labels(str(saga.status)).observe((time.time_ns() - saga.created_ns) / 1e9)
+        log.info("saga final", extra=kv(saga=saga.saga_id, status=saga.status, error=(saga.error or {}).get("code")))
 
-    async def _drive(self, saga: SagaRecord, revision: int) -> SagaRecord:
+    async def _drive(self, saga: SagaRecord, revision: int) -> dict[str, Any]:
         state = {"revision": revision, "written": time.monotonic()}
         fresh = saga.steps[0].attempts == 1 and saga.status is SagaStatus.IN_PROGRESS
         while True:
             action = machine.next_action(saga)
             if action.kind == "final":
-                await self._persist(saga, state)
-                self.saga_seconds.labels(str(saga.status)).observe((time.time_ns() - saga.created_ns) / 1e9)
-                log.info("saga final", extra=kv(saga=saga.saga_id, status=saga.status,
-                                                error=(saga.error or {}).get("code")))
-                return saga
+                return state
             name = action.name
             if action.kind == "step":
                 if not (fresh and name == "reserve_funds"):
                     machine.start(saga, name, time.time_ns())
-                    if self._checkpoint_before(saga, name):
+                    if self.checkpoint_each:
                         await self._persist(saga, state)
                 fresh = False
                 if machine.injected_before(saga, name):
@@ -132,10 +160,6 @@ class SagaRunner:
                 self._maybe_crash(f"compensate:{name}")
                 machine.done(saga, name, result, time.time_ns())
 
-    def _checkpoint_before(self, saga: SagaRecord, name: str) -> bool:
-        # process_fills is the first step whose input (the engine's fills) is worth having on record
-        return self.checkpoint_each or (name == "process_fills" and bool(machine.taker_fills(saga)))
-
     async def _run(self, body: Body, saga: SagaRecord, name: str, state: dict[str, Any]) -> dict[str, Any]:
         """Run a body until it answers; transient failures (dependency down) are retried forever,
         renewing the saga's lease so no other instance takes it over meanwhile."""
@@ -150,7 +174,7 @@ class SagaRunner:
                 if exc.code not in TRANSIENT:
                     raise
                 log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=exc.code))
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, NatsError) as exc:  # TRADES publish: server busy or away
                 log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=repr(exc)))
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, 2.0)
@@ -176,14 +200,15 @@ class SagaRunner:
 
 
 def claimable(saga: SagaRecord, owner: str, now_ms: int) -> bool:
-    """Whether another instance may take this saga over: not final, and its driver's lease lapsed
-    or its driver was a process on this host that is gone."""
+    """Whether an instance not driving this saga may take it over: not final, and its driver's
+    lease lapsed (even if that driver was this instance, whose task then died) or its driver was a
+    process on this host that is gone."""
     if saga.status in FINAL_STATUSES:
-        return False
-    if saga.owner == owner:
         return False
     if saga.lease_until_ms < now_ms:
         return True
+    if saga.owner == owner:
+        return False
     host, _, pid = saga.owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False

@@ -67,10 +67,11 @@ class SagaSteps:
     async def settle(self, saga: SagaRecord) -> dict[str, Any]:
         """Publish the settled trades, then release what the order no longer needs."""
         fills = taker_fills(saga)
-        await asyncio.gather(*(self._publish(saga, fill, "trade") for fill in fills))
+        work = [self._publish(saga, fill, "trade") for fill in fills]
         keep = amounts.of_order(instrument(saga.instrument), saga.order or {"side": saga.side})
         if keep < saga.hold_amount:  # a plain resting order needs all of its hold: no call at all
-            await self._release(saga.account, saga.hold_asset, saga.order_id, keep, saga.step("settle").op_id)
+            work.append(self._release(saga.account, saga.hold_asset, saga.order_id, keep, saga.step("settle").op_id))
+        await asyncio.gather(*work)
         return {"published": [f["trade_id"] for f in fills], "hold_kept": keep}
 
     # --- compensations --------------------------------------------------------------------------------
