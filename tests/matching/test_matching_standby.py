@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from contracts.errors import QtError
+from contracts.errors import ErrorCode, QtError
+from contracts.instruments import INSTRUMENTS
 from contracts.rpc import call
 from tests.conftest import wait_for_service
 from tests.matching.journal_replay import exec_reports, replay_journal
@@ -20,12 +21,13 @@ from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
 
 MID = 345_000
+TICK = INSTRUMENTS["ETH-USD"].tick
 
 
 def _order(i: int) -> dict:
     side = "BUY" if i % 2 else "SELL"
     return {"order_id": f"e{i}", "account": f"acct{i % 5}", "instrument": "ETH-USD", "side": side,
-            "price": MID + (i % 7) * (-1 if side == "BUY" else 1) + (3 if i % 11 == 0 else 0),
+            "price": MID + TICK * ((i % 7) * (-1 if side == "BUY" else 1) + (3 if i % 11 == 0 else 0)),
             "qty": 10_000 * (1 + i % 4)}
 
 
@@ -34,7 +36,9 @@ async def _submit_until_done(nc: Client, body: dict) -> dict:
     for _ in range(200):
         try:
             return await call(nc, "matching.submit", body, timeout=2)
-        except QtError:
+        except QtError as exc:  # only "no engine right now" is worth retrying
+            if exc.code not in (ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT):
+                raise
             await asyncio.sleep(0.1)
     raise AssertionError(f"{body['order_id']} never answered")
 
