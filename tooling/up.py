@@ -29,6 +29,9 @@ DEMO_ACCOUNTS = ("alice", "bob", "carol", "dan", "mm1", "mm2")
 #: Decimal strings at each asset's scale (contracts/money.py): USD 2, AAPL 4, BTC 8.
 DEMO_FUNDS = (("USD", "100000.00"), ("AAPL", "100.0000"), ("BTC", "2.00000000"))
 READY_TIMEOUT_S = 60.0
+#: Instances per node; clearing is stateless (sagas live in the bucket), so two share its load and
+#: each recovers the other's sagas if it dies.
+REPLICAS = {"clearing": 2}
 
 
 def discover_nodes(root: Path = REPO_ROOT) -> list[tuple[str, str]]:
@@ -46,12 +49,14 @@ def service_name(node: str) -> str | None:
 
 
 def child_specs(nodes: Iterable[tuple[str, str]], nats_url: str, data_dir: Path) -> list[ChildSpec]:
-    """How the supervisor starts each node: `python -m <module>` with the platform's env."""
+    """How the supervisor starts each node: `python -m <module>` with the platform's env; stateless
+    nodes run `REPLICAS` instances (`clearing`, `clearing2`) in one queue group."""
     env = dict(os.environ, QT_NATS_URL=nats_url, QT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
     env.pop("QT_NKEY_SEED", None)  # each node finds its own role's seed under the data dir
     return [
-        ChildSpec(name, (sys.executable, "-m", module), env, REPO_ROOT, data_dir / "logs" / f"{name}.log")
+        ChildSpec(tag, (sys.executable, "-m", module), env, REPO_ROOT, data_dir / "logs" / f"{tag}.log")
         for name, module in nodes
+        for tag in [name if n == 1 else f"{name}{n}" for n in range(1, REPLICAS.get(name, 1) + 1)]
     ]
 
 

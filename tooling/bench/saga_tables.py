@@ -195,9 +195,10 @@ def _round_trips(res: Results) -> Section:
     s.notes.append("Off the saga's path, clearing also takes every execution report from EXEC (its worker "
                    "releases the holds of orders the engine cancelled; here it finds none) and, through its "
                    "recovery watcher, receives every `sagas` KV write back and decodes it.")
-    s.notes.append("A resting saga is hold + submit + 2 KV writes (create, final); a crossing one adds a settle "
-                   "per fill, a TRADES publish per fill, a release of a BUY's excess hold, and the checkpoint "
-                   "before process_fills. The matching node's own journal publish per order is not counted.")
+    s.notes.append("A resting saga is hold + submit + 2 KV writes (create, final; the final one after the "
+                   "reply); a crossing one adds a settle per fill and a TRADES publish per fill, with the "
+                   "release of a BUY's excess hold sent alongside the publish. The matching node's own journal "
+                   "publish per order is not counted.")
     return s
 
 
@@ -220,7 +221,7 @@ def _checkpoints(res: Results, batched: str, each: str) -> Section:
         x, y = a.cpu_us.get(name), b.cpu_us.get(name)
         s.add(f"{name} CPU per saga", f"{x or 0:,.0f} µs", f"{y or 0:,.0f} µs", ratio(y, x))
     s.notes.append("`each` writes the saga record before every step (and compensation); the default writes it "
-                   "at creation, before process_fills when there are fills, and when final. Same wallet, "
+                   "at creation, when it turns to compensating, and when final (after the reply). Same wallet, "
                    "matching and server; a second clearing process.")
     return s
 
