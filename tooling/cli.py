@@ -64,6 +64,14 @@ def up(
         fail(exc)
 
 
+@app.command(name="seed")
+def seed_command(ctx: typer.Context, nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
+    """Demo accounts, 15-level books on every instrument and a few hundred trades (idempotent)."""
+    from tooling.seed import seed  # only this command needs it
+
+    run(target(ctx, nats_url, data_dir), lambda nc: seed(nc, out))
+
+
 @app.command()
 def services(
     ctx: typer.Context,

@@ -19,15 +19,11 @@ from rich.console import Console
 from contracts.credentials import nkey_seed_path
 from contracts.errors import ErrorCode, QtError
 from contracts.jetstream import ensure_all
-from contracts.subjects import wallet_subject
-from contracts.wallet import Deposit
 from tooling.natsserver import REPO_ROOT, NatsServer
-from tooling.ops import Target, connect, request
+from tooling.ops import Target, connect
+from tooling.seed import seed
 from tooling.supervisor import ChildSpec, Supervisor, describe_exit, say
 
-DEMO_ACCOUNTS = ("alice", "bob", "carol", "dan", "mm1", "mm2")
-#: Decimal strings at each asset's scale (contracts/money.py): USD 2, AAPL 4, BTC 8.
-DEMO_FUNDS = (("USD", "100000.00"), ("AAPL", "100.0000"), ("BTC", "2.00000000"))
 READY_TIMEOUT_S = 60.0
 #: Instances per node; clearing is stateless (sagas live in the bucket), so two share its load and
 #: each recovers the other's sagas if it dies.
@@ -76,24 +72,6 @@ async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeo
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.1)
     return waiting
-
-
-async def seed(nc: Client, console: Console) -> None:
-    """Demo money with fixed op_ids: a second `qt up` replays the first answers, adds nothing."""
-    done = 0
-    for account in DEMO_ACCOUNTS:
-        for asset, amount in DEMO_FUNDS:
-            command = Deposit.model_validate(
-                {"account": account, "asset": asset, "amount": amount, "op_id": f"seed:{account}:{asset}"},
-                context={"wire": "json"},
-            )
-            try:
-                await request(nc, wallet_subject("deposit"), command)
-                done += 1
-            except QtError as exc:
-                say(console, f"seed {account} {asset}: error {exc.code}: {exc.message}")
-    say(console, f"seed: {done} deposits ensured for {', '.join(DEMO_ACCOUNTS)} "
-                 f"({', '.join(f'{a} {v}' for a, v in DEMO_FUNDS)}; op_id seed:<account>:<asset>)")
 
 
 def summary(server: NatsServer, supervisor: Supervisor, data_dir: Path, console: Console) -> None:
@@ -155,7 +133,7 @@ async def bring_up(nc: Client, supervisor: Supervisor, services: list[str], stop
     supervisor.start()
     missing = await wait_ready(nc, services, stop, READY_TIMEOUT_S)
     if seed_demo and "wallet" in services and "wallet" not in missing and not stop.is_set():
-        await seed(nc, console)
+        await seed(nc, console, books="clearing" in services and "clearing" not in missing)
     return missing
 
 

@@ -101,7 +101,11 @@ def test_seed_is_idempotent_across_restarts(tmp_path: Path, platforms: list[QtUp
     platforms.append(first)
     first.wait_ready()
     assert usd_available(first) == "100000.00"
-    assert usd_available(first, "mm2") == "100000.00"
+    assert usd_available(first, "carol") == "100000.00"
+    book = first.qt("book", "AAPL", "--depth", "15")
+    # 15 levels a side of 50 shares; the seeded trades took 30 from each side's best level
+    assert book.returncode == 0 and book.stdout.count("50.0000") == 28 and book.stdout.count("20.0000") == 2, \
+        book.stdout
     assert first.interrupt() == 0
 
     second = QtUp(data, seed=True).start()
