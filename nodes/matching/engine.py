@@ -174,20 +174,22 @@ class InstrumentEngine:
                     rec.status = OrderStatus.FILLED if rec.filled == rec.qty else OrderStatus.PARTIALLY_FILLED
                 reports.append(self._report(seq, "fill", taker_id, **fill))
             elif kind == "cancelled":
-                _, oid, _acc, qty, reason = event
+                _, oid, acc, qty, reason = event
                 rec = self.orders[oid]
                 rec.status, rec.reason = OrderStatus.CANCELLED, reason
-                reports.append(self._report(seq, "cancelled", oid, qty=qty, reason=reason))
+                reports.append(self._report(seq, "cancelled", oid, account=acc, qty=qty, reason=reason))
             elif kind == "decreased":
-                _, oid, _acc, qty, remaining, reason = event
+                _, oid, acc, qty, remaining, reason = event
                 rec = self.orders[oid]
                 rec.qty -= qty  # self-trade prevention shrank the order: it will never fill that part
-                reports.append(self._report(seq, "decreased", oid, qty=qty, remaining=remaining, reason=reason))
+                reports.append(self._report(seq, "decreased", oid, account=acc, qty=qty, remaining=remaining,
+                                            reason=reason))
             elif kind == "replaced":
-                _, oid, _acc, price, qty, kept = event
+                _, oid, acc, price, qty, kept = event
                 rec = self.orders[oid]
                 rec.price, rec.qty = price, rec.filled + qty
-                reports.append(self._report(seq, "replaced", oid, price=price, qty=qty, kept_priority=kept))
+                reports.append(self._report(seq, "replaced", oid, account=acc, price=price, qty=qty,
+                                            kept_priority=kept))
             elif kind == "rejected":
                 _, oid, reason = event
                 rec = self.orders[oid]

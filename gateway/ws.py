@@ -1,0 +1,179 @@
+"""`/v1/ws`: authenticate, then subscribe/unsubscribe to channels; heartbeats; clean close codes.
+
+Protocol (JSON text frames). Client: `{"op": "auth", "token": ...}` first unless `?token=` was
+given, then `{"op": "subscribe"|"unsubscribe", "channel": "book.AAPL"}` or `{"op": "ping"}`.
+Server: `{"type": "subscribed"|"unsubscribed"|"error"|"heartbeat"|"pong", ...}` and channel data
+(`snapshot`/`update` for books, with `seq`, `prev_seq` and the top-10 CRC32 `checksum`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway.ws_hub import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_FLOOD,
+    CLOSE_SLOW,
+    CLOSE_UNAUTHORIZED,
+    Hub,
+    SlowConsumer,
+    Subscriber,
+)
+
+AUTH_WAIT_S: Final = 5.0
+HEARTBEAT_S: Final = 15.0
+MAX_FRAME: Final = 4096
+MAX_BAD_FRAMES: Final = 5
+#: Inbound frames per second a connection may send (token bucket), and the burst above it.
+RATE: Final = 20.0
+BURST: Final = 50.0
+
+
+class Principal(Protocol):
+    """Who a token names."""
+
+    account: str
+
+
+Verify = Callable[[str], Principal]
+
+
+def ws_endpoint(hub_of: Callable[[], Hub], verify: Verify) -> Callable[[WebSocket], Awaitable[None]]:
+    """The `/v1/ws` handler over a hub and a token verifier (raising on a bad token)."""
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        principal = await _authenticate(ws, verify)
+        if principal is None:
+            return
+        await Session(ws, hub_of(), Subscriber(principal.account)).run()
+
+    return endpoint
+
+
+async def _authenticate(ws: WebSocket, verify: Verify) -> Principal | None:
+    token = ws.query_params.get("token")
+    if token is None:
+        try:
+            first = json.loads(await asyncio.wait_for(ws.receive_text(), AUTH_WAIT_S))
+            token = first.get("token") if isinstance(first, dict) and first.get("op") == "auth" else None
+        except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError):
+            token = None
+    try:
+        if not token:
+            raise ValueError("no token")
+        principal = verify(token)
+    except Exception:
+        with contextlib.suppress(Exception):
+            await ws.close(CLOSE_UNAUTHORIZED, "unauthorized: a valid token is required")
+        return None
+    await ws.send_text(json.dumps({"type": "authenticated", "account": principal.account}))
+    return principal
+
+
+class Session:
+    """One authenticated connection: reads commands, writes the queue, beats the heart."""
+
+    def __init__(self, ws: WebSocket, hub: Hub, who: Subscriber) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.who = who
+        self.tokens = BURST
+        self.refilled = time.monotonic()
+        self.bad = 0
+
+    async def run(self) -> None:
+        """Serve until the client leaves or a limit closes the connection."""
+        tasks = {asyncio.create_task(self._pump()), asyncio.create_task(self._read()),
+                 asyncio.create_task(self._heartbeat())}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            code = next((t.result() for t in done if not t.cancelled() and t.exception() is None), None)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await self.hub.leave(self.who)
+        if code:
+            with contextlib.suppress(Exception):
+                await self.ws.close(code[0], code[1])
+
+    async def _pump(self) -> tuple[int, str] | None:
+        while True:
+            get = asyncio.create_task(self.who.queue.get())
+            slow = asyncio.create_task(self.who.closed.wait())
+            done, _ = await asyncio.wait({get, slow}, return_when=asyncio.FIRST_COMPLETED)
+            if slow in done:
+                get.cancel()
+                return CLOSE_SLOW, "slow consumer: send queue full"
+            slow.cancel()
+            text = get.result()
+            if text is None:
+                return None
+            await self.ws.send_text(text)
+
+    async def _heartbeat(self) -> tuple[int, str] | None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            with contextlib.suppress(SlowConsumer):
+                self.who.send(json.dumps({"type": "heartbeat", "ts": int(time.time() * 1000)}))
+
+    async def _read(self) -> tuple[int, str] | None:
+        while True:
+            try:
+                text = await self.ws.receive_text()
+            except (WebSocketDisconnect, RuntimeError):
+                return None
+            if not self._allowed():
+                return CLOSE_FLOOD, f"too many messages: at most {RATE:.0f}/s"
+            reply = await self._command(text)
+            if reply.get("type") == "error":
+                self.bad += 1
+                if self.bad > MAX_BAD_FRAMES:
+                    return CLOSE_BAD_REQUEST, "too many bad messages"
+            with contextlib.suppress(SlowConsumer):
+                self.who.send(json.dumps(reply))
+                snapshot = self.hub.snapshot_of(reply["channel"]) if reply.get("type") == "subscribed" else None
+                if snapshot is not None:
+                    self.who.send(snapshot)
+
+    def _allowed(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(BURST, self.tokens + (now - self.refilled) * RATE)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def _command(self, text: str) -> dict[str, Any]:
+        if len(text) > MAX_FRAME:
+            return _error("payload_too_large", f"frames are at most {MAX_FRAME} bytes")
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return _error("bad_payload", "not JSON")
+        if not isinstance(frame, dict) or set(frame) - {"op", "channel", "id"}:
+            return _error("validation_error", "expected {op, channel} and nothing else")
+        op, channel = frame.get("op"), frame.get("channel")
+        if op == "ping":
+            return {"type": "pong", "id": frame.get("id")}
+        if op not in ("subscribe", "unsubscribe") or not isinstance(channel, str):
+            return _error("validation_error", "op must be subscribe, unsubscribe or ping, with a channel")
+        if op == "subscribe":
+            if not await self.hub.subscribe(self.who, channel):
+                return _error("unknown_channel", f"no channel {channel!r}", channel)
+            return {"type": "subscribed", "channel": channel, "id": frame.get("id")}
+        if not await self.hub.unsubscribe(self.who, channel):
+            return _error("not_subscribed", f"not subscribed to {channel!r}", channel)
+        return {"type": "unsubscribed", "channel": channel, "id": frame.get("id")}
+
+
+def _error(code: str, message: str, channel: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, "channel": channel}
