@@ -36,6 +36,15 @@ def clearing_subject(endpoint: str) -> str:
     return f"{CLEARING_SERVICE}.{endpoint}"
 
 
+MARKETDATA_SERVICE: Final = "marketdata"
+MARKETDATA_ENDPOINTS: Final = ("ticker", "candles", "trades", "metrics")
+
+
+def marketdata_subject(endpoint: str) -> str:
+    """Request subject of a market data endpoint, e.g. `marketdata.ticker`."""
+    return f"{MARKETDATA_SERVICE}.{endpoint}"
+
+
 # --- streams ------------------------------------------------------------------------------------
 WALLET_STREAM: Final = "WALLET"
 WALLET_EVENTS_PREFIX: Final = "wallet.events"
@@ -77,6 +86,21 @@ def exec_msg_id(instrument: str, orders_seq: int, n: int) -> str:
 def book_feed_subject(instrument: str) -> str:
     """Live L2 deltas (core NATS) of one instrument."""
     return f"md.book.{instrument}"
+
+
+def trades_feed_subject(instrument: str) -> str:
+    """Live trades and busts (core NATS, JSON) of one instrument: `md.trades.<instrument>`."""
+    return f"md.trades.{instrument}"
+
+
+def candles_feed_subject(instrument: str, tf: str) -> str:
+    """Live changed candles (core NATS, JSON) of one instrument and timeframe: `md.candles.<instrument>.<tf>`."""
+    return f"md.candles.{instrument}.{tf}"
+
+
+def ticker_feed_subject(instrument: str) -> str:
+    """Live ticker (core NATS, JSON) of one instrument: `md.ticker.<instrument>`."""
+    return f"md.ticker.{instrument}"
 
 
 TRADES_STREAM: Final = "TRADES"
