@@ -1,1 +1,1 @@
-"""The gateway: HTTP + WebSocket <-> NATS (built in the gateway issue; nothing here yet)."""
+"""The gateway: HTTP (and, later, WebSocket) <-> NATS; auth, idempotency, rate limits, problem+json."""

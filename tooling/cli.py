@@ -25,6 +25,7 @@ from tooling.ops import (
     target,
 )
 from tooling.saga_cli import order_app, saga_app
+from tooling.token_cli import token
 from tooling.wallet_cli import app as wallet_app
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.add_typer(order_app, name="order")
 app.add_typer(bench_app, name="bench")
 app.add_typer(dlq_app, name="dlq")
 app.command(name="book")(book_command)
+app.command(name="token")(token)
 
 
 @app.callback()
@@ -70,6 +72,23 @@ def seed_command(ctx: typer.Context, nats_url: NatsUrlOption = None, data_dir: D
     from tooling.seed import seed  # only this command needs it
 
     run(target(ctx, nats_url, data_dir), lambda nc: seed(nc, out))
+
+
+@app.command()
+def smoke(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option("--url", envvar="QT_GATEWAY_URL", help="The gateway's base URL.")]
+    = "http://127.0.0.1:5121",
+    data_dir: DataDirOption = None,
+) -> None:
+    """End-to-end checks over the public HTTP/WebSocket API; exits 1 if any fails (runs again safely)."""
+    import asyncio
+
+    from tooling.smoke import run_smoke  # only this command needs httpx and websockets
+
+    passed = asyncio.run(run_smoke(url.rstrip("/"), target(ctx, None, data_dir).data_dir.resolve(), out))
+    if not passed:
+        raise typer.Exit(1)
 
 
 @app.command()

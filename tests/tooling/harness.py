@@ -40,6 +40,7 @@ class QtUp:
     seed: bool = False
     port: int = field(default_factory=free_port)
     monitor_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
     pids: set[int] = field(default_factory=set)
@@ -48,7 +49,8 @@ class QtUp:
     @property
     def env(self) -> dict[str, str]:
         """The environment a `qt` command needs to reach this platform."""
-        return dict(os.environ, QT_NATS_URL=f"nats://127.0.0.1:{self.port}", QT_DATA_DIR=str(self.data_dir))
+        return dict(os.environ, QT_NATS_URL=f"nats://127.0.0.1:{self.port}", QT_DATA_DIR=str(self.data_dir),
+                    QT_HTTP_PORT=str(self.http_port), QT_GATEWAY_URL=f"http://127.0.0.1:{self.http_port}")
 
     def start(self) -> QtUp:
         """Spawn `qt up`; a thread copies its output lines into a queue."""

@@ -1,0 +1,82 @@
+"""The ASGI app: `create_app(settings)` wires keys, middleware, routes and the NATS bridge together.
+
+Middleware, outermost first: trace context (every response echoes `traceparent`), authentication
+(a bad token never reaches a route), rate limits (per IP, and per account once authenticated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+
+from contracts.rpc import call
+from contracts.subjects import matching_subject
+from gateway import openapi, problems
+from gateway.auth import AuthMiddleware
+from gateway.idempotency import IdempotencyRecords
+from gateway.keys import ensure_key_pair, load_public
+from gateway.nats_bridge import NatsBridge
+from gateway.ratelimit import Limiter, RateLimitMiddleware
+from gateway.routes import accounts, health, markets, metrics, ops, orders, sagas
+from gateway.settings import Settings
+from gateway.state import Gateway
+from gateway.tokens import TokenVerifier
+from gateway.tracing import TraceMiddleware
+from gateway.ws import ws_endpoint
+from gateway.ws_hub import Hub
+
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway app; generates the JWT key pair under the data dir when none is configured."""
+    public_path = settings.jwt_public_key or ensure_key_pair(settings.data_dir)[1]
+    verifier = TokenVerifier(load_public(public_path), issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                             leeway_s=settings.jwt_leeway_s)
+    bridge = NatsBridge(settings)
+    records = IdempotencyRecords(bridge.bucket, wait_s=settings.idempotency_wait_s,
+                                 stale_s=max(60.0, 2 * settings.order_timeout_s))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await bridge.start()
+        try:
+            yield
+        finally:
+            await bridge.stop()
+
+    app = FastAPI(
+        title="QuantTrade gateway", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None,
+        description="HTTP edge of the QuantTrade mesh: money as decimal strings, errors as problem+json.",
+        middleware=[
+            Middleware(TraceMiddleware),
+            Middleware(AuthMiddleware, verifier=verifier),
+            Middleware(RateLimitMiddleware, per_account=Limiter(settings.rate_account, settings.burst_account),
+                       per_ip=Limiter(settings.rate_ip, settings.burst_ip)),
+        ],
+    )
+    app.state.gateway = Gateway(settings, bridge, records)
+    for module in (health, accounts, orders, sagas, markets, ops):
+        app.include_router(module.router)
+    app.include_router(metrics.router)
+    hubs: list[Hub] = []
+
+    def hub_of() -> Hub:
+        # made on first use: it needs the NATS connection the lifespan opens
+        if not hubs:
+            hubs.append(Hub(bridge.client(), lambda symbol: book_snapshot(bridge, symbol)))
+        return hubs[0]
+
+    app.add_api_websocket_route("/v1/ws", ws_endpoint(hub_of, verifier.verify))
+    problems.install(app)
+    openapi.install(app)
+    return app
+
+
+async def book_snapshot(bridge: NatsBridge, symbol: str) -> dict[str, Any]:
+    """The engine's whole L2 book (integer units) for a WebSocket mirror to start from."""
+    return await call(bridge.client(), matching_subject("book"), {"instrument": symbol, "depth": 500}, timeout=5)

@@ -1,0 +1,145 @@
+"""The gateway's one NATS connection (as the `gateway` nkey user) and the calls routes make over it.
+
+Calls go on the JSON wire, so replies already carry decimal strings and pass through unchanged; an
+error reply is a `QtError` whose code picks the HTTP status (`contracts.errors.HTTP_STATUS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel
+
+from contracts.codec import Wire
+from contracts.errors import ErrorCode, QtError
+from contracts.jetstream import ensure_named
+from contracts.rpc import call
+from contracts.subjects import IDEMPOTENCY_BUCKET
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class NatsBridge:
+    """Connects in the background (retrying forever), so the gateway serves `/health` without NATS."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.nc: Client | None = None
+        self.idempotency: KeyValue | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Begin connecting; returns at once."""
+        self._task = asyncio.create_task(self._connect_forever(), name="nats-connect")
+
+    async def stop(self) -> None:
+        """Stop connecting, drain the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.nc is not None:
+            try:
+                await self.nc.drain()
+            except Exception as exc:  # the server may already be gone: nothing of ours is pending
+                log.warning("nats drain failed: %r", exc)
+                await self.nc.close()
+
+    @property
+    def ready(self) -> bool:
+        """Connected, with the idempotency bucket at hand."""
+        return self.nc is not None and self.nc.is_connected and self.idempotency is not None
+
+    async def _connect_forever(self) -> None:
+        delay = 0.1
+        while self.nc is None:
+            try:
+                nc = await nats.connect(
+                    servers=self.settings.servers(), name=f"gateway-{os.getpid()}",
+                    nkeys_seed=str(self.settings.nkey_seed) if self.settings.nkey_seed else None,
+                    max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2, allow_reconnect=True,
+                    error_cb=_on_error,
+                )
+                js = nc.jetstream()
+                await ensure_named(js, streams=(), buckets=(IDEMPOTENCY_BUCKET,))
+                self.idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
+                self.nc = nc
+                log.info("gateway connected to %s", self.settings.nats_url)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("nats connect failed, retrying in %.1fs: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def client(self) -> Client:
+        """The connection, or `unavailable` while there is none."""
+        if self.nc is None or not self.nc.is_connected:
+            raise QtError(ErrorCode.UNAVAILABLE, "the gateway is not connected to NATS; retry")
+        return self.nc
+
+    def bucket(self) -> KeyValue:
+        """The `idempotency` bucket, or `unavailable` while not connected."""
+        self.client()
+        assert self.idempotency is not None
+        return self.idempotency
+
+    async def call(self, subject: str, body: BaseModel | dict[str, Any], trace: dict[str, str], *,
+                   timeout: float | None = None) -> dict[str, Any]:
+        """Request `subject` on the JSON wire with the trace headers; error replies raise `QtError`."""
+        if isinstance(body, BaseModel):
+            body = body.model_dump(mode="python", context={"wire": Wire.JSON}, exclude_none=True)
+        return await call(self.client(), subject, body, wire=Wire.JSON, timeout=timeout or self.settings.call_timeout_s,
+                          headers=trace or None)
+
+    async def ping(self, service: str, timeout: float = 0.5) -> bool:
+        """True when some instance of the micro service answers `$SRV.PING`."""
+        try:
+            await self.client().request(f"$SRV.PING.{service}", b"", timeout=timeout)
+        except (QtError, NoRespondersError, NatsTimeoutError):
+            return False
+        return True
+
+    async def discover(self, wait_s: float = 0.3) -> list[dict[str, Any]]:
+        """Every micro instance's `$SRV.INFO` merged with its `$SRV.STATS`, gathered for `wait_s`."""
+        nc = self.client()
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        replies: list[dict[str, Any]] = []
+        try:
+            # Several instances answer one request, so collect every reply rather than the first.
+            await nc.publish("$SRV.INFO", b"", reply=inbox)
+            await nc.publish("$SRV.STATS", b"", reply=inbox)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait_s
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    msg = await sub.next_msg(timeout=left)
+                except (TimeoutError, NatsTimeoutError):
+                    break
+                with contextlib.suppress(ValueError):
+                    body = json.loads(msg.data)
+                    if isinstance(body, dict):
+                        replies.append(body)
+        finally:
+            await sub.unsubscribe()
+        instances: dict[str, dict[str, Any]] = {}
+        for body in replies:
+            kind = "stats" if str(body.get("type", "")).endswith("stats_response") else "info"
+            instances.setdefault(str(body.get("id", "")), {})[kind] = body
+        return list(instances.values())
+
+
+async def _on_error(exc: Exception) -> None:
+    log.warning("nats error: %r", exc)

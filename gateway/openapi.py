@@ -1,0 +1,142 @@
+"""OpenAPI documents from the contracts' pydantic models, as the models look on the JSON wire.
+
+Routes read their bodies themselves (bounded, strict JSON, validated by the contract model), so the
+schemas are attached here: each model's JSON schema with its money fields as decimal strings and the
+fields the gateway fills in (account, op_id, saga_id) removed from request bodies.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from contracts.gateway import IDEMPOTENCY_KEY_HEADER
+
+REF: Final = "#/components/schemas/{model}"
+DECIMAL: Final = {"type": "string", "pattern": r"^(0|[1-9][0-9]*)(\.[0-9]+)?$", "examples": ["100.25"]}
+LEVELS: Final = {"type": "array", "items": {"type": "array", "items": DECIMAL, "minItems": 2, "maxItems": 2},
+                 "description": "[price, qty] pairs, best first"}
+MAYBE_DECIMAL: Final = {"anyOf": [DECIMAL, {"type": "null"}]}
+#: Views that render themselves (`to_wire`) with fields that are not money fields of a MoneyMessage.
+WIRE_OVERRIDES: Final[dict[str, dict[str, Any]]] = {
+    "SagaView": {"filled": DECIMAL, "remaining": DECIMAL, "hold_left": DECIMAL},
+    "BookView": {"bids": LEVELS, "asks": LEVELS},
+    "Ticker": {**dict.fromkeys(("last", "open", "high", "low"), MAYBE_DECIMAL),
+               "change": {"anyOf": [{**DECIMAL, "pattern": r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"}, {"type": "null"}]},
+               **dict.fromkeys(("volume", "quote_volume"), DECIMAL)},
+    "Candle": {**dict.fromkeys(("open", "high", "low", "close"), MAYBE_DECIMAL),
+               **dict.fromkeys(("volume", "quote_volume"), DECIMAL)},
+    "TapeTrade": dict.fromkeys(("price", "qty", "quote"), DECIMAL),
+    "BalanceReply": {"balances": {"type": "object", "additionalProperties": {
+        "type": "object", "properties": {"available": DECIMAL, "held": DECIMAL, "version": {"type": "integer"}}}}},
+}
+PROBLEM: Final = {
+    "type": "object", "title": "Problem", "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "code": {"type": "string", "description": "the contract's error code"},
+        "instance": {"type": "string"}, "context": {"type": "object"},
+    },
+}
+
+KEY_PARAMETER: Final = {
+    "name": IDEMPOTENCY_KEY_HEADER, "in": "header", "required": True, "schema": {"type": "string", "maxLength": 255},
+    "description": "first request wins; a retry with the same key gets its response (Idempotent-Replayed: true)",
+}
+_IDEMPOTENT: Final = "x-idempotent"
+_components: dict[str, Any] = {"Problem": PROBLEM}
+
+
+def schema(model: type[BaseModel], *, name: str | None = None, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Register `model` (under `name`, without `drop`) and return a `$ref` to it."""
+    title = name or model.__name__
+    if title not in _components:
+        generated = model.model_json_schema(ref_template=REF)
+        for def_name, definition in generated.pop("$defs", {}).items():
+            _components.setdefault(def_name, _wire_shape(def_name, definition))
+        shaped = _wire_shape(model.__name__, generated)
+        for field_name in drop:
+            shaped.get("properties", {}).pop(field_name, None)
+            if field_name in shaped.get("required", []):
+                shaped["required"].remove(field_name)
+        shaped["title"] = title
+        _components[title] = shaped
+    return {"$ref": REF.format(model=title)}
+
+
+def doc(*, body: dict[str, Any] | None = None, reply: dict[str, Any] | None = None, status: int = 200,
+        auth: bool = True, idempotent: bool = False) -> dict[str, Any]:
+    """Route decorator arguments documenting the body, the reply, errors, the bearer token and the key."""
+    extra: dict[str, Any] = {}
+    if body is not None:
+        extra["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if auth:
+        extra["security"] = [{"bearer": []}]
+    if idempotent:
+        extra[_IDEMPOTENT] = True  # turned into a header parameter once FastAPI listed the path's own
+    problem = {"description": "problem+json", "content": {"application/problem+json": {"schema": {
+        "$ref": REF.format(model="Problem")}}}}
+    responses: dict[int | str, Any] = {"4XX": problem, "5XX": problem}
+    if reply is not None:
+        responses[status] = {"description": "OK", "content": {"application/json": {"schema": reply}}}
+    return {"openapi_extra": extra, "responses": responses, "status_code": status}
+
+
+def install(app: FastAPI) -> None:
+    """Serve the generated document with the registered contract schemas and the bearer scheme."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes)
+            components = document.setdefault("components", {})
+            components.setdefault("schemas", {}).update(copy.deepcopy(_components))
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    if operation.pop(_IDEMPOTENT, False):
+                        operation.setdefault("parameters", []).append(KEY_PARAMETER)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = build  # type: ignore[method-assign]
+
+
+def _wire_shape(name: str, definition: dict[str, Any]) -> dict[str, Any]:
+    """A model's schema as JSON clients see it: money fields are decimal strings."""
+    model = _contract_models().get(name)
+    shaped = copy.deepcopy(definition)
+    props = shaped.get("properties", {})
+    money: set[str] = set()
+    for attr in ("__money_fields__", "__price_fields__", "__qty_fields__"):
+        money.update(getattr(model, attr, ()))
+    for field_name in money & props.keys():
+        props[field_name] = _integer_to_decimal(props[field_name])
+    for field_name, override in WIRE_OVERRIDES.get(name, {}).items():
+        props[field_name] = override
+    return shaped
+
+
+def _integer_to_decimal(node: Any) -> Any:
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            return {**{k: v for k, v in node.items() if k != "type"}, **DECIMAL}
+        return {k: _integer_to_decimal(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_integer_to_decimal(v) for v in node]
+    return node
+
+
+def _contract_models() -> dict[str, type[BaseModel]]:
+    from contracts import clearing, dlq, matching, wallet
+
+    found: dict[str, type[BaseModel]] = {}
+    for module in (wallet, matching, clearing, dlq):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseModel):
+                found.setdefault(value.__name__, value)
+    return found

@@ -1,0 +1,41 @@
+"""Liveness and readiness: `/health` answers while the process serves, `/ready` once NATS and the core services do."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends
+from starlette.responses import Response
+
+from contracts.subjects import CLEARING_SERVICE, MARKETDATA_SERVICE, MATCHING_SERVICE, WALLET_SERVICE
+from gateway.openapi import doc
+from gateway.state import Gateway, gateway, json_response
+
+router = APIRouter(tags=["health"])
+Gw = Annotated[Gateway, Depends(gateway)]
+#: Services the gateway cannot take orders without (market data only degrades the market endpoints).
+REQUIRED: Final = (WALLET_SERVICE, MATCHING_SERVICE, CLEARING_SERVICE)
+OPTIONAL: Final = (MARKETDATA_SERVICE,)
+
+
+@router.get("/health", summary="Liveness", **doc(auth=False))
+@router.get("/v1/health", include_in_schema=False)
+async def health() -> Response:
+    """200 while the process serves HTTP; it says nothing about NATS."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/ready", summary="Readiness", **doc(auth=False))
+@router.get("/v1/ready", include_in_schema=False)
+async def ready(gw: Gw) -> Response:
+    """200 when NATS is connected and wallet, matching and clearing answer PING; 503 otherwise."""
+    names = (*REQUIRED, *OPTIONAL)
+    if gw.bridge.ready:
+        answers = await asyncio.gather(*(gw.bridge.ping(n) for n in names))
+    else:
+        answers = [False] * len(names)
+    services = dict(zip(names, answers, strict=True))
+    ok = gw.bridge.ready and all(services[n] for n in REQUIRED)
+    body = {"status": "ready" if ok else "not_ready", "nats": gw.bridge.ready, "services": services}
+    return json_response(body, 200 if ok else 503)

@@ -1,0 +1,103 @@
+"""Operator endpoints (ops tokens only): services with their stats and breakers, dead letters, rebuild/verify all."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from nats.js.errors import NotFoundError
+from starlette.responses import Response
+
+from contracts.dlq import DlqEntry, DlqReplay, DlqReplayReply, dlq_replay_subject, read_parked
+from contracts.errors import ErrorCode, QtError
+from contracts.subjects import DLQ_SERVICE, DLQ_STREAM, wallet_subject
+from contracts.wallet import RebuildCommand, RebuildReply, VerifyCommand, VerifyReply
+from gateway.auth import ops
+from gateway.idempotency import Outcome
+from gateway.openapi import doc, schema
+from gateway.payload import idempotency_key, read_object, validate
+from gateway.state import Gateway, gateway, json_response
+from gateway.tokens import Principal
+
+router = APIRouter(prefix="/v1", tags=["ops"])
+Ops = Annotated[Principal, Depends(ops)]
+Gw = Annotated[Gateway, Depends(gateway)]
+
+
+@router.get("/services", summary="Services, endpoint stats and breakers (ops)", **doc())
+async def services(who: Ops, gw: Gw) -> Response:
+    """Every micro service instance (`$SRV.INFO` + `$SRV.STATS`): endpoints, requests, errors, breaker states."""
+    found = [_instance(i) for i in await gw.bridge.discover()]
+    return json_response({"services": sorted(found, key=lambda i: (i["name"], i["id"]))})
+
+
+@router.get("/ops/dlq", summary="Parked messages (ops)", **doc(reply=schema(DlqEntry)))
+async def dlq(who: Ops, gw: Gw, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
+    """Messages durable consumers gave up on, oldest first, with how many are parked in all."""
+    js = gw.bridge.client().jetstream()
+    try:
+        info = await js.stream_info(DLQ_STREAM)
+    except NotFoundError:  # created with the first durable worker: nothing was ever parked
+        return json_response({"entries": [], "total": 0})
+    entries: list[dict[str, Any]] = []
+    seq = info.state.first_seq
+    while len(entries) < limit and seq <= info.state.last_seq:
+        try:
+            # next_by_subj skips the holes replays leave, instead of asking for each deleted seq.
+            msg = await js.get_msg(DLQ_STREAM, seq, subject="dlq.>", next=True)
+        except NotFoundError:
+            break
+        found = msg.seq or seq
+        entries.append(DlqEntry.parked(found, msg.time, msg.headers, len(msg.data or b"")).model_dump())
+        seq = found + 1
+    return json_response({"entries": entries, "total": info.state.messages})
+
+
+@router.post("/ops/dlq/{seq}/replay", summary="Replay a parked message (ops)",
+             **doc(reply=schema(DlqReplayReply), idempotent=True))
+async def dlq_replay(request: Request, seq: int, who: Ops, gw: Gw) -> Response:
+    """Run a parked message through the consumer that parked it; on success it leaves DLQ."""
+    key = idempotency_key(request)
+    body = await read_object(request)
+    command = validate(DlqReplay, {**body, "seq": seq})
+
+    async def execute() -> Outcome:
+        msg = await read_parked(gw.bridge.client().jetstream(), command.seq)
+        service = (msg.headers or {}).get(DLQ_SERVICE)
+        if not service:
+            raise QtError(ErrorCode.VALIDATION, f"DLQ seq {command.seq} names no service ({DLQ_SERVICE} header)")
+        return await gw.forward(request, dlq_replay_subject(service), command)()
+
+    return await gw.once(request, who, key, who.account, body, execute)
+
+
+@router.post("/ops/rebuild", summary="Rebuild every account (ops)", **doc(reply=schema(RebuildReply), idempotent=True))
+async def rebuild_all(request: Request, who: Ops, gw: Gw) -> Response:
+    """Replay every projection from the latest snapshots and prove it identical."""
+    key = idempotency_key(request)
+    body = await read_object(request)
+    command = validate(RebuildCommand, body)
+    return await gw.once(request, who, key, who.account, body,
+                         gw.forward(request, wallet_subject("rebuild"), command, timeout=120))
+
+
+@router.get("/ops/verify", summary="Verify every account (ops)", **doc(reply=schema(VerifyReply)))
+async def verify_all(request: Request, who: Ops, gw: Gw) -> Response:
+    """Check the whole hash chain and every snapshot from genesis."""
+    reply = await gw.call(request, wallet_subject("verify"), VerifyCommand(), timeout=120)
+    return json_response(reply)
+
+
+def _instance(instance: dict[str, Any]) -> dict[str, Any]:
+    info, stats = instance.get("info") or {}, instance.get("stats") or {}
+    endpoints, breakers = [], {}
+    for endpoint in stats.get("endpoints") or []:
+        data = endpoint.get("data")
+        if isinstance(data, dict) and isinstance(data.get("breakers"), dict):
+            breakers.update(data["breakers"])
+        endpoints.append({k: endpoint.get(k) for k in (
+            "name", "subject", "num_requests", "num_errors", "processing_time", "average_processing_time",
+            "last_error")})
+    return {"name": info.get("name") or stats.get("name", ""), "id": info.get("id") or stats.get("id", ""),
+            "version": info.get("version") or stats.get("version", ""), "started": stats.get("started"),
+            "endpoints": endpoints, "breakers": breakers}

@@ -1,0 +1,59 @@
+"""W3C trace context at the edge: continue the caller's `traceparent` or start one, forward it, echo it.
+
+The gateway's hop gets a span id of its own under the caller's trace id; that `traceparent` goes on
+every NATS request the request causes and back to the caller in the response header.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Final
+
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+TRACE_KEY: Final = "qt.trace"
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def child_context(headers: dict[str, str]) -> dict[str, str]:
+    """`traceparent` (and `tracestate`) for this hop: the caller's trace id when valid, else a new trace."""
+    parent = trace.get_current_span(_PROPAGATOR.extract(headers)).get_span_context()
+    if parent.is_valid:
+        trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state
+    else:
+        trace_id, flags, state = secrets.randbits(128) or 1, TraceFlags(TraceFlags.SAMPLED), None
+    span = SpanContext(trace_id, secrets.randbits(64) or 1, is_remote=False, trace_flags=flags, trace_state=state)
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, trace.set_span_in_context(NonRecordingSpan(span)))
+    return carrier
+
+
+def trace_headers(scope: Scope) -> dict[str, str]:
+    """The trace headers of the request in `scope` (set by `TraceMiddleware`), for NATS calls."""
+    return dict(scope.get(TRACE_KEY) or {})
+
+
+class TraceMiddleware:
+    """Plain ASGI: give each HTTP request (and WebSocket) its trace context and echo `traceparent`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope)
+        carrier = child_context({k: v for k in ("traceparent", "tracestate") if (v := incoming.get(k))})
+        scope[TRACE_KEY] = carrier
+
+        async def send_with_trace(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["traceparent"] = carrier["traceparent"]
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace)

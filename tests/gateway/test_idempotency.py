@@ -1,0 +1,160 @@
+"""Idempotency-Key: replays, conflicts, concurrent duplicates, in-flight, and keys scoped per account."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from contracts.gateway import Role
+from contracts.subjects import IDEMPOTENCY_BUCKET
+from gateway.idempotency import record_key
+from gateway.payload import fingerprint
+from gateway.tokens import Principal
+from tests.clearing.platform import Platform, balances, fund, wallet
+from tests.gateway.conftest import start_gateway
+from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
+
+
+async def test_same_key_replays_the_identical_response(client: httpx.AsyncClient, gateway: GatewayProcess,
+                                                       platform: Platform) -> None:
+    account = new_account("idem")
+    headers = bearer(gateway.token(account), new_key())
+    first = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "5.00"},
+                              headers=headers)
+    again = await client.post(f"/v1/accounts/{account}/deposits", json={"amount": "5.00", "asset": "USD"},
+                              headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.content == first.content
+    assert "idempotent-replayed" not in first.headers
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await balances(platform.nc, account) == {"USD": (500, 0)}
+
+
+async def test_same_key_other_payload_is_a_conflict(client: httpx.AsyncClient, gateway: GatewayProcess,
+                                                    platform: Platform) -> None:
+    account = new_account("idem")
+    headers = bearer(gateway.token(account), new_key())
+    await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "5.00"}, headers=headers)
+    other = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "6.00"},
+                              headers=headers)
+    problem(other, 422, "idempotency_conflict")
+    elsewhere = await client.post(f"/v1/accounts/{account}/withdrawals", json={"asset": "USD", "amount": "5.00"},
+                                  headers=headers)
+    problem(elsewhere, 422, "idempotency_conflict")
+    assert await balances(platform.nc, account) == {"USD": (500, 0)}
+
+
+async def test_missing_key_is_refused(client: httpx.AsyncClient, gateway: GatewayProcess,
+                                      platform: Platform) -> None:
+    account = new_account("nokey")
+    token = gateway.token(account)
+    problem(await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "5.00"},
+                              headers=bearer(token)), 400, "idempotency_key_required")
+    problem(await client.delete("/v1/orders/abc", headers=bearer(token)), 400, "idempotency_key_required")
+    problem(await client.post("/v1/orders", json={}, headers=bearer(token, "has space")), 400,
+            "idempotency_key_required")
+    assert await balances(platform.nc, account) == {}
+
+
+async def test_concurrent_duplicates_execute_once(client: httpx.AsyncClient, gateway: GatewayProcess,
+                                                  platform: Platform) -> None:
+    account = new_account("race")
+    headers = bearer(gateway.token(account), new_key())
+    responses = await asyncio.gather(*(
+        client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "3.00"}, headers=headers)
+        for _ in range(6)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.content for r in responses}) == 1
+    assert sum("idempotent-replayed" not in r.headers for r in responses) == 1
+    assert await balances(platform.nc, account) == {"USD": (300, 0)}
+    events = await wallet(platform.nc, "events", account=account)
+    assert len(events["events"]) == 1
+
+
+async def test_concurrent_duplicate_orders_make_one_saga(client: httpx.AsyncClient, gateway: GatewayProcess,
+                                                         platform: Platform) -> None:
+    account = new_account("orace")
+    await fund(platform.nc, account, USD=100_000)
+    headers = bearer(gateway.token(account), new_key())
+    order = {"instrument": "AAPL", "side": "BUY", "price": "70.00", "qty": "1.0000"}
+    responses = await asyncio.gather(*(client.post("/v1/orders", json=order, headers=headers) for _ in range(4)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.content for r in responses}) == 1
+    listed = await client.get("/v1/orders", headers=bearer(gateway.token(account)))
+    assert len(listed.json()["sagas"]) == 1
+    assert await balances(platform.nc, account) == {"USD": (100_000 - 7_000 - 3, 7_003)}
+
+
+async def test_keys_are_per_account(client: httpx.AsyncClient, gateway: GatewayProcess,
+                                    platform: Platform) -> None:
+    alice, bob = new_account("alice"), new_account("bob")
+    key = new_key()
+    for account in (alice, bob):
+        done = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "1.00"},
+                                 headers=bearer(gateway.token(account), key))
+        assert done.status_code == 200 and "idempotent-replayed" not in done.headers
+        assert done.json()["changes"][0]["account"] == account
+    assert await balances(platform.nc, bob) == {"USD": (100, 0)}
+
+
+async def test_refusals_of_the_mesh_are_replayed_but_not_rerun(client: httpx.AsyncClient, gateway: GatewayProcess,
+                                                               platform: Platform) -> None:
+    account = new_account("broke")
+    headers = bearer(gateway.token(account), new_key())
+    body = {"asset": "USD", "amount": "1.00"}
+    first = await client.post(f"/v1/accounts/{account}/withdrawals", json=body, headers=headers)
+    problem(first, 409, "insufficient_funds")
+    await wallet(platform.nc, "deposit", account=account, asset="USD", amount=500, op_id=new_key())
+    again = await client.post(f"/v1/accounts/{account}/withdrawals", json=body, headers=headers)
+    assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+    assert await balances(platform.nc, account) == {"USD": (500, 0)}
+
+
+@pytest.fixture(scope="module")
+async def impatient(platform: Platform) -> AsyncIterator[GatewayProcess]:
+    """A gateway whose duplicates wait only briefly for the first request."""
+    process = await start_gateway(platform, "gateway-impatient", QT_IDEMPOTENCY_WAIT_S="0.3")
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+async def test_still_in_flight_past_the_wait_is_409(impatient: GatewayProcess, platform: Platform) -> None:
+    account = new_account("slow")
+    key = new_key()
+    body = {"asset": "USD", "amount": "2.00"}
+    path = f"/v1/accounts/{account}/deposits"
+    # Arrange a first request that is still running: its pending record, as the gateway writes it.
+    kv = await platform.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
+    who = Principal(account, Role.TRADER)
+    pending = {"state": "pending", "fingerprint": fingerprint("POST", path, account, body),
+               "started_ms": int(time.time() * 1000)}
+    await kv.create(record_key(who, key), json.dumps(pending).encode())
+    async with httpx.AsyncClient(base_url=impatient.url, timeout=30) as client:
+        refused = await client.post(path, json=body, headers=bearer(impatient.token(account), key))
+    problem(refused, 409, "idempotency_in_flight")
+    assert await balances(platform.nc, account) == {}  # the deposit never reached the wallet
+
+
+async def test_a_pending_record_left_by_a_dead_gateway_is_taken_over(client: httpx.AsyncClient,
+                                                                     gateway: GatewayProcess,
+                                                                     platform: Platform) -> None:
+    account = new_account("orphan")
+    key = new_key()
+    body = {"asset": "USD", "amount": "4.00"}
+    path = f"/v1/accounts/{account}/deposits"
+    kv = await platform.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
+    abandoned = {"state": "pending", "fingerprint": fingerprint("POST", path, account, body),
+                 "started_ms": int(time.time() * 1000) - 3_600_000}
+    await kv.create(record_key(Principal(account, Role.TRADER), key), json.dumps(abandoned).encode())
+    done = await client.post(path, json=body, headers=bearer(gateway.token(account), key))
+    assert done.status_code == 200, done.text
+    assert await balances(platform.nc, account) == {"USD": (400, 0)}
+    again = await client.post(path, json=body, headers=bearer(gateway.token(account), key))
+    assert again.headers["idempotent-replayed"] == "true" and again.content == done.content

@@ -1,0 +1,56 @@
+"""README's first command end to end: `qt up` (seeded, gateway included) and then `qt smoke`, twice."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.tooling.harness import QT, QtUp, alive
+
+
+@pytest.mark.slow
+def test_qt_up_then_qt_smoke_passes_every_time(tmp_path: Path) -> None:
+    platform = QtUp(tmp_path / "data", seed=True).start()
+    try:
+        _, nodes = platform.wait_ready()
+        assert {"gateway", "clearing", "clearing2", "market_data"} <= nodes.keys()
+        assert (tmp_path / "data" / "secrets" / "jwt-ed25519.pem").exists()
+        token = subprocess.run([QT, "token", "--account", "alice"], env=platform.env, capture_output=True,
+                               text=True, timeout=60, check=True).stdout.strip()
+        with httpx.Client(base_url=f"http://127.0.0.1:{platform.http_port}", timeout=10) as client:
+            assert _ready(client).status_code == 200
+            balances = client.get("/v1/accounts/alice/balances", headers={"Authorization": f"Bearer {token}"})
+            assert balances.json()["balances"]["USD"]["available"] == "100000.00"
+            book = client.get("/v1/markets/AAPL/book", params={"depth": 20}).json()
+            assert len(book["bids"]) >= 15 and len(book["asks"]) >= 15  # seeded through the saga
+            assert client.get("/v1/markets/AAPL/trades", params={"limit": 1000}).json()["trades"]
+
+        for _ in range(2):  # the smoke may run any number of times against the same platform
+            smoke = subprocess.run([QT, "smoke"], check=False, env=platform.env, capture_output=True, text=True,
+                                   timeout=300)
+            print(smoke.stdout)
+            assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+            assert "✗" not in smoke.stdout and "passed" in smoke.stdout
+
+        assert platform.interrupt() == 0
+        assert not alive(nodes["gateway"])
+    finally:
+        platform.cleanup()
+
+
+def _ready(client: httpx.Client, attempts: int = 300) -> httpx.Response:
+    """`/ready` once the gateway has connected (it starts alongside the nodes)."""
+    response = httpx.Response(599)
+    for _ in range(attempts):
+        try:
+            response = client.get("/ready")
+        except httpx.TransportError:
+            response = httpx.Response(599)
+        if response.status_code == 200:
+            break
+        time.sleep(0.1)
+    return response
