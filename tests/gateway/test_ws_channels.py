@@ -1,0 +1,102 @@
+"""WebSocket channels beyond the book: trades, private orders and balances; a slow subscriber is cut off."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from nats.aio.client import Client
+
+from contracts.errors import QtError
+from gateway.ws_hub import SEND_QUEUE, Hub, Subscriber
+from tests.clearing.platform import Platform, clearing, fund
+from tests.conftest import wait_for_service
+from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key
+
+
+@pytest.fixture(scope="module")
+async def market_data(platform: Platform) -> AsyncIterator[None]:
+    """The market data node on the shared platform (unless a module before started one)."""
+    try:
+        await platform.nc.request("$SRV.PING.marketdata", b"", timeout=0.5)
+    except Exception:
+        await platform.start("market_data", wait=False)
+        await wait_for_service(platform.nc, "marketdata", timeout_s=30)
+    yield
+
+
+async def frames_until(ws: Any, want: Any, timeout_s: float = 20.0) -> dict[str, Any]:
+    """Read frames until one satisfies `want` (heartbeats and other channels are skipped)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            frame = json.loads(await ws.recv())
+            if want(frame):
+                return frame
+
+
+async def test_private_channels_and_the_trades_channel_carry_the_accounts_own_events(
+    platform: Platform, gateway: GatewayProcess, client: httpx.AsyncClient, market_data: None
+) -> None:
+    buyer, seller = new_account("wsb"), new_account("wss")
+    await fund(platform.nc, seller, ETH=1_000_000_000)
+    token = gateway.token(buyer)
+    url = gateway.url.replace("http", "ws", 1) + f"/v1/ws?token={token}"
+    async with websockets.connect(url, open_timeout=10) as ws:
+        assert json.loads(await ws.recv()) == {"type": "authenticated", "account": buyer}
+        for channel in ("balances", "orders", "trades.ETH-USD"):
+            await ws.send(json.dumps({"op": "subscribe", "channel": channel}))
+            assert (await frames_until(ws, lambda f: f.get("type") in ("subscribed", "error")))["type"] == "subscribed"
+
+        deposit = await client.post(f"/v1/accounts/{buyer}/deposits", json={"asset": "USD", "amount": "5000.00"},
+                                    headers=bearer(token, new_key()))
+        assert deposit.status_code in (200, 201), deposit.text
+        event = await frames_until(ws, lambda f: f.get("channel") == "balances")
+        assert event["data"]["account"] == buyer and event["data"]["amount"] == "5000.00"
+
+        sell = await clearing(platform.nc, "place_order", account=seller, instrument="ETH-USD", side="SELL",
+                              price="3000.00", qty="0.5000")
+        try:
+            buy = await client.post("/v1/orders", json={"instrument": "ETH-USD", "side": "BUY", "price": "3000.00",
+                                                        "qty": "0.5000"}, headers=bearer(token, new_key()))
+            assert buy.status_code == 201 and buy.json()["order_status"] == "filled", buy.text
+            mine = await frames_until(ws, lambda f: f.get("channel") == "orders" and f["data"]["kind"] == "fill")
+            assert buyer in (mine["data"]["taker_account"], mine["data"]["maker_account"])
+            trade_id = buy.json()["fills"][0]["trade_id"]
+            tape = await frames_until(ws, lambda f: f.get("channel") == "trades.ETH-USD"
+                                      and f["data"]["trade_id"] == trade_id)
+            assert tape["data"]["price"] == "3000.00" and tape["data"]["kind"] == "trade"
+        finally:
+            with contextlib.suppress(QtError):
+                await clearing(platform.nc, "cancel_order", account=seller, order_id=sell["order_id"])
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped_and_the_others_get_everything(nc: Client) -> None:
+    async def no_snapshot(symbol: str) -> dict[str, Any]:
+        raise AssertionError("no book here")
+
+    hub = Hub(nc, no_snapshot)
+    slow, fast = Subscriber("slow"), Subscriber("fast")
+    assert await hub.subscribe(slow, "trades.MSFT") and await hub.subscribe(fast, "trades.MSFT")
+    received: list[str] = []
+
+    async def drain() -> None:
+        while len(received) < SEND_QUEUE + 50:
+            received.append(await fast.queue.get() or "")
+
+    reader = asyncio.create_task(drain())
+    for n in range(SEND_QUEUE + 50):
+        await nc.publish("md.trades.MSFT", json.dumps({"seq": n}).encode())
+        if n % 100 == 0:
+            await asyncio.sleep(0)  # let the hub and the fast reader run, as a live feed would
+    await asyncio.wait_for(reader, 20)
+    assert slow.closed.is_set()  # its queue filled: the session closes it (4408)
+    assert [json.loads(r)["data"]["seq"] for r in received] == list(range(SEND_QUEUE + 50))
+    await hub.leave(slow)
+    await hub.leave(fast)
+    assert hub.channels == {}
