@@ -74,6 +74,13 @@ async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeo
     return waiting
 
 
+def gateway_url() -> str:
+    """Where the gateway listens (its own settings: `QT_HTTP_PORT`, `QT_GATEWAY_HOST`)."""
+    host = os.environ.get("QT_GATEWAY_HOST", "127.0.0.1")
+    port = os.environ.get("QT_HTTP_PORT") or os.environ.get("QT_GATEWAY_PORT") or "5121"
+    return f"http://{host}:{port}"
+
+
 def summary(server: NatsServer, supervisor: Supervisor, data_dir: Path, console: Console) -> None:
     """Where everything is, and what to type next."""
     pid = server.process.pid if server.process else None
@@ -87,12 +94,17 @@ def summary(server: NatsServer, supervisor: Supervisor, data_dir: Path, console:
         "",
         f"  nats         {server.url}  (nats-server pid {pid})",
         f"  monitor      http://{server.host}:{server.monitor_port}",
+        f"  gateway      {gateway_url()}  (OpenAPI at /docs, WebSocket at /v1/ws)",
         f"  data dir     {data_dir}",
         f"  logs dir     {data_dir / 'logs'}",
         *(f"  node {name:<12} pid {child_pid}" for name, child_pid in supervisor.pids().items()),
         "",
         "  next:",
         f"    {env}qt wallet balance alice",
+        f"    {env}qt order place alice AAPL BUY 1 --price 187.45",
+        f"    {env}qt smoke",
+        f"    curl -H \"Authorization: Bearer $({env}qt token --account alice)\" "
+        f"{gateway_url()}/v1/accounts/alice/balances",
         f"    {env}qt services",
         f"    nats req wallet.balance '{{\"account\":\"alice\"}}' --nkey {seed_path}{server_flag}",
         "",
