@@ -113,6 +113,7 @@ class Steps:
             ("crossing order filled, balances exact", self.crossing),
             ("idempotent replay returns the same saga", self.replay),
             ("same key, different payload -> 422", self.key_conflict),
+            ("IOC BUY against two resting SELLs fills the first maker only", self.time_priority),
             ("inject_failure_step -> compensated, hold released, order cancelled", self.injected),
             ("market data: the trade in tape and candle", self.market_data),
             ("WebSocket book: snapshot, checksum, equals GET book", self.ws_book),
@@ -207,6 +208,26 @@ class Steps:
         expect(await self._balance(self.seller, "USD") == (f"{quote - fee:.2f}", "0.00"), "seller USD")
         self.s.facts.update(buy=out, buy_key=key, buy_body=body)
         return f"trade {out['fills'][0]['trade_id']} at {PRICE}, fee {fee} a side"
+
+    async def time_priority(self) -> str:
+        first, second = self.s.account("maker1"), self.s.account("maker2")
+        price = "187.43"  # inside the seeded spread, so only these two rest there
+        for maker in (first, second):
+            await self._deposit(maker, SYMBOL, "5.0000")
+        rested = []
+        for maker in (first, second):
+            sell = await self._place(maker, {"instrument": SYMBOL, "side": "SELL", "price": price, "qty": "5.0000"})
+            expect(sell.status_code == 201 and sell.json()["order_status"] == "new", f"sell {sell.text[:200]}")
+            rested.append(sell.json()["order_id"])
+        buy = await self._place(self.buyer, {"instrument": SYMBOL, "side": "BUY", "price": price, "qty": "5.0000",
+                                             "tif": "IOC"})
+        expect(buy.status_code == 201, f"buy answered {buy.status_code}: {buy.text[:200]}")
+        fills = buy.json()["fills"]
+        expect(len(fills) == 1 and fills[0]["maker_order_id"] == rested[0], f"fills {fills}")
+        expect(await self._balance(second, SYMBOL) == ("0.0000", "5.0000"), "the second maker traded")
+        cancel = await self._cancel(second, rested[1])
+        expect(cancel.status_code == 200, f"cancel answered {cancel.status_code}")
+        return f"one fill, against {rested[0]} (first in time)"
 
     async def replay(self) -> str:
         first = self.s.facts["buy"]
