@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any, Final
 
 from nats.aio.client import Client
@@ -38,3 +40,40 @@ async def call(
     if msg.headers and ERROR_CODE_HEADER in msg.headers:
         raise QtError.from_body(reply if isinstance(reply, dict) else {})
     return reply
+
+
+async def discover(nc: Client, wait_s: float = 0.5) -> list[dict[str, Any]]:
+    """Every micro instance's `$SRV.INFO` merged with its `$SRV.STATS` (`{"info", "stats"}`), gathered
+    for `wait_s`, sorted by service name and instance id."""
+    inbox = nc.new_inbox()
+    replies: list[dict[str, Any]] = []
+    sub = await nc.subscribe(inbox)
+    try:
+        # Several instances answer one request, so collect every reply rather than the first.
+        await nc.publish("$SRV.INFO", b"", reply=inbox)
+        await nc.publish("$SRV.STATS", b"", reply=inbox)
+        await nc.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while (left := deadline - loop.time()) > 0:
+            try:
+                msg = await sub.next_msg(timeout=left)
+            except (TimeoutError, NatsTimeoutError):
+                break
+            try:
+                body = json.loads(msg.data)
+            except ValueError:
+                continue
+            if isinstance(body, dict):
+                replies.append(body)
+    finally:
+        await sub.unsubscribe()
+    instances: dict[str, dict[str, Any]] = {}
+    for body in replies:
+        kind = "stats" if str(body.get("type", "")).endswith("stats_response") else "info"
+        instances.setdefault(str(body.get("id", "")), {})[kind] = body
+    return sorted(instances.values(), key=lambda i: (_field(i, "name"), _field(i, "id")))
+
+
+def _field(instance: dict[str, Any], name: str) -> str:
+    return str((instance.get("info") or instance.get("stats") or {}).get(name, ""))

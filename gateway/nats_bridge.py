@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from typing import Any
@@ -23,7 +22,7 @@ from pydantic import BaseModel
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
 from contracts.jetstream import ensure_named
-from contracts.rpc import call
+from contracts.rpc import call, discover
 from contracts.subjects import IDEMPOTENCY_BUCKET
 from gateway.settings import Settings
 
@@ -113,32 +112,7 @@ class NatsBridge:
 
     async def discover(self, wait_s: float = 0.3) -> list[dict[str, Any]]:
         """Every micro instance's `$SRV.INFO` merged with its `$SRV.STATS`, gathered for `wait_s`."""
-        nc = self.client()
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox)
-        replies: list[dict[str, Any]] = []
-        try:
-            # Several instances answer one request, so collect every reply rather than the first.
-            await nc.publish("$SRV.INFO", b"", reply=inbox)
-            await nc.publish("$SRV.STATS", b"", reply=inbox)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait_s
-            while (left := deadline - loop.time()) > 0:
-                try:
-                    msg = await sub.next_msg(timeout=left)
-                except (TimeoutError, NatsTimeoutError):
-                    break
-                with contextlib.suppress(ValueError):
-                    body = json.loads(msg.data)
-                    if isinstance(body, dict):
-                        replies.append(body)
-        finally:
-            await sub.unsubscribe()
-        instances: dict[str, dict[str, Any]] = {}
-        for body in replies:
-            kind = "stats" if str(body.get("type", "")).endswith("stats_response") else "info"
-            instances.setdefault(str(body.get("id", "")), {})[kind] = body
-        return list(instances.values())
+        return await discover(self.client(), wait_s)
 
 
 async def _on_error(exc: Exception) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from contracts.errors import QtError
+from contracts.rpc import discover
 from tooling import render
 from tooling.bench.cli import app as bench_app
 from tooling.book_cli import book as book_command
@@ -16,7 +17,6 @@ from tooling.ops import (
     DataDirOption,
     NatsUrlOption,
     Target,
-    discover,
     err,
     fail,
     jetstream_view,

@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 import typer
 from nats.aio.client import Client
-from nats.js.errors import NotFoundError
 
-from contracts.dlq import DlqEntry, DlqReplay, dlq_replay_subject, read_parked
+from contracts.dlq import DlqEntry, DlqReplay, dlq_replay_subject, list_parked, read_parked
 from contracts.errors import ErrorCode, QtError
-from contracts.subjects import DLQ_SERVICE, DLQ_STREAM
+from contracts.subjects import DLQ_SERVICE
 from tooling import render
 from tooling.ops import DataDirOption, NatsUrlOption, out, request, run, target, validate
 
@@ -50,24 +49,8 @@ def replay(
 
 
 async def parked(nc: Client, limit: int) -> tuple[list[DlqEntry], int]:
-    """Up to `limit` parked messages from the oldest, and how many are parked in all."""
-    js = nc.jetstream()
-    try:
-        info = await js.stream_info(DLQ_STREAM)
-    except NotFoundError:  # created with the first durable worker: nothing was ever parked
-        return [], 0
-    entries: list[DlqEntry] = []
-    seq = info.state.first_seq
-    while len(entries) < limit and seq <= info.state.last_seq:
-        try:
-            # next_by_subj skips the holes replays leave, instead of asking for each deleted seq.
-            msg = await js.get_msg(DLQ_STREAM, seq, subject="dlq.>", next=True)
-        except NotFoundError:
-            break
-        found = msg.seq or seq
-        entries.append(DlqEntry.parked(found, msg.time, msg.headers, len(msg.data or b"")))
-        seq = found + 1
-    return entries, info.state.messages
+    """Up to `limit` parked messages, oldest first, and how many are parked in all."""
+    return await list_parked(nc.jetstream(), limit)
 
 
 async def send_back(nc: Client, command: DlqReplay) -> dict[str, Any]:

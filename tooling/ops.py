@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -129,38 +128,6 @@ async def request(nc: Client, subject: str, message: BaseModel, timeout: float =
 
 # --- discovery: micro services and JetStream ------------------------------------------------------
 
-async def discover(nc: Client, wait_s: float = 0.5) -> list[dict[str, Any]]:
-    """Every micro instance's `$SRV.INFO` merged with its `$SRV.STATS`, gathered for `wait_s`."""
-    inbox = nc.new_inbox()
-    replies: list[dict[str, Any]] = []
-    sub = await nc.subscribe(inbox)
-    try:
-        # Several instances answer one request, so collect every reply rather than the first.
-        await nc.publish("$SRV.INFO", b"", reply=inbox)
-        await nc.publish("$SRV.STATS", b"", reply=inbox)
-        await nc.flush()
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            try:
-                msg = await sub.next_msg(timeout=left)
-            except TimeoutError:
-                break
-            body = loads_json(msg.data)
-            if body is not None:
-                replies.append(body)
-    finally:
-        await sub.unsubscribe()
-    instances: dict[str, dict[str, Any]] = {}
-    for body in replies:
-        kind = "stats" if str(body.get("type", "")).endswith("stats_response") else "info"
-        instances.setdefault(str(body.get("id", "")), {})[kind] = body
-    return sorted(instances.values(), key=lambda i: (_field(i, "name"), _field(i, "id")))
-
-
-def _field(instance: dict[str, Any], name: str) -> str:
-    return str((instance.get("info") or instance.get("stats") or {}).get(name, ""))
-
-
 def breakers(instance: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The breaker states a node reports in its `$SRV.STATS` endpoint data (`{"breakers": {name: {...}}}`)."""
     found: dict[str, dict[str, Any]] = {}
@@ -169,15 +136,6 @@ def breakers(instance: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if isinstance(data, dict) and isinstance(data.get("breakers"), dict):
             found.update(data["breakers"])
     return found
-
-
-def loads_json(data: bytes) -> dict[str, Any] | None:
-    """A micro discovery reply (always JSON); None for anything else on the inbox."""
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from nats.js.errors import NotFoundError
 from starlette.responses import Response
 
-from contracts.dlq import DlqEntry, DlqReplay, DlqReplayReply, dlq_replay_subject, read_parked
+from contracts.dlq import DlqEntry, DlqReplay, DlqReplayReply, dlq_replay_subject, list_parked, read_parked
 from contracts.errors import ErrorCode, QtError
-from contracts.subjects import DLQ_SERVICE, DLQ_STREAM, wallet_subject
+from contracts.subjects import DLQ_SERVICE, wallet_subject
 from contracts.wallet import RebuildCommand, RebuildReply, VerifyCommand, VerifyReply
 from gateway.auth import ops
 from gateway.idempotency import Outcome
@@ -34,23 +33,8 @@ async def services(who: Ops, gw: Gw) -> Response:
 @router.get("/ops/dlq", summary="Parked messages (ops)", **doc(reply=schema(DlqEntry)))
 async def dlq(who: Ops, gw: Gw, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """Messages durable consumers gave up on, oldest first, with how many are parked in all."""
-    js = gw.bridge.client().jetstream()
-    try:
-        info = await js.stream_info(DLQ_STREAM)
-    except NotFoundError:  # created with the first durable worker: nothing was ever parked
-        return json_response({"entries": [], "total": 0})
-    entries: list[dict[str, Any]] = []
-    seq = info.state.first_seq
-    while len(entries) < limit and seq <= info.state.last_seq:
-        try:
-            # next_by_subj skips the holes replays leave, instead of asking for each deleted seq.
-            msg = await js.get_msg(DLQ_STREAM, seq, subject="dlq.>", next=True)
-        except NotFoundError:
-            break
-        found = msg.seq or seq
-        entries.append(DlqEntry.parked(found, msg.time, msg.headers, len(msg.data or b"")).model_dump())
-        seq = found + 1
-    return json_response({"entries": entries, "total": info.state.messages})
+    entries, total = await list_parked(gw.bridge.client().jetstream(), limit)
+    return json_response({"entries": [e.model_dump() for e in entries], "total": total})
 
 
 @router.post("/ops/dlq/{seq}/replay", summary="Replay a parked message (ops)",

@@ -15,12 +15,12 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from contracts.errors import ErrorCode, QtError
+from contracts.rpc import discover
 from nodes.runtime.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from nodes.runtime.client import ServiceClient
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
 from tooling import render
-from tooling.ops import discover
 
 
 class Ask(BaseModel):

@@ -12,9 +12,9 @@ from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.clearing import STEPS
+from contracts.rpc import discover
 from contracts.subjects import CLEARING_EXEC_CONSUMER, EXEC_STREAM, TRADES_STREAM, clearing_subject
 from tooling.bench.mesh import cpu_seconds, machine_busy_seconds
-from tooling.ops import discover
 
 SERVICES = ("wallet", "matching")
 """Whose requests are clearing's round trips (their `$SRV.STATS` deltas)."""
