@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from tooling.bench.engine import engine
+from tooling.bench.gateway import gateway
 from tooling.bench.matching import matching
 from tooling.bench.report import BENCHMARKS_MD, SECTIONS
 from tooling.bench.saga import saga
@@ -23,6 +24,7 @@ app = typer.Typer(help="Benchmarks: each starts its own nats-server and nodes on
 app.command(name="engine")(engine)
 app.command(name="matching")(matching)
 app.command(name="saga")(saga)
+app.command(name="gateway")(gateway)
 
 
 @app.callback()

@@ -7,7 +7,7 @@ engine's `md.book.<instrument>` feed, stamping each message as it arrives, a NAT
 engine's publish and at the same moment the gateway's own subscription receives it.
 
 Both record until SIGTERM, then write what they saw to `--out` (a pickle of arrays and lists) and
-exit; the bench reads it back with `load`. `--out` + `.ready` appears once they are set up.
+exit; the bench reads it back with `load_frames` / `load_feed`. `--out` + `.ready` appears once they are set up.
 
     python -m tooling.bench.gateway_clients subscribers --url ws://... --channel book.MSFT --count 250 --out F
     python -m tooling.bench.gateway_clients tap --nats nats://... --seed ops.nk --subject md.book.MSFT --out F
@@ -64,17 +64,32 @@ class Feed:
     at: array[float] = field(default_factory=lambda: array("d"))
 
 
-def load(path: Path) -> Any:
-    """What a client process wrote on exit (a file this bench wrote itself, in its own temp dir)."""
+def load_frames(path: Path) -> Frames:
+    """What a `subscribers` process wrote on exit."""
+    return Frames(**_read(path))
+
+
+def load_feed(path: Path) -> Feed:
+    """What the `tap` process wrote on exit."""
+    return Feed(**_read(path))
+
+
+def _read(path: Path) -> dict[str, Any]:
     with open(path, "rb") as handle:
-        return pickle.load(handle)  # noqa: S301 - our own child's output, never foreign input
+        fields: dict[str, Any] = pickle.load(handle)  # our own child's file, in our own temp dir
+    return fields
 
 
-def _write(path: Path, value: object) -> None:
+def _write(path: Path, value: Frames | Feed) -> None:
+    # plain fields, not the dataclass: the writer runs this module as __main__
     temp = path.with_suffix(".tmp")
     with open(temp, "wb") as handle:
-        pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(dict(vars(value)), handle, protocol=pickle.HIGHEST_PROTOCOL)
     temp.rename(path)
+
+
+def _mark_ready(out: Path, count: int) -> None:
+    Path(f"{out}.ready").write_text(str(count))
 
 
 def _stop_event() -> asyncio.Event:
@@ -107,7 +122,7 @@ async def subscribers(url: str, channel: str, count: int, out: Path, compression
     if failed:
         raise RuntimeError(f"a subscriber failed to set up: {failed[0].exception()!r}")
     await waiter  # every connection got its snapshot (or closed, which `closed` records)
-    Path(f"{out}.ready").write_text(str(frames.connected))
+    _mark_ready(out, frames.connected)
     await stop.wait()
     for task in tasks:
         task.cancel()
@@ -122,7 +137,7 @@ async def _receive(ws: ClientConnection, n: int, frames: Frames, ready: asyncio.
             at = time.monotonic()
             head = HEAD.match(text if isinstance(text, str) else text.decode())
             kind = head.group(1) if head else ""
-            if kind == "update" or kind == "snapshot":
+            if kind in {"update", "snapshot"}:
                 frames.conn.append(n)
                 frames.seq.append(int(head.group(2)) if head and head.group(2) else -1)
                 frames.at.append(at)
@@ -156,7 +171,7 @@ async def tap(url: str, seed: str, subject: str, out: Path) -> None:
 
     await nc.subscribe(subject, cb=stamp, pending_msgs_limit=-1, pending_bytes_limit=-1)
     await nc.flush()
-    Path(f"{out}.ready").write_text("1")
+    _mark_ready(out, 1)
     await stop.wait()
     await nc.close()
     _write(out, feed)

@@ -1,21 +1,25 @@
-"""`qt bench gateway`, WebSocket fan-out: subscribers on one book, the engine's feed driven at fixed rates.
+"""`qt bench gateway`, WebSocket fan-out: what feeds the book channel, and the CPU and memory readings.
 
-The book of `SYMBOL` (no saga touches it) changes through `matching.submit` / `matching.cancel` sent
-straight to the engine over NATS: resting limit orders of one account a few ticks either side of the
-reference, and cancels of the oldest of them, at a fixed schedule. Matching holds no funds, so no
-wallet is involved; every command changes one level, and the engine publishes its L2 deltas on
-`md.book.<SYMBOL>` (coalesced when it falls behind). The gateway mirrors that feed and sends every
-subscriber an `update` frame per message.
+Two sources move `md.book.<SYMBOL>` (no saga touches `SYMBOL`):
 
-Delay of a frame = when a subscriber's `recv()` returned it - when the tap process received the
-`md.book` message with the same seq (a NATS hop after the engine published it: the moment the
-gateway's own subscription receives it too). Both are CLOCK_MONOTONIC readings on this machine.
+- `BookDriver`, the engine: `matching.submit` / `matching.cancel` sent straight to the engine over
+  NATS at a fixed schedule, resting limit orders of one account a few ticks either side of the
+  reference and cancels of the oldest of them. Matching holds no funds, so no wallet is involved.
+  The engine publishes the L2 deltas of what it applied since its last publish, so under load one
+  feed message carries several commands: the feed rate is the engine's, not the offered one.
+- `SyntheticFeed`: this process publishes `md.book` messages itself at exactly the offered rate,
+  continuing the sequence and the book of the engine's last snapshot (the one the gateway's mirror
+  loaded), one level change each, with the contract's checksum. The gateway cannot tell them from
+  the engine's; they measure its fan-out at a rate the engine does not reach on this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +29,17 @@ from nats.aio.client import Client
 
 from contracts.codec import loads
 from contracts.instruments import instrument
-from contracts.subjects import matching_subject
-from tooling.bench.gateway_clients import SNAPSHOT, UPDATE, Feed, Frames
+from contracts.rpc import call
+from contracts.subjects import book_feed_subject, matching_subject
 from tooling.bench.mesh import cpu_seconds, machine_busy_seconds
-from tooling.bench.stats import percentile
 
 SYMBOL = "MSFT"
 SPEC = instrument(SYMBOL)
 ACCOUNT = "fanout-mm"
 RESTING = 200
-"""Resting orders kept on the book: past this, every other command cancels the oldest one."""
+"""Resting orders the engine driver keeps on the book: past this, every other command cancels the oldest."""
 BAND = 40
-"""Resting orders sit 1..BAND ticks from the reference on their own side: the book never crosses."""
+"""Orders (and synthetic levels) sit 1..BAND ticks from the reference on their own side: the book never crosses."""
 
 
 @dataclass
@@ -49,8 +52,9 @@ class Driven:
     sent: int = 0
     answered: int = 0
     errors: int = 0
+    source: str = "engine"
     sent_at: dict[int, float] = field(default_factory=dict)
-    """Journal seq of a command -> when the driver sent it."""
+    """Feed seq -> when its cause left this process (the command, or the synthetic message itself)."""
     late_s: float = 0.0
     """How far behind its schedule the driver's last send was."""
 
@@ -101,7 +105,7 @@ class BookDriver:
                 await asyncio.sleep(delay)
             subject, body = self._command()
             sent = time.monotonic()
-            driven.late_s = max(0.0, sent - scheduled)
+            driven.late_s = max(driven.late_s, sent - scheduled)
             task = asyncio.create_task(one(subject, body, sent))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -109,6 +113,62 @@ class BookDriver:
         driven.stopped = time.monotonic()
         if tasks:
             await asyncio.wait(set(tasks), timeout=60)
+        return driven
+
+
+def checksum(bids: dict[int, int], asks: dict[int, int]) -> int:
+    """The book contract's checksum: CRC32 of the top 10 asks ascending then the top 10 bids descending,
+    each level `<price><total>` in integer units."""
+    top = [f"{p}{asks[p]}" for p in sorted(asks)[:10]] + [f"{p}{bids[p]}" for p in sorted(bids, reverse=True)[:10]]
+    text = "".join(top)
+    return zlib.crc32(text.encode("ascii"))
+
+
+class SyntheticFeed:
+    """Publishes `md.book` messages at a fixed rate, continuing the engine's last published state."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.rng = random.Random(11)
+
+    async def drive(self, rate: float, duration_s: float) -> Driven:
+        """Read the engine's book (what the gateway's mirror loaded), then one level change per message."""
+        book = await call(self.nc, matching_subject("book"), {"instrument": SYMBOL, "depth": 500}, timeout=10)
+        bids = {int(p): int(q) for p, q in book["bids"]}
+        asks = {int(p): int(q) for p, q in book["asks"]}
+        if checksum(bids, asks) != book["checksum"]:
+            raise RuntimeError("this bench's book checksum disagrees with the engine's: fix `checksum` first")
+        seq = int(book["seq"])
+        subject = book_feed_subject(SYMBOL)
+        interval = 1.0 / rate
+        total = int(duration_s * rate)
+        t0 = time.monotonic() + 0.01
+        driven = Driven(rate, t0, t0 + duration_s, source="synthetic")
+        for k in range(total):
+            scheduled = t0 + k * interval
+            delay = scheduled - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            buy = self.rng.random() < 0.5
+            offset = self.rng.randint(1, BAND) * SPEC.tick
+            price = SPEC.reference_price - offset if buy else SPEC.reference_price + offset
+            levels = bids if buy else asks
+            qty = self.rng.randint(0, 20) * SPEC.min_qty
+            if qty:
+                levels[price] = qty
+            else:
+                levels.pop(price, None)
+            prev, seq = seq, seq + 1
+            body = msgpack.packb({"instrument": SYMBOL, "seq": seq, "prev_seq": prev, "checksum": checksum(bids, asks),
+                                  "deltas": [("BUY" if buy else "SELL", price, qty)]})
+            sent = time.monotonic()
+            await self.nc.publish(subject, body)
+            driven.sent_at[seq] = sent
+            driven.late_s = max(driven.late_s, sent - scheduled)
+            driven.sent += 1
+            driven.answered += 1
+        await self.nc.flush()
+        driven.stopped = time.monotonic()
         return driven
 
 
@@ -122,7 +182,7 @@ class Usage:
 
 
 class CpuWatch:
-    """CPU seconds of named PIDs (and the machine) between `start()` and `stop()`."""
+    """CPU seconds of named PIDs (and the machine) between `start()` and `stop()`; `-pid`: its main thread only."""
 
     def __init__(self, pids: dict[str, list[int]]) -> None:
         self.pids = pids
@@ -131,7 +191,9 @@ class CpuWatch:
         self._cpu: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.pids.items()}
+        # a negative pid names a process's main thread (its event loop) alone
+        return {name: sum(cpu_seconds(pid) if pid > 0 else cpu_seconds(-pid, -pid) for pid in pids)
+                for name, pids in self.pids.items()}
 
     def start(self) -> None:
         """Mark the beginning."""
@@ -142,84 +204,9 @@ class CpuWatch:
         cpu, busy, at = self._now(), machine_busy_seconds(), time.monotonic()
         wall = max(at - self._at, 1e-9)
         used = {name: cpu[name] - self._cpu.get(name, 0.0) for name in cpu}
-        return Usage({name: s / wall for name, s in used.items()}, max(0.0, busy - self._busy - sum(used.values())) / wall,
-                     wall)
-
-
-@dataclass
-class Window:
-    """One fan-out rate step, analysed."""
-
-    offered: float
-    duration_s: float
-    commands: int
-    command_errors: int
-    driver_late_s: float
-    feed_messages: int
-    """`md.book` messages the engine published for this window's commands."""
-    level_changes: int
-    subscribers: int
-    """Connections open when the window started."""
-    expected: int
-    delivered: int
-    snapshots: int
-    """Snapshot frames received in the window (a gateway resync sends one to everyone)."""
-    closed: list[tuple[int, float, int, str]]
-    delays: list[float]
-    """Frame received - feed message seen by the tap, per delivered update (sorted)."""
-    from_send: list[float]
-    """Frame received - the driver sent the command whose journal seq it carries (sorted)."""
-    usage: Usage
-    rss_max_kb: int = 0
-
-    @property
-    def feed_rate(self) -> float:
-        """`md.book` messages (= update frames per subscriber) per second."""
-        return self.feed_messages / self.duration_s if self.duration_s else 0.0
-
-    @property
-    def command_rate(self) -> float:
-        """Commands answered per second."""
-        return self.commands / self.duration_s if self.duration_s else 0.0
-
-    def delay(self, q: float) -> float | None:
-        """A quantile of the delivery delay."""
-        return percentile(self.delays, q)
-
-    def send_delay(self, q: float) -> float | None:
-        """A quantile of order-sent-to-frame-received."""
-        return percentile(self.from_send, q)
-
-
-def analyse(driven: Driven, until: float, feed: Feed, frames: list[Frames], usage: Usage, connections: int,
-            rss_max_kb: int) -> Window:
-    """Join one window's feed messages (by seq) with every subscriber's frames; `until`: the next window's start."""
-    window = {seq: at for seq, at in zip(feed.seq, feed.at, strict=True) if seq in driven.sent_at}
-    changes = sum(n for seq, n in zip(feed.seq, feed.deltas, strict=True) if seq in window)
-    delays: list[float] = []
-    from_send: list[float] = []
-    snapshots = closed_before = 0
-    closed: list[tuple[int, float, int, str]] = []
-    for f in frames:
-        closed_before += sum(1 for _c, at, _code, _reason in f.closed if at < driven.started)
-        closed += [entry for entry in f.closed if driven.started <= entry[1] < until]
-        for seq, at, kind in zip(f.seq, f.at, f.kind, strict=True):
-            if kind == SNAPSHOT:
-                snapshots += driven.started <= at < until
-                continue
-            published = window.get(seq) if kind == UPDATE else None
-            if published is None:
-                continue
-            delays.append(at - published)
-            sent = driven.sent_at.get(seq)
-            if sent is not None:
-                from_send.append(at - sent)
-    delays.sort()
-    from_send.sort()
-    live = connections - closed_before
-    return Window(driven.rate, driven.stopped - driven.started, driven.answered, driven.errors, driven.late_s,
-                  len(window), changes, live, len(window) * live, len(delays), snapshots, closed, delays, from_send,
-                  usage, rss_max_kb)
+        ours = sum(seconds for name, seconds in used.items() if all(pid > 0 for pid in self.pids[name]))
+        others = max(0.0, busy - self._busy - ours) / wall
+        return Usage({name: s / wall for name, s in used.items()}, others, wall)
 
 
 def rss_kb(pid: int, field_name: str = "VmRSS") -> int:
@@ -237,7 +224,5 @@ async def sample_rss(pid: int, peak: list[int], stop: asyncio.Event, every_s: fl
     """Keep the largest VmRSS seen in `peak[0]` until `stop` is set."""
     while not stop.is_set():
         peak[0] = max(peak[0], rss_kb(pid))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
-        except TimeoutError:
-            pass
