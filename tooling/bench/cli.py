@@ -10,6 +10,7 @@ from rich.console import Console
 
 from tooling.bench.engine import engine
 from tooling.bench.gateway import gateway
+from tooling.bench.harness import client_counts
 from tooling.bench.matching import matching
 from tooling.bench.report import BENCHMARKS_MD, SECTIONS
 from tooling.bench.saga import saga
@@ -40,9 +41,7 @@ def _plan(quick: bool, duration: float | None, warmup: float | None, clients: st
     from tooling.bench.suite import Plan
     from tooling.bench.wallet import NatsPlan
 
-    counts = tuple(int(c) for c in clients.split(",") if c.strip())
-    if not counts or min(counts) < 1 or max(counts) > 1024:
-        raise typer.BadParameter("clients: comma-separated counts between 1 and 1024", param_hint="--clients")
+    counts = client_counts(clients)
     sections = tuple(s.strip() for s in only.split(",") if s.strip()) if only else SECTIONS
     unknown = set(sections) - set(SECTIONS)
     if unknown:

@@ -35,7 +35,7 @@ from tooling.bench.gateway_http import Send, get, http_clients, place_orders
 from tooling.bench.gateway_http import closed_loop as http_loop
 from tooling.bench.gateway_reasons import why
 from tooling.bench.gateway_tables import Read, Results, block, sections, setup, targets
-from tooling.bench.harness import closed_loop
+from tooling.bench.harness import client_counts, closed_loop
 from tooling.bench.matching import spawn_matching
 from tooling.bench.mesh import Child, Mesh, bench_mesh, client, command_line, cpu_seconds, wait_quiet, wait_ready
 from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, print_section, print_targets, write_benchmarks
@@ -257,9 +257,7 @@ def gateway(
                                                 "point for other processes to go quiet (shared machines).")] = 0.0,
 ) -> None:
     """Gateway: POST /v1/orders vs the raw NATS saga (overhead), GET ceiling, WebSocket fan-out delay, RSS."""
-    counts = tuple(int(c) for c in clients.split(",") if c.strip())
-    if not counts or min(counts) < 1 or max(counts) > 1024:
-        raise typer.BadParameter("clients: comma-separated counts between 1 and 1024", param_hint="--clients")
+    counts = client_counts(clients)
     rates = (*(float(r) for r in ladder.split(",") if r.strip() and float(r) < rate), rate)
     if min(rates) <= 0 or engine_rate < 0:
         raise typer.BadParameter("positive rates", param_hint="--rate/--ladder")

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import typer
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -111,3 +112,14 @@ async def open_loop(
     measured = total - measure_from_k
     run = summarize(label or f"{rate:,.0f} req/s", latencies, counts["errors"], measured * interval)
     return run, counts["ok_total"]
+
+
+def client_counts(text: str) -> tuple[int, ...]:
+    """`--clients 1,16,64` as counts, refusing anything outside 1..1024 the way typer reports options."""
+    try:
+        counts = tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1 or max(counts) > 1024:
+        raise typer.BadParameter("clients: comma-separated counts between 1 and 1024", param_hint="--clients")
+    return counts

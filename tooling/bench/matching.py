@@ -30,7 +30,7 @@ from contracts.errors import QtError
 from contracts.rpc import call
 from contracts.subjects import ORDERS_STREAM, SNAPSHOTS_OBJECTS, matching_subject, orders_subject
 from tooling.bench import jetstream
-from tooling.bench.harness import BodyFactory, closed_loop, no_error, open_loop
+from tooling.bench.harness import BodyFactory, client_counts, closed_loop, no_error, open_loop
 from tooling.bench.matching_tables import (
     Results,
     caveats,
@@ -320,9 +320,7 @@ def matching(
                                                 "point for other processes to go quiet (shared machines).")] = 0.0,
 ) -> None:
     """Matching: journaled orders/s through `matching.submit` (1/16/64 clients), p99 at 1,000/s, replay rate."""
-    counts = tuple(int(c) for c in clients.split(",") if c.strip())
-    if not counts or min(counts) < 1 or max(counts) > 1024:
-        raise typer.BadParameter("clients: comma-separated counts between 1 and 1024", param_hint="--clients")
+    counts = client_counts(clients)
     console = Console() if Console().is_terminal else Console(width=200)
     res = Results()
     report = Report(command=command_line("matching"), date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -30,7 +30,7 @@ from contracts.credentials import nkey_seed_path
 from contracts.instruments import instrument
 from contracts.rpc import QT_ERROR_HEADER, call
 from contracts.subjects import clearing_subject, wallet_subject
-from tooling.bench.harness import BodyFactory, Check, closed_loop, no_error, open_loop
+from tooling.bench.harness import BodyFactory, Check, client_counts, closed_loop, no_error, open_loop
 from tooling.bench.matching import spawn_matching
 from tooling.bench.mesh import (
     DISTURBED,
@@ -247,9 +247,7 @@ def saga(
                                                 "point for other processes to go quiet (shared machines).")] = 0.0,
 ) -> None:
     """Saga: place_order sagas/s through clearing (1/16/64 clients), p99 at 200/s, steps, round trips, KV writes."""
-    counts = tuple(int(c) for c in clients.split(",") if c.strip())
-    if not counts or min(counts) < 1 or max(counts) > 1024:
-        raise typer.BadParameter("clients: comma-separated counts between 1 and 1024", param_hint="--clients")
+    counts = client_counts(clients)
     if rate <= 0:
         raise typer.BadParameter("a positive rate", param_hint="--rate")
     console = Console() if Console().is_terminal else Console(width=200)
