@@ -34,11 +34,11 @@ from tooling.bench.gateway_fanout import Clients, Drive, window
 from tooling.bench.gateway_http import Send, get, http_clients, place_orders
 from tooling.bench.gateway_http import closed_loop as http_loop
 from tooling.bench.gateway_reasons import why
-from tooling.bench.gateway_tables import Read, Results, block, sections, setup, targets
+from tooling.bench.gateway_tables import Read, Results, sections, setup, targets
 from tooling.bench.harness import client_counts, closed_loop
 from tooling.bench.matching import spawn_matching
 from tooling.bench.mesh import Child, Mesh, bench_mesh, client, command_line, cpu_seconds, wait_quiet, wait_ready
-from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, print_section, print_targets, write_benchmarks
+from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, present, titled_block
 from tooling.bench.saga import PLACE, fund, saga_body, seed_book, spawn_clearing, tally
 from tooling.bench.saga_probe import Probe, point_stats
 from tooling.bench.stats import fmt_ms, fmt_rate
@@ -277,15 +277,7 @@ def gateway(
     report.sections = sections(res)
     report.setup = setup(res, plan.ws_duration_s)
     report.caveats = res.caveats(int(report.machine.get("nproc", "0") or 0))
-    for caveat in report.caveats:
-        console.print(f"[yellow]caveat:[/yellow] {caveat}")
-    for section in report.sections:
-        print_section(console, section)
-    print_targets(console, report.targets)
     reason = why(res)
-    if reason:
-        console.print(reason.removeprefix("> ").replace("**", ""))
-    if write if write is not None else not quick:
-        write_benchmarks(out, block(report, reason), name="gateway")
-        console.print(f"wrote {out}")
+    present(console, report, reason, write=write if write is not None else not quick, out=out, name="gateway",
+            render=lambda r, why_text: titled_block(r, why_text, "gateway"))
 

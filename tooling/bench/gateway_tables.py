@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from tooling.bench.gateway_fanout import Window
 from tooling.bench.gateway_ws import BAND, RESTING, SYMBOL, Usage
 from tooling.bench.mesh import DISTURBED
-from tooling.bench.report import Report, Section, Target, markdown
+from tooling.bench.report import Section, Target
 from tooling.bench.saga_probe import PointStats
 from tooling.bench.stats import Run, fmt_ms, fmt_rate, percentile, ratio, status
 
@@ -321,13 +321,3 @@ def setup(res: Results, ws_duration_s: float) -> list[str]:
         "counters per saga point as in `qt bench saga`: clearing's metrics and `$SRV.STATS` before and after, CPU "
         "of every process from /proc",
     ]
-
-
-def block(report: Report, reason: str | None) -> str:
-    """The shared markdown layout under this bench's title, `why` after the targets."""
-    lines = markdown(report).splitlines()[1:-1]  # the wallet markers: write_benchmarks puts the gateway ones
-    text = "\n".join(lines).strip().replace("## `qt bench wallet`", "## `qt bench gateway`", 1)
-    if reason and report.sections:
-        first = f"\n### {report.sections[0].title}"
-        text = text.replace(first, f"\n{reason}\n{first}", 1)
-    return text + "\n"

@@ -53,7 +53,7 @@ from tooling.bench.mesh import (
     wait_quiet,
     wait_ready,
 )
-from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, print_section, print_targets, write_benchmarks
+from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, present
 from tooling.bench.stats import fmt_ms, fmt_rate
 from tooling.natsserver import NatsServer
 
@@ -353,13 +353,5 @@ def matching(
             f"Other processes on this {machine_info_nproc(report)}-core machine used CPU during: "
             + ", ".join(f"{point} ({cores:.2f} cores)" for point, cores in busy.items())
             + "; rates there are lower, and latencies higher, than on a quiet machine (CPU/order is robust).")
-    for caveat in report.caveats:
-        console.print(f"[yellow]caveat:[/yellow] {caveat}")
-    for section in report.sections:
-        print_section(console, section)
-    print_targets(console, report.targets)
-    if reason:
-        console.print(reason.removeprefix("> ").replace("**", ""))
-    if write if write is not None else not quick:
-        write_benchmarks(out, markdown(report, reason), name="matching")
-        console.print(f"wrote {out}")
+    present(console, report, reason, write=write if write is not None else not quick, out=out, name="matching",
+            render=markdown)

@@ -7,6 +7,7 @@ import os
 import platform
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,3 +168,28 @@ def write_benchmarks(path: Path, block: str, name: str = "wallet") -> None:
         path.write_text(text.rstrip("\n") + "\n\n" + block)
         return
     path.write_text(text[:begin] + block.rstrip("\n") + text[end + len(end_marker):])
+
+
+def titled_block(report: Report, reason: str | None, name: str) -> str:
+    """The shared markdown layout under `qt bench <name>`, the why-missed text before the first table."""
+    lines = markdown(report).splitlines()[1:-1]  # the wallet markers: write_benchmarks puts this bench's own
+    text = "\n".join(lines).strip().replace("## `qt bench wallet`", f"## `qt bench {name}`", 1)
+    if reason and report.sections:
+        first = f"\n### {report.sections[0].title}"
+        text = text.replace(first, f"\n{reason}\n{first}", 1)
+    return text + "\n"
+
+
+def present(console: Console, report: Report, reason: str | None, *, write: bool, out: Path, name: str,
+            render: Callable[[Report, str | None], str]) -> None:
+    """Print a run's caveats, tables, targets and why-missed text; refresh its BENCHMARKS.md block when asked."""
+    for caveat in report.caveats:
+        console.print(f"[yellow]caveat:[/yellow] {caveat}")
+    for section in report.sections:
+        print_section(console, section)
+    print_targets(console, report.targets)
+    if reason:
+        console.print(reason.removeprefix("> ").replace("**", ""))
+    if write:
+        write_benchmarks(out, render(report, reason), name=name)
+        console.print(f"wrote {out}")

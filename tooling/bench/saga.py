@@ -42,9 +42,9 @@ from tooling.bench.mesh import (
     wait_quiet,
     wait_ready,
 )
-from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, print_section, print_targets, write_benchmarks
+from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, present, titled_block
 from tooling.bench.saga_probe import Probe, point_stats
-from tooling.bench.saga_tables import Results, block, sections, targets, why
+from tooling.bench.saga_tables import Results, sections, targets, why
 from tooling.bench.stats import Run, fmt_ms, fmt_rate
 from tooling.natsserver import NatsServer
 
@@ -280,14 +280,6 @@ def saga(
             f"Other processes on this {report.machine.get('nproc', '?')}-core machine used CPU during: "
             + ", ".join(f"{label} ({cores:.2f} cores)" for label, cores in busy.items())
             + "; rates there are lower and latencies higher than on a quiet machine (CPU per saga is robust).")
-    for caveat in report.caveats:
-        console.print(f"[yellow]caveat:[/yellow] {caveat}")
-    for section in report.sections:
-        print_section(console, section)
-    print_targets(console, report.targets)
     reason = why(res)
-    if reason:
-        console.print(reason.removeprefix("> ").replace("**", ""))
-    if write if write is not None else not quick:
-        write_benchmarks(out, block(report, reason), name="saga")
-        console.print(f"wrote {out}")
+    present(console, report, reason, write=write if write is not None else not quick, out=out, name="saga",
+            render=lambda r, why_text: titled_block(r, why_text, "saga"))

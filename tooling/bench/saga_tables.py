@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from contracts.clearing import STEPS
-from tooling.bench.report import Report, Section, Target, markdown
+from tooling.bench.report import Section, Target
 from tooling.bench.saga_probe import PointStats
 from tooling.bench.stats import Run, fmt_ms, fmt_rate, ratio, status
 
@@ -322,13 +322,3 @@ def _checkpoint_cost(res: Results) -> str | None:
                  f"+{(b.cpu_us.get('clearing', 0.0) - a.cpu_us.get('clearing', 0.0)) / extra:,.0f} µs of clearing "
                  "CPU per extra write)")
     return text
-
-
-def block(report: Report, reason: str | None) -> str:
-    """The `qt bench saga` block: the shared markdown layout under this bench's own title, `why` after the targets."""
-    lines = markdown(report).splitlines()[1:-1]  # the wallet markers: write_benchmarks puts the saga ones
-    text = "\n".join(lines).strip().replace("## `qt bench wallet`", "## `qt bench saga`", 1)
-    if reason and report.sections:
-        first = f"\n### {report.sections[0].title}"
-        text = text.replace(first, f"\n{reason}\n{first}", 1)
-    return text + "\n"
