@@ -12,7 +12,7 @@ from tooling.bench.engine import engine
 from tooling.bench.gateway import gateway
 from tooling.bench.harness import client_counts
 from tooling.bench.matching import matching
-from tooling.bench.report import BENCHMARKS_MD, SECTIONS
+from tooling.bench.report import BENCHMARKS_MD, SECTIONS, WriteOption
 from tooling.bench.saga import saga
 
 if TYPE_CHECKING:
@@ -92,8 +92,7 @@ def wallet(
     retries: Annotated[int, typer.Option(min=0, max=5, help="Run a section or NATS point again when other "
                                          "processes used > 0.3 cores during it.")] = 1,
     only: Annotated[str, typer.Option(help=f"Comma-separated subset of {','.join(SECTIONS)}.")] = "",
-    write: Annotated[bool | None, typer.Option("--write/--no-write",
-                                               help="Refresh BENCHMARKS.md (default: yes unless --quick).")] = None,
+    write: WriteOption = False,
     out: Annotated[Path, typer.Option(help="Markdown file to refresh.")] = BENCHMARKS_MD,
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, databases, profiles).")] = False,
 ) -> None:
@@ -112,7 +111,7 @@ def wallet(
     print_targets(console, report.targets)
     for caveat in report.caveats:
         console.print(f"[yellow]caveat:[/yellow] {caveat}")
-    if write if write is not None else not quick:
+    if write:
         write_benchmarks(out, markdown(report))
         console.print(f"wrote {out}")
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from tooling.bench.engine_report import Row, profile_ours, render, write_results
 from tooling.bench.engine_venv import ensure_mypyc, ensure_peers
 from tooling.bench.engine_workload import Workload, load
-from tooling.bench.report import BENCHMARKS_MD
+from tooling.bench.report import BENCHMARKS_MD, WriteOption
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "data" / "bench" / "engine"
@@ -99,8 +99,7 @@ def engine(
                                                  help="Install missing peers (default: yes unless --quick).")] = None,
     mypyc: Annotated[bool, typer.Option("--mypyc/--no-mypyc", help="Also build and run the mypyc-compiled book.")]
     = True,
-    write: Annotated[bool | None, typer.Option("--write/--no-write",
-                                               help="Write BENCHMARKS.md (default: yes unless --quick).")] = None,
+    write: WriteOption = False,
     out: Annotated[Path, typer.Option(help="Markdown file to write.")] = RESULTS_MD,
 ) -> None:
     """Engine core in-process: orders/s and per-order latency, ours vs each published Python order book."""
@@ -165,7 +164,7 @@ def engine(
         console.print(profile)
     elapsed = time.monotonic() - started
     console.print(f"[dim]total {elapsed:.0f} s[/dim]")
-    if write if write is not None else not quick:
+    if write:
         write_results(out, report, profile, build_note, plan.ops, seed, elapsed)
         console.print(f"wrote {out}")
 

@@ -38,7 +38,7 @@ from tooling.bench.gateway_tables import Read, Results, sections, setup, targets
 from tooling.bench.harness import client_counts, closed_loop
 from tooling.bench.matching import spawn_matching
 from tooling.bench.mesh import Child, Mesh, bench_mesh, client, command_line, cpu_seconds, wait_quiet, wait_ready
-from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, present, titled_block
+from tooling.bench.report import BENCHMARKS_MD, Report, WriteOption, machine_info, present, titled_block
 from tooling.bench.saga import PLACE, fund, saga_body, seed_book, spawn_clearing, tally
 from tooling.bench.saga_probe import Probe, point_stats
 from tooling.bench.stats import fmt_ms, fmt_rate
@@ -249,8 +249,7 @@ def gateway(
     ws_procs: Annotated[int, typer.Option(help="Processes the subscribers are spread over.")] = 2,
     ws_duration: Annotated[float | None, typer.Option(help="Seconds the feed is driven at each rate.")] = None,
     compression: Annotated[bool, typer.Option(help="Subscribers offer permessage-deflate.")] = False,
-    write: Annotated[bool | None, typer.Option("--write/--no-write",
-                                               help="Refresh BENCHMARKS.md (default: yes unless --quick).")] = None,
+    write: WriteOption = False,
     out: Annotated[Path, typer.Option(help="Markdown file to refresh.")] = BENCHMARKS_MD,
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, data, client recordings).")] = False,
     wait_quiet_s: Annotated[float, typer.Option("--wait-quiet", help="Wait up to this many seconds before each "
@@ -278,6 +277,6 @@ def gateway(
     report.setup = setup(res, plan.ws_duration_s)
     report.caveats = res.caveats(int(report.machine.get("nproc", "0") or 0))
     reason = why(res)
-    present(console, report, reason, write=write if write is not None else not quick, out=out, name="gateway",
+    present(console, report, reason, write=write, out=out, name="gateway",
             render=lambda r, why_text: titled_block(r, why_text, "gateway"))
 

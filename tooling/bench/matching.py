@@ -53,7 +53,7 @@ from tooling.bench.mesh import (
     wait_quiet,
     wait_ready,
 )
-from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, present
+from tooling.bench.report import BENCHMARKS_MD, Report, WriteOption, machine_info, present
 from tooling.bench.stats import fmt_ms, fmt_rate
 from tooling.natsserver import NatsServer
 
@@ -312,8 +312,7 @@ def matching(
                                                       "replay (topped up directly into ORDERS).")] = None,
     profile_duration: Annotated[float | None, typer.Option(help="Seconds of profiled load when the 64-client "
                                                            "target is missed (0 = skip).")] = None,
-    write: Annotated[bool | None, typer.Option("--write/--no-write",
-                                               help="Refresh BENCHMARKS.md (default: yes unless --quick).")] = None,
+    write: WriteOption = False,
     out: Annotated[Path, typer.Option(help="Markdown file to refresh.")] = BENCHMARKS_MD,
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, data, profile).")] = False,
     wait_quiet_s: Annotated[float, typer.Option("--wait-quiet", help="Wait up to this many seconds before each "
@@ -353,5 +352,5 @@ def matching(
             f"Other processes on this {machine_info_nproc(report)}-core machine used CPU during: "
             + ", ".join(f"{point} ({cores:.2f} cores)" for point, cores in busy.items())
             + "; rates there are lower, and latencies higher, than on a quiet machine (CPU/order is robust).")
-    present(console, report, reason, write=write if write is not None else not quick, out=out, name="matching",
+    present(console, report, reason, write=write, out=out, name="matching",
             render=markdown)

@@ -42,7 +42,7 @@ from tooling.bench.mesh import (
     wait_quiet,
     wait_ready,
 )
-from tooling.bench.report import BENCHMARKS_MD, Report, machine_info, present, titled_block
+from tooling.bench.report import BENCHMARKS_MD, Report, WriteOption, machine_info, present, titled_block
 from tooling.bench.saga_probe import Probe, point_stats
 from tooling.bench.saga_tables import Results, sections, targets, why
 from tooling.bench.stats import Run, fmt_ms, fmt_rate
@@ -239,8 +239,7 @@ def saga(
     clients: Annotated[str, typer.Option(help="Concurrent closed-loop client counts, comma-separated.")] = "1,16,64",
     duration: Annotated[float | None, typer.Option(help="Measured seconds per closed-loop point.")] = None,
     rate: Annotated[float, typer.Option(help="Open-loop offered sagas/s (the p99 target is judged at 200).")] = 200.0,
-    write: Annotated[bool | None, typer.Option("--write/--no-write",
-                                               help="Refresh BENCHMARKS.md (default: yes unless --quick).")] = None,
+    write: WriteOption = False,
     out: Annotated[Path, typer.Option(help="Markdown file to refresh.")] = BENCHMARKS_MD,
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, data).")] = False,
     wait_quiet_s: Annotated[float, typer.Option("--wait-quiet", help="Wait up to this many seconds before each "
@@ -281,5 +280,5 @@ def saga(
             + ", ".join(f"{label} ({cores:.2f} cores)" for label, cores in busy.items())
             + "; rates there are lower and latencies higher than on a quiet machine (CPU per saga is robust).")
     reason = why(res)
-    present(console, report, reason, write=write if write is not None else not quick, out=out, name="saga",
+    present(console, report, reason, write=write, out=out, name="saga",
             render=lambda r, why_text: titled_block(r, why_text, "saga"))

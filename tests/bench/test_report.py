@@ -1,0 +1,55 @@
+"""The bench report code: tables become a BENCHMARKS.md block that replaces only its own section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tooling.bench.report import Report, Section, Target, markers, titled_block, write_benchmarks
+
+
+def _report() -> Report:
+    report = Report(command="qt bench demo", date="2026-12-04", machine={"cpu": "test", "cores": "2"})
+    section = Section("Throughput", ["clients", "ops/s"])
+    section.add("1", "1,000")
+    section.add("a|b", "2")
+    report.sections.append(section)
+    report.targets.append(Target("ops/s", ">= 10", "1,000", met=True))
+    report.targets.append(Target("p99", "< 1 ms", "3 ms", met=False))
+    return report
+
+
+def test_a_section_refuses_a_row_of_the_wrong_width() -> None:
+    with pytest.raises(ValueError, match="3 cells for 2 columns"):
+        Section("T", ["a", "b"]).add("1", "2", "3")
+
+
+def test_the_block_has_targets_tables_and_the_reason_before_the_first_table() -> None:
+    text = titled_block(_report(), "> **why**: disk", "demo")
+    assert text.startswith("## `qt bench demo`")
+    assert "| p99 | < 1 ms | 3 ms | **MISSED** |" in text
+    assert "| a\\|b | 2 |" in text  # a pipe inside a cell does not split the markdown row
+    assert text.index("> **why**: disk") < text.index("### Throughput")
+
+
+def test_writing_replaces_only_its_own_block(tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    write_benchmarks(out, titled_block(_report(), None, "other"), name="other")
+    write_benchmarks(out, "first run\n", name="demo")
+    write_benchmarks(out, "second run\n", name="demo")
+    text = out.read_text()
+    begin, end = markers("demo")
+    assert text.count(begin) == 1 and text.count(end) == 1
+    assert "second run" in text and "first run" not in text
+    assert "## `qt bench other`" in text  # the other bench's block is kept
+
+
+def test_bench_commands_print_only_unless_asked_to_write() -> None:
+    from tooling.bench.cli import app as bench_app
+
+    for name in ("wallet", "saga", "gateway", "matching", "engine"):
+        result = CliRunner().invoke(bench_app, [name, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert "[default: no-write]" in result.output, name
