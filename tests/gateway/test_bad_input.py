@@ -37,11 +37,11 @@ BAD_WITHDRAWALS = [
 
 @pytest.mark.parametrize(("name", "raw", "status", "code"), BAD_WITHDRAWALS, ids=[b[0] for b in BAD_WITHDRAWALS])
 async def test_bad_withdrawal_changes_nothing(name: str, raw: bytes, status: int, code: str,
-                                              client: httpx.AsyncClient, gateway: GatewayProcess,
+                                              client: httpx.AsyncClient, ops_token: str,
                                               platform: Platform) -> None:
     account = new_account("bad")
     await fund(platform.nc, account, USD=10_000)
-    token = gateway.token(account)
+    token = ops_token
     headers = bearer(token, new_key(), **{"Content-Type": "application/json"})
     refused = await client.post(f"/v1/accounts/{account}/withdrawals", content=raw, headers=headers)
     problem(refused, status, code)
@@ -100,7 +100,7 @@ async def test_bad_query_and_path_values(client: httpx.AsyncClient, gateway: Gat
 
 
 async def test_oversize_body_without_content_length_is_413(client: httpx.AsyncClient,
-                                                           gateway: GatewayProcess, platform: Platform) -> None:
+                                                           ops_token: str, platform: Platform) -> None:
     account = new_account("chunked")
     await fund(platform.nc, account, USD=10_000)
 
@@ -111,6 +111,6 @@ async def test_oversize_body_without_content_length_is_413(client: httpx.AsyncCl
         yield b'"}'
 
     refused = await client.post(f"/v1/accounts/{account}/withdrawals", content=chunks(),
-                                headers=bearer(gateway.token(account), new_key()))
+                                headers=bearer(ops_token, new_key()))
     problem(refused, 413, "payload_too_large")
     assert await balances(platform.nc, account) == {"USD": (10_000, 0)}
