@@ -25,6 +25,8 @@ from gateway.tokens import Principal
 UNLIMITED: Final = frozenset({"/health", "/ready", "/v1/health", "/v1/ready", "/docs", "/openapi.json"})
 #: Buckets kept before idle (full) ones are forgotten, so many distinct IPs cannot grow memory forever.
 MAX_BUCKETS: Final = 10_000
+#: Where the IP limiter leaves its decision for the account limiter (scope key, like the principal's).
+IP_DECISION_KEY: Final = "qt.ip_rate"
 
 
 @dataclass
@@ -87,9 +89,6 @@ class Limiter:
         return bucket.take(now)
 
 
-IP_DECISION_KEY: Final = "qt.ip_rate"
-
-
 class IpRateLimitMiddleware:
     """Charge the client IP's bucket before authentication, so a flood of bad tokens is limited like any other.
 
@@ -127,7 +126,7 @@ class AccountRateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         ip = scope.get(IP_DECISION_KEY)
-        decisions = [self.per_account.take(who.account), *([ip] if isinstance(ip, Decision) else [])]
+        decisions = [*([ip] if isinstance(ip, Decision) else []), self.per_account.take(who.account)]
         refused = [d for d in decisions if not d.allowed]
         if refused:
             await _refuse(max(refused, key=lambda d: d.retry_after_s), scope, receive, send)
