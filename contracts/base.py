@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, ValidationInfo, model_serializer
 from pydantic import model_validator as _model_validator
@@ -14,6 +14,10 @@ Account = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 #: op_id / hold_id / order ids: printable ASCII without spaces or subject wildcards.
 OpId = Annotated[str, Field(pattern=r"^[!-~]{1,128}$")]
 Asset = Annotated[str, Field(pattern=r"^[A-Z]{2,10}$")]
+#: The largest integer a sequence, cursor or timestamp may be: SQLite's (and msgpack's signed) int64.
+INT64_MAX: Final = 2**63 - 1
+#: A stream sequence, event cursor or epoch-ms timestamp: past int64 it is refused, not crashed on.
+Seq = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 def wire_of(context: Any) -> Wire:

@@ -11,7 +11,7 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from pydantic import Field
 
-from contracts.base import Message
+from contracts.base import Message, Seq
 from contracts.errors import ErrorCode, QtError
 from contracts.subjects import (
     DLQ_CONSUMER,
@@ -36,7 +36,7 @@ def dlq_replay_subject(service: str) -> str:
 class DlqReplay(Message):
     """Run the parked message at this `DLQ` stream sequence through its consumer's handler again."""
 
-    seq: Annotated[int, Field(ge=1)]
+    seq: Annotated[Seq, Field(ge=1)]
 
 
 class DlqReplayReply(Message):

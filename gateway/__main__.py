@@ -8,13 +8,16 @@ import sys
 import uvicorn
 
 from gateway.app import create_app
+from gateway.redact import RedactingFormatter
 from gateway.settings import Settings
 
 
 def main() -> None:
     """Serve until SIGINT/SIGTERM (uvicorn drains open requests, then the NATS connection closes)."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stdout)
+    # every line is redacted: uvicorn logs each WebSocket handshake's path, `?token=` included
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     settings = Settings.from_env()
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop=loop, lifespan="on",

@@ -1,7 +1,8 @@
 """The ASGI app: `create_app(settings)` wires keys, middleware, routes and the NATS bridge together.
 
-Middleware, outermost first: trace context (every response echoes `traceparent`), authentication
-(a bad token never reaches a route), rate limits (per IP, and per account once authenticated).
+Middleware, outermost first: trace context (every response echoes `traceparent`), the per-IP rate
+limit (before authentication: a flood of bad tokens is limited too), authentication (a bad token
+never reaches a route), the per-account rate limit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gateway.auth import AuthMiddleware
 from gateway.idempotency import IdempotencyRecords
 from gateway.keys import ensure_key_pair, load_public
 from gateway.nats_bridge import NatsBridge
-from gateway.ratelimit import Limiter, RateLimitMiddleware
+from gateway.ratelimit import AccountRateLimitMiddleware, IpRateLimitMiddleware, Limiter
 from gateway.routes import accounts, health, markets, metrics, ops, orders, sagas
 from gateway.settings import Settings
 from gateway.state import Gateway
@@ -54,9 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
         description="HTTP edge of the QuantTrade mesh: money as decimal strings, errors as problem+json.",
         middleware=[
             Middleware(TraceMiddleware),
+            Middleware(IpRateLimitMiddleware, per_ip=Limiter(settings.rate_ip, settings.burst_ip)),
             Middleware(AuthMiddleware, verifier=verifier),
-            Middleware(RateLimitMiddleware, per_account=Limiter(settings.rate_account, settings.burst_account),
-                       per_ip=Limiter(settings.rate_ip, settings.burst_ip)),
+            Middleware(AccountRateLimitMiddleware, per_account=Limiter(settings.rate_account, settings.burst_account)),
         ],
     )
     app.state.gateway = Gateway(settings, bridge, records)

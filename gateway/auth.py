@@ -1,7 +1,8 @@
 """Bearer-token authentication as plain ASGI middleware, and the dependencies routes ask it through.
 
 A request without `Authorization` goes on anonymous (public routes serve it, the others refuse it);
-one whose token fails verification is refused here, before any route or rate bucket sees it.
+one whose token fails verification is refused here, before any route or account bucket sees it (the
+client IP's bucket, outside this middleware, has already charged it).
 """
 
 from __future__ import annotations

@@ -55,31 +55,41 @@ class Outcome:
         return cls(problem.status, problem.render(instance), PROBLEM_TYPE)
 
 
-def record_key(principal: Principal, key: str) -> str:
-    """Records are per account: another caller's identical key is a different record."""
-    return f"{principal.account}.{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+def scoped(principal: Principal, account: str, key: str) -> str:
+    """The key in its scope: who sent it (subject and role) and the account it acts on, hashed.
+
+    The record and the op_id / saga id derived from a key both use this, so they always agree: the same
+    principal's retry is the same request, another principal's reuse of the key (ops and the customer on
+    one account, say) is a different one.
+    """
+    scope = "\n".join((str(principal.role), principal.account, account, key))
+    return hashlib.sha256(scope.encode()).hexdigest()
+
+
+def record_key(principal: Principal, account: str, key: str) -> str:
+    """The record's name in the bucket: the acted-on account, then the scoped key."""
+    return f"{account}.{scoped(principal, account, key)[:40]}"
 
 
 class IdempotencyRecords:
-    """Runs a mutating request at most once per (account, Idempotency-Key) within the bucket's TTL."""
+    """Runs a mutating request at most once per (principal, acted-on account, Idempotency-Key) within the TTL."""
 
     def __init__(self, bucket: Callable[[], KeyValue], *, wait_s: float, stale_s: float) -> None:
         self.bucket = bucket
         self.wait_s = wait_s
         self.stale_s = stale_s
 
-    async def run(self, principal: Principal, key: str, fingerprint: str, instance: str,
+    async def run(self, principal: Principal, account: str, key: str, fingerprint: str, instance: str,
                   execute: Callable[[], Awaitable[Outcome]]) -> Response:
         """Execute once and record the answer, or answer from the record."""
         try:
-            return await self._run(principal, key, fingerprint, instance, execute)
+            return await self._run(record_key(principal, account, key), fingerprint, instance, execute)
         except NatsError as exc:  # the bucket (or JetStream) is unreachable: the caller may retry
             raise Problem(ErrorCode.UNAVAILABLE, f"NATS unavailable: {exc!r}"[:200]) from None
 
-    async def _run(self, principal: Principal, key: str, fingerprint: str, instance: str,
+    async def _run(self, name: str, fingerprint: str, instance: str,
                    execute: Callable[[], Awaitable[Outcome]]) -> Response:
         kv = self.bucket()
-        name = record_key(principal, key)
         deadline = time.monotonic() + self.wait_s
         pause = 0.01
         while True:

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ValidationError
 from contracts.codec import MAX_REQUEST_BYTES, Wire, decode, sniff
 from contracts.errors import ErrorCode, QtError
 from contracts.gateway import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY, GatewayCode
+from gateway.idempotency import scoped
 from gateway.problems import Problem, validation_problem
+from gateway.tokens import Principal
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -77,9 +79,10 @@ def idempotency_key(request: Request) -> str:
     return key
 
 
-def derived_id(account: str, key: str) -> str:
-    """The op_id / saga id a request's key maps to: `gw-<32 hex>`, so a retry reaches the same operation."""
-    return "gw-" + hashlib.sha256(f"{account}\n{key}".encode()).hexdigest()[:32]
+def derived_id(who: Principal, account: str, key: str) -> str:
+    """The op_id / saga id a request's key maps to: `gw-<32 hex>`, scoped like its idempotency record, so a
+    retry reaches the same operation and another principal's reuse of the key does not."""
+    return "gw-" + scoped(who, account, key)[:32]
 
 
 def fingerprint(method: str, path: str, account: str, body: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""Token-bucket rate limits per account and per client IP, as plain ASGI middleware.
+"""Token-bucket rate limits per client IP (before authentication) and per account (after it), as plain ASGI
+middleware.
 
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (of the
 tighter bucket); a refused one is `429` with `Retry-After` as well.
@@ -24,6 +25,8 @@ from gateway.tokens import Principal
 UNLIMITED: Final = frozenset({"/health", "/ready", "/v1/health", "/v1/ready", "/docs", "/openapi.json"})
 #: Buckets kept before idle (full) ones are forgotten, so many distinct IPs cannot grow memory forever.
 MAX_BUCKETS: Final = 10_000
+#: Where the IP limiter leaves its decision for the account limiter (scope key, like the principal's).
+IP_DECISION_KEY: Final = "qt.ip_rate"
 
 
 @dataclass
@@ -86,12 +89,15 @@ class Limiter:
         return bucket.take(now)
 
 
-class RateLimitMiddleware:
-    """Charge the client IP's bucket, and the account's when a token was verified; refuse with 429."""
+class IpRateLimitMiddleware:
+    """Charge the client IP's bucket before authentication, so a flood of bad tokens is limited like any other.
 
-    def __init__(self, app: ASGIApp, *, per_account: Limiter, per_ip: Limiter) -> None:
+    Its decision stays in the scope for `AccountRateLimitMiddleware` to weigh against the account's; a
+    response that never reached that one (a refused token, a public route) carries the IP's headers.
+    """
+
+    def __init__(self, app: ASGIApp, *, per_ip: Limiter) -> None:
         self.app = app
-        self.per_account = per_account
         self.per_ip = per_ip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,27 +105,60 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        decisions = [self.per_ip.take(f"ip:{client[0] if client else 'unknown'}")]
-        who = scope.get(PRINCIPAL_KEY)
-        if isinstance(who, Principal):
-            decisions.append(self.per_account.take(who.account))
-        refused = [d for d in decisions if not d.allowed]
-        tightest = max(refused, key=lambda d: d.retry_after_s) if refused else min(decisions, key=lambda d: d.remaining)
-        headers = {"RateLimit-Limit": str(tightest.limit), "RateLimit-Remaining": str(tightest.remaining),
-                   "RateLimit-Reset": str(tightest.reset_s)}
-        if refused:
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1013, "reason": "rate limited"})
-                return
-            headers["Retry-After"] = str(tightest.retry_after_s)
-            problem = Problem(GatewayCode.RATE_LIMITED, f"too many requests; retry in {tightest.retry_after_s}s",
-                              {"retry_after_s": tightest.retry_after_s}, headers=headers)
-            await problem.response(scope["path"])(scope, receive, send)
+        decision = self.per_ip.take(f"ip:{client[0] if client else 'unknown'}")
+        if not decision.allowed:
+            await _refuse(decision, scope, receive, send)
             return
+        scope[IP_DECISION_KEY] = decision
+        await self.app(scope, receive, _with_headers(decision, send, replace=False))
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).update(headers)
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+class AccountRateLimitMiddleware:
+    """Charge the account's bucket once a token was verified; the headers speak of the tighter bucket."""
+
+    def __init__(self, app: ASGIApp, *, per_account: Limiter) -> None:
+        self.app = app
+        self.per_account = per_account
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        who = scope.get(PRINCIPAL_KEY)
+        if scope["type"] not in ("http", "websocket") or scope["path"] in UNLIMITED or not isinstance(who, Principal):
+            await self.app(scope, receive, send)
+            return
+        ip = scope.get(IP_DECISION_KEY)
+        decisions = [*([ip] if isinstance(ip, Decision) else []), self.per_account.take(who.account)]
+        refused = [d for d in decisions if not d.allowed]
+        if refused:
+            await _refuse(max(refused, key=lambda d: d.retry_after_s), scope, receive, send)
+            return
+        await self.app(scope, receive, _with_headers(min(decisions, key=lambda d: d.remaining), send, replace=True))
+
+
+def _headers(decision: Decision) -> dict[str, str]:
+    return {"RateLimit-Limit": str(decision.limit), "RateLimit-Remaining": str(decision.remaining),
+            "RateLimit-Reset": str(decision.reset_s)}
+
+
+def _with_headers(decision: Decision, send: Send, *, replace: bool) -> Send:
+    """`send` adding the decision's RateLimit-* headers (unless an inner limiter already set them)."""
+    headers = _headers(decision)
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            existing = MutableHeaders(scope=message)
+            if replace or "ratelimit-limit" not in existing:
+                existing.update(headers)
+        await send(message)
+
+    return send_with_headers
+
+
+async def _refuse(decision: Decision, scope: Scope, receive: Receive, send: Send) -> None:
+    """429 with Retry-After (a WebSocket is closed with 1013, try again later)."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1013, "reason": "rate limited"})
+        return
+    headers = {**_headers(decision), "Retry-After": str(decision.retry_after_s)}
+    problem = Problem(GatewayCode.RATE_LIMITED, f"too many requests; retry in {decision.retry_after_s}s",
+                      {"retry_after_s": decision.retry_after_s}, headers=headers)
+    await problem.response(scope["path"])(scope, receive, send)

@@ -38,9 +38,10 @@ class Gateway:
 
     async def once(self, request: Request, who: Principal, key: str, account: str, body: dict[str, Any],
                    execute: Callable[[], Awaitable[Outcome]]) -> Response:
-        """A mutation under the request's Idempotency-Key (fingerprint: method, path + query, account, body)."""
+        """A mutation under the request's Idempotency-Key, scoped by principal and acted-on `account`
+        (fingerprint: method, path + query, account, body)."""
         where = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return await self.records.run(who, key, fingerprint(request.method, where, account, body),
+        return await self.records.run(who, account, key, fingerprint(request.method, where, account, body),
                                       request.url.path, execute)
 
     def forward(self, request: Request, subject: str, command: BaseModel, *, status: int = 200,

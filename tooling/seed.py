@@ -2,7 +2,8 @@
 
 Every resting order goes through the place-order saga (funds held behind it) and every id is fixed
 (op_ids `seed:<account>:<asset>[:mm]`, saga ids `seed-...`), so seeding twice adds nothing: the
-second run gets the first answers back.
+second run gets the first answers back. It speaks NATS as the `ops` nkey user, the operator: over
+HTTP, deposits are ops-only too.
 """
 
 from __future__ import annotations

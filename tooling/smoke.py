@@ -31,6 +31,7 @@ from gateway.tokens import mint
 
 SYMBOL = "AAPL"
 PRICE = "187.42"  # the seeded book's reference: inside its spread, so smoke's orders meet each other
+OPS = "smoke-ops"  # the operator account smoke's deposits, fault drill and ops views run as
 
 
 @dataclass
@@ -107,14 +108,14 @@ class Steps:
             ("JWT required: no token -> 401", self.no_token),
             ("JWT: bad signature -> 401", self.bad_signature),
             ("JWT: wrong algorithm (HS256) -> 401", self.wrong_algorithm),
-            ("50 x 1.00 deposits -> 10,050.00", self.deposits),
+            ("50 x 1.00 deposits by ops -> 10,050.00; a trader's -> 403", self.deposits),
             ("rebuild identical, balance unchanged", self.rebuild),
             ("two concurrent over-holds: exactly one succeeds", self.over_holds),
             ("crossing order filled, balances exact", self.crossing),
             ("idempotent replay returns the same saga", self.replay),
             ("same key, different payload -> 422", self.key_conflict),
             ("IOC BUY against two resting SELLs fills the first maker only", self.time_priority),
-            ("inject_failure_step -> compensated, hold released, order cancelled", self.injected),
+            ("inject_failure_step: trader 403; ops -> compensated, hold released, order cancelled", self.injected),
             ("market data: the trade in tape and candle", self.market_data),
             ("WebSocket book: snapshot, checksum, equals GET book", self.ws_book),
             ("DLQ and breakers visible", self.ops_views),
@@ -124,7 +125,7 @@ class Steps:
     async def healthy(self) -> str:
         ready = await self.http.get("/ready")
         expect(ready.status_code == 200, f"/ready answered {ready.status_code}: {ready.text[:200]}")
-        services = await self.http.get("/v1/services", headers=self.s.headers("smoke-ops", Role.OPS))
+        services = await self.http.get("/v1/services", headers=self.s.headers(OPS, Role.OPS))
         expect(services.status_code == 200, f"/v1/services answered {services.status_code}")
         names = {row.get("name") for row in services.json().get("services", [])}
         missing = {"wallet", "matching", "clearing", "marketdata"} - names
@@ -156,6 +157,9 @@ class Steps:
         return "401 " + reply.json().get("code", "")
 
     async def deposits(self) -> str:
+        own = await self.http.post(f"/v1/accounts/{self.buyer}/deposits", json={"asset": "USD", "amount": "1.00"},
+                                   headers=self.s.headers(self.buyer, key=secrets.token_hex(8)))
+        expect(own.status_code == 403, f"a trader's own deposit answered {own.status_code}")
         first = await self._deposit(self.buyer, "USD", "10000.00")
         expect(first.status_code in (200, 201), f"deposit answered {first.status_code}: {first.text[:200]}")
         replies = await asyncio.gather(*(self._deposit(self.buyer, "USD", "1.00") for _ in range(50)))
@@ -167,7 +171,7 @@ class Steps:
 
     async def rebuild(self) -> str:
         reply = await self.http.post(f"/v1/accounts/{self.buyer}/rebuild", json={},
-                                     headers=self.s.headers("smoke-ops", Role.OPS, key=secrets.token_hex(8)))
+                                     headers=self.s.headers(OPS, Role.OPS, key=secrets.token_hex(8)))
         expect(reply.status_code == 200, f"rebuild answered {reply.status_code}: {reply.text[:200]}")
         expect(reply.json()["identical"] is True, "rebuild found drift")
         usd = await self._balance(self.buyer, "USD")
@@ -245,10 +249,13 @@ class Steps:
         return f"422 {reply.json().get('code')}"
 
     async def injected(self) -> str:
-        body = {"instrument": SYMBOL, "side": "BUY", "price": "100.00", "qty": "1.0000",
+        body = {"account": self.buyer, "instrument": SYMBOL, "side": "BUY", "price": "100.00", "qty": "1.0000",
                 "inject_failure_step": "after:submit_order"}
         before = await self._balance(self.buyer, "USD")
-        reply = await self._place(self.buyer, body)
+        refused = await self._place(self.buyer, body)
+        expect(refused.status_code == 403, f"a trader's injection answered {refused.status_code}")
+        reply = await self.http.post("/v1/orders", json=body,  # fault drills are an operator's
+                                     headers=self.s.headers(OPS, Role.OPS, key=secrets.token_hex(8)))
         expect(reply.status_code in (200, 201), f"answered {reply.status_code}: {reply.text[:200]}")
         out = reply.json()
         expect(out["status"] == "compensated", f"status {out['status']}")
@@ -289,7 +296,7 @@ class Steps:
         return f"snapshot at seq {snapshot['seq']}, {len(snapshot['bids'])} bids / {len(snapshot['asks'])} asks"
 
     async def ops_views(self) -> str:
-        ops = self.s.headers("smoke-ops", Role.OPS)
+        ops = self.s.headers(OPS, Role.OPS)
         dlq = await self.http.get("/v1/ops/dlq", headers=ops)
         expect(dlq.status_code == 200, f"/v1/ops/dlq answered {dlq.status_code}")
         services = (await self.http.get("/v1/services", headers=ops)).json()
@@ -299,7 +306,7 @@ class Steps:
                f"breakers {sorted(breakers)}"
 
     async def metrics(self) -> str:
-        reply = await self.http.get("/metrics", headers=self.s.headers("smoke-ops", Role.OPS))
+        reply = await self.http.get("/metrics", headers=self.s.headers(OPS, Role.OPS))
         expect(reply.status_code == 200, f"/metrics answered {reply.status_code}")
         expect("qt_requests_total" in reply.text and 'node="clearing"' in reply.text, "node metrics missing")
         return f"{reply.text.count(chr(10))} lines"
@@ -307,8 +314,9 @@ class Steps:
     # --- helpers ---
 
     async def _deposit(self, account: str, asset: str, amount: str) -> httpx.Response:
+        # money enters only through an operator (a trader's deposit is 403)
         return await self.http.post(f"/v1/accounts/{account}/deposits", json={"asset": asset, "amount": amount},
-                                    headers=self.s.headers(account, key=secrets.token_hex(8)))
+                                    headers=self.s.headers(OPS, Role.OPS, key=secrets.token_hex(8)))
 
     async def _place(self, account: str, body: dict[str, Any], key: str | None = None) -> httpx.Response:
         return await self.http.post("/v1/orders", json=body,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from contracts.base import INT64_MAX
 from contracts.subjects import wallet_subject
 from contracts.wallet import (
     BalanceQuery,
@@ -36,19 +37,22 @@ Gw = Annotated[Gateway, Depends(gateway)]
 SET_BY_GATEWAY = ("account", "op_id")
 
 
-@router.post("/{account}/deposits", summary="Deposit into an account",
+@router.post("/{account}/deposits", summary="Deposit into an account (ops)",
              **doc(body=schema(Deposit, name="DepositRequest", drop=SET_BY_GATEWAY), reply=schema(MutationReply),
                    idempotent=True))
-async def deposit(request: Request, account: str, who: Who, gw: Gw) -> Response:
-    """Add `amount` of `asset` to the account's available balance (op_id derived from the Idempotency-Key)."""
+async def deposit(request: Request, account: str, who: Ops, gw: Gw) -> Response:
+    """Add `amount` of `asset` to the account's available balance (op_id derived from the Idempotency-Key).
+
+    Money enters the venue only through an operator: a trader's token is `forbidden` here.
+    """
     return await _move(request, account, who, gw, "deposit", Deposit)
 
 
-@router.post("/{account}/withdrawals", summary="Withdraw from an account",
+@router.post("/{account}/withdrawals", summary="Withdraw from an account (ops)",
              **doc(body=schema(Withdraw, name="WithdrawRequest", drop=SET_BY_GATEWAY), reply=schema(MutationReply),
                    idempotent=True))
-async def withdraw(request: Request, account: str, who: Who, gw: Gw) -> Response:
-    """Take `amount` of `asset` out of the account's available balance."""
+async def withdraw(request: Request, account: str, who: Ops, gw: Gw) -> Response:
+    """Take `amount` of `asset` out of the account's available balance (ops, like deposits)."""
     return await _move(request, account, who, gw, "withdraw", Withdraw)
 
 
@@ -60,7 +64,7 @@ async def _move(request: Request, account: str, who: Principal, gw: Gateway, end
     refuse_fields(body, ("op_id",))
     if body.get("account", acting) != acting:
         raise Problem.validation("account: differs from the account in the path")
-    command = validate(model, {**body, "account": acting, "op_id": derived_id(acting, key)})
+    command = validate(model, {**body, "account": acting, "op_id": derived_id(who, acting, key)})
     return await gw.once(request, who, key, acting, body, gw.forward(request, wallet_subject(endpoint), command))
 
 
@@ -73,7 +77,7 @@ async def balances(request: Request, account: str, who: Who, gw: Gw) -> Response
 
 @router.get("/{account}/events", summary="Event log of an account", **doc(reply=schema(EventsReply)))
 async def events(request: Request, account: str, who: Who, gw: Gw, asset: str | None = None,
-                 after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+                 after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
                  ) -> Response:
     """The account's hash-chained events after the `after` cursor, oldest first."""
     query = validate(EventsQuery, {"account": who.acting_on(account), "asset": asset, "after": after, "limit": limit})

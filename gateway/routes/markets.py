@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from contracts.base import INT64_MAX
 from contracts.instruments import INSTRUMENTS, Instrument, instrument
 from contracts.market_data import CandlesQuery, CandlesReply, Ticker, TickerQuery, TradesQuery, TradesReply
 from contracts.matching import BookQuery, BookView
@@ -54,7 +55,8 @@ async def trades(request: Request, symbol: str, gw: Gw, limit: Annotated[int, Qu
 @router.get("/{symbol}/candles", summary="Candles", **doc(reply=schema(CandlesReply), auth=False))
 async def candles(request: Request, symbol: str, gw: Gw, tf: str = "1m",
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  before: Annotated[int | None, Query(ge=0)] = None, after: Annotated[int | None, Query(ge=0)] = None
+                  before: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None,
+                  after: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None
                   ) -> Response:
     """OHLCV candles of a timeframe (`1m`, `5m`, `1h`), oldest first; `before`/`after` in epoch ms."""
     body: dict[str, Any] = {"instrument": symbol, "tf": tf, "limit": limit, "before": before, "after": after}

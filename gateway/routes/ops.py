@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
+from contracts.base import INT64_MAX
 from contracts.dlq import DlqEntry, DlqReplay, DlqReplayReply, dlq_replay_subject, list_parked, read_parked
 from contracts.errors import ErrorCode, QtError
 from contracts.subjects import DLQ_SERVICE, wallet_subject
@@ -39,7 +40,7 @@ async def dlq(who: Ops, gw: Gw, limit: Annotated[int, Query(ge=1, le=1000)] = 10
 
 @router.post("/ops/dlq/{seq}/replay", summary="Replay a parked message (ops)",
              **doc(reply=schema(DlqReplayReply), idempotent=True))
-async def dlq_replay(request: Request, seq: int, who: Ops, gw: Gw) -> Response:
+async def dlq_replay(request: Request, seq: Annotated[int, Path(ge=1, le=INT64_MAX)], who: Ops, gw: Gw) -> Response:
     """Run a parked message through the consumer that parked it; on success it leaves DLQ."""
     key = idempotency_key(request)
     body = await read_object(request)

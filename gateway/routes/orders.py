@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from contracts.clearing import CancelRequest, PlaceOrder, SagaGet, SagaList, SagaListReply, SagaView
 from contracts.errors import ErrorCode, QtError
+from contracts.gateway import GatewayCode
 from contracts.matching import OrderQuery, OrderResult
 from contracts.subjects import clearing_subject, matching_subject
 from gateway.auth import principal
@@ -31,8 +32,10 @@ async def place(request: Request, who: Who, gw: Gw) -> Response:
     key = idempotency_key(request)
     body = await read_object(request)
     refuse_fields(body, ("saga_id",))
+    if "inject_failure_step" in body and not who.is_ops:  # a fault drill busts makers' fills: operators only
+        raise Problem(GatewayCode.FORBIDDEN, "inject_failure_step needs an ops token", {"role": str(who.role)})
     acting = who.acting_on(body.get("account"))
-    saga_id = derived_id(acting, key)
+    saga_id = derived_id(who, acting, key)
     command = validate(PlaceOrder, {**body, "account": acting, "saga_id": saga_id})
     execute = gw.forward(request, clearing_subject("place_order"), command, status=201,
                          headers={"Location": f"/v1/orders/{saga_id}"}, timeout=gw.settings.order_timeout_s)

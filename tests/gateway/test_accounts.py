@@ -1,20 +1,21 @@
-"""Money through the gateway: deposit, withdraw, balances, events, verify, rebuild."""
+"""Money through the gateway: deposit and withdraw (ops), balances, events, verify, rebuild."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from contracts.gateway import Role
-from tests.clearing.platform import Platform, balances
+from tests.clearing.platform import Platform, balances, fund
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
 
 
 async def test_deposit_then_balances_in_decimal_strings(client: httpx.AsyncClient, gateway: GatewayProcess,
-                                                        platform: Platform) -> None:
+                                                        ops_token: str, platform: Platform) -> None:
     account = new_account("dep")
     token = gateway.token(account)
     deposited = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "125.50"},
-                                  headers=bearer(token, new_key()))
+                                  headers=bearer(ops_token, new_key()))
     assert deposited.status_code == 200, deposited.text
     assert deposited.json()["changes"][0]["available"] == "125.50"
     read = await client.get(f"/v1/accounts/{account}/balances", headers=bearer(token))
@@ -24,9 +25,9 @@ async def test_deposit_then_balances_in_decimal_strings(client: httpx.AsyncClien
 
 
 async def test_withdraw_more_than_available_is_insufficient_funds(client: httpx.AsyncClient,
-                                                                  gateway: GatewayProcess) -> None:
+                                                                  ops_token: str) -> None:
     account = new_account("wd")
-    token = gateway.token(account)
+    token = ops_token
     await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "10.00"},
                       headers=bearer(token, new_key()))
     ok = await client.post(f"/v1/accounts/{account}/withdrawals", json={"asset": "USD", "amount": "4.00"},
@@ -37,12 +38,12 @@ async def test_withdraw_more_than_available_is_insufficient_funds(client: httpx.
     problem(refused, 409, "insufficient_funds")
 
 
-async def test_events_page_and_verify(client: httpx.AsyncClient, gateway: GatewayProcess) -> None:
+async def test_events_page_and_verify(client: httpx.AsyncClient, gateway: GatewayProcess, ops_token: str) -> None:
     account = new_account("ev")
     token = gateway.token(account)
     for amount in ("1.00", "2.00", "3.00"):
         await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": amount},
-                          headers=bearer(token, new_key()))
+                          headers=bearer(ops_token, new_key()))
     page = await client.get(f"/v1/accounts/{account}/events", params={"limit": 2}, headers=bearer(token))
     assert [e["amount"] for e in page.json()["events"]] == ["1.00", "2.00"]
     rest = await client.get(f"/v1/accounts/{account}/events", params={"after": page.json()["next_after"]},
@@ -52,10 +53,10 @@ async def test_events_page_and_verify(client: httpx.AsyncClient, gateway: Gatewa
     assert verified.json()["ok"] is True and verified.json()["events_checked"] == 3
 
 
-async def test_rebuild_is_for_ops(client: httpx.AsyncClient, gateway: GatewayProcess) -> None:
+async def test_rebuild_is_for_ops(client: httpx.AsyncClient, gateway: GatewayProcess, ops_token: str) -> None:
     account = new_account("rb")
     await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "7.00"},
-                      headers=bearer(gateway.token(account), new_key()))
+                      headers=bearer(ops_token, new_key()))
     refused = await client.post(f"/v1/accounts/{account}/rebuild", headers=bearer(gateway.token(account), new_key()))
     problem(refused, 403, "forbidden")
     rebuilt = await client.post(f"/v1/accounts/{account}/rebuild",
@@ -71,3 +72,16 @@ async def test_ops_may_deposit_for_any_account(client: httpx.AsyncClient, gatewa
                              headers=bearer(ops_token, new_key()))
     assert done.status_code == 200, done.text
     assert await balances(platform.nc, account) == {"BTC": (50_000_000, 0)}
+
+
+@pytest.mark.parametrize("kind", ["deposits", "withdrawals"])
+async def test_a_trader_may_not_move_money_on_its_own_account(kind: str, client: httpx.AsyncClient,
+                                                              gateway: GatewayProcess, platform: Platform) -> None:
+    account = new_account("self")
+    await fund(platform.nc, account, USD=1_000)
+    refused = await client.post(f"/v1/accounts/{account}/{kind}", json={"asset": "USD", "amount": "1.00"},
+                                headers=bearer(gateway.token(account), new_key()))
+    problem(refused, 403, "forbidden")
+    assert await balances(platform.nc, account) == {"USD": (1_000, 0)}
+    events = await client.get(f"/v1/accounts/{account}/events", headers=bearer(gateway.token(account)))
+    assert len(events.json()["events"]) == 1  # the funding deposit only

@@ -81,7 +81,7 @@ async def test_a_trader_acts_only_on_its_own_account(client: httpx.AsyncClient, 
     problem(await client.get(f"/v1/accounts/{victim}/balances", headers=bearer(token)), 403, "not_owner")
     problem(await client.get(f"/v1/accounts/{victim}/events", headers=bearer(token)), 403, "not_owner")
     problem(await client.post(f"/v1/accounts/{victim}/withdrawals", json={"asset": "USD", "amount": "1.00"},
-                              headers=bearer(token, new_key())), 403, "not_owner")
+                              headers=bearer(token, new_key())), 403, "forbidden")  # money moves are ops-only
     problem(await client.post("/v1/orders", headers=bearer(token, new_key()),
                               json={"account": victim, "instrument": "AAPL", "side": "BUY", "price": "1.00",
                                     "qty": "1.0000"}), 403, "not_owner")

@@ -37,11 +37,11 @@ BAD_WITHDRAWALS = [
 
 @pytest.mark.parametrize(("name", "raw", "status", "code"), BAD_WITHDRAWALS, ids=[b[0] for b in BAD_WITHDRAWALS])
 async def test_bad_withdrawal_changes_nothing(name: str, raw: bytes, status: int, code: str,
-                                              client: httpx.AsyncClient, gateway: GatewayProcess,
+                                              client: httpx.AsyncClient, ops_token: str,
                                               platform: Platform) -> None:
     account = new_account("bad")
     await fund(platform.nc, account, USD=10_000)
-    token = gateway.token(account)
+    token = ops_token
     headers = bearer(token, new_key(), **{"Content-Type": "application/json"})
     refused = await client.post(f"/v1/accounts/{account}/withdrawals", content=raw, headers=headers)
     problem(refused, status, code)
@@ -99,8 +99,51 @@ async def test_bad_query_and_path_values(client: httpx.AsyncClient, gateway: Gat
     problem(await client.put("/v1/orders", headers=bearer(token)), 405, "method_not_allowed")
 
 
+INT64_MAX = 2**63 - 1
+#: (name, method, path, query) of every integer query or path parameter, each just out of range.
+OUT_OF_RANGE = [
+    ("events_after_past_int64", "GET", "/v1/accounts/{account}/events", {"after": str(INT64_MAX + 1)}),
+    ("events_after_huge", "GET", "/v1/accounts/{account}/events", {"after": "9" * 40}),
+    ("events_after_negative", "GET", "/v1/accounts/{account}/events", {"after": "-1"}),
+    ("events_limit_zero", "GET", "/v1/accounts/{account}/events", {"limit": "0"}),
+    ("events_limit_past_max", "GET", "/v1/accounts/{account}/events", {"limit": "1001"}),
+    ("orders_limit_past_max", "GET", "/v1/orders", {"limit": str(2**64)}),
+    ("sagas_limit_zero", "GET", "/v1/sagas", {"limit": "0"}),
+    ("book_depth_past_int64", "GET", "/v1/markets/AAPL/book", {"depth": str(2**63)}),
+    ("trades_limit_past_max", "GET", "/v1/markets/AAPL/trades", {"limit": "1001"}),
+    ("candles_before_past_int64", "GET", "/v1/markets/AAPL/candles", {"before": str(INT64_MAX + 1)}),
+    ("candles_after_past_int64", "GET", "/v1/markets/AAPL/candles", {"after": str(2**64)}),
+    ("candles_limit_zero", "GET", "/v1/markets/AAPL/candles", {"limit": "0"}),
+    ("dlq_limit_past_max", "GET", "/v1/ops/dlq", {"limit": str(INT64_MAX + 1)}),
+    ("dlq_replay_seq_past_int64", "POST", f"/v1/ops/dlq/{INT64_MAX + 1}/replay", {}),
+    ("dlq_replay_seq_zero", "POST", "/v1/ops/dlq/0/replay", {}),
+]
+
+
+@pytest.mark.parametrize(("name", "method", "path", "query"), OUT_OF_RANGE, ids=[o[0] for o in OUT_OF_RANGE])
+async def test_integer_parameters_out_of_range_are_422(name: str, method: str, path: str, query: dict[str, str],
+                                                       client: httpx.AsyncClient, gateway: GatewayProcess,
+                                                       ops_token: str) -> None:
+    account = new_account("bounds")
+    headers = bearer(ops_token, new_key())
+    reply = await client.request(method, path.format(account=account), params=query, headers=headers)
+    body = problem(reply, 422, "validation_error")
+    assert body["context"]["errors"][0]["type"] in ("less_than_equal", "greater_than_equal", "int_parsing"), body
+    assert (await client.get("/health")).status_code == 200
+
+
+async def test_the_largest_cursor_is_served(client: httpx.AsyncClient, gateway: GatewayProcess,
+                                            platform: Platform) -> None:
+    account = new_account("cursor")
+    await fund(platform.nc, account, USD=100)
+    reply = await client.get(f"/v1/accounts/{account}/events", params={"after": str(INT64_MAX)},
+                             headers=bearer(gateway.token(account)))
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["events"] == []
+
+
 async def test_oversize_body_without_content_length_is_413(client: httpx.AsyncClient,
-                                                           gateway: GatewayProcess, platform: Platform) -> None:
+                                                           ops_token: str, platform: Platform) -> None:
     account = new_account("chunked")
     await fund(platform.nc, account, USD=10_000)
 
@@ -111,6 +154,6 @@ async def test_oversize_body_without_content_length_is_413(client: httpx.AsyncCl
         yield b'"}'
 
     refused = await client.post(f"/v1/accounts/{account}/withdrawals", content=chunks(),
-                                headers=bearer(gateway.token(account), new_key()))
+                                headers=bearer(ops_token, new_key()))
     problem(refused, 413, "payload_too_large")
     assert await balances(platform.nc, account) == {"USD": (10_000, 0)}

@@ -1,4 +1,4 @@
-"""Idempotency-Key: replays, conflicts, concurrent duplicates, in-flight, and keys scoped per account."""
+"""Idempotency-Key: replays, conflicts, concurrent duplicates, in-flight, and keys scoped per principal and account."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ from tests.clearing.platform import Platform, balances, fund, wallet
 from tests.gateway.conftest import start_gateway
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
 
+#: The principal of the `ops_token` fixture.
+OPERATOR = Principal("operator", Role.OPS)
 
-async def test_same_key_replays_the_identical_response(client: httpx.AsyncClient, gateway: GatewayProcess,
+
+async def test_same_key_replays_the_identical_response(client: httpx.AsyncClient, ops_token: str,
                                                        platform: Platform) -> None:
     account = new_account("idem")
-    headers = bearer(gateway.token(account), new_key())
+    headers = bearer(ops_token, new_key())
     first = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "5.00"},
                               headers=headers)
     again = await client.post(f"/v1/accounts/{account}/deposits", json={"amount": "5.00", "asset": "USD"},
@@ -35,10 +38,10 @@ async def test_same_key_replays_the_identical_response(client: httpx.AsyncClient
     assert await balances(platform.nc, account) == {"USD": (500, 0)}
 
 
-async def test_same_key_other_payload_is_a_conflict(client: httpx.AsyncClient, gateway: GatewayProcess,
+async def test_same_key_other_payload_is_a_conflict(client: httpx.AsyncClient, ops_token: str,
                                                     platform: Platform) -> None:
     account = new_account("idem")
-    headers = bearer(gateway.token(account), new_key())
+    headers = bearer(ops_token, new_key())
     await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "5.00"}, headers=headers)
     other = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "6.00"},
                               headers=headers)
@@ -49,22 +52,22 @@ async def test_same_key_other_payload_is_a_conflict(client: httpx.AsyncClient, g
     assert await balances(platform.nc, account) == {"USD": (500, 0)}
 
 
-async def test_missing_key_is_refused(client: httpx.AsyncClient, gateway: GatewayProcess,
+async def test_missing_key_is_refused(client: httpx.AsyncClient, gateway: GatewayProcess, ops_token: str,
                                       platform: Platform) -> None:
     account = new_account("nokey")
     token = gateway.token(account)
     problem(await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "5.00"},
-                              headers=bearer(token)), 400, "idempotency_key_required")
+                              headers=bearer(ops_token)), 400, "idempotency_key_required")
     problem(await client.delete("/v1/orders/abc", headers=bearer(token)), 400, "idempotency_key_required")
     problem(await client.post("/v1/orders", json={}, headers=bearer(token, "has space")), 400,
             "idempotency_key_required")
     assert await balances(platform.nc, account) == {}
 
 
-async def test_concurrent_duplicates_execute_once(client: httpx.AsyncClient, gateway: GatewayProcess,
+async def test_concurrent_duplicates_execute_once(client: httpx.AsyncClient, ops_token: str,
                                                   platform: Platform) -> None:
     account = new_account("race")
-    headers = bearer(gateway.token(account), new_key())
+    headers = bearer(ops_token, new_key())
     responses = await asyncio.gather(*(
         client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "3.00"}, headers=headers)
         for _ in range(6)))
@@ -90,22 +93,51 @@ async def test_concurrent_duplicate_orders_make_one_saga(client: httpx.AsyncClie
     assert await balances(platform.nc, account) == {"USD": (100_000 - 7_000 - 3, 7_003)}
 
 
-async def test_keys_are_per_account(client: httpx.AsyncClient, gateway: GatewayProcess,
-                                    platform: Platform) -> None:
+async def test_keys_are_per_account(client: httpx.AsyncClient, ops_token: str, platform: Platform) -> None:
     alice, bob = new_account("alice"), new_account("bob")
     key = new_key()
-    for account in (alice, bob):
+    for account in (alice, bob):  # one principal, one key, two acted-on accounts: two requests
         done = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "1.00"},
-                                 headers=bearer(gateway.token(account), key))
+                                 headers=bearer(ops_token, key))
         assert done.status_code == 200 and "idempotent-replayed" not in done.headers
         assert done.json()["changes"][0]["account"] == account
     assert await balances(platform.nc, bob) == {"USD": (100, 0)}
 
 
-async def test_refusals_of_the_mesh_are_replayed_but_not_rerun(client: httpx.AsyncClient, gateway: GatewayProcess,
+async def test_another_principals_reuse_of_a_key_is_another_request(client: httpx.AsyncClient,
+                                                                    gateway: GatewayProcess, ops_token: str,
+                                                                    platform: Platform) -> None:
+    alice = new_account("alice")
+    key = new_key()
+    path, body = f"/v1/accounts/{alice}/deposits", {"asset": "USD", "amount": "1.00"}
+    first = await client.post(path, json=body, headers=bearer(ops_token, key))
+    other = await client.post(path, json=body, headers=bearer(gateway.token("treasury", Role.OPS), key))
+    assert first.status_code == other.status_code == 200, (first.text, other.text)
+    assert "idempotent-replayed" not in other.headers
+    assert await balances(platform.nc, alice) == {"USD": (200, 0)}  # both applied, neither dropped
+    retry = await client.post(path, json=body, headers=bearer(ops_token, key))
+    assert retry.headers["idempotent-replayed"] == "true" and retry.content == first.content
+    assert await balances(platform.nc, alice) == {"USD": (200, 0)}  # the same principal's retry: once
+    assert len((await wallet(platform.nc, "events", account=alice))["events"]) == 2
+
+
+async def test_an_operator_and_the_customer_reusing_a_key_place_two_orders(
+        client: httpx.AsyncClient, gateway: GatewayProcess, ops_token: str, platform: Platform) -> None:
+    alice = new_account("alice")
+    await fund(platform.nc, alice, USD=100_000)
+    key = new_key()
+    order = {"account": alice, "instrument": "AAPL", "side": "BUY", "price": "60.00", "qty": "1.0000"}
+    by_ops = await client.post("/v1/orders", json=order, headers=bearer(ops_token, key))
+    by_alice = await client.post("/v1/orders", json=order, headers=bearer(gateway.token(alice), key))
+    assert by_ops.status_code == by_alice.status_code == 201, (by_ops.text, by_alice.text)
+    assert by_ops.json()["saga_id"] != by_alice.json()["saga_id"]
+    assert await balances(platform.nc, alice) == {"USD": (100_000 - 2 * 6_003, 2 * 6_003)}
+
+
+async def test_refusals_of_the_mesh_are_replayed_but_not_rerun(client: httpx.AsyncClient, ops_token: str,
                                                                platform: Platform) -> None:
     account = new_account("broke")
-    headers = bearer(gateway.token(account), new_key())
+    headers = bearer(ops_token, new_key())
     body = {"asset": "USD", "amount": "1.00"}
     first = await client.post(f"/v1/accounts/{account}/withdrawals", json=body, headers=headers)
     problem(first, 409, "insufficient_funds")
@@ -132,18 +164,16 @@ async def test_still_in_flight_past_the_wait_is_409(impatient: GatewayProcess, p
     path = f"/v1/accounts/{account}/deposits"
     # Arrange a first request that is still running: its pending record, as the gateway writes it.
     kv = await platform.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
-    who = Principal(account, Role.TRADER)
     pending = {"state": "pending", "fingerprint": fingerprint("POST", path, account, body),
                "started_ms": int(time.time() * 1000)}
-    await kv.create(record_key(who, key), json.dumps(pending).encode())
+    await kv.create(record_key(OPERATOR, account, key), json.dumps(pending).encode())
     async with httpx.AsyncClient(base_url=impatient.url, timeout=30) as client:
-        refused = await client.post(path, json=body, headers=bearer(impatient.token(account), key))
+        refused = await client.post(path, json=body, headers=bearer(impatient.token("operator", Role.OPS), key))
     problem(refused, 409, "idempotency_in_flight")
     assert await balances(platform.nc, account) == {}  # the deposit never reached the wallet
 
 
-async def test_a_pending_record_left_by_a_dead_gateway_is_taken_over(client: httpx.AsyncClient,
-                                                                     gateway: GatewayProcess,
+async def test_a_pending_record_left_by_a_dead_gateway_is_taken_over(client: httpx.AsyncClient, ops_token: str,
                                                                      platform: Platform) -> None:
     account = new_account("orphan")
     key = new_key()
@@ -152,9 +182,9 @@ async def test_a_pending_record_left_by_a_dead_gateway_is_taken_over(client: htt
     kv = await platform.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
     abandoned = {"state": "pending", "fingerprint": fingerprint("POST", path, account, body),
                  "started_ms": int(time.time() * 1000) - 3_600_000}
-    await kv.create(record_key(Principal(account, Role.TRADER), key), json.dumps(abandoned).encode())
-    done = await client.post(path, json=body, headers=bearer(gateway.token(account), key))
+    await kv.create(record_key(OPERATOR, account, key), json.dumps(abandoned).encode())
+    done = await client.post(path, json=body, headers=bearer(ops_token, key))
     assert done.status_code == 200, done.text
     assert await balances(platform.nc, account) == {"USD": (400, 0)}
-    again = await client.post(path, json=body, headers=bearer(gateway.token(account), key))
+    again = await client.post(path, json=body, headers=bearer(ops_token, key))
     assert again.headers["idempotent-replayed"] == "true" and again.content == done.content

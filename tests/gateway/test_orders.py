@@ -74,9 +74,9 @@ async def test_saga_detail_is_the_owners(client: httpx.AsyncClient, gateway: Gat
     account = new_account("sagas")
     await fund(platform.nc, account, USD=100_000)
     token = gateway.token(account)
-    placed = await client.post("/v1/orders", headers=bearer(token, new_key()),
-                               json={"instrument": "AAPL", "side": "BUY", "price": "80.00", "qty": "1.0000",
-                                     "inject_failure_step": "process_fills"})
+    placed = await client.post("/v1/orders", headers=bearer(ops_token, new_key()),  # fault drills are ops'
+                               json={"account": account, "instrument": "AAPL", "side": "BUY", "price": "80.00",
+                                     "qty": "1.0000", "inject_failure_step": "process_fills"})
     assert placed.json()["status"] == "compensated"
     saga_id = placed.json()["saga_id"]
 

@@ -1,4 +1,4 @@
-"""Token-bucket rate limits: 429 with Retry-After and RateLimit-* headers, per account and per IP."""
+"""Token-bucket rate limits: 429 with Retry-After and RateLimit-* headers, per account and per IP (bad tokens too)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,31 @@ async def test_an_ip_past_its_burst_gets_429(tmp_path: Path) -> None:
         problem(refused, 429, "rate_limited")
         assert refused.headers["retry-after"] == "100"
         assert (await client.get("/health")).status_code == 200  # probes are never limited
+
+
+@pytest.fixture(scope="module")
+async def strict_ip(platform: Platform) -> AsyncIterator[GatewayProcess]:
+    """A gateway allowing each client IP a burst of 3 and (practically) no refill."""
+    process = await start_gateway(platform, "gateway-strict-ip", QT_RATE_IP="0.01", QT_BURST_IP="3")
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+async def test_a_flood_of_bad_tokens_is_limited_per_ip(strict_ip: GatewayProcess) -> None:
+    async with httpx.AsyncClient(base_url=strict_ip.url, timeout=30) as client:
+        headers = bearer("not.a.token")
+        served = [await client.get("/v1/accounts/alice/balances", headers=headers) for _ in range(3)]
+        for reply in served:
+            problem(reply, 401, "unauthorized")
+        assert [r.headers["ratelimit-remaining"] for r in served] == ["2", "1", "0"]
+        refused = await client.get("/v1/accounts/alice/balances", headers=headers)
+        problem(refused, 429, "rate_limited")  # charged before the token was looked at
+        assert refused.headers["retry-after"] == "100"
+        good = bearer(strict_ip.token(new_account("sameip")))
+        problem(await client.get("/v1/markets", headers=good), 429, "rate_limited")  # the IP is spent for all
+        assert (await client.get("/health")).status_code == 200
 
 
 def test_a_bucket_refills_at_its_rate_up_to_its_burst() -> None:

@@ -14,6 +14,7 @@ import websockets
 from nats.aio.client import Client
 
 from contracts.errors import QtError
+from contracts.gateway import Role
 from gateway.ws_hub import SEND_QUEUE, Hub, Subscriber
 from tests.clearing.platform import Platform, clearing, fund
 from tests.conftest import wait_for_service
@@ -54,7 +55,7 @@ async def test_private_channels_and_the_trades_channel_carry_the_accounts_own_ev
             assert (await frames_until(ws, lambda f: f.get("type") in ("subscribed", "error")))["type"] == "subscribed"
 
         deposit = await client.post(f"/v1/accounts/{buyer}/deposits", json={"asset": "USD", "amount": "5000.00"},
-                                    headers=bearer(token, new_key()))
+                                    headers=bearer(gateway.token("operator", Role.OPS), new_key()))
         assert deposit.status_code in (200, 201), deposit.text
         event = await frames_until(ws, lambda f: f.get("channel") == "balances")
         assert event["data"]["account"] == buyer and event["data"]["amount"] == "5000.00"

@@ -89,3 +89,11 @@ async def test_release_of_another_accounts_hold_is_refused(nc: Client, wallet: I
     assert (reply.headers or {}).get(QT_ERROR_HEADER) == "hold_mismatch"
     assert await balance(nc, owner) == ("0.00", "10.00")
     assert await balance(nc, thief) == ("1.00", "0.00")
+
+
+@pytest.mark.parametrize("after", [2**63, 2**64, -1])
+async def test_an_events_cursor_out_of_int64_is_a_validation_error(nc: Client, wallet: InProcessWallet,
+                                                                    after: int) -> None:
+    payload = b'{"account":"%s","after":%d}' % (ACCOUNT.encode(), after)  # JSON: msgpack cannot carry 2**64
+    reply = await nc.request("wallet.events", payload, timeout=5)
+    assert (reply.headers or {}).get(QT_ERROR_HEADER) == "validation_error", reply.data
