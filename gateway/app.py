@@ -26,7 +26,7 @@ from gateway.settings import Settings
 from gateway.state import Gateway
 from gateway.tokens import TokenVerifier
 from gateway.tracing import TraceMiddleware
-from gateway.ws import ws_endpoint
+from gateway.ws import Caps, ws_endpoint
 from gateway.ws_hub import Hub
 
 VERSION = "0.1.0"
@@ -71,7 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
             hubs.append(Hub(bridge.client(), lambda symbol: book_snapshot(bridge, symbol)))
         return hubs[0]
 
-    app.add_api_websocket_route("/v1/ws", ws_endpoint(hub_of, verifier.verify))
+    caps = Caps(per_account=settings.ws_max_per_account, per_ip=settings.ws_max_per_ip)
+    app.add_api_websocket_route("/v1/ws", ws_endpoint(hub_of, verifier.verify, caps))
     problems.install(app)
     openapi.install(app)
     return app
