@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.middleware import Middleware
 
 from contracts.rpc import call
@@ -30,6 +31,8 @@ from gateway.ws import Caps, ws_endpoint
 from gateway.ws_hub import Hub
 
 VERSION = "0.1.0"
+#: Where `/docs` loads Swagger UI's assets from (served by the gateway itself).
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -49,8 +52,10 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await bridge.stop()
 
-    app = FastAPI(
+    # Swagger UI's script and stylesheet come from the package, not a CDN: /docs works offline.
+    app = FastAPIOffline(
         title="QuantTrade gateway", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None,
+        static_url=DOCS_ASSETS,
         description="HTTP edge of the QuantTrade mesh: money as decimal strings, errors as problem+json.",
         middleware=[
             Middleware(TraceMiddleware),
