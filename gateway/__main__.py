@@ -10,6 +10,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.redact import RedactingFormatter
 from gateway.settings import Settings
+from gateway.ws import WS_MAX_SIZE
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop=loop, lifespan="on",
                 proxy_headers=False, server_header=False, access_log=False, log_config=None,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, ws_max_size=WS_MAX_SIZE)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.middleware import Middleware
 
 from contracts.rpc import call
@@ -27,10 +28,12 @@ from gateway.settings import Settings
 from gateway.state import Gateway
 from gateway.tokens import TokenVerifier
 from gateway.tracing import TraceMiddleware
-from gateway.ws import ws_endpoint
+from gateway.ws import Caps, ws_endpoint
 from gateway.ws_hub import Hub
 
 VERSION = "0.1.0"
+#: Where `/docs` loads Swagger UI's assets from (served by the gateway itself).
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -50,8 +53,10 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await bridge.stop()
 
-    app = FastAPI(
+    # Swagger UI's script and stylesheet come from the package, not a CDN: /docs works offline.
+    app = FastAPIOffline(
         title="QuantTrade gateway", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None,
+        static_url=DOCS_ASSETS,
         description="HTTP edge of the QuantTrade mesh: money as decimal strings, errors as problem+json.",
         middleware=[
             Middleware(TraceMiddleware),
@@ -72,7 +77,8 @@ def create_app(settings: Settings) -> FastAPI:
             hubs.append(Hub(bridge.client(), lambda symbol: book_snapshot(bridge, symbol)))
         return hubs[0]
 
-    app.add_api_websocket_route("/v1/ws", ws_endpoint(hub_of, verifier.verify))
+    caps = Caps(per_account=settings.ws_max_per_account, per_ip=settings.ws_max_per_ip)
+    app.add_api_websocket_route("/v1/ws", ws_endpoint(hub_of, verifier.verify, caps))
     problems.install(app)
     openapi.install(app)
     return app

@@ -40,6 +40,10 @@ class Settings:
     """`QT_RATE_IP`: sustained requests per second per client IP."""
     burst_ip: float = 2000.0
     """`QT_BURST_IP`: bucket size per client IP."""
+    ws_max_per_account: int = 32
+    """`QT_WS_MAX_PER_ACCOUNT`: open WebSocket connections one account may hold (more close with 4429)."""
+    ws_max_per_ip: int = 256
+    """`QT_WS_MAX_PER_IP`: open WebSocket connections (authenticated or not) from one client IP."""
     idempotency_wait_s: float = 3.6
     """`QT_IDEMPOTENCY_WAIT_S`: how long a duplicate waits for the first request before 409."""
     call_timeout_s: float = 10.0
@@ -56,6 +60,8 @@ class Settings:
                      "call_timeout_s", "order_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.ws_max_per_account < 1 or self.ws_max_per_ip < 1:
+            raise ValueError("QT_WS_MAX_PER_ACCOUNT and QT_WS_MAX_PER_IP must be at least 1")
         if self.burst_account < 1 or self.burst_ip < 1:
             raise ValueError("a burst below 1 would refuse every request")
 
@@ -80,6 +86,8 @@ class Settings:
             burst_account=_number("QT_BURST_ACCOUNT", cls.burst_account),
             rate_ip=_number("QT_RATE_IP", cls.rate_ip),
             burst_ip=_number("QT_BURST_IP", cls.burst_ip),
+            ws_max_per_account=int(_number("QT_WS_MAX_PER_ACCOUNT", cls.ws_max_per_account)),
+            ws_max_per_ip=int(_number("QT_WS_MAX_PER_IP", cls.ws_max_per_ip)),
             idempotency_wait_s=_number("QT_IDEMPOTENCY_WAIT_S", cls.idempotency_wait_s),
             call_timeout_s=_number("QT_GATEWAY_CALL_TIMEOUT_S", cls.call_timeout_s),
             order_timeout_s=_number("QT_GATEWAY_ORDER_TIMEOUT_S", cls.order_timeout_s),

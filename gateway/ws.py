@@ -12,11 +12,15 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from contracts.gateway import GatewayCode
+from gateway.problems import PROBLEM_TYPE, Problem
 from gateway.ws_hub import (
     CLOSE_BAD_REQUEST,
     CLOSE_FLOOD,
@@ -30,6 +34,9 @@ from gateway.ws_hub import (
 AUTH_WAIT_S: Final = 5.0
 HEARTBEAT_S: Final = 15.0
 MAX_FRAME: Final = 4096
+#: uvicorn's `ws_max_size`: the protocol refuses (close 1009) any message above it before buffering it
+#: whole. 4,096 characters are at most 16 KiB of UTF-8, so every frame `MAX_FRAME` allows still passes.
+WS_MAX_SIZE: Final = 4 * MAX_FRAME
 MAX_BAD_FRAMES: Final = 5
 #: Inbound frames per second a connection may send (token bucket), and the burst above it.
 RATE: Final = 20.0
@@ -45,17 +52,82 @@ class Principal(Protocol):
 Verify = Callable[[str], Principal]
 
 
-def ws_endpoint(hub_of: Callable[[], Hub], verify: Verify) -> Callable[[WebSocket], Awaitable[None]]:
-    """The `/v1/ws` handler over a hub and a token verifier (raising on a bad token)."""
+class Caps:
+    """Open connections per client IP and per account, each under its limit (a socket costs memory
+    and a share of the event loop, so one client must not hold thousands)."""
+
+    def __init__(self, per_account: int, per_ip: int) -> None:
+        self.per_account = per_account
+        self.per_ip = per_ip
+        self.accounts: Counter[str] = Counter()
+        self.ips: Counter[str] = Counter()
+
+    @staticmethod
+    def _take(counts: Counter[str], key: str, limit: int) -> bool:
+        if counts[key] >= limit:
+            return False
+        counts[key] += 1
+        return True
+
+    @staticmethod
+    def _give_back(counts: Counter[str], key: str) -> None:
+        counts[key] -= 1
+        if counts[key] <= 0:
+            del counts[key]
+
+    def take_ip(self, ip: str) -> bool:
+        """Count a connection from `ip`; False (nothing counted) when it already has `per_ip`."""
+        return self._take(self.ips, ip, self.per_ip)
+
+    def give_back_ip(self, ip: str) -> None:
+        """A connection from `ip` ended."""
+        self._give_back(self.ips, ip)
+
+    def take_account(self, account: str) -> bool:
+        """Count a session of `account`; False (nothing counted) when it already has `per_account`."""
+        return self._take(self.accounts, account, self.per_account)
+
+    def give_back_account(self, account: str) -> None:
+        """A session of `account` ended."""
+        self._give_back(self.accounts, account)
+
+
+def ws_endpoint(hub_of: Callable[[], Hub], verify: Verify, caps: Caps) -> Callable[[WebSocket], Awaitable[None]]:
+    """The `/v1/ws` handler over a hub, a token verifier (raising on a bad token) and connection caps."""
 
     async def endpoint(ws: WebSocket) -> None:
-        await ws.accept()
-        principal = await _authenticate(ws, verify)
-        if principal is None:
+        ip = ws.client.host if ws.client else "unknown"
+        if not caps.take_ip(ip):  # refused before the upgrade: no socket state is ever allocated
+            await _refuse(ws, f"too many WebSocket connections from this address: at most {caps.per_ip}")
             return
-        await Session(ws, hub_of(), Subscriber(principal.account)).run()
+        try:
+            await ws.accept()
+            principal = await _authenticate(ws, verify)
+            if principal is None:
+                return
+            if not caps.take_account(principal.account):
+                with contextlib.suppress(Exception):
+                    await ws.close(CLOSE_FLOOD, f"too many connections: at most {caps.per_account} per account")
+                return
+            try:
+                await ws.send_text(json.dumps({"type": "authenticated", "account": principal.account}))
+                await Session(ws, hub_of(), Subscriber(principal.account)).run()
+            finally:
+                caps.give_back_account(principal.account)
+        finally:
+            caps.give_back_ip(ip)
 
     return endpoint
+
+
+async def _refuse(ws: WebSocket, message: str) -> None:
+    """HTTP 429 problem+json instead of the upgrade (a plain 403 where the server cannot send one)."""
+    problem = Problem(GatewayCode.RATE_LIMITED, message)
+    if "websocket.http.response" not in (ws.scope.get("extensions") or {}):
+        await ws.close(CLOSE_FLOOD, message)
+        return
+    await ws.send_denial_response(Response(problem.render(ws.url.path), status_code=problem.status,
+                                           media_type=PROBLEM_TYPE))
 
 
 async def _authenticate(ws: WebSocket, verify: Verify) -> Principal | None:
@@ -74,7 +146,6 @@ async def _authenticate(ws: WebSocket, verify: Verify) -> Principal | None:
         with contextlib.suppress(Exception):
             await ws.close(CLOSE_UNAUTHORIZED, "unauthorized: a valid token is required")
         return None
-    await ws.send_text(json.dumps({"type": "authenticated", "account": principal.account}))
     return principal
 
 

@@ -10,6 +10,7 @@ import contextlib
 import gc
 import logging
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -77,6 +78,10 @@ class InstrumentRunner:
         self._pending: list[tuple[int, str, bytes]] = []
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
+        self.journal_end = 0
+        """The journal's last sequence when the engine loaded: its state is current once applied."""
+        self.current = asyncio.Event()
+        """Set once the engine has applied `journal_end`: only then may the node answer anything."""
 
     async def load(self) -> None:
         """Restore the newest snapshot (if any) and learn how far EXEC already got."""
@@ -94,8 +99,14 @@ class InstrumentRunner:
             self.exec_published_upto = int(msg_id.split(":")[1])
         except (NotFoundError, IndexError, ValueError):
             self.exec_published_upto = 0
+        try:
+            self.journal_end = (await self.js.get_last_msg(ORDERS_STREAM, orders_subject(self.spec.symbol))).seq or 0
+        except NotFoundError:
+            self.journal_end = 0
+        if self.engine.applied_seq >= self.journal_end:
+            self.current.set()
         log.info("engine loaded", extra=kv(instrument=self.spec.symbol, applied_seq=self.engine.applied_seq,
-                                           exec_upto=self.exec_published_upto))
+                                           exec_upto=self.exec_published_upto, journal_end=self.journal_end))
 
     async def result(self, seq: int, key: str) -> dict[str, Any]:
         """The result of journal entry `seq` (waits until the engine has applied it)."""
@@ -141,6 +152,9 @@ class InstrumentRunner:
                     if seq <= self.engine.applied_seq:
                         continue
                     self._apply(seq, msg.data)
+                    if seq >= self.journal_end and not self.current.is_set():
+                        self.current.set()
+                        log.info("journal replayed", extra=kv(instrument=self.spec.symbol, seq=seq))
                     since_snapshot += 1
                     if len(self._pending) >= 1000:
                         self._wake.set()
@@ -317,6 +331,11 @@ class MatchingNode:
         return runner
 
 
+async def _all_current(runners: Iterable[InstrumentRunner]) -> None:
+    for runner in runners:
+        await runner.current.wait()
+
+
 async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     """Own every instrument's lease (standing by until then), replay, serve until `stop`."""
     nc = await connect(config, name=f"{MATCHING_SERVICE}-{os.getpid()}")
@@ -349,10 +368,16 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     node.register(service)
     tasks = {asyncio.create_task(r.run(), name=f"engine-{s}") for s, r in runners.items()}
     tasks |= {asyncio.create_task(lease.keep(), name=f"lease-{s}") for s, lease in leases.items()}
-    await service.start()
-    log.info("matching serving", extra=kv(instruments=",".join(runners), tokens=",".join(
-        str(lease.token) for lease in leases.values())))
     stop_task = asyncio.create_task(stop.wait())
+    # Register (PING, `book`, `order`, submit) only once every book is current: a node answering
+    # mid-replay would show a partial book and `unknown_order` for orders it has not replayed yet.
+    replayed = asyncio.create_task(_all_current(runners.values()))
+    await asyncio.wait(tasks | {stop_task, replayed}, return_when=asyncio.FIRST_COMPLETED)
+    if replayed.done() and not stop.is_set():
+        await service.start()
+        log.info("matching serving", extra=kv(instruments=",".join(runners), tokens=",".join(
+            str(lease.token) for lease in leases.values())))
+    replayed.cancel()
     done, _ = await asyncio.wait(tasks | {stop_task}, return_when=asyncio.FIRST_COMPLETED)
     lost = any(t is not stop_task and isinstance(t.exception(), LeaseLost) for t in done)
     for task in done:

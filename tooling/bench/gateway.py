@@ -45,7 +45,7 @@ from tooling.bench.stats import fmt_ms, fmt_rate
 from tooling.natsserver import NatsServer, free_port
 
 LIMITS = {"QT_RATE_ACCOUNT": "1000000", "QT_BURST_ACCOUNT": "1000000", "QT_RATE_IP": "1000000",
-          "QT_BURST_IP": "1000000"}
+          "QT_BURST_IP": "1000000", "QT_WS_MAX_PER_ACCOUNT": "1000000", "QT_WS_MAX_PER_IP": "1000000"}
 """Rate limits far above anything this bench sends: every client comes from 127.0.0.1."""
 
 
