@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import uvicorn
@@ -13,6 +14,7 @@ from gateway.settings import Settings
 
 def main() -> None:
     """Serve until SIGINT/SIGTERM (uvicorn drains open requests, then the NATS connection closes)."""
+    os.umask(0o077)  # the key pair it may generate under the data dir is private, like every node's files
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()

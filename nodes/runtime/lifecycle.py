@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
 from nodes.runtime.log import kv, setup_logging
 from nodes.runtime.tracing import setup_tracing
 
+#: The umask every node runs under (`qt up` sets the same for itself and nats-server).
+PRIVATE_UMASK = 0o077
+
 NodeMain = Callable[[asyncio.Event], Awaitable[None]]
 
 
 def run_node(name: str, main: NodeMain) -> None:
     """Run `main(stop)` until it returns; SIGTERM/SIGINT set `stop` so it can drain and close."""
+    # SQLite files (and their -wal/-shm), snapshots and anything else a node writes under the data
+    # dir grant group and other nothing, however the node was started.
+    os.umask(PRIVATE_UMASK)
     log = setup_logging(name)
     setup_tracing(name)
 
