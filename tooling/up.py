@@ -150,7 +150,9 @@ def summary(server: NatsServer, supervisor: Supervisor, data_dir: Path, console:
         f"    curl -H \"Authorization: Bearer $({env}qt token --account alice)\" "
         f"{gateway_url()}/v1/accounts/alice/balances",
         f"    {env}qt services",
-        f"    nats req wallet.balance '{{\"account\":\"alice\"}}' --nkey {seed_path}{server_flag}",
+        f"    {env}qt req wallet.balance '{{\"account\":\"alice\"}}'",
+        f"    nats req wallet.balance '{{\"account\":\"alice\"}}' --nkey {seed_path}{server_flag}  "
+        "(optional: the nats CLI)",
         "",
     ]
     console.print("\n".join(lines), markup=False, highlight=False)
