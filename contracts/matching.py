@@ -83,6 +83,16 @@ def check_tick(spec: Instrument, price: int) -> None:
         raise QtError(ErrorCode.PRICE_OFF_TICK, f"price must be a multiple of the tick {tick}", {"tick": tick})
 
 
+def check_size(spec: Instrument, qty: int) -> None:
+    """Refuse a quantity off the lot step or below the minimum, both as decimal strings."""
+    if qty % spec.lot:
+        lot = format_amount(spec.base, spec.lot)
+        raise QtError(ErrorCode.QTY_OFF_STEP, f"qty must be a multiple of the lot step {lot}", {"lot": lot})
+    if qty < spec.min_qty:
+        least = format_amount(spec.base, spec.min_qty)
+        raise QtError(ErrorCode.QTY_BELOW_MIN, f"qty is below the minimum {least}", {"min_qty": least})
+
+
 class OrderTerms(InstrumentMoney):
     """What an order asks for, checked against the instrument's rules; shared by matching and clearing."""
 
@@ -110,12 +120,7 @@ class OrderTerms(InstrumentMoney):
             raise QtError(ErrorCode.INVALID_PRICE, "a LIMIT order needs a price")
         if self.price is not None:
             check_tick(spec, self.price)
-        if self.qty % spec.lot:
-            lot = format_amount(spec.base, spec.lot)
-            raise QtError(ErrorCode.QTY_OFF_STEP, f"qty must be a multiple of the lot step {lot}", {"lot": lot})
-        if self.qty < spec.min_qty:
-            least = format_amount(spec.base, spec.min_qty)
-            raise QtError(ErrorCode.QTY_BELOW_MIN, f"qty is below the minimum {least}", {"min_qty": least})
+        check_size(spec, self.qty)
         if self.max_quote is not None and not (self.type is OrderType.MARKET and self.side is Side.BUY):
             raise QtError(ErrorCode.VALIDATION, "max_quote is only for MARKET BUY orders")
         return self
@@ -145,9 +150,11 @@ class ReplaceOrder(InstrumentMoney):
     qty: int
 
     @model_validator(mode="after")
-    def _on_tick(self) -> ReplaceOrder:
-        # The book would refuse it too, but only by code; this says which tick, as a decimal.
-        check_tick(instrument(self.instrument), self.price)
+    def _rules(self) -> ReplaceOrder:
+        # The book would refuse these too, but only by code; this says which tick or step, as a decimal.
+        spec = instrument(self.instrument)
+        check_tick(spec, self.price)
+        check_size(spec, self.qty)
         return self
 
 

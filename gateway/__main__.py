@@ -8,13 +8,14 @@ import sys
 
 import uvicorn
 
+from contracts.credentials import PRIVATE_UMASK
 from gateway.app import create_app
 from gateway.settings import Settings
 
 
 def main() -> None:
     """Serve until SIGINT/SIGTERM (uvicorn drains open requests, then the NATS connection closes)."""
-    os.umask(0o077)  # the key pair it may generate under the data dir is private, like every node's files
+    os.umask(PRIVATE_UMASK)  # the key pair it generates under the data dir is private, like every node's files
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()

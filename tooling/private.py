@@ -7,9 +7,10 @@ import stat
 from pathlib import Path
 from typing import Final
 
-#: Files and dirs created afterwards (SQLite and its -wal/-shm, the JetStream store, logs) grant
-#: group and other nothing. nats-server and every node inherit it from `qt up`.
-PRIVATE_UMASK: Final = 0o077
+from contracts.credentials import PRIVATE_UMASK
+
+__all__ = ["PRIVATE_UMASK", "make_private", "private_opener"]
+
 GROUP_OTHER: Final = 0o077
 
 

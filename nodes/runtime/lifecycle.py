@@ -7,11 +7,9 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
+from contracts.credentials import PRIVATE_UMASK
 from nodes.runtime.log import kv, setup_logging
 from nodes.runtime.tracing import setup_tracing
-
-#: The umask every node runs under (`qt up` sets the same for itself and nats-server).
-PRIVATE_UMASK = 0o077
 
 NodeMain = Callable[[asyncio.Event], Awaitable[None]]
 
