@@ -7,7 +7,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.tooling.harness import NATS_STARTED, QtUp, alive, available
@@ -48,4 +50,17 @@ def test_killed_nats_server_comes_back_with_balances_and_sagas_working(tmp_path:
     assert available(platform, "alice", "AAPL") == "1.0000"
     assert available(platform, "bob", "AAPL") == "2.0000"
     assert available(platform, "carol") == "7.00"
+    assert gateway_balances(platform, "alice")["USD"]["held"] == "0.00"  # the gateway reconnected too
     assert platform.interrupt() == 0
+
+
+def gateway_balances(platform: QtUp, account: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    """The account's balances over the gateway's HTTP API, once it answers 200."""
+    token = platform.qt("token", "--account", account).stdout.strip()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reply = httpx.get(f"http://127.0.0.1:{platform.http_port}/v1/accounts/{account}/balances",
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        if reply.status_code == 200 or time.monotonic() > deadline:
+            assert reply.status_code == 200, reply.text
+            return dict(reply.json()["balances"])
