@@ -13,9 +13,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts.credentials import PRIVATE_UMASK
 from tooling.credentials import write_auth_conf
 from tooling.orphans import die_with_parent
-from tooling.private import PRIVATE_UMASK, private_opener
+from tooling.private import private_opener
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NATS_CONF = REPO_ROOT / "nats.conf"

@@ -7,10 +7,6 @@ import stat
 from pathlib import Path
 from typing import Final
 
-from contracts.credentials import PRIVATE_UMASK
-
-__all__ = ["PRIVATE_UMASK", "make_private", "private_opener"]
-
 GROUP_OTHER: Final = 0o077
 
 

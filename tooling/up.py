@@ -18,12 +18,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from rich.console import Console
 
-from contracts.credentials import nkey_seed_path
+from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
 from contracts.jetstream import ensure_all
 from tooling.natsserver import REPO_ROOT, NatsServer
 from tooling.ops import Target, connect
-from tooling.private import PRIVATE_UMASK, make_private
+from tooling.private import make_private
 from tooling.seed import seed
 from tooling.supervisor import Backoff, ChildSpec, Supervisor, describe_exit, say
 
