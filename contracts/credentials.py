@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
+
+#: The umask of `qt up`, nats-server, every node and the gateway: what they create under the data
+#: dir (secrets, logs, SQLite and its -wal/-shm, the JetStream store) grants group and other nothing.
+PRIVATE_UMASK: Final = 0o077
 
 
 def nkey_seed_path(data_dir: Path, role: str) -> Path:

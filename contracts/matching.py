@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from contracts.base import Account, Message, MoneyMessage, OpId
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.instruments import instrument
+from contracts.instruments import Instrument, instrument
 from contracts.money import format_amount
 
 
@@ -76,6 +76,23 @@ class InstrumentMoney(MoneyMessage):
         return out
 
 
+def check_tick(spec: Instrument, price: int) -> None:
+    """Refuse a price off the instrument's tick with `price_off_tick`, the tick as a decimal string."""
+    if price % spec.tick:
+        tick = format_amount(spec.quote, spec.tick)
+        raise QtError(ErrorCode.PRICE_OFF_TICK, f"price must be a multiple of the tick {tick}", {"tick": tick})
+
+
+def check_size(spec: Instrument, qty: int) -> None:
+    """Refuse a quantity off the lot step or below the minimum, both as decimal strings."""
+    if qty % spec.lot:
+        lot = format_amount(spec.base, spec.lot)
+        raise QtError(ErrorCode.QTY_OFF_STEP, f"qty must be a multiple of the lot step {lot}", {"lot": lot})
+    if qty < spec.min_qty:
+        least = format_amount(spec.base, spec.min_qty)
+        raise QtError(ErrorCode.QTY_BELOW_MIN, f"qty is below the minimum {least}", {"min_qty": least})
+
+
 class OrderTerms(InstrumentMoney):
     """What an order asks for, checked against the instrument's rules; shared by matching and clearing."""
 
@@ -101,15 +118,9 @@ class OrderTerms(InstrumentMoney):
             raise QtError(ErrorCode.MARKET_WITH_PRICE, "a MARKET order takes no price")
         if self.type is OrderType.LIMIT and self.price is None:
             raise QtError(ErrorCode.INVALID_PRICE, "a LIMIT order needs a price")
-        if self.price is not None and self.price % spec.tick:
-            raise QtError(ErrorCode.PRICE_OFF_TICK, f"price is not a multiple of the tick {spec.tick}",
-                          {"tick": format_amount(spec.quote, spec.tick)})
-        if self.qty % spec.lot:
-            raise QtError(ErrorCode.QTY_OFF_STEP, "qty is not a multiple of the lot step",
-                          {"lot": format_amount(spec.base, spec.lot)})
-        if self.qty < spec.min_qty:
-            raise QtError(ErrorCode.QTY_BELOW_MIN, "qty is below the minimum",
-                          {"min_qty": format_amount(spec.base, spec.min_qty)})
+        if self.price is not None:
+            check_tick(spec, self.price)
+        check_size(spec, self.qty)
         if self.max_quote is not None and not (self.type is OrderType.MARKET and self.side is Side.BUY):
             raise QtError(ErrorCode.VALIDATION, "max_quote is only for MARKET BUY orders")
         return self
@@ -137,6 +148,14 @@ class ReplaceOrder(InstrumentMoney):
     instrument: str
     price: int
     qty: int
+
+    @model_validator(mode="after")
+    def _rules(self) -> ReplaceOrder:
+        # The book would refuse these too, but only by code; this says which tick or step, as a decimal.
+        spec = instrument(self.instrument)
+        check_tick(spec, self.price)
+        check_size(spec, self.qty)
+        return self
 
 
 class OrderQuery(Message):

@@ -125,12 +125,24 @@ class BalanceQuery(Message):
 
 
 class EventsQuery(Message):
-    """Page through an account's events in order; `after` is the last `seq` already seen."""
+    """Page through an account's events: oldest first from `after` (the last `seq` already seen), or
+    with `newest_first` down from `before` (the first page starts at the newest event)."""
 
     account: Account
     asset: Asset | None = None
     after: Seq = 0
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    newest_first: bool = False
+    before: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None  # SQLite's INTEGER range
+    """Only with `newest_first`: the last (smallest) `seq` already seen."""
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> EventsQuery:
+        if self.newest_first and self.after:
+            raise QtError(ErrorCode.VALIDATION, "after pages oldest first; with newest_first use before")
+        if self.before is not None and not self.newest_first:
+            raise QtError(ErrorCode.VALIDATION, "before pages newest first: set newest_first")
+        return self
 
 
 class RebuildCommand(Message):
@@ -215,6 +227,8 @@ class EventsReply(Message):
 
     events: list[WalletEvent]
     next_after: int | None
+    next_before: int | None = None
+    """The cursor of the next page of a `newest_first` query (None when no more)."""
 
 
 class Mismatch(MoneyMessage):

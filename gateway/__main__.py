@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import uvicorn
 
+from contracts.credentials import PRIVATE_UMASK
 from gateway.app import create_app
 from gateway.redact import RedactingFormatter
 from gateway.settings import Settings
@@ -15,6 +17,7 @@ from gateway.ws import WS_MAX_SIZE
 
 def main() -> None:
     """Serve until SIGINT/SIGTERM (uvicorn drains open requests, then the NATS connection closes)."""
+    os.umask(PRIVATE_UMASK)  # the key pair it generates under the data dir is private, like every node's files
     handler = logging.StreamHandler(sys.stdout)
     # every line is redacted: uvicorn logs each WebSocket handshake's path, `?token=` included
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))

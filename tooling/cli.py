@@ -13,6 +13,7 @@ from tooling.bench.cli import app as bench_app
 from tooling.book_cli import book as book_command
 from tooling.connection import default_data_dir, default_url
 from tooling.dlq_cli import dlq_app
+from tooling.micro_cli import micro_app, req
 from tooling.ops import (
     DataDirOption,
     NatsUrlOption,
@@ -41,6 +42,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(dlq_app, name="dlq")
 app.command(name="book")(book_command)
 app.command(name="token")(token)
+app.command(name="req")(req)
+app.add_typer(micro_app, name="micro")
 
 
 @app.callback()

@@ -16,9 +16,24 @@ def default_url() -> str:
     return os.environ.get("QT_NATS_URL", "nats://127.0.0.1:4222")
 
 
+#: Where this package is installed from: the repository for an editable install.
+INSTALL_ROOT = Path(__file__).resolve().parents[1]
+
+
 def default_data_dir() -> Path:
-    """`QT_DATA_DIR`, else `./data`."""
-    return Path(os.environ.get("QT_DATA_DIR", "data"))
+    """`QT_DATA_DIR`, else `./data` when it exists, else the repository's (or install's) `data/`."""
+    return find_data_dir(os.environ.get("QT_DATA_DIR"), Path.cwd(), INSTALL_ROOT)
+
+
+def find_data_dir(configured: str | None, cwd: Path, install_root: Path) -> Path:
+    """The platform's data dir as the CLI finds it; run outside the repository it still finds the
+    platform that `qt up` started from the repository, rather than an empty `./data`."""
+    if configured:
+        return Path(configured)
+    for candidate in (cwd / "data", install_root / "data"):
+        if candidate.is_dir():
+            return candidate
+    return cwd / "data"
 
 
 async def ops_connect(url: str | None = None, data_dir: Path | None = None, *, role: str = "ops") -> Client:

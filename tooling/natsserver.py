@@ -13,8 +13,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts.credentials import PRIVATE_UMASK
 from tooling.credentials import write_auth_conf
 from tooling.orphans import die_with_parent
+from tooling.private import private_opener
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NATS_CONF = REPO_ROOT / "nats.conf"
@@ -84,19 +86,24 @@ class NatsServer:
 
     def start(self, *, timeout_s: float = 20.0, log_path: Path | None = None) -> None:
         """Spawn the server and wait until JetStream reports healthy."""
+        self.spawn(log_path=log_path)
+        self.wait_healthy(timeout_s)
+
+    def spawn(self, *, log_path: Path | None = None) -> None:
+        """Start the server process (its store and log private to us) without waiting for it."""
         config = self.write_config()
-        log_file = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child
+        log_file = open(log_path, "ab", opener=private_opener) if log_path else None  # noqa: SIM115 - handed to the child
         try:
             self.process = subprocess.Popen(
                 [server_binary(), "-c", str(config), "-sd", str(self.store_dir), "-a", self.host,
                  "-p", str(self.port), "-m", str(self.monitor_port), "-n", f"qt-{self.port}"],
                 stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - one C call, resolved at import
+                umask=PRIVATE_UMASK,
             )
         finally:
             if log_file is not None:
                 log_file.close()
-        self.wait_healthy(timeout_s)
 
     def wait_healthy(self, timeout_s: float) -> None:
         """Poll `/healthz?js-enabled-only=true` on the monitor port."""

@@ -219,3 +219,14 @@ def order(reply: dict[str, Any]) -> RenderableType:
     table.add_row(reply["instrument"], reply["account"], reply["side"], reply["status"], str(reply.get("price")),
                   str(reply["qty"]), str(reply["filled"]), str(reply["remaining"]))
     return Group(table, fills(reply.get("fills", [])))
+
+
+def micro(instances: list[dict[str, Any]]) -> Table:
+    """One row per micro instance: service, id, version, description and every endpoint's subject."""
+    table = _table("micro services", "service", "id", "version", "description", "endpoints", fold=("endpoints",))
+    for instance in instances:
+        info = instance.get("info") or instance.get("stats") or {}
+        subjects = [str(e.get("subject", "")) for e in info.get("endpoints") or []]
+        table.add_row(str(info.get("name", "?")), str(info.get("id", "?")), str(info.get("version", "")),
+                      str(info.get("description") or ""), " ".join(subjects))
+    return table

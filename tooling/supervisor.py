@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tooling.orphans import die_with_parent
+from tooling.private import private_opener
 
 PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 #: asyncio's default 64 KiB line limit would kill the pump on one long log line (a traceback).
@@ -88,7 +89,7 @@ class Supervisor:
         for child in self.children:
             if child.spec.log_path is not None:
                 child.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-                child.log = open(child.spec.log_path, "ab")  # noqa: SIM115 - closed in stop()
+                child.log = open(child.spec.log_path, "ab", opener=private_opener)  # noqa: SIM115 - closed in stop()
             child.task = asyncio.create_task(self._keep(child), name=f"supervise-{child.spec.name}")
 
     def pids(self) -> dict[str, int | None]:

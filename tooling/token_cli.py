@@ -1,4 +1,4 @@
-"""`qt token`: mint an API token for the gateway, signed with the key pair under the data dir."""
+"""`qt token`: mint an API token for the gateway, signed with the platform's key under its data dir."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
+from contracts.errors import ErrorCode, QtError
 from contracts.gateway import JWT_AUDIENCE, JWT_ISSUER, TOKEN_TTL_MAX_S, TOKEN_TTL_MIN_S, TOKEN_TTL_S, Role
-from gateway.keys import ensure_key_pair, load_private
+from gateway.keys import key_paths, load_private
 from gateway.tokens import mint
-from tooling.ops import DataDirOption, err, out, target
+from tooling.ops import DataDirOption, err, fail, out, target
 
 
 def token(
@@ -25,8 +26,13 @@ def token(
                                              "<data dir>/secrets/jwt-ed25519.pem.", show_default=False)] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Print a signed EdDSA token; the key pair is created under the data dir if the gateway has not yet."""
-    private = key or ensure_key_pair(target(ctx, None, data_dir).data_dir.resolve())[0]
+    """Print a token signed with the platform's key (the one its gateway verifies with)."""
+    private = key or key_paths(target(ctx, None, data_dir).data_dir.resolve())[0]
+    if not private.exists():
+        # A key made up here would sign tokens that the running gateway rejects: refuse instead.
+        fail(QtError(ErrorCode.NOT_FOUND, f"no token signing key at {private}: the gateway creates it on its "
+                     "first start (qt up); point --data-dir or QT_DATA_DIR at that platform's data dir, "
+                     "or pass --key"))
     try:
         signed = mint(load_private(private), account=account, role=role, ttl_s=ttl,
                       issuer=os.environ.get("QT_JWT_ISSUER", JWT_ISSUER),

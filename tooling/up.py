@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,15 +18,17 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from rich.console import Console
 
-from contracts.credentials import nkey_seed_path
+from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
 from contracts.jetstream import ensure_all
 from tooling.natsserver import REPO_ROOT, NatsServer
 from tooling.ops import Target, connect
+from tooling.private import make_private
 from tooling.seed import seed
-from tooling.supervisor import ChildSpec, Supervisor, describe_exit, say
+from tooling.supervisor import Backoff, ChildSpec, Supervisor, describe_exit, say
 
 READY_TIMEOUT_S = 60.0
+SERVER_START_TIMEOUT_S = 20.0
 #: Instances per node; clearing is stateless (sagas live in the bucket), so two share its load and
 #: each recovers the other's sagas if it dies.
 REPLICAS = {"clearing": 2}
@@ -74,11 +78,51 @@ async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeo
     return waiting
 
 
-def gateway_url() -> str:
+def gateway_address() -> tuple[str, int]:
     """Where the gateway listens (its own settings: `QT_HTTP_PORT`, `QT_GATEWAY_HOST`)."""
     host = os.environ.get("QT_GATEWAY_HOST", "127.0.0.1")
     port = os.environ.get("QT_HTTP_PORT") or os.environ.get("QT_GATEWAY_PORT") or "5121"
+    try:
+        return host, int(port)
+    except ValueError:
+        raise QtError(ErrorCode.VALIDATION, f"QT_HTTP_PORT must be a port number, got {port!r}") from None
+
+
+def gateway_url() -> str:
+    """The gateway's base URL."""
+    host, port = gateway_address()
     return f"http://{host}:{port}"
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when something already listens on (host, port): binding there fails with EADDRINUSE."""
+    with socket.socket() as sock:
+        # Without SO_REUSEADDR a port in TIME_WAIT after our own last run would look taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise QtError(ErrorCode.VALIDATION, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return False
+
+
+def refuse_taken_ports(server: NatsServer, with_gateway: bool) -> None:
+    """Refuse to start anything when a port we need is taken (another `qt up`, most likely): otherwise
+    nodes and the seed would run against whichever server owns it."""
+    wanted = [("NATS client port, --port", server.host, server.port),
+              ("NATS monitor port, --monitor-port", server.host, server.monitor_port)]
+    if with_gateway:
+        wanted.append(("gateway HTTP port, QT_HTTP_PORT", *gateway_address()))
+    ports = [port for _, _, port in wanted]
+    if len(set(ports)) != len(ports):
+        raise QtError(ErrorCode.VALIDATION, "the NATS client, NATS monitor and gateway HTTP ports must differ, got "
+                      + ", ".join(f"{what} {port}" for what, _, port in wanted))
+    for what, host, port in wanted:
+        if port_taken(host, port):
+            raise QtError(ErrorCode.UNAVAILABLE, f"port {port} ({what}) on {host} is already in use: "
+                          "another qt up may be running; stop it or choose another port (nothing was started)")
 
 
 def summary(server: NatsServer, supervisor: Supervisor, data_dir: Path, console: Console) -> None:
@@ -106,7 +150,9 @@ def summary(server: NatsServer, supervisor: Supervisor, data_dir: Path, console:
         f"    curl -H \"Authorization: Bearer $({env}qt token --account alice)\" "
         f"{gateway_url()}/v1/accounts/alice/balances",
         f"    {env}qt services",
-        f"    nats req wallet.balance '{{\"account\":\"alice\"}}' --nkey {seed_path}{server_flag}",
+        f"    {env}qt req wallet.balance '{{\"account\":\"alice\"}}'",
+        f"    nats req wallet.balance '{{\"account\":\"alice\"}}' --nkey {seed_path}{server_flag}  "
+        "(optional: the nats CLI)",
         "",
     ]
     console.print("\n".join(lines), markup=False, highlight=False)
@@ -122,17 +168,39 @@ def last_fatal(log_path: Path) -> str | None:
     return None
 
 
-async def watch_server(server: NatsServer, stop: asyncio.Event) -> str | None:
-    """Stop the platform if our nats-server dies under it; returns why, or None on a normal stop."""
+async def keep_server(server: NatsServer, log_path: Path, stop: asyncio.Event, console: Console,
+                      backoff: Backoff | None = None) -> None:
+    """Restart our nats-server with backoff whenever it exits, until `stop`; its JetStream store under
+    the data dir survives, and the nodes reconnect on their own (unlimited reconnects)."""
+    backoff = backoff or Backoff()
+    loop = asyncio.get_running_loop()
+    delay: float | None = None
+    started = loop.time()
     while not stop.is_set():
-        if server.process is None or server.process.poll() is not None:
-            code = server.process.returncode if server.process else None
-            stop.set()
-            return f"nats-server exited ({describe_exit(code)}); see {server.data_dir / 'logs'}"
-        # Popen cannot be awaited: look again shortly unless asked to stop.
+        proc = server.process
+        if proc is not None and proc.poll() is None:
+            # Popen cannot be awaited: look again shortly unless asked to stop.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+            continue
+        uptime = loop.time() - started
+        delay = backoff.next_delay(delay, uptime)
+        say(console, f"nats-server exited ({describe_exit(proc.returncode if proc else None)}) after "
+                     f"{uptime:.1f}s; restarting in {delay:g}s")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-    return None
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            return
+        started = loop.time()
+        try:
+            # Spawned from this (the main) thread: the child's parent-death signal is tied to the thread.
+            server.spawn(log_path=log_path)
+            await asyncio.to_thread(server.wait_healthy, SERVER_START_TIMEOUT_S)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            say(console, f"nats-server did not start: {last_fatal(log_path) or exc} (see {log_path})")
+            server.stop()  # ours, by PID: an unhealthy one is replaced on the next round
+            continue
+        say(console, f"nats-server started (pid {server.process.pid if server.process else '?'}) on {server.url}")
 
 
 async def bring_up(nc: Client, supervisor: Supervisor, services: list[str], stop: asyncio.Event, *,
@@ -149,14 +217,14 @@ async def bring_up(nc: Client, supervisor: Supervisor, services: list[str], stop
     return missing
 
 
-async def serve(server: NatsServer, data_dir: Path, *, seed_demo: bool, console: Console) -> str | None:
-    """Run until SIGINT/SIGTERM, then stop every child by PID; returns why it stopped if abnormal."""
+async def serve(server: NatsServer, nodes: list[tuple[str, str]], data_dir: Path, *, seed_demo: bool,
+                console: Console) -> None:
+    """Run until SIGINT/SIGTERM, keeping nats-server and every node up, then stop each child by PID."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(watch_server(server, stop))
-    nodes = discover_nodes()
+    keeper = asyncio.create_task(keep_server(server, data_dir / "logs" / "nats-server.log", stop, console))
     services = [s for s in (service_name(n) for n, _ in nodes) if s]
     supervisor = Supervisor(child_specs(nodes, server.url, data_dir), console)
     try:
@@ -177,29 +245,32 @@ async def serve(server: NatsServer, data_dir: Path, *, seed_demo: bool, console:
     finally:
         stop.set()
         await supervisor.stop()
-    return await watcher
+        await keeper
 
 
 def up(data_dir: Path, port: int, monitor_port: int, seed_demo: bool, console: Console) -> None:
     """Run the platform in the foreground until Ctrl-C; raises `QtError` if it cannot run."""
     data_dir = data_dir.resolve()
-    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     server = NatsServer(data_dir, port=port, monitor_port=monitor_port)
+    nodes = discover_nodes()
+    refuse_taken_ports(server, with_gateway=any(name == "gateway" for name, _ in nodes))
+    # Logs, secrets, SQLite files and the JetStream store are the platform's alone: what exists is
+    # made private now, and everything created later (by us, nats-server or a node) is by the umask.
+    os.umask(PRIVATE_UMASK)
+    make_private(data_dir)
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "logs" / "nats-server.log"
-    failure: str | None = None
     try:
         try:
-            server.start(log_path=log_path)
+            server.start(log_path=log_path, timeout_s=SERVER_START_TIMEOUT_S)
         except (RuntimeError, TimeoutError, OSError) as exc:
             reason = last_fatal(log_path) or str(exc)
             raise QtError(ErrorCode.UNAVAILABLE, f"nats-server did not start: {reason} (see {log_path})") from None
         say(console, f"nats-server started (pid {server.process.pid if server.process else '?'}) on {server.url}")
-        failure = asyncio.run(serve(server, data_dir, seed_demo=seed_demo, console=console))
+        asyncio.run(serve(server, nodes, data_dir, seed_demo=seed_demo, console=console))
     except KeyboardInterrupt:  # Ctrl-C before our handlers were installed: nothing else started yet
         pass
     finally:
         if server.process is not None and server.process.poll() is None:
             server.stop()
             say(console, f"nats-server stopped (pid {server.process.pid})")
-    if failure:
-        raise QtError(ErrorCode.UNAVAILABLE, failure)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from contracts.errors import ErrorCode, QtError
 from contracts.subjects import wallet_subject
 from contracts.wallet import (
     BalanceQuery,
@@ -18,7 +19,7 @@ from contracts.wallet import (
     Withdraw,
 )
 from tooling import render
-from tooling.ops import DataDirOption, NatsUrlOption, out, request, run, target, validate
+from tooling.ops import DataDirOption, NatsUrlOption, fail, out, request, run, target, validate
 
 app = typer.Typer(help="The wallet service: deposit, withdraw, balance, events, rebuild, verify.",
                   no_args_is_help=True)
@@ -70,9 +71,8 @@ def balance(ctx: typer.Context, account: AccountArg, nats_url: NatsUrlOption = N
     """Every asset of an account: available and held."""
     query = validate(BalanceQuery, {"account": account})
     reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("balance"), query))
-    if not reply.get("balances"):
-        out.print(f"{account} has no balances", markup=False)
-        return
+    if not reply.get("balances"):  # the wallet knows an account only by the money it ever held
+        fail(QtError(ErrorCode.UNKNOWN_ACCOUNT, f"unknown account {account}: no money was ever deposited to it"))
     out.print(render.balances(reply))
 
 
@@ -81,20 +81,29 @@ def events(
     ctx: typer.Context,
     account: AccountArg,
     asset: Annotated[str | None, typer.Option("--asset", help="Only this asset.", show_default=False)] = None,
-    after: Annotated[int, typer.Option("--after", help="Cursor: the last seq already seen.")] = 0,
+    before: Annotated[int | None, typer.Option("--before", help="Cursor (newest first): the last seq already "
+                                               "seen.", show_default=False)] = None,
+    after: Annotated[int | None, typer.Option("--after", help="Cursor (--oldest-first): the last seq already "
+                                              "seen.", show_default=False)] = None,
+    oldest_first: Annotated[bool, typer.Option("--oldest-first", help="Page from the first event on.")] = False,
     limit: Annotated[int, typer.Option("--limit", help="Page size (1..1000).")] = 100,
     nats_url: NatsUrlOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Page through an account's events, oldest first."""
-    body: dict[str, Any] = {"account": account, "after": after, "limit": limit}
+    """Page through an account's events, newest first (--oldest-first to start from the first)."""
+    body: dict[str, Any] = {"account": account, "limit": limit, "newest_first": not oldest_first}
     if asset is not None:
         body["asset"] = asset
+    if after is not None:
+        body["after"] = after
+    if before is not None:
+        body["before"] = before
     query = validate(EventsQuery, body)
     reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("events"), query))
     out.print(render.events(reply, account))
-    cursor = reply.get("next_after")
-    out.print(f"next: --after {cursor}" if cursor is not None else "next: none (end of events)", markup=False)
+    flag, cursor = ("--after", reply.get("next_after")) if oldest_first else ("--before", reply.get("next_before"))
+    more = f"next: {flag} {cursor}" + (" --oldest-first" if oldest_first else "")
+    out.print(more if cursor is not None else "next: none (end of events)", markup=False)
 
 
 @app.command()

@@ -20,13 +20,13 @@ import msgpack
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from contracts.clearing import TradeEvent
 from contracts.subjects import TRADES_STREAM
 from nodes.market_data.candles import Print
 from nodes.market_data.state import Change, MarketState
 from nodes.runtime.log import kv
+from nodes.runtime.tails import consumer_exists
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class TradesTail:
             try:
                 msg = await sub.next_msg(timeout=IDLE_CHECK_S)
             except NatsTimeoutError:
-                if not await _consumer_exists(sub):
+                if not await consumer_exists(sub):
                     log.warning("trades consumer gone; re-subscribing", extra=kv(applied=self.state.applied_seq))
                     return
                 continue
@@ -117,14 +117,3 @@ class TradesTail:
         )
         return await self.js.subscribe("trades.>", stream=TRADES_STREAM, config=config, manual_ack=True,
                                        pending_msgs_limit=-1, pending_bytes_limit=-1)
-
-
-async def _consumer_exists(sub: Any) -> bool:
-    """False only when the server says the consumer is gone (a restarted server forgets it)."""
-    try:
-        await sub.consumer_info()
-    except NotFoundError:
-        return False
-    except Exception:  # disconnected or slow: the subscription resumes by itself after a reconnect
-        return True
-    return True

@@ -53,10 +53,13 @@ from nodes.runtime.lease import Lease, LeaseLost
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
+from nodes.runtime.tails import until_consumer_lost
 from nodes.runtime.tracing import inject
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
+#: How often an idle journal tail asks the server whether its consumer still exists.
+CONSUMER_CHECK_S = 2.0
 _REJECT_CODES = {code.value: code for code in ErrorCode}
 
 
@@ -139,6 +142,7 @@ class InstrumentRunner:
         since_snapshot = 0
         while True:
             sub = await self._subscribe(self.engine.applied_seq + 1)
+            watchdog = asyncio.create_task(self._end_when_consumer_lost(sub))
             expected = 1
             try:
                 async for msg in sub.messages:
@@ -165,8 +169,18 @@ class InstrumentRunner:
                             await self.save_snapshot()
                             since_snapshot = 0
             finally:
+                watchdog.cancel()
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+    async def _end_when_consumer_lost(self, sub: Any) -> None:
+        """A restarted nats-server forgets the tail's consumer: unsubscribing ends the loop above, which
+        subscribes again from the last applied entry (off the hot path: it only watches)."""
+        await until_consumer_lost(sub, CONSUMER_CHECK_S)
+        log.warning("journal consumer gone; re-subscribing", extra=kv(instrument=self.spec.symbol,
+                                                                      applied=self.engine.applied_seq))
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
     async def _subscribe(self, start: int) -> Any:
         config = ConsumerConfig(

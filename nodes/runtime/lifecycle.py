@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
+from contracts.credentials import PRIVATE_UMASK
 from nodes.runtime.log import kv, setup_logging
 from nodes.runtime.tracing import setup_tracing
 
@@ -14,6 +16,9 @@ NodeMain = Callable[[asyncio.Event], Awaitable[None]]
 
 def run_node(name: str, main: NodeMain) -> None:
     """Run `main(stop)` until it returns; SIGTERM/SIGINT set `stop` so it can drain and close."""
+    # SQLite files (and their -wal/-shm), snapshots and anything else a node writes under the data
+    # dir grant group and other nothing, however the node was started.
+    os.umask(PRIVATE_UMASK)
     log = setup_logging(name)
     setup_tracing(name)
 

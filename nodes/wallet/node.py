@@ -103,18 +103,22 @@ class WalletNode:
         )
 
     async def events(self, query: EventsQuery) -> EventsReply:
-        """A page of the account's events after the `after` cursor, oldest first."""
+        """A page of the account's events: after the `after` cursor oldest first, or below the `before`
+        cursor newest first."""
+        newest = query.newest_first
+        where = "seq < ?" if newest and query.before is not None else "seq > ?"
         sql = (
             "SELECT seq, account, asset, version, type, amount, hold_id, op_id, ts_ns, prev_hash, hash "
-            "FROM events WHERE account=? AND seq > ?" + (" AND asset=?" if query.asset else "")
-            + " ORDER BY seq LIMIT ?"
+            f"FROM events WHERE account=? AND {where}" + (" AND asset=?" if query.asset else "")
+            + (" ORDER BY seq DESC LIMIT ?" if newest else " ORDER BY seq LIMIT ?")
         )
-        params: tuple[Any, ...] = (query.account, query.after)
+        cursor = (query.before if query.before is not None else 0) if newest else query.after
+        params: tuple[Any, ...] = (query.account, cursor)
         params += ((query.asset,) if query.asset else ()) + (query.limit + 1,)
         rows = await self._read(sql, params)
         events = [event_from_row(self.store.ledger_id, row) for row in rows[: query.limit]]
-        more = len(rows) > query.limit
-        return EventsReply(events=events, next_after=events[-1].seq if more else None)
+        last = events[-1].seq if len(rows) > query.limit else None
+        return EventsReply(events=events, next_after=None if newest else last, next_before=last if newest else None)
 
     async def rebuild(self, command: RebuildCommand) -> RebuildReply:
         """Replay from snapshots on the writer thread (no command interleaves), repairing drift."""

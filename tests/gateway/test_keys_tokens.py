@@ -39,6 +39,7 @@ def test_a_lost_public_half_is_derived_again(tmp_path: Path) -> None:
 
 
 def test_qt_token_mints_what_the_gateway_accepts(tmp_path: Path) -> None:
+    ensure_key_pair(tmp_path)  # as the gateway does on its first start
     made = subprocess.run([QT, "token", "--account", "alice", "--role", "ops", "--ttl", "120",
                            "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
     assert made.returncode == 0, made.stderr

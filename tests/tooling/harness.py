@@ -19,6 +19,7 @@ from tooling.natsserver import free_port
 QT = str(Path(sys.executable).parent / "qt")
 READY = re.compile(r"^qt up: ready$")
 NATS_PID = re.compile(r"nats-server pid (\d+)\)")
+NATS_STARTED = re.compile(r"^\[qt\] nats-server started \(pid (\d+)\)")
 NODE_PID = re.compile(r"^\s+node (\w+)\s+pid (\d+)$")
 STARTED = re.compile(r"^\[qt\] (\w+) started \(pid (\d+)\)$")
 
@@ -52,14 +53,16 @@ class QtUp:
         return dict(os.environ, QT_NATS_URL=f"nats://127.0.0.1:{self.port}", QT_DATA_DIR=str(self.data_dir),
                     QT_HTTP_PORT=str(self.http_port), QT_GATEWAY_URL=f"http://127.0.0.1:{self.http_port}")
 
+    @property
+    def argv(self) -> list[str]:
+        """The `qt up` command line for this platform's ports and data dir."""
+        return [QT, "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
+                "--monitor-port", str(self.monitor_port), *([] if self.seed else ["--no-seed"])]
+
     def start(self) -> QtUp:
         """Spawn `qt up`; a thread copies its output lines into a queue."""
-        argv = [QT, "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
-                "--monitor-port", str(self.monitor_port)]
-        self.proc = subprocess.Popen(
-            [*argv, *([] if self.seed else ["--no-seed"])], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env=self.env,
-        )
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=self.env)
         threading.Thread(target=self._read, daemon=True).start()
         return self
 
@@ -81,7 +84,7 @@ class QtUp:
             if line is None:
                 raise AssertionError("qt up ended:\n" + "\n".join(self.output))
             self.output.append(line)
-            for found in (NATS_PID.search(line), NODE_PID.match(line), STARTED.match(line)):
+            for found in (NATS_PID.search(line), NATS_STARTED.match(line), NODE_PID.match(line), STARTED.match(line)):
                 if found:
                     self.pids.add(int(found.groups()[-1]))
             if match := pattern.search(line):
@@ -103,6 +106,11 @@ class QtUp:
         """Ctrl-C: SIGINT to qt up's PID; returns its exit code."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGINT)
+        return self.wait_exit(timeout_s)
+
+    def wait_exit(self, timeout_s: float = 30.0) -> int:
+        """Wait for qt up to end on its own; returns its exit code with all its output read."""
+        assert self.proc is not None
         code = self.proc.wait(timeout=timeout_s)
         with contextlib.suppress(AssertionError):  # drain the rest of the output for assertions
             self.wait_for(re.compile(r"(?!)"), timeout_s=5)
@@ -126,3 +134,17 @@ def _environ_or_cmdline(pid: int) -> str:
         with contextlib.suppress(OSError):
             text += Path(f"/proc/{pid}/{part}").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     return text
+
+
+def available(platform: QtUp, account: str, asset: str = "USD") -> str:
+    """The available column of `qt wallet balance` for one asset, exactly as printed."""
+    result = platform.qt("wallet", "balance", account)
+    assert result.returncode == 0, result.stderr
+    match = re.search(rf"{asset}\s*│\s*([0-9.]+)\s*│", result.stdout)
+    assert match, result.stdout
+    return match.group(1)
+
+
+def usd_available(platform: QtUp, account: str = "alice") -> str:
+    """The USD available column of `qt wallet balance`, exactly as printed."""
+    return available(platform, account)

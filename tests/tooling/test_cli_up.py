@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.tooling.harness import QT, STARTED, QtUp, alive
+from tests.tooling.harness import QT, STARTED, QtUp, alive, usd_available
 from tooling.natsserver import free_port
-
-
-@pytest.fixture
-def platforms() -> Iterator[list[QtUp]]:
-    """`qt up` processes a test starts; anything of theirs still alive is killed by PID after."""
-    started: list[QtUp] = []
-    try:
-        yield started
-    finally:
-        for platform in started:
-            platform.cleanup()
-
-
-def usd_available(platform: QtUp, account: str = "alice") -> str:
-    """The USD available column of `qt wallet balance`, exactly as printed."""
-    result = platform.qt("wallet", "balance", account)
-    assert result.returncode == 0, result.stderr
-    match = re.search(r"USD\s*│\s*([0-9.]+)\s*│", result.stdout)
-    assert match, result.stdout
-    return match.group(1)
 
 
 def next_start(platform: QtUp, name: str, old_pid: int) -> int:
