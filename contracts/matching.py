@@ -112,6 +112,10 @@ class OrderTerms(InstrumentMoney):
                           {"min_qty": format_amount(spec.base, spec.min_qty)})
         if self.max_quote is not None and not (self.type is OrderType.MARKET and self.side is Side.BUY):
             raise QtError(ErrorCode.VALIDATION, "max_quote is only for MARKET BUY orders")
+        if self.price is not None:
+            spec.check_value(spec.notional(self.price, self.qty)[0])
+        if self.max_quote is not None:
+            spec.check_value(self.max_quote)
         return self
 
 
@@ -137,6 +141,12 @@ class ReplaceOrder(InstrumentMoney):
     instrument: str
     price: int
     qty: int
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ReplaceOrder:
+        spec = instrument(self.instrument)
+        spec.check_value(spec.notional(self.price, self.qty)[0])
+        return self
 
 
 class OrderQuery(Message):
