@@ -62,7 +62,7 @@ MSGPACK_CASES = [
     ("bool in msgpack", msgpack.packb(
         {"account": ACCOUNT, "asset": "USD", "amount": True, "op_id": "m3"}), "invalid_amount"),
     ("amount beyond int64", msgpack.packb(
-        {"account": ACCOUNT, "asset": "USD", "amount": 2**63 - 1, "op_id": "m4"}), "invalid_amount"),
+        {"account": ACCOUNT, "asset": "USD", "amount": 2**63 - 1, "op_id": "m4"}), "amount_out_of_range"),
     ("oversize", msgpack.packb(
         {"account": ACCOUNT, "asset": "USD", "amount": 1, "op_id": "m5", "pad": "x" * MAX_REQUEST_BYTES}),
      "payload_too_large"),
