@@ -129,7 +129,7 @@ class EventsQuery(Message):
 
     account: Account
     asset: Asset | None = None
-    after: Annotated[int, Field(ge=0)] = 0
+    after: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0  # an event seq: a SQLite INTEGER
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 

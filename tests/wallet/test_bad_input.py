@@ -89,3 +89,15 @@ async def test_release_of_another_accounts_hold_is_refused(nc: Client, wallet: I
     assert (reply.headers or {}).get(QT_ERROR_HEADER) == "hold_mismatch"
     assert await balance(nc, owner) == ("0.00", "10.00")
     assert await balance(nc, thief) == ("1.00", "0.00")
+
+
+@pytest.mark.parametrize("payload", [
+    msgpack.packb({"account": ACCOUNT, "after": 2**64 - 1}),
+    b'{"account":"%s","after":9223372036854775808}' % ACCOUNT.encode(),
+], ids=["msgpack", "json"])
+async def test_an_events_cursor_past_int64_is_a_validation_error(
+    nc: Client, wallet: InProcessWallet, payload: bytes
+) -> None:
+    reply = await nc.request("wallet.events", payload, timeout=5)
+
+    assert (reply.headers or {}).get(QT_ERROR_HEADER) == "validation_error", reply.data
