@@ -43,7 +43,8 @@ class Writer:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def run(self) -> None:
-        """Commit batches until `close()`; a failed commit fails its batch, not the node."""
+        """Commit batches until `close()`; a batch SQLite refuses for a reason other than its own state
+        (I/O, disk full, locked) is retried command by command, so a poisoned command fails alone."""
         while True:
             first = await self._queue.get()
             if first is None:
@@ -58,8 +59,9 @@ class Writer:
             try:
                 outcomes = await self.call(self.store.execute_batch, [(c, t) for c, t, _ in batch])
             except Exception as exc:
-                if len(batch) == 1:
-                    _fail(batch[0][2], exc)
+                if len(batch) == 1 or isinstance(exc, sqlite3.OperationalError):  # the store, not a command
+                    for _, _, future in batch:
+                        _fail(future, exc)
                 else:  # one poisoned command must not fail its neighbours: commit each alone
                     await self._one_by_one(batch)
                 continue
