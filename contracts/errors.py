@@ -13,6 +13,7 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     VALIDATION = "validation_error"  # schema: missing/unknown field, wrong type
     INVALID_AMOUNT = "invalid_amount"
+    AMOUNT_OUT_OF_RANGE = "amount_out_of_range"  # above contracts.money.MAX_UNITS, or would push a balance past it
     UNKNOWN_ASSET = "unknown_asset"
     INSUFFICIENT_FUNDS = "insufficient_funds"
     UNKNOWN_HOLD = "unknown_hold"
@@ -43,6 +44,7 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.VALIDATION: 422,
     ErrorCode.INVALID_AMOUNT: 422,
+    ErrorCode.AMOUNT_OUT_OF_RANGE: 422,
     ErrorCode.UNKNOWN_ASSET: 422,
     ErrorCode.INSUFFICIENT_FUNDS: 409,
     ErrorCode.UNKNOWN_HOLD: 404,
@@ -77,6 +79,7 @@ BUSINESS_CODES: Final[frozenset[ErrorCode]] = frozenset(
         ErrorCode.HOLD_EXISTS,
         ErrorCode.HOLD_MISMATCH,
         ErrorCode.UNKNOWN_ACCOUNT,
+        ErrorCode.AMOUNT_OUT_OF_RANGE,  # a deposit or credit that would push a balance past the maximum
     }
 )
 

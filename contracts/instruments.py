@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from contracts.errors import ErrorCode, QtError
-from contracts.money import scale_of
+from contracts.money import MAX_UNITS, out_of_range, scale_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,15 @@ class Instrument:
     def notional(self, price: int, qty: int) -> tuple[int, int]:
         """Quote units of `qty` at `price` as (floor, remainder): exact integer arithmetic."""
         return divmod(price * qty, 10**self.qty_scale)
+
+    def fee(self, quote: int) -> int:
+        """The fee one side pays on a quote amount (rounded down)."""
+        return quote * self.fee_bps // 10_000
+
+    def check_value(self, quote: int) -> None:
+        """Refuse an order whose quote value plus its fee (what a BUY holds) is past `MAX_UNITS`."""
+        if quote + self.fee(quote) > MAX_UNITS:
+            raise out_of_range(self.quote, "the order's value plus fee", {"instrument": self.symbol})
 
 
 def _equity(symbol: str, price_cents: int) -> Instrument:

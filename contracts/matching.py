@@ -123,6 +123,10 @@ class OrderTerms(InstrumentMoney):
         check_size(spec, self.qty)
         if self.max_quote is not None and not (self.type is OrderType.MARKET and self.side is Side.BUY):
             raise QtError(ErrorCode.VALIDATION, "max_quote is only for MARKET BUY orders")
+        if self.price is not None:
+            spec.check_value(spec.notional(self.price, self.qty)[0])
+        if self.max_quote is not None:
+            spec.check_value(self.max_quote)
         return self
 
 
@@ -155,6 +159,7 @@ class ReplaceOrder(InstrumentMoney):
         spec = instrument(self.instrument)
         check_tick(spec, self.price)
         check_size(spec, self.qty)
+        spec.check_value(spec.notional(self.price, self.qty)[0])
         return self
 
 

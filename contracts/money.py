@@ -6,7 +6,7 @@ Decimal strings exist only at the edges (JSON, HTTP, CLI); floats never do.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from contracts.errors import ErrorCode, QtError
 
@@ -26,8 +26,18 @@ ASSET_SCALES: Final[dict[str, int]] = {
     "ETH": 8,
 }
 
-#: Largest amount we accept: fits SQLite's signed 64-bit INTEGER with room for sums.
-MAX_UNITS: Final[int] = 2**62
+MAX_UNITS: Final[int] = 10**15
+"""The largest number of smallest units any amount, price, quantity, order value, hold or balance may be.
+
+Every stored integer is at most this, and the wallet keeps each (account, asset) total (available +
+held) at most this, so only a deposit or a credit can reach it, and is refused when it would pass it.
+Why 10**15: any sum of up to 9,000 such values fits a signed 64-bit integer (SQLite INTEGER, msgpack
+int64, 2**63 - 1 ~ 9.2 * 10**18), so `balance + amount`, `value + fee` or a SUM over holds cannot
+overflow before it is checked; products (`price x qty`) are computed in Python's unbounded ints and the
+order's value they give is itself bounded (`contracts.matching`); and it is below 2**53, so every amount
+is exact as a double too (JSON readers, metrics). It is still ten trillion USD in cents, ten million
+BTC in satoshis, a billion SOL.
+"""
 
 _DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
 
@@ -44,7 +54,8 @@ def parse_amount(asset: str, text: object, *, allow_zero: bool = False) -> int:
     """Parse a decimal string such as "10050.00" into smallest units of `asset`.
 
     Refuses non-strings (JSON numbers, floats, bools), signs, exponents, NaN, blanks, leading
-    zeros, more decimals than the asset's scale, zero (unless allowed) and absurd magnitudes.
+    zeros, more decimals than the asset's scale and zero (unless allowed) with `invalid_amount`, and
+    more than `MAX_UNITS` with `amount_out_of_range`.
     """
     scale = scale_of(asset)
     if not isinstance(text, str):
@@ -67,8 +78,8 @@ def parse_amount(asset: str, text: object, *, allow_zero: bool = False) -> int:
             f"amount {text!r} has {len(frac)} decimals; {asset} allows {scale}",
             {"asset": asset, "scale": scale},
         )
-    if len(whole) > 19:
-        raise QtError(ErrorCode.INVALID_AMOUNT, "amount too large", {"asset": asset})
+    if len(whole) > len(str(MAX_UNITS)):  # out of range whatever the scale; never parse a huge int
+        raise out_of_range(asset, "amount")
     units = int(whole) * 10**scale + (int(frac.ljust(scale, "0")) if scale else 0)
     return check_units(asset, units, allow_zero=allow_zero)
 
@@ -85,8 +96,15 @@ def check_units(asset: str, units: object, *, allow_zero: bool = False) -> int:
     if units < 0 or (units == 0 and not allow_zero):
         raise QtError(ErrorCode.INVALID_AMOUNT, "amount must be positive", {"asset": asset})
     if units > MAX_UNITS:
-        raise QtError(ErrorCode.INVALID_AMOUNT, "amount too large", {"asset": asset})
+        raise out_of_range(asset, "amount")
     return units
+
+
+def out_of_range(asset: str, what: str, detail: dict[str, Any] | None = None) -> QtError:
+    """The `amount_out_of_range` refusal for `what` (an amount, an order's value, a balance) in `asset`."""
+    limit = format_amount(asset, MAX_UNITS)
+    return QtError(ErrorCode.AMOUNT_OUT_OF_RANGE, f"{what} exceeds the maximum of {limit} {asset}",
+                   {"asset": asset, "max": limit, **(detail or {})})
 
 
 def format_amount(asset: str, units: int) -> str:

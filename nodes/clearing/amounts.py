@@ -20,7 +20,7 @@ from contracts.matching import OrderType, Side
 
 def fee(spec: Instrument, quote: int) -> int:
     """The fee on a quote amount (rounded down)."""
-    return quote * spec.fee_bps // 10_000
+    return spec.fee(quote)
 
 
 def fill_quote(spec: Instrument, price: int, qty: int) -> int:
@@ -94,12 +94,16 @@ def settle_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> lis
         {"kind": "credit", "account": seller, "asset": spec.quote, "amount": quote - seller_fee},
         {"kind": "credit", "account": fee_account, "asset": spec.quote, "amount": buyer_fee + seller_fee},
     ])
-    if fill["taker_side"] == Side.SELL:  # the maker buys: its price rounding and fee headroom shrink
-        keep = total_debits(spec, Side.BUY, fill["price"], fill["maker_executed_value"], 0,
-                            int(fill["maker_remaining"]))
-        legs.append({"kind": "release", "account": buyer, "asset": spec.quote, "hold_id": buy_order,
-                     "total_debits": keep})
-    return legs
+    return legs + _maker_trim(spec, fill)
+
+
+def _maker_trim(spec: Instrument, fill: dict[str, Any]) -> list[dict[str, Any]]:
+    """When the maker buys, its price rounding and fee headroom shrink: release its hold down to its rest."""
+    if fill["taker_side"] != Side.SELL:
+        return []
+    keep = total_debits(spec, Side.BUY, fill["price"], fill["maker_executed_value"], 0, int(fill["maker_remaining"]))
+    return [{"kind": "release", "account": fill["maker_account"], "asset": spec.quote,
+             "hold_id": fill["maker_order_id"], "total_debits": keep}]
 
 
 def bust_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> list[dict[str, Any]]:
@@ -116,6 +120,22 @@ def bust_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> list[
         {"kind": "charge", "account": seller, "asset": spec.quote, "amount": quote - seller_fee},
         {"kind": "charge", "account": fee_account, "asset": spec.quote, "amount": buyer_fee + seller_fee},
     ])
+
+
+def void_legs(spec: Instrument, fill: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bust of a fill whose settlement was refused (e.g. a credit past the maximum balance):
+    nothing changes hands; what each side's hold would have paid for it returns to its own available
+    balance. Its net effect is exactly `settle_legs` followed by `bust_legs`, and it raises no
+    account's total, so it cannot be refused the way the settlement was."""
+    (buyer, buy_order), (seller, sell_order) = _parties(fill)
+    quote, buyer_fee, _ = fees_of(spec, fill)
+    qty = int(fill["qty"])
+    return _nonzero([
+        {"kind": "debit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee, "hold_id": buy_order},
+        {"kind": "credit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee},
+        {"kind": "debit", "account": seller, "asset": spec.base, "amount": qty, "hold_id": sell_order},
+        {"kind": "credit", "account": seller, "asset": spec.base, "amount": qty},
+    ]) + _maker_trim(spec, fill)
 
 
 def _nonzero(legs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,15 +20,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nats.errors import Error as NatsError
 from prometheus_client import Counter, Histogram
 
 from contracts.clearing import FINAL_STATUSES, SagaRecord, SagaStatus
-from contracts.errors import QtError
+from contracts.errors import ErrorCode, QtError
 from nodes.clearing import saga as machine
 from nodes.clearing.steps import SagaSteps
 from nodes.clearing.store import SagaConflict, SagaStore
-from nodes.runtime.client import TRANSIENT
+from nodes.runtime.client import is_transient
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import LATENCY_BUCKETS, NodeMetrics
 
@@ -162,7 +161,8 @@ class SagaRunner:
 
     async def _run(self, body: Body, saga: SagaRecord, name: str, state: dict[str, Any]) -> dict[str, Any]:
         """Run a body until it answers; transient failures (dependency down) are retried forever,
-        renewing the saga's lease so no other instance takes it over meanwhile."""
+        renewing the saga's lease so no other instance takes it over meanwhile. Anything else is a
+        deterministic refusal, raised as a `QtError` at once: retrying it would stall the saga forever."""
         started = time.perf_counter()
         delay = 0.05
         while True:
@@ -170,12 +170,11 @@ class SagaRunner:
                 result = await body(saga)
                 self.step_seconds.labels(name).observe(time.perf_counter() - started)
                 return result
-            except QtError as exc:
-                if exc.code not in TRANSIENT:
-                    raise
-                log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=exc.code))
-            except (ConnectionError, OSError, NatsError) as exc:  # TRADES publish: server busy or away
-                log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=repr(exc)))
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise _refusal(exc, saga, name) from exc
+                error = exc.code if isinstance(exc, QtError) else repr(exc)
+                log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=error))
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, 2.0)
             if time.monotonic() - state["written"] > self.lease_s / 3:
@@ -197,6 +196,14 @@ class SagaRunner:
         if self.crash_at == step:
             log.warning("QT_CRASH_AT: killing myself", extra=kv(step=step))
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _refusal(exc: Exception, saga: SagaRecord, step: str) -> QtError:
+    """A step's deterministic failure as the error the saga records; a non-contract one is a bug: logged."""
+    if isinstance(exc, QtError):
+        return exc
+    log.error("saga step crashed", exc_info=exc, extra=kv(saga=saga.saga_id, step=step))
+    return QtError(ErrorCode.INTERNAL, f"{step}: {type(exc).__name__}: {exc}"[:200])
 
 
 def claimable(saga: SagaRecord, owner: str, now_ms: int) -> bool:

@@ -22,6 +22,8 @@ from contracts.errors import BUSINESS_CODES, ErrorCode
 
 #: Steps that are one call: refused means nothing happened.
 ATOMIC_STEPS = frozenset({"reserve_funds", "submit_order"})
+#: The error a saga ends with when one of its compensations could not be applied.
+COMPENSATION_FAILED = "compensation_failed"
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def next_action(saga: SagaRecord) -> Action:
         return Action("final")
     if saga.status is SagaStatus.COMPENSATING:
         for comp in saga.compensations:
-            if comp.status is not StepStatus.DONE:
+            if comp.status not in (StepStatus.DONE, StepStatus.FAILED):
                 return Action("compensate", comp.name)
         return Action("final")
     for step in saga.steps:
@@ -89,10 +91,18 @@ def done(saga: SagaRecord, name: str, result: dict[str, Any] | None, now_ns: int
     saga.updated_ns = now_ns
     if saga.status is SagaStatus.IN_PROGRESS and all(s.status is StepStatus.DONE for s in saga.steps):
         saga.status = SagaStatus.COMPLETED
-    elif saga.status is SagaStatus.COMPENSATING and all(c.status is StepStatus.DONE for c in saga.compensations):
-        # refused outright at the first step: nothing ever happened, so the saga failed, not unwound
-        refused_first = saga.steps[0].status is StepStatus.FAILED and _is_refusal(saga.error)
-        saga.status = SagaStatus.FAILED if refused_first else SagaStatus.COMPENSATED
+    elif saga.status is SagaStatus.COMPENSATING:
+        _end_compensating(saga)
+
+
+def _end_compensating(saga: SagaRecord) -> None:
+    """Once every compensation ran: `failed` if one could not apply (an operator must look) or the
+    saga was refused outright at its first step (nothing ever happened), `compensated` otherwise."""
+    if any(c.status not in (StepStatus.DONE, StepStatus.FAILED) for c in saga.compensations):
+        return
+    refused_first = saga.steps[0].status is StepStatus.FAILED and _is_refusal(saga.error)
+    unapplied = any(c.status is StepStatus.FAILED for c in saga.compensations)
+    saga.status = SagaStatus.FAILED if refused_first or unapplied else SagaStatus.COMPENSATED
 
 
 def fail(saga: SagaRecord, name: str, error: dict[str, Any], now_ns: int) -> None:
@@ -117,15 +127,18 @@ def done_nothing(saga: SagaRecord, now_ns: int) -> None:
 
 
 def compensation_failed(saga: SagaRecord, name: str, error: dict[str, Any], now_ns: int) -> None:
-    """A compensation cannot be applied (e.g. a bust finds the money spent): an operator must act."""
+    """A compensation cannot be applied (e.g. a bust finds the money spent): an operator must act. The
+    later compensations still run (each is safe alone), so the order is cancelled and its hold released
+    down to what its fills take; the saga ends `failed` with `compensation_failed`."""
     record = saga.step(name)
     record.status = StepStatus.FAILED
     record.ended_ns = now_ns
     record.error = error
-    saga.error = {"code": "compensation_failed", "message": f"{name}: {error.get('message', '')}",
-                  "step": name, "cause": saga.error}
-    saga.status = SagaStatus.FAILED
+    if (saga.error or {}).get("code") != COMPENSATION_FAILED:  # the first one names the cause
+        saga.error = {"code": COMPENSATION_FAILED, "message": f"{name}: {error.get('message', '')}",
+                      "step": name, "cause": saga.error}
     saga.updated_ns = now_ns
+    _end_compensating(saga)
 
 
 def plan(saga: SagaRecord) -> list[str]:

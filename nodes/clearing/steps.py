@@ -20,7 +20,7 @@ from contracts.matching import Side
 from contracts.subjects import TRADES_STREAM, trades_subject
 from nodes.clearing import amounts
 from nodes.clearing.saga import taker_fills
-from nodes.runtime.client import ServiceClient
+from nodes.runtime.client import ServiceClient, is_transient
 
 #: Request fields that are the saga's, not the order's.
 _SAGA_ONLY = ("saga_id", "inject_failure_step")
@@ -83,18 +83,27 @@ class SagaSteps:
         return {"busted": [f["trade_id"] for f in fills]}
 
     async def reverse_fills(self, saga: SagaRecord) -> dict[str, Any]:
-        """Bust each fill: settle it if it never was (same op_id), then reverse it into available."""
+        """Bust each fill: settle it if it never was (same op_id), then reverse it into available; a fill
+        whose settlement is refused (it moved nothing) is voided instead: each hold's share comes back."""
         spec = instrument(saga.instrument)
         op_id = saga.step("reverse_fills").op_id
+        voided: list[str] = []
 
         async def bust(fill: dict[str, Any]) -> None:
-            await self._settle_fill(saga, fill)
-            legs = amounts.bust_legs(spec, fill, self.fee_account)
+            try:
+                await self._settle_fill(saga, fill)
+            except QtError as exc:
+                if is_transient(exc):
+                    raise
+                legs = amounts.void_legs(spec, fill)
+                voided.append(fill["trade_id"])
+            else:
+                legs = amounts.bust_legs(spec, fill, self.fee_account)
             await self.wallet.call("settle", {"op_id": f"{op_id}:{fill['trade_id']}", "legs": legs}, idempotent=True)
 
         fills = taker_fills(saga)
         await asyncio.gather(*(bust(f) for f in fills))
-        return {"reversed": [f["trade_id"] for f in fills]}
+        return {"reversed": [f["trade_id"] for f in fills], "voided": sorted(voided)}
 
     async def cancel_order(self, saga: SagaRecord) -> dict[str, Any]:
         """Cancel what rests of the order; its final state decides what the hold still owes."""

@@ -12,10 +12,13 @@ from nats.errors import (
     ConnectionClosedError,
     ConnectionDrainingError,
     ConnectionReconnectingError,
+    MaxPayloadError,
     NoServersError,
     OutboundBufferLimitError,
     StaleConnectionError,
 )
+from nats.errors import Error as NatsError
+from nats.js.errors import BadRequestError
 
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
@@ -30,6 +33,16 @@ CONNECTION_ERRORS: Final = (
     ConnectionClosedError, ConnectionDrainingError, ConnectionReconnectingError, NoServersError,
     OutboundBufferLimitError, StaleConnectionError,
 )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure says the dependency did not answer (the same call may succeed later) rather
+    than refused it (a contract error, a bad request, a bug: the same call gets the same answer)."""
+    if isinstance(exc, QtError):
+        return exc.code in TRANSIENT
+    if isinstance(exc, MaxPayloadError | BadRequestError):
+        return False
+    return isinstance(exc, NatsError | ConnectionError | OSError)  # TimeoutError is an OSError
 
 
 class ServiceClient:

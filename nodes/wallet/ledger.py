@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from contracts.errors import ErrorCode, QtError
-from contracts.money import format_amount
+from contracts.money import MAX_UNITS, format_amount, out_of_range
 from contracts.wallet import EventType
 
 GENESIS_HASH: Final = "0" * 64
@@ -50,6 +50,20 @@ def event_hash(
     """SHA-256 over the previous hash and every field of the event, in a fixed order."""
     text = f"{prev_hash}|{account}|{asset}|{version}|{type_}|{amount}|{hold_id or ''}|{op_id}|{ts_ns}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_room(pos: Position, type_: str, amount: int, asset: str) -> None:
+    """Refuse a new event that would push the (account, asset) total past `MAX_UNITS`.
+
+    Only deposits and credits raise the total (a hold or release moves money inside it), so with
+    every total bounded no balance or hold can overflow. Replays do not call this: history stays
+    readable whatever the bound was when it was written.
+    """
+    d_avail, d_held = EFFECTS[type_]
+    if d_avail + d_held > 0 and pos.available + pos.held + amount > MAX_UNITS:
+        raise out_of_range(asset, "the balance", {
+            "balance": format_amount(asset, pos.available + pos.held), "requested": format_amount(asset, amount),
+        })
 
 
 def fold(pos: Position, type_: str, amount: int, hold_id: str | None, asset: str) -> None:

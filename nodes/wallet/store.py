@@ -37,7 +37,7 @@ from contracts.wallet import (
     WalletEvent,
     Withdraw,
 )
-from nodes.wallet.ledger import Position, event_hash, fold
+from nodes.wallet.ledger import Position, check_room, event_hash, fold
 from nodes.wallet.schema import ledger_id, open_db
 
 Command = Deposit | Withdraw | Credit | Hold | Release | Debit | Settle
@@ -329,6 +329,7 @@ class EventStore:
     ) -> None:
         cur = scope.cur
         pos = self._stage(scope, (account, asset))
+        check_room(pos, type_, amount, asset)
         fold(pos, type_, amount, hold_id, asset)
         ts_ns = time.time_ns()
         prev = pos.head

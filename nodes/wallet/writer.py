@@ -7,6 +7,7 @@ covers many commands; under no load a command commits alone with no added delay.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -42,7 +43,8 @@ class Writer:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def run(self) -> None:
-        """Commit batches until `close()`; a failed commit fails its batch, not the node."""
+        """Commit batches until `close()`; a batch SQLite refuses for a reason other than its own state
+        (I/O, disk full, locked) is retried command by command, so a poisoned command fails alone."""
         while True:
             first = await self._queue.get()
             if first is None:
@@ -57,14 +59,23 @@ class Writer:
             try:
                 outcomes = await self.call(self.store.execute_batch, [(c, t) for c, t, _ in batch])
             except Exception as exc:
-                error = QtError(ErrorCode.UNAVAILABLE, f"wallet store failed: {exc}"[:200])
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                if len(batch) == 1 or isinstance(exc, sqlite3.OperationalError):  # the store, not a command
+                    for _, _, future in batch:
+                        _fail(future, exc)
+                else:  # one poisoned command must not fail its neighbours: commit each alone
+                    await self._one_by_one(batch)
                 continue
-            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                if not future.done():
-                    future.set_result(outcome)
+            _resolve(batch, outcomes)
+            self.committed.set()
+
+    async def _one_by_one(self, batch: list[_Item]) -> None:
+        for item in batch:
+            try:
+                outcomes = await self.call(self.store.execute_batch, [(item[0], item[1])])
+            except Exception as exc:
+                _fail(item[2], exc)
+                continue
+            _resolve([item], outcomes)
             self.committed.set()
 
     async def close(self) -> None:
@@ -75,3 +86,17 @@ class Writer:
     def shutdown(self) -> None:
         """Release the writer thread once `run()` has returned."""
         self._executor.shutdown(wait=True)
+
+
+def _resolve(batch: list[_Item], outcomes: list[Outcome]) -> None:
+    for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+        if not future.done():
+            future.set_result(outcome)
+
+
+def _fail(future: asyncio.Future[Outcome], exc: Exception) -> None:
+    """A store failure: SQLite's operational errors (I/O, disk full, locked) may pass, so the caller
+    may retry (`unavailable`); anything else would fail the same way again (`internal`)."""
+    code = ErrorCode.UNAVAILABLE if isinstance(exc, sqlite3.OperationalError) else ErrorCode.INTERNAL
+    if not future.done():
+        future.set_exception(QtError(code, f"wallet store failed: {exc}"[:200]))

@@ -106,3 +106,37 @@ def test_settle_legs_conserve_every_asset_and_a_bust_undoes_them(
     buyer = "tk" if taker_side == "BUY" else "mk"
     seller = "mk" if buyer == "tk" else "tk"
     assert net[(buyer, spec.base)] == 0 and net[(seller, spec.quote)] == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(SYMBOLS, st.sampled_from(["BUY", "SELL"]), st.integers(1, 10_000_000), st.integers(1, 10_000),
+       st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 100))
+def test_voiding_a_fill_nets_exactly_like_settling_then_busting_it_and_raises_no_total(
+    symbol: str, taker_side: str, ticks: int, lots: int, maker_before: int, taker_before: int, rem: int
+) -> None:
+    spec = INSTRUMENTS[symbol]
+    price, qty = ticks * spec.tick, lots * spec.lot
+    quote = amounts.fill_quote(spec, price, qty)
+    fill = {"trade_id": "t", "instrument": symbol, "price": price, "qty": qty, "maker_order_id": "m",
+            "taker_order_id": "o", "maker_account": "mk", "taker_account": "tk", "taker_side": taker_side,
+            "maker_remaining": rem * spec.lot, "maker_executed_value": maker_before + quote,
+            "taker_executed_value": taker_before + quote}
+
+    def effect(legs: list[dict[str, Any]]) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]]]:
+        """Net (account, asset, available|held) moves, and the release legs (their amount is the wallet's)."""
+        net: dict[tuple[str, str, str], int] = defaultdict(int)
+        for leg in legs:
+            if leg["kind"] == "release":
+                continue
+            bucket = "held" if leg["kind"] == "debit" else "available"
+            net[(leg["account"], leg["asset"], bucket)] += (1 if leg["kind"] == "credit" else -1) * leg["amount"]
+        return {k: v for k, v in net.items() if v}, [leg for leg in legs if leg["kind"] == "release"]
+
+    settled_then_busted = amounts.settle_legs(spec, fill, "fees") + amounts.bust_legs(spec, fill, "fees")
+    voided = amounts.void_legs(spec, fill)
+    assert effect(voided) == effect(settled_then_busted)
+    running: dict[tuple[str, str], int] = defaultdict(int)
+    for leg in voided:  # applied in order, no account's total ever rises above where it started
+        if leg["kind"] != "release":
+            running[(leg["account"], leg["asset"])] += (1 if leg["kind"] == "credit" else -1) * leg["amount"]
+            assert running[(leg["account"], leg["asset"])] <= 0

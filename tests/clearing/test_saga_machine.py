@@ -21,9 +21,10 @@ def new(inject: str | None) -> machine.SagaRecord:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.sampled_from(INJECTS), st.sampled_from([None, *STEPS]), st.booleans())
+@given(st.sampled_from(INJECTS), st.sampled_from([None, *STEPS]), st.booleans(),
+       st.sampled_from([None, *COMPENSATIONS]))
 def test_every_run_ends_final_and_undoes_only_what_happened(
-    inject: str | None, refused_at: str | None, fills: bool
+    inject: str | None, refused_at: str | None, fills: bool, unapplied: str | None
 ) -> None:
     saga = new(inject)
     ran: list[str] = []
@@ -49,12 +50,21 @@ def test_every_run_ends_final_and_undoes_only_what_happened(
                 machine.fail(saga, action.name, machine.injected_error(action.name, after=True), 3)
         else:
             ran.append(action.name)
+            if action.name == unapplied:
+                machine.compensation_failed(saga, action.name, REFUSAL, 2)
+                continue
             machine.done(saga, action.name, {}, 2)
     else:
         raise AssertionError("the saga did not end")
 
     comps = [c.name for c in saga.compensations]
     assert comps == [c for c in COMPENSATIONS if c in comps]  # newest step undone first
+    assert ran[len(ran) - len(comps):] == comps  # each ran once, even after one could not apply
+    if unapplied in comps:  # the others still ran: the order is cancelled and its hold released
+        assert saga.status is SagaStatus.FAILED and saga.error and saga.error["code"] == "compensation_failed"
+        assert all(c.status is (StepStatus.FAILED if c.name == unapplied else StepStatus.DONE)
+                   for c in saga.compensations)
+        return
     assert all(c.status is StepStatus.DONE for c in saga.compensations)
     failed = inject is not None or refused_at is not None
     if not failed:

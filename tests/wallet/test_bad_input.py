@@ -62,7 +62,7 @@ MSGPACK_CASES = [
     ("bool in msgpack", msgpack.packb(
         {"account": ACCOUNT, "asset": "USD", "amount": True, "op_id": "m3"}), "invalid_amount"),
     ("amount beyond int64", msgpack.packb(
-        {"account": ACCOUNT, "asset": "USD", "amount": 2**63 - 1, "op_id": "m4"}), "invalid_amount"),
+        {"account": ACCOUNT, "asset": "USD", "amount": 2**63 - 1, "op_id": "m4"}), "amount_out_of_range"),
     ("oversize", msgpack.packb(
         {"account": ACCOUNT, "asset": "USD", "amount": 1, "op_id": "m5", "pad": "x" * MAX_REQUEST_BYTES}),
      "payload_too_large"),
@@ -95,5 +95,16 @@ async def test_release_of_another_accounts_hold_is_refused(nc: Client, wallet: I
 async def test_an_events_cursor_out_of_int64_is_a_validation_error(nc: Client, wallet: InProcessWallet,
                                                                     after: int) -> None:
     payload = b'{"account":"%s","after":%d}' % (ACCOUNT.encode(), after)  # JSON: msgpack cannot carry 2**64
+    reply = await nc.request("wallet.events", payload, timeout=5)
+    assert (reply.headers or {}).get(QT_ERROR_HEADER) == "validation_error", reply.data
+
+
+@pytest.mark.parametrize("payload", [
+    msgpack.packb({"account": ACCOUNT, "after": 2**64 - 1}),
+    b'{"account":"%s","after":9223372036854775808}' % ACCOUNT.encode(),
+], ids=["msgpack", "json"])
+async def test_an_events_cursor_past_int64_is_a_validation_error(
+    nc: Client, wallet: InProcessWallet, payload: bytes
+) -> None:
     reply = await nc.request("wallet.events", payload, timeout=5)
     assert (reply.headers or {}).get(QT_ERROR_HEADER) == "validation_error", reply.data
