@@ -167,27 +167,33 @@ def dlq(entries: list[DlqEntry]) -> Table:
     return table
 
 
-def sagas(rows: list[dict[str, Any]]) -> Table:
-    """One line per saga, newest first."""
+def sagas(rows: list[dict[str, Any]], next_cursor: str | None = None) -> Table:
+    """One line per saga, newest first; the caption gives the cursor of the next page."""
     table = _table("sagas", "saga", "account", "instrument", "side", "status", "order", "filled", "remaining",
-                   "error", right=("filled", "remaining"), fold=("error",))
+                   "fee", "error", right=("filled", "remaining", "fee"), fold=("error",))
     for row in rows:
         error = row.get("error") or {}
         table.add_row(row["saga_id"], row["account"], row["instrument"], row["side"], row["status"],
                       str(row.get("order_status") or "-"), str(row["filled"]), str(row["remaining"]),
+                      f"{row.get('fee', '0')} {row.get('fee_asset', '')}".strip(),
                       f"{error.get('code', '')} {error.get('step', '')}".strip())
+    if next_cursor:
+        table.caption = f"more: --cursor {next_cursor}"
     return table
 
 
 def saga(reply: dict[str, Any]) -> RenderableType:
-    """A saga's outcome, its fills, and (when present) every step and compensation."""
-    head = _table(f"saga {reply['saga_id']}", "status", "order", "order status", "filled", "remaining",
-                  "hold left", "error", right=("filled", "remaining", "hold left"), fold=("error",))
+    """A saga's outcome, its order's fills (busts flagged), and (when present) every step and compensation."""
+    head = _table(f"saga {reply['saga_id']}", "status", "order", "order status", "filled", "busted", "remaining",
+                  "fee", "hold left", "error", right=("filled", "busted", "remaining", "fee", "hold left"),
+                  fold=("error",))
     error = reply.get("error") or {}
     head.add_row(reply["status"], reply["order_id"], str(reply.get("order_status") or "-"), str(reply["filled"]),
-                 str(reply["remaining"]), f"{reply['hold_left']} {reply['hold_asset']}",
+                 str(reply.get("busted_qty", "0")), str(reply["remaining"]),
+                 f"{reply.get('fee', '0')} {reply.get('fee_asset', '')}".strip(),
+                 f"{reply['hold_left']} {reply['hold_asset']}",
                  f"{error.get('code', '')}: {error.get('message', '')}" if error else "")
-    parts: list[RenderableType] = [head, fills(reply.get("fills", []))]
+    parts: list[RenderableType] = [head, fills(reply.get("fills", []), set(reply.get("busts", [])))]
     for title in ("steps", "compensations"):
         rows = reply.get(title)
         if rows:
@@ -203,12 +209,14 @@ def saga(reply: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
-def fills(rows: list[dict[str, Any]]) -> Table:
-    """Trades of an order: id, price, quantity, counterparties."""
-    table = _table("fills", "trade", "price", "qty", "maker order", "taker order", right=("price", "qty"))
+def fills(rows: list[dict[str, Any]], busts: set[str] | None = None) -> Table:
+    """Trades of an order (ops view: both orders and accounts); a busted trade says so."""
+    table = _table("fills", "trade", "price", "qty", "maker order", "maker", "taker order", "taker", "busted",
+                   right=("price", "qty"))
     for fill in rows:
         table.add_row(fill["trade_id"], str(fill["price"]), str(fill["qty"]), fill["maker_order_id"],
-                      fill["taker_order_id"])
+                      fill.get("maker_account", ""), fill["taker_order_id"], fill.get("taker_account", ""),
+                      "busted" if fill["trade_id"] in (busts or set()) else "")
     return table
 
 
