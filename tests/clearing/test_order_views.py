@@ -3,11 +3,18 @@ status, busted fills shown as busts, and the fee per fill and per order."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
+from contracts.clearing import PlaceOrder
 from contracts.codec import Wire
+from contracts.matching import Side
 from contracts.rpc import call
-from contracts.subjects import matching_subject
+from contracts.subjects import SAGAS_BUCKET, matching_subject
+from nodes.clearing import saga as machine
+from nodes.clearing.node import request_hash
+from nodes.clearing.store import encode
 from tests.clearing.platform import Platform, clearing, fund, place
 from tests.clearing.test_place_order import acct
 
@@ -95,3 +102,21 @@ async def test_fees_are_shown_per_order_as_charged(shared: Platform) -> None:
     # executed value 1651.50: fee(165150) = 82 cents, split 41 + 41 over the two fills
     assert out["fee"] == "0.82" and out["fee_asset"] == "USD" and out["filled"] == "2.0000"
     assert out["busts"] == [] and out["busted_qty"] == "0.0000"
+
+
+async def test_a_saga_a_crash_left_unindexed_is_indexed_when_recovery_takes_it(shared: Platform) -> None:
+    nc = shared.nc
+    account = acct("crashed")
+    await fund(nc, account, USD=100_000)
+    saga_id = f"crash-{uuid.uuid4().hex[:8]}"
+    command = PlaceOrder(account=account, instrument="AAPL", side=Side.BUY, price=100, qty=10_000, saga_id=saga_id)
+    body = command.model_dump(mode="python")
+    saga = machine.new_saga(saga_id, command, body, request_hash(body), ("USD", 101), time.time_ns())
+    machine.start(saga, "reserve_funds", time.time_ns())
+    saga.owner, saga.lease_until_ms = "elsewhere:1", 0  # its driver died between create and index
+    await (await nc.jetstream().key_value(SAGAS_BUCKET)).create(saga_id, encode(saga))
+
+    async with asyncio.timeout(30):  # recovery scans every second
+        while not (listed := (await clearing(nc, "saga_list", account=account))["sagas"]):
+            await asyncio.sleep(0.2)
+    assert [s["saga_id"] for s in listed] == [saga_id]
