@@ -8,7 +8,12 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 
+from contracts.codec import Wire
 from contracts.dlq import DlqEntry
+from contracts.instruments import instrument
+from contracts.matching import Fill, Side
+from contracts.money import format_amount
+from contracts.orders import fill_fees
 from tooling.ops import KV_PREFIX, JetStreamView, breakers
 
 
@@ -210,13 +215,18 @@ def saga(reply: dict[str, Any]) -> RenderableType:
 
 
 def fills(rows: list[dict[str, Any]], busts: set[str] | None = None) -> Table:
-    """Trades of an order (ops view: both orders and accounts); a busted trade says so."""
-    table = _table("fills", "trade", "price", "qty", "maker order", "maker", "taker order", "taker", "busted",
-                   right=("price", "qty"))
-    for fill in rows:
-        table.add_row(fill["trade_id"], str(fill["price"]), str(fill["qty"]), fill["maker_order_id"],
-                      fill.get("maker_account", ""), fill["taker_order_id"], fill.get("taker_account", ""),
-                      "busted" if fill["trade_id"] in (busts or set()) else "")
+    """Trades of an order (ops view: both orders, both accounts and both fees); a busted trade says so."""
+    table = _table("fills", "trade", "price", "qty", "maker order", "maker", "maker fee", "taker order", "taker",
+                   "taker fee", "busted", right=("price", "qty", "maker fee", "taker fee"))
+    for row in rows:
+        fill = Fill.model_validate(row, context={"wire": Wire.JSON})
+        spec = instrument(fill.instrument)
+        _, buyer_fee, seller_fee = fill_fees(spec, fill.model_dump(mode="python"))
+        maker_fee, taker_fee = (seller_fee, buyer_fee) if fill.taker_side is Side.BUY else (buyer_fee, seller_fee)
+        table.add_row(row["trade_id"], str(row["price"]), str(row["qty"]), row["maker_order_id"],
+                      row["maker_account"], format_amount(spec.quote, maker_fee), row["taker_order_id"],
+                      row["taker_account"], format_amount(spec.quote, taker_fee),
+                      "busted" if row["trade_id"] in (busts or set()) else "")
     return table
 
 
