@@ -67,3 +67,13 @@ async def test_each_side_of_a_trade_sees_only_its_own_side(client: httpx.AsyncCl
     finally:  # the book is shared with the other gateway tests: leave nothing resting
         with contextlib.suppress(QtError):
             await clearing(platform.nc, "cancel_order", account=bob, order_id=bob_order)
+
+
+async def test_the_documented_order_replies_carry_only_the_clients_side(client: httpx.AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    fill = schemas["ClientFill"]["properties"]
+    assert not {"maker_account", "taker_account", "maker_order_id", "maker_remaining"} & fill.keys()
+    assert fill["fee"]["type"] == "string" and fill["price"]["type"] == "string"
+    for name in ("ClientSagaView", "ClientOrderResult"):
+        assert schemas[name]["properties"]["fills"]["items"] == {"$ref": "#/components/schemas/ClientFill"}
+    assert schemas["ClientSagaView"]["properties"]["fee"]["type"] == "string"
