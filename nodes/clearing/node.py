@@ -68,6 +68,8 @@ VERSION = "0.1.0"
 DUPLICATE_WAIT_S = 8.0
 #: Engine and bust reads in flight at once while a page of sagas is brought up to date.
 READS_IN_FLIGHT = 32
+#: Saga records one `saga_list` page reads at most (a status filter that few match pages on by cursor).
+SCAN_PER_PAGE = 2_000
 
 
 def new_saga_id() -> str:
@@ -195,16 +197,23 @@ class ClearingNode:
         return await self._current(got[0], detail=True)
 
     async def saga_list(self, query: SagaList) -> SagaListReply:
-        """A page of sagas newest first from the index (one account's, or all), filtered by status."""
+        """A page of sagas newest first from the index (one account's, or all), filtered by status.
+
+        A page reads at most `SCAN_PER_PAGE` records (or `limit`): under a status filter that few
+        sagas match it may come back short, and `next_cursor` says where the next one starts.
+        """
         positions = await self.store.index.newest(query.account, before=query.cursor)
+        scanned = positions[:max(query.limit, SCAN_PER_PAGE)]
         found: list[SagaRecord] = []
         last: str | None = None
-        for start in range(0, len(positions), query.limit):
-            chunk = positions[start:start + query.limit]
+        for start in range(0, len(scanned), query.limit):
+            chunk = scanned[start:start + query.limit]
             records = await asyncio.gather(*(self.store.get(saga_id) for _, saga_id in chunk))
             for (position, _), got in zip(chunk, records, strict=True):
                 last = position
-                if got is not None and (query.status is None or got[0].status is query.status):
+                if got is None or SagaIndex.position(got[0]) != position:
+                    continue  # a create that failed or lost to an existing saga id
+                if query.status is None or got[0].status is query.status:
                     found.append(got[0])
                     if len(found) == query.limit:
                         break

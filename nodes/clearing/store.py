@@ -3,6 +3,7 @@ index by account and time, and the busted trades of each order."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgpack
@@ -35,13 +36,20 @@ class SagaStore:
         self.index = index
 
     async def create(self, saga: SagaRecord) -> int | None:
-        """Store a new saga and index it; None if the id is taken (the caller then reads the existing one)."""
-        try:
-            revision = await self.bucket.create(saga.saga_id, encode(saga))
-        except KeyWrongLastSequenceError:
+        """Store a new saga and index it; None if the id is taken (the caller then reads the existing one).
+
+        Both writes go out together (one round trip on the order's path): an index entry whose create
+        lost names a position no record has, and readers skip it (`SagaIndex.position` must match).
+        """
+        created, indexed = await asyncio.gather(self.bucket.create(saga.saga_id, encode(saga)),
+                                                self.index.add(saga), return_exceptions=True)
+        if isinstance(created, KeyWrongLastSequenceError):
             return None
-        await self.index.add(saga)
-        return revision
+        if isinstance(created, BaseException):
+            raise created
+        if isinstance(indexed, BaseException):  # recovery indexes it when it claims the saga
+            raise indexed
+        return created
 
     async def update(self, saga: SagaRecord, revision: int) -> int:
         """Replace revision `revision`; `SagaConflict` if it is not the latest any more."""
@@ -66,8 +74,9 @@ class SagaIndex:
 
     Key `<account>.<created ns, 20 digits>.<saga id>`: deterministic from the stored record, so
     writing it again (a retry, a recovery claim) is the same key, and a saga is indexed once. It is
-    written right after the record is created and again when recovery claims a saga, so a crash
-    between the two is repaired by the instance that takes the saga over.
+    written with the record's create and again when recovery claims a saga, so a crash between the
+    two is repaired by the instance that takes the saga over. An entry is valid only if its
+    position is the stored record's (a create that lost to an existing id leaves a stray one).
     """
 
     def __init__(self, bucket: KeyValue) -> None:
