@@ -163,6 +163,8 @@ class SagaView(Message):
     side: str
     status: str
     order_status: str | None
+    qty: int = 0
+    """The order's quantity as the engine has it now (self-trade prevention may have reduced it)."""
     fills: list[Fill]
     busts: list[str] = Field(default_factory=list)
     """Trade ids of the fills reversed by a saga's compensation (this one's or the counterparty's)."""
@@ -183,7 +185,7 @@ class SagaView(Message):
         body["fills"] = [dump(f, Wire(wire)) for f in self.fills]
         if Wire(wire) is Wire.JSON:
             spec = instrument(self.instrument)
-            for name in ("filled", "busted_qty", "remaining"):
+            for name in ("qty", "filled", "busted_qty", "remaining"):
                 body[name] = format_amount(spec.base, getattr(self, name))
             body["fee"] = format_amount(self.fee_asset, self.fee)
             body["hold_left"] = format_amount(self.hold_asset, self.hold_left)

@@ -24,7 +24,7 @@ MAYBE_DECIMAL: Final = {"anyOf": [DECIMAL, {"type": "null"}]}
 #: Views that render themselves (`to_wire`) with fields that are not money fields of a MoneyMessage.
 WIRE_OVERRIDES: Final[dict[str, dict[str, Any]]] = {
     **dict.fromkeys(("SagaView", "ClientSagaView"), dict.fromkeys(
-        ("filled", "busted_qty", "remaining", "fee", "hold_left"), DECIMAL)),
+        ("qty", "filled", "busted_qty", "remaining", "fee", "hold_left"), DECIMAL)),
     "BookView": {"bids": LEVELS, "asks": LEVELS},
     "Ticker": {**dict.fromkeys(("last", "open", "high", "low"), MAYBE_DECIMAL),
                "change": {"anyOf": [{**DECIMAL, "pattern": r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"}, {"type": "null"}]},

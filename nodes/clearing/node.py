@@ -100,6 +100,7 @@ def view(saga: SagaRecord, *, detail: bool = False, order: dict[str, Any] | None
         saga_id=saga.saga_id, order_id=saga.order_id, account=saga.account, instrument=saga.instrument,
         side=str(saga.side), status=str(saga.status),
         order_status=None if status is None else display_status(str(status), filled, busted_qty),
+        qty=int(order.get("qty", saga.request["qty"])),
         fills=[Fill.model_validate(f) for f in raw], busts=[f.trade_id for f in mine if f.busted],
         filled=filled, busted_qty=busted_qty, remaining=remaining, fee=fee, fee_asset=spec.quote,
         hold_asset=saga.hold_asset, hold_left=hold_left, error=saga.error,

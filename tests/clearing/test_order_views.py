@@ -87,6 +87,7 @@ async def test_a_busted_fill_shows_as_a_bust_on_both_orders(shared: Platform) ->
         # the maker's remainder stays as the engine left it; the busted share stands nowhere
         assert shown["order_status"] == "new" and shown["filled"] == "0.0000"
         assert shown["busted_qty"] == "1.0000" and shown["remaining"] == "1.0000" and shown["fee"] == "0.00"
+        assert shown["qty"] == "2.0000"  # an open order: filled + busted_qty + remaining = qty
     finally:
         await clearing(nc, "cancel_order", account=maker, order_id=sell["order_id"])
 
