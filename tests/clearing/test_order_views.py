@@ -7,8 +7,9 @@ import asyncio
 import time
 import uuid
 
-from contracts.clearing import PlaceOrder
+from contracts.clearing import PlaceOrder, SagaStatus
 from contracts.codec import Wire
+from contracts.jetstream import ensure_named
 from contracts.matching import Side
 from contracts.rpc import call
 from contracts.subjects import SAGAS_BUCKET, matching_subject
@@ -121,3 +122,21 @@ async def test_a_saga_a_crash_left_unindexed_is_indexed_when_recovery_takes_it(s
         while not (listed := (await clearing(nc, "saga_list", account=account))["sagas"]):
             await asyncio.sleep(0.2)
     assert [s["saga_id"] for s in listed] == [saga_id]
+
+
+async def test_sagas_stored_before_the_index_existed_are_indexed_on_start(fresh: Platform) -> None:
+    js = fresh.nc.jetstream()
+    await ensure_named(js, streams=(), buckets=(SAGAS_BUCKET,))
+    sagas = await js.key_value(SAGAS_BUCKET)
+    stored = []
+    for n in range(3):
+        command = PlaceOrder(account="legacy", instrument="AAPL", side=Side.BUY, price=100, qty=10_000)
+        body = command.model_dump(mode="python")
+        saga = machine.new_saga(f"old-{n}", command, body, request_hash(body), ("USD", 101), time.time_ns())
+        saga.status = SagaStatus.FAILED  # final: recovery never touches it, only the backfill can index it
+        await sagas.create(saga.saga_id, encode(saga))
+        stored.append(saga.saga_id)
+
+    await fresh.start("clearing")
+    listed = await clearing(fresh.nc, "saga_list", account="legacy")
+    assert [s["saga_id"] for s in listed["sagas"]] == stored[::-1]
