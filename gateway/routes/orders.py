@@ -12,10 +12,9 @@ from contracts.errors import ErrorCode, QtError
 from contracts.orders import ClientOrderResult
 from contracts.subjects import clearing_subject
 from gateway.auth import principal
-from gateway.idempotency import Outcome
 from gateway.openapi import doc, schema
 from gateway.payload import derived_id, idempotency_key, read_object, refuse_fields, validate
-from gateway.problems import Problem, encode_json
+from gateway.problems import Problem
 from gateway.state import Gateway, gateway, json_response
 from gateway.tokens import Principal
 from gateway.views import client_order, client_saga, client_saga_list
@@ -36,11 +35,9 @@ async def place(request: Request, who: Who, gw: Gw) -> Response:
     acting = who.acting_on(body.get("account"))
     saga_id = derived_id(acting, key)
     command = validate(PlaceOrder, {**body, "account": acting, "saga_id": saga_id})
-
-    async def execute() -> Outcome:
-        reply = await gw.call(request, clearing_subject("place_order"), command, timeout=gw.settings.order_timeout_s)
-        return Outcome(201, encode_json(client_saga(reply)), headers={"Location": f"/v1/orders/{saga_id}"})
-
+    execute = gw.forward(request, clearing_subject("place_order"), command, status=201,
+                         headers={"Location": f"/v1/orders/{saga_id}"}, timeout=gw.settings.order_timeout_s,
+                         shape=client_saga)
     return await gw.once(request, who, key, acting, body, execute)
 
 
@@ -52,11 +49,8 @@ async def cancel(request: Request, order_id: str, who: Who, gw: Gw, account: str
     body = await read_object(request)
     refuse_fields(body, ("account", "order_id"))
     command = validate(CancelRequest, {**body, "account": acting, "order_id": order_id})
-
-    async def execute() -> Outcome:
-        reply = await gw.call(request, clearing_subject("cancel_order"), command, timeout=gw.settings.order_timeout_s)
-        return Outcome(200, encode_json(client_order(reply)))
-
+    execute = gw.forward(request, clearing_subject("cancel_order"), command, timeout=gw.settings.order_timeout_s,
+                         shape=client_order)
     return await gw.once(request, who, key, acting, body, execute)
 
 
