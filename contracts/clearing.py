@@ -13,6 +13,7 @@ from contracts.errors import ErrorCode, QtError
 from contracts.instruments import instrument
 from contracts.matching import Fill, InstrumentMoney, OrderTerms, OrderType, Side
 from contracts.money import format_amount
+from contracts.orders import ClientFill
 
 #: Saga and order ids: also KV keys and hold ids, so no dots or wildcards.
 SagaId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -85,12 +86,18 @@ class SagaGet(Message):
     saga_id: SagaId
 
 
+#: A page cursor: the position (creation ns, saga id) of the last saga of the previous page.
+Cursor = Annotated[str, Field(pattern=r"^[0-9]{20}\.[A-Za-z0-9_-]{1,64}$")]
+
+
 class SagaList(Message):
-    """The newest sagas, optionally of one status or account."""
+    """A page of sagas newest first (by creation time), optionally of one status or account."""
 
     status: Annotated[SagaStatus, Field(strict=False)] | None = None
     account: Account | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 50
+    cursor: Cursor | None = None
+    """`next_cursor` of the previous page: this page starts with the sagas created before it."""
 
 
 class StepRecord(Message):
@@ -142,7 +149,12 @@ class SagaRecord(Message):
 
 
 class SagaView(Message):
-    """What `place_order` and `saga_get` answer: the saga's outcome and the order behind it."""
+    """What `place_order`, `saga_get` and `saga_list` answer: the saga's outcome and its order as it
+    stands (fills the order made as maker since included; busted fills listed in `busts`).
+
+    `filled` counts the fills that stand, `busted_qty` the ones a compensation reversed; an open
+    order has `filled + busted_qty + remaining = qty`. `fee` is what the order paid, in `fee_asset`.
+    """
 
     saga_id: str
     order_id: str
@@ -151,9 +163,16 @@ class SagaView(Message):
     side: str
     status: str
     order_status: str | None
+    qty: int = 0
+    """The order's quantity as the engine has it now (self-trade prevention may have reduced it)."""
     fills: list[Fill]
+    busts: list[str] = Field(default_factory=list)
+    """Trade ids of the fills reversed by a saga's compensation (this one's or the counterparty's)."""
     filled: int
+    busted_qty: int = 0
     remaining: int
+    fee: int = 0
+    fee_asset: str
     hold_asset: str
     hold_left: int
     error: dict[str, Any] | None
@@ -161,13 +180,14 @@ class SagaView(Message):
     compensations: list[StepRecord] | None = None
 
     def to_wire(self, wire: str) -> dict[str, Any]:
-        """Quantities in the base asset, the hold in its asset; decimal strings in JSON."""
+        """Quantities in the base asset, the hold and fee in their assets; decimal strings in JSON."""
         body = self.model_dump(mode="python", exclude={"fills"})
         body["fills"] = [dump(f, Wire(wire)) for f in self.fills]
         if Wire(wire) is Wire.JSON:
             spec = instrument(self.instrument)
-            body["filled"] = format_amount(spec.base, self.filled)
-            body["remaining"] = format_amount(spec.base, self.remaining)
+            for name in ("qty", "filled", "busted_qty", "remaining"):
+                body[name] = format_amount(spec.base, getattr(self, name))
+            body["fee"] = format_amount(self.fee_asset, self.fee)
             body["hold_left"] = format_amount(self.hold_asset, self.hold_left)
         if self.steps is None:
             body.pop("steps")
@@ -175,14 +195,28 @@ class SagaView(Message):
         return body
 
 
+class ClientSagaView(SagaView):
+    """A saga as its account sees it over HTTP: every fill is the order's own side (`client_fill`)."""
+
+    fills: list[ClientFill]  # type: ignore[assignment]
+
+
 class SagaListReply(Message):
-    """A page of sagas, newest first."""
+    """A page of sagas, newest first; `next_cursor` asks for the next page (None on the last)."""
 
     sagas: list[SagaView]
+    next_cursor: str | None = None
 
     def to_wire(self, wire: str) -> dict[str, Any]:
         """Each saga in its own wire shape."""
-        return {"sagas": [s.to_wire(wire) for s in self.sagas]}
+        return {"sagas": [s.to_wire(wire) for s in self.sagas], "next_cursor": self.next_cursor}
+
+
+class ClientSagaList(Message):
+    """A page of a trader's sagas over HTTP, each as `ClientSagaView`."""
+
+    sagas: list[ClientSagaView]
+    next_cursor: str | None = None
 
 
 class TradeEvent(InstrumentMoney):

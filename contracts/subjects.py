@@ -138,6 +138,10 @@ FENCE_HEADER: Final = "Qt-Fence"
 # --- buckets ------------------------------------------------------------------------------------
 LEASES_BUCKET: Final = "leases"
 SAGAS_BUCKET: Final = "sagas"
+#: Saga ids by account and creation time: keys `<account>.<created ns, 20 digits>.<saga id>`.
+SAGA_INDEX_BUCKET: Final = "saga_index"
+#: Busted trade ids per order (maker and taker): key = order id, value = msgpack list of trade ids.
+BUSTS_BUCKET: Final = "busts"
 IDEMPOTENCY_BUCKET: Final = "idempotency"
 SNAPSHOTS_OBJECTS: Final = "snapshots"
 
@@ -202,6 +206,8 @@ STREAMS: Final[tuple[StreamSpec, ...]] = (
 BUCKETS: Final[tuple[BucketSpec, ...]] = (
     BucketSpec(name=LEASES_BUCKET, description="partition ownership leases", ttl_s=10.0),
     BucketSpec(name=SAGAS_BUCKET, description="saga state, CAS on revision", history=5),
+    BucketSpec(name=SAGA_INDEX_BUCKET, description="saga ids by account and time, newest first by key"),
+    BucketSpec(name=BUSTS_BUCKET, description="busted trade ids per order, both sides"),
     BucketSpec(name=IDEMPOTENCY_BUCKET, description="gateway idempotency records", ttl_s=24 * 3600.0),
 )
 

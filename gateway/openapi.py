@@ -23,7 +23,8 @@ LEVELS: Final = {"type": "array", "items": {"type": "array", "items": DECIMAL, "
 MAYBE_DECIMAL: Final = {"anyOf": [DECIMAL, {"type": "null"}]}
 #: Views that render themselves (`to_wire`) with fields that are not money fields of a MoneyMessage.
 WIRE_OVERRIDES: Final[dict[str, dict[str, Any]]] = {
-    "SagaView": {"filled": DECIMAL, "remaining": DECIMAL, "hold_left": DECIMAL},
+    **dict.fromkeys(("SagaView", "ClientSagaView"), dict.fromkeys(
+        ("qty", "filled", "busted_qty", "remaining", "fee", "hold_left"), DECIMAL)),
     "BookView": {"bids": LEVELS, "asks": LEVELS},
     "Ticker": {**dict.fromkeys(("last", "open", "high", "low"), MAYBE_DECIMAL),
                "change": {"anyOf": [{**DECIMAL, "pattern": r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"}, {"type": "null"}]},
@@ -132,10 +133,10 @@ def _integer_to_decimal(node: Any) -> Any:
 
 
 def _contract_models() -> dict[str, type[BaseModel]]:
-    from contracts import clearing, dlq, matching, wallet
+    from contracts import clearing, dlq, matching, orders, wallet
 
     found: dict[str, type[BaseModel]] = {}
-    for module in (wallet, matching, clearing, dlq):
+    for module in (wallet, matching, clearing, orders, dlq):
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, BaseModel):
                 found.setdefault(value.__name__, value)

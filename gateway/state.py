@@ -45,13 +45,14 @@ class Gateway:
                                       request.url.path, execute)
 
     def forward(self, request: Request, subject: str, command: BaseModel, *, status: int = 200,
-                headers: dict[str, str] | None = None, timeout: float | None = None
-                ) -> Callable[[], Awaitable[Outcome]]:
-        """The execution of a mutation: call the node, keep its reply as the outcome to record."""
+                headers: dict[str, str] | None = None, timeout: float | None = None,
+                shape: Callable[[dict[str, Any]], Any] | None = None) -> Callable[[], Awaitable[Outcome]]:
+        """The execution of a mutation: call the node, keep its reply (cut down by `shape`, e.g. to
+        the client's side of its fills) as the outcome to record."""
 
         async def execute() -> Outcome:
             reply = await self.call(request, subject, command, timeout=timeout)
-            return Outcome(status, encode_json(reply), headers=dict(headers or {}))
+            return Outcome(status, encode_json(reply if shape is None else shape(reply)), headers=dict(headers or {}))
 
         return execute
 

@@ -25,6 +25,7 @@ from contracts.instruments import instrument
 from contracts.money import format_amount
 from contracts.subjects import book_feed_subject, wallet_event_subject
 from gateway.l2 import L2Mirror
+from gateway.views import client_exec
 
 log = logging.getLogger(__name__)
 
@@ -232,21 +233,8 @@ def _private(kind: str, msg: Msg, account: str) -> str | None:
     """Execution reports that concern the account, or its wallet events, as decimal-string JSON."""
     body = msgpack.unpackb(msg.data, raw=False)
     if kind == "orders":
-        if account not in (body.get("account"), body.get("maker_account"), body.get("taker_account")):
-            return None
-        spec = instrument(body["instrument"])
-        for key in ("price",):
-            if isinstance(body.get(key), int):
-                body[key] = format_amount(spec.quote, body[key])
-        for key in ("qty", "remaining"):
-            if isinstance(body.get(key), int):
-                body[key] = format_amount(spec.base, body[key])
-        for key in ("maker_executed_value", "taker_executed_value"):
-            if isinstance(body.get(key), int):
-                body[key] = format_amount(spec.quote, body[key])
-        if isinstance(body.get("maker_remaining"), int):
-            body["maker_remaining"] = format_amount(spec.base, body["maker_remaining"])
-        return _dumps({"channel": "orders", "type": "order", "data": body})
+        mine = client_exec(body, account)  # the account's own side only, as in the HTTP replies
+        return None if mine is None else _dumps({"channel": "orders", "type": "order", "data": mine})
     asset = body.get("asset", "")
     with contextlib.suppress(Exception):
         body["amount"] = format_amount(asset, body["amount"])

@@ -8,7 +8,12 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 
+from contracts.codec import Wire
 from contracts.dlq import DlqEntry
+from contracts.instruments import instrument
+from contracts.matching import Fill, Side
+from contracts.money import format_amount
+from contracts.orders import fill_fees
 from tooling.ops import KV_PREFIX, JetStreamView, breakers
 
 
@@ -167,27 +172,33 @@ def dlq(entries: list[DlqEntry]) -> Table:
     return table
 
 
-def sagas(rows: list[dict[str, Any]]) -> Table:
-    """One line per saga, newest first."""
+def sagas(rows: list[dict[str, Any]], next_cursor: str | None = None) -> Table:
+    """One line per saga, newest first; the caption gives the cursor of the next page."""
     table = _table("sagas", "saga", "account", "instrument", "side", "status", "order", "filled", "remaining",
-                   "error", right=("filled", "remaining"), fold=("error",))
+                   "fee", "error", right=("filled", "remaining", "fee"), fold=("error",))
     for row in rows:
         error = row.get("error") or {}
         table.add_row(row["saga_id"], row["account"], row["instrument"], row["side"], row["status"],
                       str(row.get("order_status") or "-"), str(row["filled"]), str(row["remaining"]),
+                      f"{row.get('fee', '0')} {row.get('fee_asset', '')}".strip(),
                       f"{error.get('code', '')} {error.get('step', '')}".strip())
+    if next_cursor:
+        table.caption = f"more: --cursor {next_cursor}"
     return table
 
 
 def saga(reply: dict[str, Any]) -> RenderableType:
-    """A saga's outcome, its fills, and (when present) every step and compensation."""
-    head = _table(f"saga {reply['saga_id']}", "status", "order", "order status", "filled", "remaining",
-                  "hold left", "error", right=("filled", "remaining", "hold left"), fold=("error",))
+    """A saga's outcome, its order's fills (busts flagged), and (when present) every step and compensation."""
+    head = _table(f"saga {reply['saga_id']}", "status", "order", "order status", "filled", "busted", "remaining",
+                  "fee", "hold left", "error", right=("filled", "busted", "remaining", "fee", "hold left"),
+                  fold=("error",))
     error = reply.get("error") or {}
     head.add_row(reply["status"], reply["order_id"], str(reply.get("order_status") or "-"), str(reply["filled"]),
-                 str(reply["remaining"]), f"{reply['hold_left']} {reply['hold_asset']}",
+                 str(reply.get("busted_qty", "0")), str(reply["remaining"]),
+                 f"{reply.get('fee', '0')} {reply.get('fee_asset', '')}".strip(),
+                 f"{reply['hold_left']} {reply['hold_asset']}",
                  f"{error.get('code', '')}: {error.get('message', '')}" if error else "")
-    parts: list[RenderableType] = [head, fills(reply.get("fills", []))]
+    parts: list[RenderableType] = [head, fills(reply.get("fills", []), set(reply.get("busts", [])))]
     for title in ("steps", "compensations"):
         rows = reply.get(title)
         if rows:
@@ -203,12 +214,19 @@ def saga(reply: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
-def fills(rows: list[dict[str, Any]]) -> Table:
-    """Trades of an order: id, price, quantity, counterparties."""
-    table = _table("fills", "trade", "price", "qty", "maker order", "taker order", right=("price", "qty"))
-    for fill in rows:
-        table.add_row(fill["trade_id"], str(fill["price"]), str(fill["qty"]), fill["maker_order_id"],
-                      fill["taker_order_id"])
+def fills(rows: list[dict[str, Any]], busts: set[str] | None = None) -> Table:
+    """Trades of an order (ops view: both orders, both accounts and both fees); a busted trade says so."""
+    table = _table("fills", "trade", "price", "qty", "maker order", "maker", "maker fee", "taker order", "taker",
+                   "taker fee", "busted", right=("price", "qty", "maker fee", "taker fee"))
+    for row in rows:
+        fill = Fill.model_validate(row, context={"wire": Wire.JSON})
+        spec = instrument(fill.instrument)
+        _, buyer_fee, seller_fee = fill_fees(spec, fill.model_dump(mode="python"))
+        maker_fee, taker_fee = (seller_fee, buyer_fee) if fill.taker_side is Side.BUY else (buyer_fee, seller_fee)
+        table.add_row(row["trade_id"], str(row["price"]), str(row["qty"]), row["maker_order_id"],
+                      row["maker_account"], format_amount(spec.quote, maker_fee), row["taker_order_id"],
+                      row["taker_account"], format_amount(spec.quote, taker_fee),
+                      "busted" if row["trade_id"] in (busts or set()) else "")
     return table
 
 

@@ -24,13 +24,14 @@ def saga_ls(
     status: Annotated[str | None, typer.Option("--status", help="Only this status, e.g. in_progress.")] = None,
     account: Annotated[str | None, typer.Option("--account", help="Only this account's sagas.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many, newest first.")] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="The next page, as the last page said.")] = None,
     nats_url: NatsUrlOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """The newest sagas with their outcome."""
-    query = validate(SagaList, {"status": status, "account": account, "limit": limit})
+    """Sagas newest first with their outcome and their order's current status, a page at a time."""
+    query = validate(SagaList, {"status": status, "account": account, "limit": limit, "cursor": cursor})
     reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, clearing_subject("saga_list"), query))
-    out.print(render.sagas(reply["sagas"]))
+    out.print(render.sagas(reply["sagas"], reply.get("next_cursor")))
 
 
 @saga_app.command("show")
@@ -90,19 +91,19 @@ def order_cancel(
 def order_show(
     ctx: typer.Context,
     order_id: Annotated[str, typer.Argument(help="Order id (= saga id).")],
-    instrument: Annotated[str | None, typer.Option("--instrument", help="Skip the saga lookup.")] = None,
+    instrument: Annotated[str | None, typer.Option("--instrument", help="An order placed without a saga: "
+                                                   "the engine's record only.")] = None,
     nats_url: NatsUrlOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """The engine's view of an order: status, remaining, every fill."""
-
-    async def show(nc: Any) -> dict[str, Any]:
-        symbol = instrument
-        if symbol is None:
-            saga = await request(nc, clearing_subject("saga_get"), validate(SagaGet, {"saga_id": order_id}))
-            symbol = saga["instrument"]
-        query = validate(OrderQuery, {"instrument": symbol, "order_id": order_id})
-        return await request(nc, matching_subject("order"), query)
-
-    out.print(render.order(run(target(ctx, nats_url, data_dir), show)))
-
+    """An order as it stands: status, filled, busted, remaining, fee, every fill (busts flagged)."""
+    if instrument is not None:
+        query = validate(OrderQuery, {"instrument": instrument, "order_id": order_id})
+        out.print(render.order(run(target(ctx, nats_url, data_dir),
+                                   lambda nc: request(nc, matching_subject("order"), query))))
+        return
+    saga = validate(SagaGet, {"saga_id": order_id})
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, clearing_subject("saga_get"), saga))
+    reply.pop("steps", None)
+    reply.pop("compensations", None)
+    out.print(render.saga(reply))

@@ -203,9 +203,13 @@ class Steps:
         expect(buy.status_code == 201, f"buy answered {buy.status_code}: {buy.text[:200]}")
         out = buy.json()
         expect(out["order_status"] == "filled", f"order {out['order_status']}")
-        expect(all(f["maker_order_id"] == sell.json()["order_id"] for f in out["fills"]), "filled against another")
         quote = Decimal(PRICE) * 2
         fee = (quote * 5 / 10_000).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+        expect(out["fee"] == f"{fee:.2f}" and all(f["liquidity"] == "taker" for f in out["fills"]), f"fee {out}")
+        maker = await self.http.get(f"/v1/orders/{sell.json()['order_id']}", headers=self.s.headers(self.seller))
+        expect(maker.status_code == 200 and maker.json()["order_status"] == "filled"
+               and [f["trade_id"] for f in maker.json()["fills"]] == [f["trade_id"] for f in out["fills"]],
+               f"the sell did not fill against the buy: {maker.text[:200]}")
         usd = await self._balance(self.buyer, "USD")
         expect(usd == (f"{Decimal('10050.00') - quote - fee:.2f}", "0.00"), f"buyer USD {usd}")
         expect(await self._balance(self.buyer, SYMBOL) == ("2.0000", "0.0000"), "buyer shares")
@@ -227,7 +231,9 @@ class Steps:
                                              "tif": "IOC"})
         expect(buy.status_code == 201, f"buy answered {buy.status_code}: {buy.text[:200]}")
         fills = buy.json()["fills"]
-        expect(len(fills) == 1 and fills[0]["maker_order_id"] == rested[0], f"fills {fills}")
+        expect(len(fills) == 1, f"fills {fills}")
+        made = await self.http.get(f"/v1/orders/{rested[0]}", headers=self.s.headers(first))
+        expect([f["trade_id"] for f in made.json()["fills"]] == [fills[0]["trade_id"]], "filled against another")
         expect(await self._balance(second, SYMBOL) == ("0.0000", "5.0000"), "the second maker traded")
         cancel = await self._cancel(second, rested[1])
         expect(cancel.status_code == 200, f"cancel answered {cancel.status_code}")
@@ -261,7 +267,7 @@ class Steps:
         expect(out["status"] == "compensated", f"status {out['status']}")
         expect(await self._balance(self.buyer, "USD") == before, "hold not released")
         order = await self.http.get(f"/v1/orders/{out['order_id']}", headers=self.s.headers(self.buyer))
-        expect(order.status_code == 200 and order.json()["status"] == "cancelled", f"order {order.text[:200]}")
+        expect(order.status_code == 200 and order.json()["order_status"] == "cancelled", f"order {order.text[:200]}")
         return f"saga {out['saga_id']} compensated, order cancelled"
 
     async def market_data(self) -> str:

@@ -16,11 +16,7 @@ from typing import Any
 
 from contracts.instruments import Instrument
 from contracts.matching import OrderType, Side
-
-
-def fee(spec: Instrument, quote: int) -> int:
-    """The fee on a quote amount (rounded down)."""
-    return spec.fee(quote)
+from contracts.orders import fee, fill_fees
 
 
 def fill_quote(spec: Instrument, price: int, qty: int) -> int:
@@ -60,19 +56,6 @@ def hold_left(spec: Instrument, order: dict[str, Any]) -> int:
     return of_order(spec, order) - paid
 
 
-def fees_of(spec: Instrument, fill: dict[str, Any]) -> tuple[int, int, int]:
-    """(quote amount, buyer's fee, seller's fee) of one fill, from each side's executed value."""
-    quote = fill_quote(spec, fill["price"], fill["qty"])
-    taker_buys = fill["taker_side"] == Side.BUY
-    buyer_value = fill["taker_executed_value"] if taker_buys else fill["maker_executed_value"]
-    seller_value = fill["maker_executed_value"] if taker_buys else fill["taker_executed_value"]
-    return quote, _fee_step(spec, buyer_value, quote), _fee_step(spec, seller_value, quote)
-
-
-def _fee_step(spec: Instrument, value_after: int, quote: int) -> int:
-    return fee(spec, value_after) - fee(spec, value_after - quote)
-
-
 def _parties(fill: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
     """((buyer account, buyer order), (seller account, seller order))."""
     taker = (fill["taker_account"], fill["taker_order_id"])
@@ -85,7 +68,7 @@ def settle_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> lis
     side is credited what it bought (the seller less its fee), the venue gets both fees, and a
     buying maker's hold is brought down to what its rest still needs. Every asset sums to zero."""
     (buyer, buy_order), (seller, sell_order) = _parties(fill)
-    quote, buyer_fee, seller_fee = fees_of(spec, fill)
+    quote, buyer_fee, seller_fee = fill_fees(spec, fill)
     qty = int(fill["qty"])
     legs = _nonzero([
         {"kind": "debit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee, "hold_id": buy_order},
@@ -111,7 +94,7 @@ def bust_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> list[
     its hold comes back as available (the hold for the busted quantity is released), what it
     received is charged back."""
     (buyer, _), (seller, _) = _parties(fill)
-    quote, buyer_fee, seller_fee = fees_of(spec, fill)
+    quote, buyer_fee, seller_fee = fill_fees(spec, fill)
     qty = int(fill["qty"])
     return _nonzero([
         {"kind": "charge", "account": buyer, "asset": spec.base, "amount": qty},
@@ -128,7 +111,7 @@ def void_legs(spec: Instrument, fill: dict[str, Any]) -> list[dict[str, Any]]:
     balance. Its net effect is exactly `settle_legs` followed by `bust_legs`, and it raises no
     account's total, so it cannot be refused the way the settlement was."""
     (buyer, buy_order), (seller, sell_order) = _parties(fill)
-    quote, buyer_fee, _ = fees_of(spec, fill)
+    quote, buyer_fee, _ = fill_fees(spec, fill)
     qty = int(fill["qty"])
     return _nonzero([
         {"kind": "debit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee, "hold_id": buy_order},

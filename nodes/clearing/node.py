@@ -33,12 +33,15 @@ from contracts.errors import ErrorCode, QtError
 from contracts.instruments import instrument
 from contracts.jetstream import ensure_named
 from contracts.matching import Fill, OrderResult
+from contracts.orders import OPEN, client_fill, display_status, order_totals
 from contracts.subjects import (
+    BUSTS_BUCKET,
     CLEARING_EXEC_CONSUMER,
     CLEARING_SERVICE,
     DLQ_STREAM,
     EXEC_STREAM,
     MATCHING_SERVICE,
+    SAGA_INDEX_BUCKET,
     SAGAS_BUCKET,
     TRADES_STREAM,
     WALLET_SERVICE,
@@ -49,7 +52,7 @@ from nodes.clearing.exec_releases import ExecReleases
 from nodes.clearing.recovery import Recovery
 from nodes.clearing.runner import SagaRunner
 from nodes.clearing.steps import SagaSteps, hold_asset_of
-from nodes.clearing.store import SagaStore
+from nodes.clearing.store import BustMarks, SagaIndex, SagaStore
 from nodes.runtime.breaker import BreakerRegistry, CircuitBreaker
 from nodes.runtime.client import ServiceClient
 from nodes.runtime.config import NodeConfig, env_int
@@ -63,6 +66,10 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 #: How long a duplicate place_order waits for the first one before answering its current state.
 DUPLICATE_WAIT_S = 8.0
+#: Engine and bust reads in flight at once while a page of sagas is brought up to date.
+READS_IN_FLIGHT = 32
+#: Saga records one `saga_list` page reads at most (a status filter that few match pages on by cursor).
+SCAN_PER_PAGE = 2_000
 
 
 def new_saga_id() -> str:
@@ -75,20 +82,37 @@ def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(msgpack.packb(sorted(body.items()), use_bin_type=True)).hexdigest()
 
 
-def view(saga: SagaRecord, *, detail: bool = False) -> SagaView:
-    """What callers see of a saga: outcome, fills, what is still held behind the order."""
+def view(saga: SagaRecord, *, detail: bool = False, order: dict[str, Any] | None = None,
+         busts: frozenset[str] = frozenset()) -> SagaView:
+    """What callers see of a saga: outcome, the order as `order` (default: as the saga last saw it)
+    with its busted fills, its fee, and what is still held behind it."""
     spec = instrument(saga.instrument)
-    order = saga.order or {}
-    fills = [Fill.model_validate(f) for f in machine.taker_fills(saga)]
+    order = order if order is not None else (saga.order or {})
+    raw = order.get("fills", [])
+    busts = busts | own_busts(saga)
+    mine = [client_fill(f, saga.order_id, busted=f["trade_id"] in busts) for f in raw]
+    filled, busted_qty, fee = order_totals(mine)
     completed = saga.status is SagaStatus.COMPLETED
     remaining = int(order.get("remaining", 0)) if completed else 0
     hold_left = amounts.hold_left(spec, order) if completed and order else 0
+    status = order.get("status")
     return SagaView(
         saga_id=saga.saga_id, order_id=saga.order_id, account=saga.account, instrument=saga.instrument,
-        side=str(saga.side), status=str(saga.status), order_status=order.get("status"), fills=fills,
-        filled=int(order.get("filled", 0)), remaining=remaining, hold_asset=saga.hold_asset, hold_left=hold_left,
-        error=saga.error, steps=saga.steps if detail else None, compensations=saga.compensations if detail else None,
+        side=str(saga.side), status=str(saga.status),
+        order_status=None if status is None else display_status(str(status), filled, busted_qty),
+        qty=int(order.get("qty", saga.request["qty"])),
+        fills=[Fill.model_validate(f) for f in raw], busts=[f.trade_id for f in mine if f.busted],
+        filled=filled, busted_qty=busted_qty, remaining=remaining, fee=fee, fee_asset=spec.quote,
+        hold_asset=saga.hold_asset, hold_left=hold_left, error=saga.error,
+        steps=saga.steps if detail else None, compensations=saga.compensations if detail else None,
     )
+
+
+def own_busts(saga: SagaRecord) -> frozenset[str]:
+    """The taker fills this saga reversed itself (known from its record, marks or not)."""
+    if any(c.name == "reverse_fills" and c.status is StepStatus.DONE for c in saga.compensations):
+        return frozenset(f["trade_id"] for f in machine.taker_fills(saga))
+    return frozenset()
 
 
 class ClearingNode:
@@ -98,6 +122,7 @@ class ClearingNode:
         self.runner = runner
         self.store = runner.store
         self.steps = steps
+        self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
 
     def register(self, service: NodeService) -> None:
         """Bind the clearing endpoints."""
@@ -166,32 +191,51 @@ class ClearingNode:
         return OrderResult.model_validate(final)
 
     async def saga_get(self, query: SagaGet) -> SagaView:
-        """One saga with every step and compensation."""
+        """One saga with every step and compensation, and its order as it stands now."""
         got = await self.store.get(query.saga_id)
         if got is None:
             raise QtError(ErrorCode.NOT_FOUND, f"no saga {query.saga_id!r}", {"saga_id": query.saga_id})
-        return view(got[0], detail=True)
+        return await self._current(got[0], detail=True)
 
     async def saga_list(self, query: SagaList) -> SagaListReply:
-        """The newest sagas (ids are time-ordered), filtered by status and account."""
-        try:
-            keys = await self.store.bucket.keys()
-        except Exception as exc:  # nats.py raises NoKeysError on an empty bucket
-            if type(exc).__name__ != "NoKeysError":
-                raise
-            keys = []
-        found: list[SagaView] = []
-        for key in sorted(keys, reverse=True)[: max(5000, query.limit)]:
-            got = await self.store.get(key)
-            if got is None:
-                continue
-            saga = got[0]
-            if (query.status is None or saga.status is query.status) and (
-                    query.account is None or saga.account == query.account):
-                found.append(view(saga))
-                if len(found) >= query.limit:
-                    break
-        return SagaListReply(sagas=found)
+        """A page of sagas newest first from the index (one account's, or all), filtered by status.
+
+        A page reads at most `SCAN_PER_PAGE` records (or `limit`): under a status filter that few
+        sagas match it may come back short, and `next_cursor` says where the next one starts.
+        """
+        positions = await self.store.index.newest(query.account, before=query.cursor)
+        scanned = positions[:max(query.limit, SCAN_PER_PAGE)]
+        found: list[SagaRecord] = []
+        last: str | None = None
+        for start in range(0, len(scanned), query.limit):
+            chunk = scanned[start:start + query.limit]
+            records = await asyncio.gather(*(self.store.get(saga_id) for _, saga_id in chunk))
+            for (position, _), got in zip(chunk, records, strict=True):
+                last = position
+                if got is None or SagaIndex.position(got[0]) != position:
+                    continue  # a create that failed or lost to an existing saga id
+                if query.status is None or got[0].status is query.status:
+                    found.append(got[0])
+                    if len(found) == query.limit:
+                        break
+            if len(found) == query.limit:
+                break
+        more = last is not None and last != positions[-1][0]
+        views = await asyncio.gather(*(self._current(saga) for saga in found))
+        return SagaListReply(sagas=list(views), next_cursor=last if more else None)
+
+    async def _current(self, saga: SagaRecord, *, detail: bool = False) -> SagaView:
+        """The saga's view with its order as it stands: the engine's record when the saga last saw
+        it open (it may have filled as maker or been cancelled since), and its busted trades."""
+        async with self._reads:
+            order = saga.order
+            cancelled = next((c.result for c in saga.compensations if c.name == "cancel_order" and c.result), None)
+            if cancelled and cancelled.get("order"):
+                order = cancelled["order"]
+            elif saga.status is SagaStatus.COMPLETED and order and order.get("status") in OPEN:
+                order = await self.steps.order(saga.instrument, saga.order_id)
+            busts = await self.steps.busts.of(saga.order_id)
+        return view(saga, detail=detail, order=order, busts=busts)
 
 
 def _outcome(saga: SagaRecord) -> SagaView:
@@ -211,7 +255,8 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     """Serve place/cancel, recover abandoned sagas and release EXEC-cancelled holds until `stop`."""
     nc = await connect(config, name=f"{CLEARING_SERVICE}-{os.getpid()}")
     js: JetStreamContext = nc.jetstream()
-    await ensure_named(js, streams=(TRADES_STREAM, DLQ_STREAM, EXEC_STREAM), buckets=(SAGAS_BUCKET,))
+    await ensure_named(js, streams=(TRADES_STREAM, DLQ_STREAM, EXEC_STREAM),
+                       buckets=(SAGAS_BUCKET, SAGA_INDEX_BUCKET, BUSTS_BUCKET))
     breakers = BreakerRegistry()
     timeout_s = env_int("QT_CLEARING_CALL_TIMEOUT_MS", 5000) / 1000
     wallet = ServiceClient(nc, WALLET_SERVICE, breaker=breakers.add(CircuitBreaker(WALLET_SERVICE)),
@@ -219,8 +264,12 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     matching = ServiceClient(nc, MATCHING_SERVICE, breaker=breakers.add(CircuitBreaker(MATCHING_SERVICE)),
                              timeout_s=timeout_s)
     metrics = NodeMetrics(CLEARING_SERVICE)
-    steps = SagaSteps(wallet, matching, js, fee_account=os.environ.get("QT_FEE_ACCOUNT", "venue-fees"))
-    store = SagaStore(await js.key_value(SAGAS_BUCKET))
+    steps = SagaSteps(wallet, matching, js, fee_account=os.environ.get("QT_FEE_ACCOUNT", "venue-fees"),
+                      busts=BustMarks(await js.key_value(BUSTS_BUCKET)))
+    store = SagaStore(await js.key_value(SAGAS_BUCKET), SagaIndex(await js.key_value(SAGA_INDEX_BUCKET)))
+    indexed = await store.index.backfill(store.bucket)
+    if indexed:
+        log.info("saga index backfilled", extra=kv(sagas=indexed))
     runner = SagaRunner(store, steps, metrics, lease_s=env_int("QT_SAGA_LEASE_S", 15),
                         checkpoint_each=os.environ.get("QT_SAGA_CHECKPOINT", "") == "each",
                         crash_at=os.environ.get("QT_CRASH_AT") or None)

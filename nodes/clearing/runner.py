@@ -76,6 +76,7 @@ class SagaRunner:
         self._lease(saga)
         revision = await self.store.update(saga, revision)
         self.kv_writes.inc()
+        await self.store.index.add(saga)  # its first driver may have died between create and index
         return revision
 
     async def drive(self, saga: SagaRecord, revision: int, *, reply_first: bool = False) -> SagaRecord:

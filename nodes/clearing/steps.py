@@ -17,9 +17,11 @@ from contracts.clearing import SagaRecord, TradeEvent
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import Instrument, instrument
 from contracts.matching import Side
+from contracts.orders import fill_fees
 from contracts.subjects import TRADES_STREAM, trades_subject
 from nodes.clearing import amounts
 from nodes.clearing.saga import taker_fills
+from nodes.clearing.store import BustMarks
 from nodes.runtime.client import ServiceClient, is_transient
 
 #: Request fields that are the saga's, not the order's.
@@ -34,11 +36,13 @@ def hold_asset_of(spec: Instrument, side: str) -> str:
 class SagaSteps:
     """Runs step and compensation bodies against the wallet, the engine and the TRADES stream."""
 
-    def __init__(self, wallet: ServiceClient, matching: ServiceClient, js: JetStreamContext, fee_account: str):
+    def __init__(self, wallet: ServiceClient, matching: ServiceClient, js: JetStreamContext, fee_account: str,
+                 busts: BustMarks):
         self.wallet = wallet
         self.matching = matching
         self.js = js
         self.fee_account = fee_account
+        self.busts = busts
 
     # --- forward ------------------------------------------------------------------------------------
 
@@ -100,6 +104,9 @@ class SagaSteps:
             else:
                 legs = amounts.bust_legs(spec, fill, self.fee_account)
             await self.wallet.call("settle", {"op_id": f"{op_id}:{fill['trade_id']}", "legs": legs}, idempotent=True)
+            # after the reversal (a crash in between re-runs this body): both orders' views show the bust
+            await asyncio.gather(self.busts.add(fill["maker_order_id"], fill["trade_id"]),
+                                 self.busts.add(fill["taker_order_id"], fill["trade_id"]))
 
         fills = taker_fills(saga)
         await asyncio.gather(*(bust(f) for f in fills))
@@ -151,7 +158,7 @@ class SagaSteps:
 
     async def _publish(self, saga: SagaRecord, fill: dict[str, Any], kind: str) -> None:
         spec = instrument(saga.instrument)
-        quote, buyer_fee, seller_fee = amounts.fees_of(spec, fill)
+        quote, buyer_fee, seller_fee = fill_fees(spec, fill)
         taker_buys = fill["taker_side"] == Side.BUY
         event = TradeEvent(
             kind=kind, trade_id=fill["trade_id"], instrument=saga.instrument, price=fill["price"], qty=fill["qty"],

@@ -1,7 +1,9 @@
-"""Saga records in the `sagas` KV bucket: create-if-absent and compare-and-set on the revision."""
+"""Saga records in the `sagas` KV bucket (create-if-absent, compare-and-set on the revision), their
+index by account and time, and the busted trades of each order."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgpack
@@ -29,15 +31,25 @@ def decode(blob: bytes) -> SagaRecord:
 class SagaStore:
     """Read and write saga records; every write names the revision it replaces."""
 
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, bucket: KeyValue, index: SagaIndex) -> None:
         self.bucket = bucket
+        self.index = index
 
     async def create(self, saga: SagaRecord) -> int | None:
-        """Store a new saga; None if the id is taken (the caller then reads the existing one)."""
-        try:
-            return await self.bucket.create(saga.saga_id, encode(saga))
-        except KeyWrongLastSequenceError:
+        """Store a new saga and index it; None if the id is taken (the caller then reads the existing one).
+
+        Both writes go out together (one round trip on the order's path): an index entry whose create
+        lost names a position no record has, and readers skip it (`SagaIndex.position` must match).
+        """
+        created, indexed = await asyncio.gather(self.bucket.create(saga.saga_id, encode(saga)),
+                                                self.index.add(saga), return_exceptions=True)
+        if isinstance(created, KeyWrongLastSequenceError):
             return None
+        if isinstance(created, BaseException):
+            raise created
+        if isinstance(indexed, BaseException):  # recovery indexes it when it claims the saga
+            raise indexed
+        return created
 
     async def update(self, saga: SagaRecord, revision: int) -> int:
         """Replace revision `revision`; `SagaConflict` if it is not the latest any more."""
@@ -55,3 +67,96 @@ class SagaStore:
         if entry.value is None:
             return None
         return decode(entry.value), entry.revision or 0
+
+
+class SagaIndex:
+    """Saga ids by account and creation time in the `saga_index` bucket, for newest-first pages.
+
+    Key `<account>.<created ns, 20 digits>.<saga id>`: deterministic from the stored record, so
+    writing it again (a retry, a recovery claim) is the same key, and a saga is indexed once. It is
+    written with the record's create and again when recovery claims a saga, so a crash between the
+    two is repaired by the instance that takes the saga over. An entry is valid only if its
+    position is the stored record's (a create that lost to an existing id leaves a stray one).
+    """
+
+    def __init__(self, bucket: KeyValue) -> None:
+        self.bucket = bucket
+
+    @staticmethod
+    def position(saga: SagaRecord) -> str:
+        """Where a saga sorts (and the cursor after it): creation time, then saga id."""
+        return f"{saga.created_ns:020d}.{saga.saga_id}"
+
+    async def add(self, saga: SagaRecord) -> None:
+        """Index a saga under its account (idempotent)."""
+        await self.bucket.put(f"{saga.account}.{self.position(saga)}", b"")
+
+    async def newest(self, account: str | None, before: str | None = None) -> list[tuple[str, str]]:
+        """(position, saga id) of one account's sagas (every account's when None), newest first,
+        only those older than the `before` position when it is given."""
+        found: list[tuple[str, str]] = []
+        watcher = await self.bucket.watch(f"{account}.>" if account else ">", meta_only=True, ignore_deletes=True)
+        try:
+            async for entry in watcher:
+                if entry is None:  # the watcher's marker: every key present was delivered
+                    break
+                position = entry.key.split(".", 1)[1]
+                if before is None or position < before:
+                    found.append((position, position.split(".", 1)[1]))
+        finally:
+            await watcher.stop()
+        found.sort(reverse=True)
+        return found
+
+    async def backfill(self, sagas: KeyValue) -> int:
+        """Index every stored saga when the index is empty (sagas written before it existed)."""
+        if await self.newest(None):
+            return 0
+        count = 0
+        watcher = await sagas.watchall(ignore_deletes=True)
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                if entry.value:
+                    await self.add(decode(entry.value))
+                    count += 1
+        finally:
+            await watcher.stop()
+        return count
+
+
+class BustMarks:
+    """Busted trade ids per order in the `busts` bucket, written for both the maker's and the taker's
+    order when a saga reverses a fill: an order's view tells its busted fills with one read."""
+
+    def __init__(self, bucket: KeyValue) -> None:
+        self.bucket = bucket
+
+    async def add(self, order_id: str, trade_id: str) -> None:
+        """Mark `trade_id` busted for `order_id` (a set: marking twice changes nothing)."""
+        while True:
+            try:
+                entry = await self.bucket.get(order_id)
+            except KeyNotFoundError:
+                entry = None
+            known: list[str] = msgpack.unpackb(entry.value, raw=False) if entry is not None and entry.value else []
+            if trade_id in known:
+                return
+            blob = msgpack.packb([*known, trade_id], use_bin_type=True)
+            try:
+                if entry is None:
+                    await self.bucket.create(order_id, blob)
+                else:
+                    await self.bucket.update(order_id, blob, last=entry.revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue  # the other side's saga marked another trade of this order meanwhile
+
+    async def of(self, order_id: str) -> frozenset[str]:
+        """The trade ids busted on `order_id`."""
+        try:
+            entry = await self.bucket.get(order_id)
+        except KeyNotFoundError:
+            return frozenset()
+        return frozenset(msgpack.unpackb(entry.value, raw=False)) if entry.value else frozenset()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from contracts.instruments import INSTRUMENTS
 from contracts.matching import OrderType, Side
+from contracts.orders import fill_fees
 from nodes.clearing import amounts
 
 SYMBOLS = st.sampled_from(["AAPL", "BTC-USD", "ETH-USD"])
@@ -62,7 +63,7 @@ def test_the_hold_covers_every_split_and_releases_converge(case: Any, data: st.D
         taker = data.draw(st.booleans())
         fill = as_fill(symbol, side, fill_price, fill_qty, value if not taker else 0, value if taker else 0,
                        qty - filled, taker)
-        _, buyer_fee, _ = amounts.fees_of(spec, fill)
+        _, buyer_fee, _ = fill_fees(spec, fill)
         debited += quote + buyer_fee if side == "BUY" else fill_qty
         views.append(amounts.total_debits(spec, side, price, value, filled, qty - filled))
         assert debited <= hold

@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 
-from tests.clearing.platform import Platform, fund
+from tests.clearing.platform import Platform, clearing, fund, place
 from tests.clearing.test_place_order import acct
 from tests.tooling.harness import QT
 
@@ -51,3 +51,38 @@ async def test_bad_cli_input_is_refused_with_the_contract_code(shared: Platform)
     assert missing.returncode == 1 and "not_found" in missing.stderr
     status = await qt(shared, "saga", "ls", "--status", "bogus")
     assert status.returncode == 1 and "validation_error" in status.stderr
+
+
+def _line(text: str, *words: str) -> str:
+    """The one output line that holds every word."""
+    [line] = [row for row in text.splitlines() if all(w in row for w in words)]
+    return line
+
+
+async def test_order_show_flags_a_busted_fill_and_saga_ls_pages(shared: Platform) -> None:
+    maker, taker = acct("climaker"), acct("clitaker")
+    await fund(shared.nc, maker, NVDA=20_000)
+    await fund(shared.nc, taker, USD=1_000_000)
+    sell = await place(shared.nc, account=maker, instrument="NVDA", side="SELL", price="825.50", qty="2.0000")
+    try:
+        bust = await place(shared.nc, account=taker, instrument="NVDA", side="BUY", price="825.50", qty="1.0000",
+                           inject_failure_step="after:process_fills")
+        [trade_id] = bust["busts"]
+        shown = await qt(shared, "order", "show", bust["order_id"])
+        assert shown.returncode == 0, shown.stderr
+        assert "busted" in _line(shown.stdout, "compensated", bust["order_id"])  # the order's status
+        assert "busted" in _line(shown.stdout, f"{trade_id} ")  # its one fill
+        maker_view = await qt(shared, "order", "show", sell["order_id"])
+        assert "busted" in _line(maker_view.stdout, f"{trade_id} ", maker, taker)  # ops see both sides
+    finally:
+        await clearing(shared.nc, "cancel_order", account=maker, order_id=sell["order_id"])
+
+    newer = await place(shared.nc, account=maker, instrument="NVDA", side="SELL", price="900.00", qty="0.5000")
+    try:
+        first = await qt(shared, "saga", "ls", "--account", maker, "-n", "1")
+        assert newer["saga_id"] in first.stdout and sell["saga_id"] not in first.stdout
+        cursor = first.stdout.split("--cursor", 1)[1].split()[0]
+        second = await qt(shared, "saga", "ls", "--account", maker, "-n", "1", "--cursor", cursor)
+        assert sell["saga_id"] in second.stdout and "--cursor" not in second.stdout
+    finally:
+        await clearing(shared.nc, "cancel_order", account=maker, order_id=newer["order_id"])

@@ -64,7 +64,7 @@ async def test_show_and_list_own_orders(client: httpx.AsyncClient, gateway: Gate
     assert [s["order_id"] for s in listed.json()["sagas"]] == [order_id]
 
     problem(await client.get(f"/v1/orders/{order_id}", headers=bearer(gateway.token(other))), 404, "unknown_order")
-    assert (await client.get("/v1/orders", headers=bearer(gateway.token(other)))).json() == {"sagas": []}
+    assert (await client.get("/v1/orders", headers=bearer(gateway.token(other)))).json()["sagas"] == []
     problem(await client.delete(f"/v1/orders/{order_id}", headers=bearer(gateway.token(other), new_key())),
             404, "unknown_order")
 
@@ -121,3 +121,32 @@ async def test_services_show_stats_and_breakers(client: httpx.AsyncClient, gatew
     assert set(clearing["breakers"]) == {"wallet", "matching"}
     problem(await client.get("/v1/services", headers=bearer(gateway.token("someone", Role.TRADER))),
             403, "forbidden")
+
+
+async def test_orders_page_newest_first_with_their_current_status(client: httpx.AsyncClient, gateway: GatewayProcess,
+                                                                  platform: Platform) -> None:
+    account, other = new_account("pages"), new_account("between")
+    await fund(platform.nc, account, USD=100_000)
+    await fund(platform.nc, other, USD=100_000)
+    token = gateway.token(account)
+    placed: list[str] = []
+    theirs: list[str] = []
+    for _ in range(3):
+        for who, ids in ((account, placed), (other, theirs)):
+            reply = await client.post("/v1/orders", headers=bearer(gateway.token(who), new_key()),
+                                      json={"instrument": "AAPL", "side": "BUY", "price": "1.00", "qty": "1.0000"})
+            ids.append(reply.json()["order_id"])
+    cancelled = await client.delete(f"/v1/orders/{placed[0]}", headers=bearer(token, new_key()))
+    assert cancelled.status_code == 200, cancelled.text
+
+    first = (await client.get("/v1/orders", params={"limit": 2}, headers=bearer(token))).json()
+    second = (await client.get("/v1/orders", params={"limit": 2, "cursor": first["next_cursor"]},
+                               headers=bearer(token))).json()
+    assert [s["order_id"] for s in first["sagas"] + second["sagas"]] == placed[::-1]
+    assert second["next_cursor"] is None
+    assert [s["order_status"] for s in second["sagas"]] == ["cancelled"]  # not the saga's frozen "new"
+    problem(await client.get("/v1/orders", params={"cursor": "not a cursor"}, headers=bearer(token)),
+            422, "validation_error")
+    for who, ids in ((account, placed[1:]), (other, theirs)):
+        for order_id in ids:
+            await client.delete(f"/v1/orders/{order_id}", headers=bearer(gateway.token(who), new_key()))

@@ -67,7 +67,7 @@ async def test_private_channels_and_the_trades_channel_carry_the_accounts_own_ev
                                                         "qty": "0.5000"}, headers=bearer(token, new_key()))
             assert buy.status_code == 201 and buy.json()["order_status"] == "filled", buy.text
             mine = await frames_until(ws, lambda f: f.get("channel") == "orders" and f["data"]["kind"] == "fill")
-            assert buyer in (mine["data"]["taker_account"], mine["data"]["maker_account"])
+            assert mine["data"]["order_id"] == buy.json()["order_id"] and mine["data"]["liquidity"] == "taker"
             trade_id = buy.json()["fills"][0]["trade_id"]
             tape = await frames_until(ws, lambda f: f.get("channel") == "trades.ETH-USD"
                                       and f["data"]["trade_id"] == trade_id)

@@ -1,0 +1,142 @@
+"""What saga_get and saga_list say of an order: newest-first pages from the index, the order's current
+status, busted fills shown as busts, and the fee per fill and per order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from contracts.clearing import PlaceOrder, SagaStatus
+from contracts.codec import Wire
+from contracts.jetstream import ensure_named
+from contracts.matching import Side
+from contracts.rpc import call
+from contracts.subjects import SAGAS_BUCKET, matching_subject
+from nodes.clearing import saga as machine
+from nodes.clearing.node import request_hash
+from nodes.clearing.store import encode
+from tests.clearing.platform import Platform, clearing, fund, place
+from tests.clearing.test_place_order import acct
+
+
+async def test_pages_hold_one_accounts_sagas_newest_first_and_complete(shared: Platform) -> None:
+    nc = shared.nc
+    mine, theirs = acct("pager"), acct("noise")
+    await fund(nc, mine, USD=1_000_000)
+    await fund(nc, theirs, USD=1_000_000)
+    placed: list[str] = []
+    for n in range(7):  # ids that do not sort by time: only the creation time may order them
+        saga_id = f"{uuid.uuid4().hex[:6]}-{n}"
+        await place(nc, account=mine, instrument="AAPL", side="BUY", price="1.00", qty="1.0000", saga_id=saga_id)
+        await place(nc, account=theirs, instrument="AAPL", side="BUY", price="1.00", qty="1.0000")
+        placed.append(saga_id)
+    await place(nc, account=mine, instrument="AAPL", side="BUY", price="1.00", qty="1.0000", saga_id=placed[3])
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = await clearing(nc, "saga_list", account=mine, limit=3, **({"cursor": cursor} if cursor else {}))
+        assert {s["account"] for s in page["sagas"]} <= {mine}
+        seen += [s["saga_id"] for s in page["sagas"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == placed[::-1]  # newest first, every one, once (the retry of placed[3] is not a new saga)
+    assert pages == 3
+
+
+async def test_the_list_shows_the_orders_current_status(shared: Platform) -> None:
+    nc = shared.nc
+    resting, filled, buyer = acct("rest"), acct("maker"), acct("taker")
+    await fund(nc, resting, USD=100_000)
+    await fund(nc, filled, MSFT=10_000)
+    await fund(nc, buyer, USD=1_000_000)
+    kept = await place(nc, account=resting, instrument="AAPL", side="BUY", price="2.00", qty="1.0000")
+    await call(nc, matching_subject("cancel"), {"order_id": kept["order_id"], "account": resting,
+                                                 "instrument": "AAPL"}, wire=Wire.JSON)
+    maker = await place(nc, account=filled, instrument="MSFT", side="SELL", price="400.00", qty="1.0000")
+    assert maker["order_status"] == "new"
+    await place(nc, account=buyer, instrument="MSFT", side="BUY", price="400.00", qty="1.0000")
+
+    [cancelled] = (await clearing(nc, "saga_list", account=resting))["sagas"]
+    assert cancelled["order_status"] == "cancelled" and cancelled["remaining"] == "0.0000"
+    [sold] = (await clearing(nc, "saga_list", account=filled))["sagas"]
+    assert sold["order_status"] == "filled" and sold["filled"] == "1.0000" and sold["remaining"] == "0.0000"
+    assert sold["fee"] == "0.20" and sold["fee_asset"] == "USD"  # 400.00 x 5 bp, charged as maker
+
+
+async def test_a_busted_fill_shows_as_a_bust_on_both_orders(shared: Platform) -> None:
+    nc = shared.nc
+    maker, taker = acct("bmaker"), acct("btaker")
+    await fund(nc, maker, NVDA=20_000)
+    await fund(nc, taker, USD=1_000_000)
+    sell = await place(nc, account=maker, instrument="NVDA", side="SELL", price="825.50", qty="2.0000")
+    try:
+        out = await place(nc, account=taker, instrument="NVDA", side="BUY", price="825.50", qty="1.0000",
+                          inject_failure_step="after:process_fills")
+        assert out["status"] == "compensated"
+        [trade_id] = out["busts"]
+        assert out["order_status"] == "busted" and out["filled"] == "0.0000" and out["busted_qty"] == "1.0000"
+        assert out["fee"] == "0.00"  # the bust refunded it
+
+        shown = await clearing(nc, "saga_get", saga_id=sell["order_id"])
+        assert shown["busts"] == [trade_id]
+        assert [f["trade_id"] for f in shown["fills"]] == [trade_id]
+        # the maker's remainder stays as the engine left it; the busted share stands nowhere
+        assert shown["order_status"] == "new" and shown["filled"] == "0.0000"
+        assert shown["busted_qty"] == "1.0000" and shown["remaining"] == "1.0000" and shown["fee"] == "0.00"
+        assert shown["qty"] == "2.0000"  # an open order: filled + busted_qty + remaining = qty
+    finally:
+        await clearing(nc, "cancel_order", account=maker, order_id=sell["order_id"])
+
+
+async def test_fees_are_shown_per_order_as_charged(shared: Platform) -> None:
+    nc = shared.nc
+    maker, taker = acct("fmaker"), acct("ftaker")
+    await fund(nc, maker, NVDA=20_000)
+    await fund(nc, taker, USD=1_000_000)
+    await place(nc, account=maker, instrument="NVDA", side="SELL", price="825.50", qty="1.0000")
+    await place(nc, account=maker, instrument="NVDA", side="SELL", price="826.00", qty="1.0000")
+    out = await place(nc, account=taker, instrument="NVDA", side="BUY", price="826.00", qty="2.0000")
+    # executed value 1651.50: fee(165150) = 82 cents, split 41 + 41 over the two fills
+    assert out["fee"] == "0.82" and out["fee_asset"] == "USD" and out["filled"] == "2.0000"
+    assert out["busts"] == [] and out["busted_qty"] == "0.0000"
+
+
+async def test_a_saga_a_crash_left_unindexed_is_indexed_when_recovery_takes_it(shared: Platform) -> None:
+    nc = shared.nc
+    account = acct("crashed")
+    await fund(nc, account, USD=100_000)
+    saga_id = f"crash-{uuid.uuid4().hex[:8]}"
+    command = PlaceOrder(account=account, instrument="AAPL", side=Side.BUY, price=100, qty=10_000, saga_id=saga_id)
+    body = command.model_dump(mode="python")
+    saga = machine.new_saga(saga_id, command, body, request_hash(body), ("USD", 101), time.time_ns())
+    machine.start(saga, "reserve_funds", time.time_ns())
+    saga.owner, saga.lease_until_ms = "elsewhere:1", 0  # its driver died between create and index
+    await (await nc.jetstream().key_value(SAGAS_BUCKET)).create(saga_id, encode(saga))
+
+    async with asyncio.timeout(30):  # recovery scans every second
+        while not (listed := (await clearing(nc, "saga_list", account=account))["sagas"]):
+            await asyncio.sleep(0.2)
+    assert [s["saga_id"] for s in listed] == [saga_id]
+
+
+async def test_sagas_stored_before_the_index_existed_are_indexed_on_start(fresh: Platform) -> None:
+    js = fresh.nc.jetstream()
+    await ensure_named(js, streams=(), buckets=(SAGAS_BUCKET,))
+    sagas = await js.key_value(SAGAS_BUCKET)
+    stored = []
+    for n in range(3):
+        command = PlaceOrder(account="legacy", instrument="AAPL", side=Side.BUY, price=100, qty=10_000)
+        body = command.model_dump(mode="python")
+        saga = machine.new_saga(f"old-{n}", command, body, request_hash(body), ("USD", 101), time.time_ns())
+        saga.status = SagaStatus.FAILED  # final: recovery never touches it, only the backfill can index it
+        await sagas.create(saga.saga_id, encode(saga))
+        stored.append(saga.saga_id)
+
+    await fresh.start("clearing")
+    listed = await clearing(fresh.nc, "saga_list", account="legacy")
+    assert [s["saga_id"] for s in listed["sagas"]] == stored[::-1]
