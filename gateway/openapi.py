@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from contracts.gateway import IDEMPOTENCY_KEY_HEADER
+from gateway.problems import PROBLEM_TYPE
 
 REF: Final = "#/components/schemas/{model}"
 DECIMAL: Final = {"type": "string", "pattern": r"^(0|[1-9][0-9]*)(\.[0-9]+)?$", "examples": ["100.25"]}
@@ -48,6 +49,12 @@ KEY_PARAMETER: Final = {
     "description": "first request wins; a retry with the same key gets its response (Idempotent-Replayed: true)",
 }
 _IDEMPOTENT: Final = "x-idempotent"
+ERROR_DESCRIPTIONS: Final = {
+    400: "bad payload or missing Idempotency-Key", 401: "no or invalid bearer token", 403: "not allowed for this role",
+    404: "unknown account, order, saga or route", 409: "refused by the current state (funds, duplicate, in flight)",
+    413: "body too large", 422: "validation failed", 429: "rate limited (Retry-After)",
+    503: "a service is unavailable; retry", 504: "a service did not answer in time",
+}
 _components: dict[str, Any] = {"Problem": PROBLEM}
 
 
@@ -69,8 +76,8 @@ def schema(model: type[BaseModel], *, name: str | None = None, drop: tuple[str, 
 
 
 def doc(*, body: dict[str, Any] | None = None, reply: dict[str, Any] | None = None, status: int = 200,
-        auth: bool = True, idempotent: bool = False) -> dict[str, Any]:
-    """Route decorator arguments documenting the body, the reply, errors, the bearer token and the key."""
+        auth: bool = True, idempotent: bool = False, media_type: str = "application/json") -> dict[str, Any]:
+    """Route decorator arguments documenting the body, the reply, every error status, the bearer token and the key."""
     extra: dict[str, Any] = {}
     if body is not None:
         extra["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
@@ -78,12 +85,25 @@ def doc(*, body: dict[str, Any] | None = None, reply: dict[str, Any] | None = No
         extra["security"] = [{"bearer": []}]
     if idempotent:
         extra[_IDEMPOTENT] = True  # turned into a header parameter once FastAPI listed the path's own
-    problem = {"description": "problem+json", "content": {"application/problem+json": {"schema": {
-        "$ref": REF.format(model="Problem")}}}}
-    responses: dict[int | str, Any] = {"4XX": problem, "5XX": problem}
+    responses: dict[int | str, Any] = {code: _problem(code) for code in _error_statuses(auth, body, idempotent)}
     if reply is not None:
-        responses[status] = {"description": "OK", "content": {"application/json": {"schema": reply}}}
+        responses[status] = {"description": "OK", "content": {media_type: {"schema": reply}}}
     return {"openapi_extra": extra, "responses": responses, "status_code": status}
+
+
+def _error_statuses(auth: bool, body: dict[str, Any] | None, idempotent: bool) -> list[int]:
+    """The statuses an operation can answer with a problem (`contracts.errors.HTTP_STATUS` and the gateway's)."""
+    codes = [400, 404, 422, 429, 503, 504]  # bad payload, unknown resource, validation, rate limit, mesh down
+    if auth:
+        codes += [401, 403]
+    if body is not None or idempotent:
+        codes += [409, 413]  # business refusals and in-flight duplicates; an oversize body
+    return sorted(codes)
+
+
+def _problem(status: int) -> dict[str, Any]:
+    return {"description": ERROR_DESCRIPTIONS[status],
+            "content": {PROBLEM_TYPE: {"schema": {"$ref": REF.format(model="Problem")}}}}
 
 
 def install(app: FastAPI) -> None:
