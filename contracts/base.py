@@ -10,10 +10,13 @@ from pydantic import model_validator as _model_validator
 from contracts.codec import Wire
 from contracts.money import check_units, format_amount, parse_amount, scale_of
 
-Account = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ACCOUNT_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+Account = Annotated[str, Field(pattern=ACCOUNT_PATTERN)]
 #: op_id / hold_id / order ids: printable ASCII without spaces or subject wildcards.
 OpId = Annotated[str, Field(pattern=r"^[!-~]{1,128}$")]
 Asset = Annotated[str, Field(pattern=r"^[A-Z]{2,10}$")]
+#: The largest sequence, cursor or epoch-ms a query may name: JetStream sequences and SQLite integers are 64-bit.
+MAX_CURSOR = 2**63 - 1
 
 
 def wire_of(context: Any) -> Wire:

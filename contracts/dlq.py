@@ -11,7 +11,7 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from pydantic import Field
 
-from contracts.base import Message
+from contracts.base import MAX_CURSOR, Message
 from contracts.errors import ErrorCode, QtError
 from contracts.subjects import (
     DLQ_CONSUMER,
@@ -36,7 +36,7 @@ def dlq_replay_subject(service: str) -> str:
 class DlqReplay(Message):
     """Run the parked message at this `DLQ` stream sequence through its consumer's handler again."""
 
-    seq: Annotated[int, Field(ge=1)]
+    seq: Annotated[int, Field(ge=1, le=MAX_CURSOR)]
 
 
 class DlqReplayReply(Message):
@@ -78,6 +78,13 @@ class DlqEntry(Message):
             last_error=found.get(DLQ_LAST_ERROR, ""),
             size=size,
         )
+
+
+class DlqList(Message):
+    """Parked messages, oldest first, and how many are parked in all (`GET /v1/ops/dlq`)."""
+
+    entries: list[DlqEntry]
+    total: int
 
 
 def _number(text: str | None) -> int:

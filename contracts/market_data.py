@@ -10,7 +10,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, model_validator
 
-from contracts.base import Message
+from contracts.base import MAX_CURSOR, Message
 from contracts.codec import Wire
 from contracts.instruments import Instrument, instrument
 from contracts.money import format_amount
@@ -20,7 +20,7 @@ Timeframe = Literal["1m", "5m", "1h"]
 TIMEFRAME_MS: Final[dict[str, int]] = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}
 MAX_LIMIT: Final = 1000
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
-EpochMs = Annotated[int, Field(ge=0)]
+EpochMs = Annotated[int, Field(ge=0, le=MAX_CURSOR)]
 
 
 class InstrumentQuery(Message):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from contracts.base import Account, Asset, Message, MoneyMessage, OpId, dump
+from contracts.base import MAX_CURSOR, Account, Asset, Message, MoneyMessage, OpId, dump
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
 from contracts.money import scale_of
@@ -129,7 +129,7 @@ class EventsQuery(Message):
 
     account: Account
     asset: Asset | None = None
-    after: Annotated[int, Field(ge=0)] = 0
+    after: Annotated[int, Field(ge=0, le=MAX_CURSOR)] = 0
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.openapi import documented_path
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,11 @@ class HttpMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.documented: list[tuple[re.Pattern[str], str]] | None = None  # built on the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.documented is None:
-            self.documented = documented_templates(scope.get("app"))
         started = time.perf_counter()
         status = 500  # what the client sees if the app raises before it answered
 
@@ -88,22 +86,18 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.observe(route_template(scope, self.documented), scope["method"], status, elapsed)
+            self.metrics.observe(route_template(scope), scope["method"], status, elapsed)
 
 
-def route_template(scope: Scope, documented: list[tuple[re.Pattern[str], str]]) -> str:
+def route_template(scope: Scope) -> str:
     """The path template of the route that served `scope` (`/v1/orders/{order_id}`); for a request answered
     before routing (a bad token, a rate limit), the documented template its path matches."""
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str):
         return path
-    return next((template for pattern, template in documented if pattern.match(scope["path"])), UNMATCHED)
-
-
-def documented_templates(app: Any) -> list[tuple[re.Pattern[str], str]]:
-    """Every path template of the app's OpenAPI document with the regex routing compiles it to."""
-    paths = app.openapi().get("paths", {}) if hasattr(app, "openapi") else {}
-    return [(compile_path(template)[0], template) for template in paths]
+    app = scope.get("app")
+    documented = documented_path(app, scope["path"]) if isinstance(app, FastAPI) else None
+    return documented.template if documented is not None else UNMATCHED
 
 
 def merge(scrapes: Iterable[Scrape]) -> bytes:

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from contracts.base import MAX_CURSOR
+from contracts.gateway import InstrumentList, InstrumentView
 from contracts.instruments import INSTRUMENTS, Instrument, instrument
 from contracts.market_data import CandlesQuery, CandlesReply, Ticker, TickerQuery, TradesQuery, TradesReply
 from contracts.matching import BookQuery, BookView
@@ -24,16 +26,16 @@ router = APIRouter(prefix="/v1/markets", tags=["markets"])
 Gw = Annotated[Gateway, Depends(gateway)]
 
 
-@router.get("", summary="Listed instruments", **doc(auth=False))
+@router.get("", summary="Listed instruments", **doc(reply=schema(InstrumentList), auth=False))
 async def instruments() -> Response:
     """Every listed instrument with its tick, lot step, minimum and fee, as decimal strings."""
-    return json_response({"instruments": [_describe(spec) for spec in INSTRUMENTS.values()]})
+    return json_response(InstrumentList(instruments=[_describe(spec) for spec in INSTRUMENTS.values()]).model_dump())
 
 
-@router.get("/{symbol}", summary="One instrument", **doc(auth=False))
+@router.get("/{symbol}", summary="One instrument", **doc(reply=schema(InstrumentView), auth=False))
 async def one(symbol: str) -> Response:
     """One listed instrument's trading rules."""
-    return json_response(_describe(instrument(symbol)))  # unlisted: `unknown_instrument`, rendered by the app
+    return json_response(_describe(instrument(symbol)).model_dump())  # unlisted: `unknown_instrument`
 
 
 @router.get("/{symbol}/book", summary="L2 book", **doc(reply=schema(BookView), auth=False))
@@ -54,7 +56,8 @@ async def trades(request: Request, symbol: str, gw: Gw, limit: Annotated[int, Qu
 @router.get("/{symbol}/candles", summary="Candles", **doc(reply=schema(CandlesReply), auth=False))
 async def candles(request: Request, symbol: str, gw: Gw, tf: str = "1m",
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  before: Annotated[int | None, Query(ge=0)] = None, after: Annotated[int | None, Query(ge=0)] = None
+                  before: Annotated[int | None, Query(ge=0, le=MAX_CURSOR)] = None,
+                  after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR)] = None
                   ) -> Response:
     """OHLCV candles of a timeframe (`1m`, `5m`, `1h`), oldest first; `before`/`after` in epoch ms."""
     body: dict[str, Any] = {"instrument": symbol, "tf": tf, "limit": limit, "before": before, "after": after}
@@ -68,10 +71,10 @@ async def ticker(request: Request, symbol: str, gw: Gw) -> Response:
     return await gw.query(request, marketdata_subject("ticker"), validate(TickerQuery, {"instrument": symbol}))
 
 
-def _describe(spec: Instrument) -> dict[str, Any]:
-    return {
-        "instrument": spec.symbol, "base": spec.base, "quote": spec.quote,
-        "tick": format_amount(spec.quote, spec.tick), "lot": format_amount(spec.base, spec.lot),
-        "min_qty": format_amount(spec.base, spec.min_qty),
-        "reference_price": format_amount(spec.quote, spec.reference_price), "fee_bps": spec.fee_bps,
-    }
+def _describe(spec: Instrument) -> InstrumentView:
+    return InstrumentView(
+        instrument=spec.symbol, base=spec.base, quote=spec.quote,
+        tick=format_amount(spec.quote, spec.tick), lot=format_amount(spec.base, spec.lot),
+        min_qty=format_amount(spec.base, spec.min_qty),
+        reference_price=format_amount(spec.quote, spec.reference_price), fee_bps=spec.fee_bps,
+    )
