@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -47,9 +48,17 @@ async def fuzzed_gateway(platform: Platform) -> AsyncIterator[GatewayProcess]:
         process.kill()
 
 
+@dataclass(frozen=True)
+class Trader:
+    """The trader the run acts as, and its order still resting on the book."""
+
+    account: str
+    resting_order: str
+
+
 @pytest.fixture(scope="module")
-async def trader(platform: Platform, fuzzed_gateway: GatewayProcess) -> str:
-    """A funded trader with a resting order and a trade on BTC-USD."""
+async def trader(platform: Platform, fuzzed_gateway: GatewayProcess) -> Trader:
+    """A funded trader with a trade and a resting order on BTC-USD."""
     account, maker = new_account("fuzz"), new_account("fuzzmaker")
     await fund(platform.nc, account, USD=100_000_000, BTC=1_000_000_000, ETH=1_000_000_000, AAPL=10_000_000)
     await fund(platform.nc, maker, USD=100_000_000, BTC=1_000_000_000)
@@ -60,17 +69,17 @@ async def trader(platform: Platform, fuzzed_gateway: GatewayProcess) -> str:
             placed = await client.post("/v1/orders", json={"instrument": "BTC-USD", **body},
                                        headers=bearer(fuzzed_gateway.token(who), new_key()))
             assert placed.status_code == 201, placed.text
-    return account
+    return Trader(account, placed.json()["order_id"])
 
 
 @pytest.mark.parametrize("role", [Role.TRADER, Role.OPS], ids=["trader", "ops"])
-async def test_the_gateway_answers_as_documented(role: Role, fuzzed_gateway: GatewayProcess, trader: str,
+async def test_the_gateway_answers_as_documented(role: Role, fuzzed_gateway: GatewayProcess, trader: Trader,
                                                  tmp_path: Path) -> None:
     # The CLI loads the live document and runs every phase (its pytest loader for a schema known only
     # at run time does not work with pytest 9); its output names each failure with a curl to reproduce it.
-    account = trader if role is Role.TRADER else "operator"
+    account = trader.account if role is Role.TRADER else "operator"
     config = tmp_path / "schemathesis.toml"
-    config.write_text(toml(fuzzed_gateway.token(account, role), account if role is Role.TRADER else None))
+    config.write_text(toml(fuzzed_gateway.token(account, role), trader if role is Role.TRADER else None))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color", "run",
         f"{fuzzed_gateway.url}/openapi.json", "--workers", "1", "--report-dir", str(tmp_path),
@@ -86,8 +95,9 @@ async def test_the_gateway_answers_as_documented(role: Role, fuzzed_gateway: Gat
     assert proc.returncode == 0, output.decode()
 
 
-def toml(token: str, own_account: str | None) -> str:
-    """The run's configuration: seed, token, bounded examples, the checks (a trader's paths name its account)."""
+def toml(token: str, own: Trader | None) -> str:
+    """The run's configuration: seed, token, bounded examples, the checks; a trader's paths name its own
+    account and order (an operator's are generated, so they reach refusals and unknown ids)."""
     lines = [
         f"seed = {SEED}",
         "[headers]", f'Authorization = "Bearer {token}"',
@@ -96,6 +106,7 @@ def toml(token: str, own_account: str | None) -> str:
         "[checks]", "enabled = false",
         *(line for name in CHECKS for line in (f"[checks.{name}]", "enabled = true")),
     ]
-    if own_account is not None:
-        lines += ["[parameters]", f'"path.account" = "{own_account}"']
+    if own is not None:
+        lines += ["[parameters]", f'"path.account" = "{own.account}"', f'"path.order_id" = "{own.resting_order}"',
+                  f'"path.saga_id" = "{own.resting_order}"']
     return "\n".join(lines) + "\n"
