@@ -20,8 +20,9 @@ from gateway.tokens import Principal
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ops"])
 NODES: Final = (WALLET_SERVICE, MATCHING_SERVICE, CLEARING_SERVICE, MARKETDATA_SERVICE)
-#: How long a scrape listens for instances' replies: every instance answers `<node>.metrics`.
-SCRAPE_WINDOW_S: Final = 0.5
+#: How long a scrape listens for replies: every instance answers `<node>.metrics`, and how many there are
+#: is unknown, so the window is the wait (generous: a busy instance must not drop out of a scrape).
+SCRAPE_WINDOW_S: Final = 1.0
 
 
 @router.get("/metrics", summary="Prometheus metrics of the gateway and every node instance (ops)",
