@@ -10,7 +10,8 @@ from pydantic import model_validator as _model_validator
 from contracts.codec import Wire
 from contracts.money import check_units, format_amount, parse_amount, scale_of
 
-Account = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ACCOUNT_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+Account = Annotated[str, Field(pattern=ACCOUNT_PATTERN)]
 #: op_id / hold_id / order ids: printable ASCII without spaces or subject wildcards.
 OpId = Annotated[str, Field(pattern=r"^[!-~]{1,128}$")]
 Asset = Annotated[str, Field(pattern=r"^[A-Z]{2,10}$")]

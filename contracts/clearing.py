@@ -16,7 +16,8 @@ from contracts.money import format_amount
 from contracts.orders import ClientFill
 
 #: Saga and order ids: also KV keys and hold ids, so no dots or wildcards.
-SagaId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+SAGA_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+SagaId = Annotated[str, Field(pattern=SAGA_ID_PATTERN)]
 
 STEPS: Final = ("reserve_funds", "submit_order", "process_fills", "settle")
 #: Compensations, in the order they run (the reverse of the steps they undo).

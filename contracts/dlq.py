@@ -80,6 +80,13 @@ class DlqEntry(Message):
         )
 
 
+class DlqList(Message):
+    """Parked messages, oldest first, and how many are parked in all (`GET /v1/ops/dlq`)."""
+
+    entries: list[DlqEntry]
+    total: int
+
+
 def _number(text: str | None) -> int:
     # A hand-published or damaged message must still be listable, so a bad number reads as 0.
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final, Literal
+
+from contracts.base import Message
 
 #: Header every POST/DELETE carries; the first request with a key wins, retries get its response.
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
@@ -48,3 +50,65 @@ GATEWAY_HTTP_STATUS: Final[dict[GatewayCode, int]] = {
     GatewayCode.IDEMPOTENCY_IN_FLIGHT: 409,
     GatewayCode.METHOD_NOT_ALLOWED: 405,
 }
+
+
+class InstrumentView(Message):
+    """A listed instrument's trading rules as `GET /v1/markets` shows them: amounts as decimal strings."""
+
+    instrument: str
+    base: str
+    quote: str
+    tick: str
+    lot: str
+    min_qty: str
+    reference_price: str
+    fee_bps: int
+
+
+class InstrumentList(Message):
+    """Every listed instrument."""
+
+    instruments: list[InstrumentView]
+
+
+class Health(Message):
+    """`/health`: the process serves HTTP."""
+
+    status: Literal["ok"]
+
+
+class Readiness(Message):
+    """`/ready`: NATS connected and which services answer PING (503 with the same body when not ready)."""
+
+    status: Literal["ready", "not_ready"]
+    nats: bool
+    services: dict[str, bool]
+
+
+class EndpointView(Message):
+    """One micro endpoint's `$SRV.STATS` (times in nanoseconds, the micro convention)."""
+
+    name: str | None
+    subject: str | None
+    num_requests: int | None
+    num_errors: int | None
+    processing_time: int | None
+    average_processing_time: int | None
+    last_error: str | None
+
+
+class ServiceInstance(Message):
+    """One running instance of a micro service, its endpoints and its circuit breakers."""
+
+    name: str
+    id: str
+    version: str
+    started: str | None
+    endpoints: list[EndpointView]
+    breakers: dict[str, Any]
+
+
+class ServicesReply(Message):
+    """`GET /v1/services`: every instance, by service name and id."""
+
+    services: list[ServiceInstance]

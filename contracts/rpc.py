@@ -7,6 +7,7 @@ import json
 from typing import Any, Final
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -18,6 +19,8 @@ ERROR_HEADER: Final = "Nats-Service-Error"
 #: The contract's string error code (the micro header carries the numeric status).
 QT_ERROR_HEADER: Final = "Qt-Error"
 REPLAYED_HEADER: Final = "Qt-Replayed"
+#: The micro instance id of the node that answered (on `metrics` replies, which every instance sends).
+INSTANCE_HEADER: Final = "Qt-Instance"
 
 
 async def call(
@@ -42,34 +45,38 @@ async def call(
     return reply
 
 
-async def discover(nc: Client, wait_s: float = 0.5) -> list[dict[str, Any]]:
-    """Every micro instance's `$SRV.INFO` merged with its `$SRV.STATS` (`{"info", "stats"}`), gathered
-    for `wait_s`, sorted by service name and instance id."""
+async def gather(nc: Client, subject: str, payload: bytes = b"", wait_s: float = 0.5) -> list[Msg]:
+    """Every reply to one request that arrives within `wait_s` (scatter-gather: several responders answer)."""
     inbox = nc.new_inbox()
-    replies: list[dict[str, Any]] = []
+    replies: list[Msg] = []
     sub = await nc.subscribe(inbox)
     try:
-        # Several instances answer one request, so collect every reply rather than the first.
-        await nc.publish("$SRV.INFO", b"", reply=inbox)
-        await nc.publish("$SRV.STATS", b"", reply=inbox)
+        await nc.publish(subject, payload, reply=inbox)
         await nc.flush()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while (left := deadline - loop.time()) > 0:
             try:
-                msg = await sub.next_msg(timeout=left)
+                replies.append(await sub.next_msg(timeout=left))
             except (TimeoutError, NatsTimeoutError):
                 break
-            try:
-                body = json.loads(msg.data)
-            except ValueError:
-                continue
-            if isinstance(body, dict):
-                replies.append(body)
     finally:
         await sub.unsubscribe()
+    return replies
+
+
+async def discover(nc: Client, wait_s: float = 0.5) -> list[dict[str, Any]]:
+    """Every micro instance's `$SRV.INFO` merged with its `$SRV.STATS` (`{"info", "stats"}`), gathered
+    for `wait_s`, sorted by service name and instance id."""
+    infos, stats = await asyncio.gather(gather(nc, "$SRV.INFO", wait_s=wait_s), gather(nc, "$SRV.STATS", wait_s=wait_s))
     instances: dict[str, dict[str, Any]] = {}
-    for body in replies:
+    for msg in (*infos, *stats):
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            continue
+        if not isinstance(body, dict):
+            continue
         kind = "stats" if str(body.get("type", "")).endswith("stats_response") else "info"
         instances.setdefault(str(body.get("id", "")), {})[kind] = body
     return sorted(instances.values(), key=lambda i: (_field(i, "name"), _field(i, "id")))

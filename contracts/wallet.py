@@ -133,7 +133,7 @@ class EventsQuery(Message):
     after: Seq = 0
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
     newest_first: bool = False
-    before: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None  # SQLite's INTEGER range
+    before: Annotated[Seq, Field(ge=1)] | None = None
     """Only with `newest_first`: the last (smallest) `seq` already seen."""
 
     @model_validator(mode="after")

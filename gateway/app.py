@@ -1,8 +1,8 @@
 """The ASGI app: `create_app(settings)` wires keys, middleware, routes and the NATS bridge together.
 
-Middleware, outermost first: trace context (every response echoes `traceparent`), the per-IP rate
-limit (before authentication: a flood of bad tokens is limited too), authentication (a bad token
-never reaches a route), the per-account rate limit.
+Middleware, outermost first: HTTP metrics (every response counted, refusals included), trace context
+(every response echoes `traceparent`), the per-IP rate limit (before authentication: a flood of bad
+tokens is limited too), authentication (a bad token never reaches a route), the per-account rate limit.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from gateway import openapi, problems
 from gateway.auth import AuthMiddleware
 from gateway.idempotency import IdempotencyRecords
 from gateway.keys import ensure_key_pair, load_public
+from gateway.metrics import HttpMetrics, HttpMetricsMiddleware
 from gateway.nats_bridge import NatsBridge
 from gateway.ratelimit import AccountRateLimitMiddleware, IpRateLimitMiddleware, Limiter
 from gateway.routes import accounts, health, markets, metrics, ops, orders, sagas
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     public_path = settings.jwt_public_key or ensure_key_pair(settings.data_dir)[1]
     verifier = TokenVerifier(load_public(public_path), issuer=settings.jwt_issuer, audience=settings.jwt_audience,
                              leeway_s=settings.jwt_leeway_s)
+    http_metrics = HttpMetrics()
     bridge = NatsBridge(settings)
     records = IdempotencyRecords(bridge.bucket, wait_s=settings.idempotency_wait_s,
                                  stale_s=max(60.0, 2 * settings.order_timeout_s))
@@ -59,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         static_url=DOCS_ASSETS,
         description="HTTP edge of the QuantTrade mesh: money as decimal strings, errors as problem+json.",
         middleware=[
+            Middleware(HttpMetricsMiddleware, metrics=http_metrics),
             Middleware(TraceMiddleware),
             Middleware(IpRateLimitMiddleware, per_ip=Limiter(settings.rate_ip, settings.burst_ip)),
             Middleware(AuthMiddleware, verifier=verifier),
@@ -66,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         ],
     )
     app.state.gateway = Gateway(settings, bridge, records)
+    app.state.http_metrics = http_metrics
     for module in (health, accounts, orders, sagas, markets, ops):
         app.include_router(module.router)
     app.include_router(metrics.router)

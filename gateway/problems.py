@@ -97,8 +97,15 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
+            from gateway.openapi import documented_path  # the document is built from routes that use this module
+
+            # Starlette's Allow names only the first route of the path; a path can have several (GET and POST).
+            documented = documented_path(request.app, request.url.path)
+            headers = dict(exc.headers or {})
+            if documented is not None:
+                headers["Allow"] = ", ".join(documented.methods)
             problem = Problem(GatewayCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on this path",
-                              headers=dict(exc.headers or {}))
+                              headers=headers)
         elif exc.status_code == 404:
             problem = Problem(ErrorCode.NOT_FOUND, f"no route {request.url.path}")
         else:

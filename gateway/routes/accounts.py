@@ -77,8 +77,8 @@ async def balances(request: Request, account: str, who: Who, gw: Gw) -> Response
 
 @router.get("/{account}/events", summary="Event log of an account", **doc(reply=schema(EventsReply)))
 async def events(request: Request, account: str, who: Who, gw: Gw, asset: str | None = None,
-                 after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-                 ) -> Response:
+                 after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """The account's hash-chained events after the `after` cursor, oldest first."""
     query = validate(EventsQuery, {"account": who.acting_on(account), "asset": asset, "after": after, "limit": limit})
     return await gw.query(request, wallet_subject("events"), query)

@@ -8,8 +8,9 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
+from contracts.gateway import Health, Readiness
 from contracts.subjects import CLEARING_SERVICE, MARKETDATA_SERVICE, MATCHING_SERVICE, WALLET_SERVICE
-from gateway.openapi import doc
+from gateway.openapi import doc, schema
 from gateway.state import Gateway, gateway, json_response
 
 router = APIRouter(tags=["health"])
@@ -19,14 +20,14 @@ REQUIRED: Final = (WALLET_SERVICE, MATCHING_SERVICE, CLEARING_SERVICE)
 OPTIONAL: Final = (MARKETDATA_SERVICE,)
 
 
-@router.get("/health", summary="Liveness", **doc(auth=False))
+@router.get("/health", summary="Liveness", **doc(reply=schema(Health), auth=False))
 @router.get("/v1/health", include_in_schema=False)
 async def health() -> Response:
     """200 while the process serves HTTP; it says nothing about NATS."""
-    return json_response({"status": "ok"})
+    return json_response(Health(status="ok").model_dump())
 
 
-@router.get("/ready", summary="Readiness", **doc(auth=False))
+@router.get("/ready", summary="Readiness", **doc(reply=schema(Readiness), auth=False, replies={503: schema(Readiness)}))
 @router.get("/v1/ready", include_in_schema=False)
 async def ready(gw: Gw) -> Response:
     """200 when NATS is connected and wallet, matching and clearing answer PING; 503 otherwise."""
@@ -37,5 +38,5 @@ async def ready(gw: Gw) -> Response:
         answers = [False] * len(names)
     services = dict(zip(names, answers, strict=True))
     ok = gw.bridge.ready and all(services[n] for n in REQUIRED)
-    body = {"status": "ready" if ok else "not_ready", "nats": gw.bridge.ready, "services": services}
-    return json_response(body, 200 if ok else 503)
+    body = Readiness(status="ready" if ok else "not_ready", nats=gw.bridge.ready, services=services)
+    return json_response(body.model_dump(), 200 if ok else 503)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from contracts.base import INT64_MAX
+from contracts.gateway import InstrumentList, InstrumentView
 from contracts.instruments import INSTRUMENTS, Instrument, instrument
 from contracts.market_data import CandlesQuery, CandlesReply, Ticker, TickerQuery, TradesQuery, TradesReply
 from contracts.matching import BookQuery, BookView
@@ -25,16 +26,16 @@ router = APIRouter(prefix="/v1/markets", tags=["markets"])
 Gw = Annotated[Gateway, Depends(gateway)]
 
 
-@router.get("", summary="Listed instruments", **doc(auth=False))
+@router.get("", summary="Listed instruments", **doc(reply=schema(InstrumentList), auth=False))
 async def instruments() -> Response:
     """Every listed instrument with its tick, lot step, minimum and fee, as decimal strings."""
-    return json_response({"instruments": [_describe(spec) for spec in INSTRUMENTS.values()]})
+    return json_response(InstrumentList(instruments=[_describe(spec) for spec in INSTRUMENTS.values()]).model_dump())
 
 
-@router.get("/{symbol}", summary="One instrument", **doc(auth=False))
+@router.get("/{symbol}", summary="One instrument", **doc(reply=schema(InstrumentView), auth=False))
 async def one(symbol: str) -> Response:
     """One listed instrument's trading rules."""
-    return json_response(_describe(instrument(symbol)))  # unlisted: `unknown_instrument`, rendered by the app
+    return json_response(_describe(instrument(symbol)).model_dump())  # unlisted: `unknown_instrument`
 
 
 @router.get("/{symbol}/book", summary="L2 book", **doc(reply=schema(BookView), auth=False))
@@ -70,10 +71,10 @@ async def ticker(request: Request, symbol: str, gw: Gw) -> Response:
     return await gw.query(request, marketdata_subject("ticker"), validate(TickerQuery, {"instrument": symbol}))
 
 
-def _describe(spec: Instrument) -> dict[str, Any]:
-    return {
-        "instrument": spec.symbol, "base": spec.base, "quote": spec.quote,
-        "tick": format_amount(spec.quote, spec.tick), "lot": format_amount(spec.base, spec.lot),
-        "min_qty": format_amount(spec.base, spec.min_qty),
-        "reference_price": format_amount(spec.quote, spec.reference_price), "fee_bps": spec.fee_bps,
-    }
+def _describe(spec: Instrument) -> InstrumentView:
+    return InstrumentView(
+        instrument=spec.symbol, base=spec.base, quote=spec.quote,
+        tick=format_amount(spec.quote, spec.tick), lot=format_amount(spec.base, spec.lot),
+        min_qty=format_amount(spec.base, spec.min_qty),
+        reference_price=format_amount(spec.quote, spec.reference_price), fee_bps=spec.fee_bps,
+    )

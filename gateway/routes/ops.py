@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from contracts.base import INT64_MAX
-from contracts.dlq import DlqEntry, DlqReplay, DlqReplayReply, dlq_replay_subject, list_parked, read_parked
+from contracts.dlq import DlqList, DlqReplay, DlqReplayReply, dlq_replay_subject, list_parked, read_parked
 from contracts.errors import ErrorCode, QtError
+from contracts.gateway import EndpointView, ServiceInstance, ServicesReply
 from contracts.subjects import DLQ_SERVICE, wallet_subject
 from contracts.wallet import RebuildCommand, RebuildReply, VerifyCommand, VerifyReply
 from gateway.auth import ops
@@ -24,18 +25,18 @@ Ops = Annotated[Principal, Depends(ops)]
 Gw = Annotated[Gateway, Depends(gateway)]
 
 
-@router.get("/services", summary="Services, endpoint stats and breakers (ops)", **doc())
+@router.get("/services", summary="Services, endpoint stats and breakers (ops)", **doc(reply=schema(ServicesReply)))
 async def services(who: Ops, gw: Gw) -> Response:
     """Every micro service instance (`$SRV.INFO` + `$SRV.STATS`): endpoints, requests, errors, breaker states."""
-    found = [_instance(i) for i in await gw.bridge.discover()]
-    return json_response({"services": sorted(found, key=lambda i: (i["name"], i["id"]))})
+    found = sorted((_instance(i) for i in await gw.bridge.discover()), key=lambda i: (i.name, i.id))
+    return json_response(ServicesReply(services=found).model_dump())
 
 
-@router.get("/ops/dlq", summary="Parked messages (ops)", **doc(reply=schema(DlqEntry)))
+@router.get("/ops/dlq", summary="Parked messages (ops)", **doc(reply=schema(DlqList)))
 async def dlq(who: Ops, gw: Gw, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """Messages durable consumers gave up on, oldest first, with how many are parked in all."""
     entries, total = await list_parked(gw.bridge.client().jetstream(), limit)
-    return json_response({"entries": [e.model_dump() for e in entries], "total": total})
+    return json_response(DlqList(entries=entries, total=total).model_dump())
 
 
 @router.post("/ops/dlq/{seq}/replay", summary="Replay a parked message (ops)",
@@ -73,16 +74,14 @@ async def verify_all(request: Request, who: Ops, gw: Gw) -> Response:
     return json_response(reply)
 
 
-def _instance(instance: dict[str, Any]) -> dict[str, Any]:
+def _instance(instance: dict[str, Any]) -> ServiceInstance:
     info, stats = instance.get("info") or {}, instance.get("stats") or {}
     endpoints, breakers = [], {}
     for endpoint in stats.get("endpoints") or []:
         data = endpoint.get("data")
         if isinstance(data, dict) and isinstance(data.get("breakers"), dict):
             breakers.update(data["breakers"])
-        endpoints.append({k: endpoint.get(k) for k in (
-            "name", "subject", "num_requests", "num_errors", "processing_time", "average_processing_time",
-            "last_error")})
-    return {"name": info.get("name") or stats.get("name", ""), "id": info.get("id") or stats.get("id", ""),
-            "version": info.get("version") or stats.get("version", ""), "started": stats.get("started"),
-            "endpoints": endpoints, "breakers": breakers}
+        endpoints.append(EndpointView.model_validate({k: endpoint.get(k) for k in EndpointView.model_fields}))
+    return ServiceInstance(name=info.get("name") or stats.get("name", ""), id=info.get("id") or stats.get("id", ""),
+                           version=info.get("version") or stats.get("version", ""), started=stats.get("started"),
+                           endpoints=endpoints, breakers=breakers)

@@ -1,7 +1,8 @@
 """A node's micro service: decode, validate, dispatch and answer every request.
 
 Each request runs in its own task (nats.py awaits a subscription callback before reading the next
-message, which would serialise a node); in-flight tasks are drained on shutdown.
+message, which would serialise a node); in-flight tasks are drained on shutdown. micro times only the
+callback, i.e. the spawn, so the service times each task itself and reports that in `$SRV.STATS`.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nats.aio.client import Client
-from nats.micro import add_service
 from nats.micro.request import Request
-from nats.micro.service import EndpointConfig, EndpointStats, Service, ServiceConfig
+from nats.micro.service import EndpointConfig, EndpointStats, Service, ServiceConfig, ServiceStats
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel, ValidationError
 
 from contracts.codec import Wire, decode, encode, sniff
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import ERROR_CODE_HEADER, ERROR_HEADER, QT_ERROR_HEADER
+from contracts.rpc import ERROR_CODE_HEADER, ERROR_HEADER, INSTANCE_HEADER, QT_ERROR_HEADER
 from nodes.runtime.breaker import BreakerRegistry
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
@@ -56,6 +56,49 @@ Handler = Callable[[Any], Awaitable[Body | Reply]]
 
 
 @dataclass
+class EndpointTimes:
+    """What one endpoint's handler tasks really did: counted when each has answered."""
+
+    answered: int = 0
+    errors: int = 0
+    processing_ns: int = 0
+    last_error: str = ""
+
+    def record(self, elapsed_ns: int, error: QtError | None) -> None:
+        """One answered request, `error` if it was an error reply."""
+        self.answered += 1
+        self.processing_ns += elapsed_ns
+        if error is not None:
+            self.errors += 1
+            self.last_error = f"{error.code}: {error.message}"
+
+
+class TimedService(Service):
+    """A micro service whose stats carry the handler tasks' own time and errors for spawned endpoints.
+
+    micro's stats are the `$SRV.STATS` contract (`nats micro stats`, `qt services`); only the numbers it
+    cannot see (work done after its callback returned) are replaced, from `EndpointTimes`.
+    """
+
+    def __init__(self, nc: Client, config: ServiceConfig, times: dict[str, EndpointTimes]) -> None:
+        super().__init__(nc, config)
+        self.times = times
+
+    def stats(self) -> ServiceStats:
+        """micro's stats, with processing time, average and errors of spawned endpoints as measured."""
+        stats = super().stats()
+        for endpoint in stats.endpoints:
+            times = self.times.get(endpoint.name)
+            if times is None:
+                continue
+            endpoint.num_errors = times.errors
+            endpoint.last_error = times.last_error or None
+            endpoint.processing_time = times.processing_ns
+            endpoint.average_processing_time = times.processing_ns // times.answered if times.answered else 0
+        return stats
+
+
+@dataclass
 class Route:
     """One endpoint: its name (the subject's last token), request model and handler."""
 
@@ -78,11 +121,17 @@ class NodeService:
         self.metrics = metrics
         self.routes: list[Route] = []
         self._tracer = trace.get_tracer(f"qt.{name}")
-        self._service: Service | None = None
+        self._service: TimedService | None = None
+        self._times: dict[str, EndpointTimes] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._accepting = True
         self.max_inflight = max_inflight
         self.breakers = breakers
+
+    @property
+    def instance_id(self) -> str:
+        """This instance's micro id (in `$SRV.*` replies and the `instance` label of its metrics); "" before start."""
+        return self._service.id if self._service is not None else ""
 
     def route(self, name: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:
         """Decorator: serve `handler(validated_model)` on `<service>.<name>`."""
@@ -94,16 +143,24 @@ class NodeService:
         return register
 
     async def start(self) -> None:
-        """Register with micro discovery and subscribe every endpoint (queue group `q`)."""
-        self._service = await add_service(
+        """Register with micro discovery and subscribe every endpoint (queue group `q`).
+
+        `metrics` is the exception: each instance is a queue group of its own, so a scrape that
+        gathers every reply to `<name>.metrics` hears every instance (the gateway's `/metrics` does).
+        """
+        self._times = {route.name: EndpointTimes() for route in self.routes}
+        self._service = TimedService(
             self.nc,
             ServiceConfig(name=self.name, version=self.version, description=self.description,
                           queue_group="q", stats_handler=self._endpoint_data),
+            self._times,
         )
+        await self._service.start()
         group = self._service.add_group(name=self.name)
         for route in self.routes:
             await group.add_endpoint(EndpointConfig(name=route.name, handler=self._spawner(route)))
-        await group.add_endpoint(EndpointConfig(name="metrics", handler=self._metrics))
+        await group.add_endpoint(EndpointConfig(name="metrics", handler=self._metrics,
+                                                queue_group=f"metrics-{self._service.id}"))
         if self.breakers is not None:
             await group.add_endpoint(EndpointConfig(name=BREAKERS_ENDPOINT, handler=self._breakers))
 
@@ -124,9 +181,9 @@ class NodeService:
         return spawn
 
     async def _serve(self, route: Route, request: Request) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         wire = sniff(request.data)
-        outcome = "ok"
+        failed: QtError | None = None
         with self._tracer.start_as_current_span(
             f"{self.name}.{route.name}", context=extract(request.headers), kind=SpanKind.SERVER
         ) as span:
@@ -142,29 +199,21 @@ class NodeService:
                 payload, headers = _render(result, wire)
                 await request.respond(payload, headers=headers or None)
             except Exception as exc:  # every failure becomes a contract error reply
-                error = as_qt_error(exc)
-                outcome = str(error.code)
-                span.set_status(StatusCode.ERROR, error.message)
-                if error.code is ErrorCode.INTERNAL:
+                failed = as_qt_error(exc)
+                span.set_status(StatusCode.ERROR, failed.message)
+                if failed.code is ErrorCode.INTERNAL:
                     log.exception("request failed", extra=kv(endpoint=route.name))
-                self._count_error(route.name, error)
-                await _respond_error(request, error, wire)
-        self.metrics.observe(route.name, time.perf_counter() - started, outcome)
-
-    def _count_error(self, endpoint: str, error: QtError) -> None:
-        # micro counts errors only when a handler raises; ours answer from a task, so count here.
-        if self._service is None:
-            return
-        for ep in self._service._endpoints:
-            if ep._name == endpoint:
-                ep._num_errors += 1
-                ep._last_error = f"{error.code}: {error.message}"
+                await _respond_error(request, failed, wire)
+        elapsed_ns = time.perf_counter_ns() - started
+        self._times[route.name].record(elapsed_ns, failed)
+        self.metrics.observe(route.name, elapsed_ns / 1e9, "ok" if failed is None else str(failed.code))
 
     async def _metrics(self, request: Request) -> None:
         if self.breakers is not None:
             now = time.monotonic()
             self.metrics.set_breaker_states({b.name: b.state(now) for b in self.breakers})
-        await request.respond(self.metrics.exposition(), headers={"Content-Type": "text/plain"})
+        await request.respond(self.metrics.exposition(),
+                              headers={"Content-Type": "text/plain", INSTANCE_HEADER: self.instance_id})
 
     async def _breakers(self, request: Request) -> None:
         snapshot = self.breakers.snapshot(time.monotonic()) if self.breakers is not None else {}
