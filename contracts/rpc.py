@@ -47,11 +47,12 @@ async def discover(nc: Client, wait_s: float = 0.5) -> list[dict[str, Any]]:
     for `wait_s`, sorted by service name and instance id."""
     inbox = nc.new_inbox()
     replies: list[dict[str, Any]] = []
-    sub = await nc.subscribe(inbox)
+    sub = await nc.subscribe(f"{inbox}.*")
     try:
-        # Several instances answer one request, so collect every reply rather than the first.
-        await nc.publish("$SRV.INFO", b"", reply=inbox)
-        await nc.publish("$SRV.STATS", b"", reply=inbox)
+        # Several instances answer one request, so collect every reply rather than the first. Each
+        # request has its own reply subject: a service may answer a request once (`allow_responses`).
+        await nc.publish("$SRV.INFO", b"", reply=f"{inbox}.info")
+        await nc.publish("$SRV.STATS", b"", reply=f"{inbox}.stats")
         await nc.flush()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s

@@ -17,7 +17,9 @@ from nats.errors import NoRespondersError
 
 from contracts.credentials import nats_auth_path, nkey_seed_path
 from contracts.permissions import inbox_prefix
+from contracts.rpc import discover
 from contracts.subjects import ROLES
+from tests.conftest import InProcessWallet
 from tooling.natsserver import NatsServer
 
 #: A subject no role but ops may publish to: its refusal marks the end of the server's answers to a test.
@@ -253,4 +255,15 @@ async def test_a_role_reads_its_own_replies(nats_server: NatsServer, nc: Client)
             await responder.unsubscribe()
 
         assert reply.data == b"ok"
+        assert await refusals_until_sentinel(gateway, refusals) == []
+
+
+async def test_discovery_gets_one_answer_per_request_from_every_service(nats_server: NatsServer,
+                                                                         wallet: InProcessWallet) -> None:
+    async with connect_as(nats_server, "gateway") as (gateway, refusals):
+        found = await discover(gateway, wait_s=1.0)
+
+        # INFO and STATS each have their own reply subject: a service may answer a request only once.
+        mine = [i for i in found if (i.get("info") or i.get("stats") or {}).get("name") == "wallet"]
+        assert mine and all({"info", "stats"} <= instance.keys() for instance in mine)
         assert await refusals_until_sentinel(gateway, refusals) == []
