@@ -25,8 +25,6 @@ VIOLATION = re.compile(r"(Publish|Subscription) Violation|Permissions Violation"
 
 def permission_violations(log_path: Path, *, ignore_clients: str | None = None) -> list[str]:
     """The server log's permission refusals, except those of clients whose name contains `ignore_clients`."""
-    if not log_path.exists():
-        return []
     return [line for line in log_path.read_text(errors="replace").splitlines()
             if VIOLATION.search(line) and not (ignore_clients and ignore_clients in line)]
 
