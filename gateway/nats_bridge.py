@@ -66,7 +66,9 @@ class NatsBridge:
         while self.nc is None:
             try:
                 nc = await nats.connect(
-                    servers=self.settings.servers(), name=f"gateway-{os.getpid()}", inbox_prefix=inbox_prefix("gateway"),
+                    servers=self.settings.servers(), name=f"gateway-{os.getpid()}",
+                    # the gateway's own reply inboxes: its permissions let it read no other role's replies
+                    inbox_prefix=inbox_prefix("gateway"),
                     nkeys_seed=str(self.settings.nkey_seed) if self.settings.nkey_seed else None,
                     max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2, allow_reconnect=True,
                     error_cb=_on_error,
