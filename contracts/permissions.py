@@ -38,6 +38,11 @@ JS_API: Final = "$JS.API"
 SERVICE_QUEUE: Final = "q"
 #: The role with full rights: the `qt` CLI, the seed, smoke and tests.
 OPS_ROLE: Final = "ops"
+#: How long a service may take to answer a request it received (`allow_responses`): longer than the
+#: longest caller timeout (120 s: the gateway's verify and rebuild). The server's default is 2 minutes.
+#: The server remembers every reply subject delivered to a service for this long (JetStream push
+#: deliveries carry one too), so it is not made longer than it must be.
+RESPONSE_EXPIRES: Final = "3m"
 
 
 def inbox_prefix(role: str) -> str:
@@ -69,9 +74,9 @@ def _call(service: str, *endpoints: str) -> tuple[str, ...]:
     return tuple(f"{service}.{endpoint}" for endpoint in endpoints)
 
 
-def _ensure(stream: str) -> tuple[str, ...]:
-    """`contracts.jetstream.ensure_stream`: look the stream up, create or update it."""
-    return tuple(f"{JS_API}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", "UPDATE"))
+def _ensure(stream: str, *, update: bool = True) -> tuple[str, ...]:
+    """`contracts.jetstream.ensure_*`: look the stream up, create it, and (streams, not buckets) update it."""
+    return tuple(f"{JS_API}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", *(("UPDATE",) if update else ())))
 
 
 def _read(stream: str) -> tuple[str, ...]:
@@ -94,13 +99,14 @@ def _consume(stream: str, consumer: str = "*") -> tuple[str, ...]:
 def _bucket(bucket: str, *, watch: bool = False) -> tuple[str, ...]:
     """A KV bucket: ensure it, get, put/create/update/delete its keys, and (if `watch`) watch them."""
     stream = f"KV_{bucket}"
-    return (*_ensure(stream), *_read(stream), f"$KV.{bucket}.>", *(_consume(stream) if watch else ()))
+    return (*_ensure(stream, update=False), *_read(stream), f"$KV.{bucket}.>", *(_consume(stream) if watch else ()))
 
 
 def _objects(store: str) -> tuple[str, ...]:
     """An object store: ensure it, read an object (an ordered consumer of its chunks), replace one."""
     stream = f"OBJ_{store}"
-    return (*_ensure(stream), *_read(stream), *_consume(stream), f"{JS_API}.STREAM.PURGE.{stream}", f"$O.{store}.>")
+    return (*_ensure(stream, update=False), *_read(stream), *_consume(stream), f"{JS_API}.STREAM.PURGE.{stream}",
+            f"$O.{store}.>")
 
 
 def _role(role: str, *, publish: tuple[str, ...], subscribe: tuple[str, ...] = (),

@@ -9,7 +9,7 @@ from pathlib import Path
 import nkeys
 
 from contracts.credentials import nats_auth_path, nkey_seed_path
-from contracts.permissions import PERMISSIONS, Permissions
+from contracts.permissions import PERMISSIONS, RESPONSE_EXPIRES, Permissions
 from contracts.subjects import ROLES
 
 
@@ -48,7 +48,8 @@ def _user(role: str, key: str, permissions: Permissions | None) -> str:
     # JSON strings are valid NATS conf strings, and quoting keeps `$JS...` from reading as a variable
     publish = json.dumps(list(permissions.publish))
     subscribe = json.dumps(list(permissions.subscribe))
-    responses = "true" if permissions.allow_responses else "false"
+    # one reply per request received, within RESPONSE_EXPIRES
+    responses = f'{{max: 1, expires: "{RESPONSE_EXPIRES}"}}' if permissions.allow_responses else "false"
     return (f'    {{nkey: "{key}", permissions: {{  # {role}\n'
             f"      publish: {{allow: {publish}}}\n"
             f"      subscribe: {{allow: {subscribe}}}\n"

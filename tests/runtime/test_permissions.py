@@ -96,6 +96,7 @@ REFUSED = [
     ("gateway", "pub", "$JS.API.STREAM.PURGE.KV_idempotency"),
     ("gateway", "pub", "$JS.API.CONSUMER.CREATE.WALLET"),
     ("gateway", "pub", "$KV.sagas.x"),
+    ("gateway", "pub", "$JS.API.STREAM.UPDATE.KV_idempotency"),  # ensure_bucket creates, never updates
     ("gateway", "sub", ">"),
     ("gateway", "sub", "_INBOX.>"),
     ("gateway", "sub", "_INBOX_clearing.>"),
