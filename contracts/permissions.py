@@ -87,12 +87,18 @@ def _read(stream: str) -> tuple[str, ...]:
     )
 
 
-def _consume(stream: str, consumer: str = "*") -> tuple[str, ...]:
-    """Create (ephemeral, named or durable), inspect and pull from consumers of `stream`."""
+def _consume(stream: str, durable: str | None = None) -> tuple[str, ...]:
+    """Consumers of `stream`: any ephemeral one (create, inspect, delete, pull), or only the `durable` named."""
+    if durable is not None:
+        return (
+            f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}", f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}.>",
+            f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}", f"{JS_API}.CONSUMER.INFO.{stream}.{durable}",
+            f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        )
     return (
         f"{JS_API}.CONSUMER.CREATE.{stream}", f"{JS_API}.CONSUMER.CREATE.{stream}.>",
-        f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.{consumer}", f"{JS_API}.CONSUMER.INFO.{stream}.{consumer}",
-        f"{JS_API}.CONSUMER.DELETE.{stream}.{consumer}", f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+        f"{JS_API}.CONSUMER.INFO.{stream}.*", f"{JS_API}.CONSUMER.DELETE.{stream}.*",
+        f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.*",
     )
 
 
@@ -147,7 +153,7 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
             *_call(WALLET_SERVICE, "hold", "release", "settle"),
             *_call(MATCHING_SERVICE, "submit", "cancel", "order"),
             "trades.>", *_ensure(TRADES_STREAM),
-            *_ensure(EXEC_STREAM), *_read(EXEC_STREAM), *_consume(EXEC_STREAM, CLEARING_EXEC_CONSUMER),
+            *_ensure(EXEC_STREAM), *_read(EXEC_STREAM), *_consume(EXEC_STREAM, durable=CLEARING_EXEC_CONSUMER),
             f"$JS.ACK.{EXEC_STREAM}.{CLEARING_EXEC_CONSUMER}.>",
             _DLQ_EXEC, *_ensure(DLQ_STREAM), *_read(DLQ_STREAM), f"{JS_API}.STREAM.MSG.DELETE.{DLQ_STREAM}",
             *_bucket(SAGAS_BUCKET, watch=True),

@@ -143,6 +143,8 @@ REFUSED = [
     ("clearing", "pub", "$KV.idempotency.x"),
     ("clearing", "pub", "$JS.API.STREAM.DELETE.EXEC"),
     ("clearing", "pub", "$JS.API.CONSUMER.DELETE.EXEC.other"),
+    ("clearing", "pub", "$JS.API.CONSUMER.CREATE.EXEC"),  # only its durable, no ephemeral reader of EXEC
+    ("clearing", "pub", "$JS.API.CONSUMER.CREATE.EXEC.other.exec.>"),
     ("clearing", "sub:q", "marketdata.ticker"),
 ]
 
@@ -174,6 +176,7 @@ ALLOWED = [
     ("clearing", "pub", "trades.AAPL"),
     ("clearing", "pub", "$JS.ACK.EXEC.clearing-exec.1.2.3.4.5"),
     ("clearing", "pub", "$JS.API.CONSUMER.MSG.NEXT.EXEC.clearing-exec"),
+    ("clearing", "pub", "$JS.API.CONSUMER.CREATE.EXEC.clearing-exec.exec.>"),
     ("clearing", "sub", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.EXEC.clearing-exec"),
     ("clearing", "sub:q", "clearing.place_order"),
 ]
