@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
 from contracts.jetstream import ensure_named
+from contracts.permissions import inbox_prefix
 from contracts.rpc import call, discover
 from contracts.subjects import IDEMPOTENCY_BUCKET
 from gateway.settings import Settings
@@ -66,6 +67,8 @@ class NatsBridge:
             try:
                 nc = await nats.connect(
                     servers=self.settings.servers(), name=f"gateway-{os.getpid()}",
+                    # the gateway's own reply inboxes: its permissions let it read no other role's replies
+                    inbox_prefix=inbox_prefix("gateway"),
                     nkeys_seed=str(self.settings.nkey_seed) if self.settings.nkey_seed else None,
                     max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2, allow_reconnect=True,
                     error_cb=_on_error,

@@ -14,7 +14,16 @@ from nats.aio.client import Client
 from contracts.credentials import nkey_seed_path
 from nodes.runtime.config import NodeConfig
 from tests.procs import NodeProcess
-from tooling.natsserver import NatsServer, free_port
+from tooling.natsserver import NatsServer, free_port, permission_violations
+
+#: Connections named with this refuse on purpose (tests/runtime/test_permissions.py); any other refusal is a bug.
+DELIBERATE_REFUSALS = "perm-test-"
+
+
+def assert_no_refusals(log_path: Path) -> None:
+    """Fail when the server refused any node or client something: a role is missing a permission it needs."""
+    refused = permission_violations(log_path, ignore_clients=DELIBERATE_REFUSALS)
+    assert not refused, "nats-server refused a permission:\n" + "\n".join(refused[:20])
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +36,7 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
         yield server
     finally:
         server.stop()
+    assert_no_refusals(data / "server.log")
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +129,7 @@ def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+    assert_no_refusals(tmp_path / "nats-server.log")
 
 
 @pytest.fixture

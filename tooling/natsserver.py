@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,6 +21,14 @@ from tooling.private import private_opener
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NATS_CONF = REPO_ROOT / "nats.conf"
+#: How nats-server logs a refused publish or subscription ("Publish Violation - Subject ..." since 2.12).
+VIOLATION = re.compile(r"(Publish|Subscription) Violation|Permissions Violation", re.IGNORECASE)
+
+
+def permission_violations(log_path: Path, *, ignore_clients: str | None = None) -> list[str]:
+    """The server log's permission refusals, except those of clients whose name contains `ignore_clients`."""
+    return [line for line in log_path.read_text(errors="replace").splitlines()
+            if VIOLATION.search(line) and not (ignore_clients and ignore_clients in line)]
 
 
 def server_binary() -> str:

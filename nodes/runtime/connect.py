@@ -8,6 +8,7 @@ import logging
 import nats
 from nats.aio.client import Client
 
+from contracts.permissions import inbox_prefix
 from nodes.runtime.config import NodeConfig
 from nodes.runtime.log import kv
 
@@ -24,6 +25,8 @@ async def connect(config: NodeConfig, *, name: str, deadline_s: float = 30.0) ->
             return await nats.connect(
                 servers=config.servers(),
                 name=name,
+                # the role's own reply inboxes: its permissions let it read no other role's replies
+                inbox_prefix=inbox_prefix(config.role),
                 nkeys_seed=str(config.nkey_seed) if config.nkey_seed else None,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,

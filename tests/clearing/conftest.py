@@ -10,6 +10,7 @@ import pytest
 
 from contracts.credentials import nkey_seed_path
 from tests.clearing.platform import Platform
+from tests.conftest import assert_no_refusals
 from tooling.natsserver import NatsServer, free_port
 
 
@@ -26,6 +27,7 @@ async def close_platform(platform: Platform) -> None:
     platform.kill_all()
     await platform.nc.close()
     platform.server.stop()
+    assert_no_refusals(platform.root / "nats-server.log")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.tooling.harness import QT, QtUp, alive
+from tooling.natsserver import permission_violations
 
 
 @pytest.mark.slow
@@ -38,6 +39,8 @@ def test_qt_up_then_qt_smoke_passes_every_time(tmp_path: Path) -> None:
 
         assert platform.interrupt() == 0
         assert not alive(nodes["gateway"])
+        # every role ran with least privilege and was refused nothing it needed
+        assert permission_violations(tmp_path / "data" / "logs" / "nats-server.log") == []
     finally:
         platform.cleanup()
 
