@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from contracts.subjects import (
+    BUSTS_BUCKET,
     CLEARING_EXEC_CONSUMER,
     CLEARING_SERVICE,
     DLQ_STREAM,
@@ -24,6 +25,7 @@ from contracts.subjects import (
     MATCHING_SERVICE,
     ORDERS_STREAM,
     ROLES,
+    SAGA_INDEX_BUCKET,
     SAGAS_BUCKET,
     SNAPSHOTS_OBJECTS,
     TRADES_STREAM,
@@ -36,6 +38,8 @@ from contracts.subjects import (
 JS_API: Final = "$JS.API"
 #: The queue group every micro endpoint subscribes in (`NodeService.start`).
 SERVICE_QUEUE: Final = "q"
+#: `metrics` subscribes in `metrics.<instance id>` (a dotted name, so the permission `metrics.*` matches it) (`NodeService.start`): every instance answers a scrape.
+METRICS_QUEUE_PREFIX: Final = "metrics."
 #: The role with full rights: the `qt` CLI, the seed, smoke and tests.
 OPS_ROLE: Final = "ops"
 #: How long a service may take to answer a request it received (`allow_responses`): longer than the
@@ -65,6 +69,8 @@ def _serve(service: str) -> tuple[str, ...]:
     """Subscriptions of a micro service: its endpoints (in its queue group) and `$SRV` discovery."""
     return (
         f"{service}.* {SERVICE_QUEUE}",
+        # `metrics` alone is in a queue group of the instance's own, so a scrape hears every instance
+        f"{service}.metrics {METRICS_QUEUE_PREFIX}*",
         "$SRV.PING", "$SRV.INFO", "$SRV.STATS",
         f"$SRV.*.{service}", f"$SRV.*.{service}.*",
     )
@@ -156,7 +162,7 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
             *_ensure(EXEC_STREAM), *_read(EXEC_STREAM), *_consume(EXEC_STREAM, durable=CLEARING_EXEC_CONSUMER),
             f"$JS.ACK.{EXEC_STREAM}.{CLEARING_EXEC_CONSUMER}.>",
             _DLQ_EXEC, *_ensure(DLQ_STREAM), *_read(DLQ_STREAM), f"{JS_API}.STREAM.MSG.DELETE.{DLQ_STREAM}",
-            *_bucket(SAGAS_BUCKET, watch=True),
+            *_bucket(SAGAS_BUCKET, watch=True), *_bucket(SAGA_INDEX_BUCKET, watch=True), *_bucket(BUSTS_BUCKET),
         ),
         subscribe=(*_serve(CLEARING_SERVICE),
                    f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{EXEC_STREAM}.{CLEARING_EXEC_CONSUMER}"),

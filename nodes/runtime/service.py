@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.codec import Wire, decode, encode, sniff
 from contracts.errors import ErrorCode, QtError
+from contracts.permissions import METRICS_QUEUE_PREFIX, SERVICE_QUEUE
 from contracts.rpc import ERROR_CODE_HEADER, ERROR_HEADER, INSTANCE_HEADER, QT_ERROR_HEADER
 from nodes.runtime.breaker import BreakerRegistry
 from nodes.runtime.log import kv
@@ -152,7 +153,7 @@ class NodeService:
         self._service = TimedService(
             self.nc,
             ServiceConfig(name=self.name, version=self.version, description=self.description,
-                          queue_group="q", stats_handler=self._endpoint_data),
+                          queue_group=SERVICE_QUEUE, stats_handler=self._endpoint_data),
             self._times,
         )
         await self._service.start()
@@ -160,7 +161,7 @@ class NodeService:
         for route in self.routes:
             await group.add_endpoint(EndpointConfig(name=route.name, handler=self._spawner(route)))
         await group.add_endpoint(EndpointConfig(name="metrics", handler=self._metrics,
-                                                queue_group=f"metrics-{self._service.id}"))
+                                                queue_group=f"{METRICS_QUEUE_PREFIX}{self._service.id}"))
         if self.breakers is not None:
             await group.add_endpoint(EndpointConfig(name=BREAKERS_ENDPOINT, handler=self._breakers))
 
