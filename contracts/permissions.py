@@ -38,7 +38,8 @@ from contracts.subjects import (
 JS_API: Final = "$JS.API"
 #: The queue group every micro endpoint subscribes in (`NodeService.start`).
 SERVICE_QUEUE: Final = "q"
-#: `metrics` subscribes in `metrics.<instance id>` (a dotted name, so the permission `metrics.*` matches it) (`NodeService.start`): every instance answers a scrape.
+#: `metrics` subscribes in `metrics.<instance id>` (`NodeService.start`), so every instance answers a scrape;
+#: dotted, because a permission's `*` matches a whole token only (`metrics.*`).
 METRICS_QUEUE_PREFIX: Final = "metrics."
 #: The role with full rights: the `qt` CLI, the seed, smoke and tests.
 OPS_ROLE: Final = "ops"

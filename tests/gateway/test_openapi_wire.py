@@ -37,7 +37,8 @@ async def test_enforced_values_are_documented(document: dict[str, Any]) -> None:
 async def test_money_in_market_and_instrument_views_is_a_decimal_string(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
 
-    for view, field in (("InstrumentView", "tick"), ("TapeTrade", "price"), ("Fill", "price"), ("SagaView", "filled")):
+    for view, field in (("InstrumentView", "tick"), ("TapeTrade", "price"), ("ClientFill", "price"),
+                        ("ClientFill", "fee"), ("ClientSagaView", "filled"), ("ClientSagaView", "fee")):
         assert schemas[view]["properties"][field]["type"] == "string", (view, field)
 
 
