@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     FENCED = "fenced"  # a stale owner (older lease token) tried to act
     UNAVAILABLE = "unavailable"  # dependency down, breaker open, shutting down
     TIMEOUT = "timeout"
+    COMPENSATION_FAILED = "compensation_failed"  # a saga could not be fully undone: parked `failed` for an operator
     INTERNAL = "internal"
 
 
@@ -67,6 +68,7 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.FENCED: 409,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
+    ErrorCode.COMPENSATION_FAILED: 500,
     ErrorCode.INTERNAL: 500,
 }
 

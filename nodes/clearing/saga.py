@@ -23,7 +23,7 @@ from contracts.errors import BUSINESS_CODES, ErrorCode
 #: Steps that are one call: refused means nothing happened.
 ATOMIC_STEPS = frozenset({"reserve_funds", "submit_order"})
 #: The error a saga ends with when one of its compensations could not be applied.
-COMPENSATION_FAILED = "compensation_failed"
+COMPENSATION_FAILED = ErrorCode.COMPENSATION_FAILED.value
 
 
 @dataclass(frozen=True)

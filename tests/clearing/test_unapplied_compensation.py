@@ -3,7 +3,10 @@ operator, but the compensations after it still run: the order's rest is cancelle
 
 from __future__ import annotations
 
-from tests.clearing.platform import Platform, balances, clearing, wallet
+import pytest
+
+from contracts.errors import QtError
+from tests.clearing.platform import Platform, balances, clearing, place, wallet
 from tests.clearing.test_crash_recovery import FEE, QUOTE, doomed, two_sided, wait_final
 
 
@@ -17,8 +20,9 @@ async def test_a_bust_that_cannot_apply_still_cancels_the_rest_and_releases_the_
     await fresh.start("clearing", instance="-crashy", QT_CRASH_AT="settle")
     # BUY 3 takes the 2 resting and rests 1 @ 415.00; clearing dies right after settle, before the
     # injected failure unwinds it
-    await doomed(fresh, len(fresh.procs) - 1, saga_id="spent", account=taker, instrument="MSFT", side="BUY",
-                 price="415.00", qty="3.0000", inject_failure_step="after:settle")
+    order_body = {"saga_id": "spent", "account": taker, "instrument": "MSFT", "side": "BUY", "price": "415.00",
+                  "qty": "3.0000", "inject_failure_step": "after:settle"}
+    await doomed(fresh, len(fresh.procs) - 1, **order_body)
     await wallet(nc, "withdraw", account=maker, asset="USD", amount=QUOTE - FEE, op_id=f"{maker}:spend")
 
     await fresh.start("clearing", instance="-after")
@@ -26,6 +30,9 @@ async def test_a_bust_that_cannot_apply_still_cancels_the_rest_and_releases_the_
 
     assert saga["status"] == "failed" and saga["error"]["code"] == "compensation_failed", saga
     assert saga["error"]["step"] == "reverse_fills"
+    with pytest.raises(QtError) as refused:  # a retry of the order answers what happened, by its own code
+        await place(nc, **order_body)
+    assert refused.value.code == "compensation_failed", refused.value
     assert [(c["name"], c["status"]) for c in saga["compensations"]] == [
         ("unsettle", "done"), ("reverse_fills", "failed"), ("cancel_order", "done"), ("release_hold", "done")]
     # the trade stands (its bust could not charge the maker back); nothing else is held or resting
