@@ -292,8 +292,8 @@ async def test_injected_failure_shows_compensated_in_the_timeline(console: Conso
         "() => [...document.querySelectorAll('#timeline tr.compensation')].map(r => r.dataset.step)")
     assert "release_hold" in steps, steps
     await console.page.select_option("#saga-status", "compensated")
-    await console.until("a => [...document.querySelectorAll('#saga-list tbody tr')].some(r => r.textContent.includes(a))",
-                        account)
+    await console.until(
+        "a => [...document.querySelectorAll('#saga-list tbody tr')].some(r => r.textContent.includes(a))", account)
     await console.shot("sagas")
 
 
