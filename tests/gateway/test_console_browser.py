@@ -216,6 +216,19 @@ async def test_ladder_matches_http_book_and_resyncs_on_a_bad_checksum(console: C
     await console.shot("market-phone")
 
 
+async def test_without_a_token_the_market_page_polls_http(console: Console, venue: Venue) -> None:
+    _, maker = await venue.funded("anon")
+    await console.page.goto(f"{venue.url}/terminal")
+    await console.page.wait_for_selector("body[data-ready=true]", timeout=WAIT_MS)
+    assert await console.page.inner_text("#live") == "offline"
+    await console.page.select_option("#instrument", "NVDA")
+    await console.until("() => document.querySelector('#book-meta').textContent.endsWith('http')")
+    await venue.order(maker, instrument="NVDA", side="SELL", price="990.00", qty="1.0000")  # seen by the next poll
+    await console.until("() => [...document.querySelectorAll('#asks tr.ask')].some(r => r.dataset.price === '990.00')")
+    await console.page.click("#tab-trade")
+    assert await console.page.is_visible(".need-token")
+
+
 async def test_form_order_rests_in_the_book_then_trades_on_the_tape(console: Console, venue: Venue) -> None:
     account, token = await venue.funded("form")
     _, other = await venue.funded("cross")

@@ -31,7 +31,8 @@ async function main() {
   const signIn = () => {
     const who = claims();
     $("#whoami").textContent = who ? `${who.sub} · ${who.role}` : getToken() ? "unreadable token" : "not signed in";
-    document.body.dataset.role = who?.role || "";
+    if (who) document.body.dataset.role = who.role;
+    else delete document.body.dataset.role;
     feed.connect();
     trade.start();
   };

@@ -17,7 +17,7 @@ export class Sagas {
       const reply = await get("/v1/sagas", { status: $("#saga-status").value, limit: 100 });
       rows(tbody, reply.sagas.map((s) => el("tr", { dataset: { saga: s.saga_id } },
         el("td", {}, el("button", { type: "button", class: "link", title: s.saga_id,
-          "aria-label": `Show saga ${s.saga_id}`, onclick: () => this.show(s.saga_id) }, short(s.saga_id, 22))),
+          "aria-label": `Show saga ${s.saga_id}`, onclick: () => this.show(s.saga_id) }, short(s.saga_id, 14))),
         el("td", {}, s.account), el("td", {}, s.instrument), el("td", { class: s.side === "BUY" ? "up" : "down" },
           s.side), el("td", {}, s.qty), el("td", { class: `st-${s.status}` }, s.status),
         el("td", {}, s.order_status ?? ""))), "no sagas");
