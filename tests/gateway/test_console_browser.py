@@ -212,7 +212,8 @@ async def test_ladder_matches_http_book_and_resyncs_on_a_bad_checksum(console: C
     await console.until("() => document.querySelector('#resynced').dataset.reason === 'checksum'")
     await console.ladder_at(book)
     assert await console.ladder() == (book["bids"], book["asks"])
-    await console.page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    await console.page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    await console.until("() => document.documentElement.scrollWidth <= 390")  # once the chart has re-laid out
     await console.shot("market-phone")
 
 
@@ -227,6 +228,15 @@ async def test_without_a_token_the_market_page_polls_http(console: Console, venu
     await console.until("() => [...document.querySelectorAll('#asks tr.ask')].some(r => r.dataset.price === '990.00')")
     await console.page.click("#tab-trade")
     assert await console.page.is_visible(".need-token")
+
+    # Keyboard: every control has a label, and the arrow keys walk the tabs.
+    unlabelled = await console.page.evaluate("""() => [...document.querySelectorAll('input, select, button')]
+        .filter(e => !(e.labels?.length || e.getAttribute('aria-label') || e.textContent.trim())).map(e => e.id)""")
+    assert unlabelled == []
+    await console.page.focus("#tab-trade")
+    await console.page.keyboard.press("ArrowRight")
+    assert await console.page.evaluate("() => [location.hash, document.activeElement.id]") == ["#sagas", "tab-sagas"]
+    assert await console.page.is_visible("#page-sagas") and await console.page.is_hidden("#page-trade")
 
 
 async def test_form_order_rests_in_the_book_then_trades_on_the_tape(console: Console, venue: Venue) -> None:
@@ -266,7 +276,8 @@ async def test_form_order_rests_in_the_book_then_trades_on_the_tape(console: Con
     book = await venue.book("AAPL")
     await console.ladder_at(book)
     assert ["150.00", "2.0000"] in (await console.ladder())[0]
-    await console.until("() => document.querySelectorAll('#chart canvas').length > 0")
+    await console.until("() => window.qt.market.series.data().some(c => c.close === 150)")  # the live candle
+    await console.until("() => [...document.querySelectorAll('#ticker dd')][0]?.textContent === '150.00'")
     await console.shot("market")
 
 

@@ -49,6 +49,15 @@ async function main() {
     onShow[page]?.();
   };
   window.addEventListener("hashchange", show);
+  // Arrow keys move between tabs (the WAI-ARIA tabs pattern); Tab and Enter work as on any link.
+  $(".tabs").addEventListener("keydown", (e) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+    if (!step) return;
+    const at = PAGES.indexOf(location.hash.slice(1) || "market");
+    const next = PAGES[(at + step + PAGES.length) % PAGES.length];
+    location.hash = next;
+    $(`#tab-${next}`).focus();
+  });
   signIn();
   await market.select(instruments[0].instrument);
   show();

@@ -34,6 +34,9 @@ export class Sagas {
       const status = $("#saga-status-out");
       status.textContent = saga.status;
       status.className = `pill st-${saga.status}`;
+      status.title = saga.error ? `${saga.error.code}: ${saga.error.message}` : "";
+      $("#saga-error").textContent = saga.error ? `${saga.error.code} at ${saga.error.step ?? "?"}: ${saga.error.message}`
+        : "";
       const line = (kind) => (step) => el("tr", { class: kind, dataset: { step: step.name, status: step.status } },
         el("td", {}, kind), el("td", {}, step.name), el("td", { class: `st-${step.status}` }, step.status),
         el("td", { title: step.op_id }, short(step.op_id, 24)), el("td", {}, timeNs(step.started_ns)),
