@@ -15,6 +15,7 @@ export class Market {
     this.book = new L2Book();
     this.syncing = true; // until a snapshot arrives, updates are ignored
     this.resyncs = 0;
+    this.failures = 0; // resyncs in a row without a good update since
     this.tape = [];
     this.poll = null;
     const picker = $("#instrument");
@@ -98,9 +99,14 @@ export class Market {
       badge.hidden = false;
       badge.textContent = `resynced ×${this.resyncs} (${verdict})`;
       badge.dataset.reason = verdict;
-      this.feed.resubscribe(`book.${this.symbol}`);
+      // Back off when resyncs follow each other (a persistent fault must not flood the socket).
+      const symbol = this.symbol;
+      const delay = this.failures ? Math.min(250 * 2 ** (this.failures - 1), 5000) : 0;
+      this.failures += 1;
+      setTimeout(() => { if (symbol === this.symbol) this.feed.resubscribe(`book.${symbol}`); }, delay);
       return;
     }
+    if (frame.type === "update") this.failures = 0;
     const [bids, asks] = this.book.levels(DEPTH);
     this.renderLadder(bids, asks, `seq ${this.book.seq} · crc ${frame.checksum} ✓`);
   }
