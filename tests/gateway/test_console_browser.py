@@ -315,9 +315,12 @@ async def test_injected_failure_shows_compensated_in_the_timeline(console: Conso
     steps = await console.page.evaluate(
         "() => [...document.querySelectorAll('#timeline tr.compensation')].map(r => r.dataset.step)")
     assert "release_hold" in steps, steps
+    saga_id = await console.page.inner_text("#saga-id")
     await console.page.select_option("#saga-status", "compensated")
-    await console.until(
-        "a => [...document.querySelectorAll('#saga-list tbody tr')].some(r => r.textContent.includes(a))", account)
+    await console.until("id => document.querySelector('#saga-list tbody tr')?.dataset.saga === id", saga_id)
+    statuses = await console.page.evaluate(
+        "() => [...document.querySelectorAll('#saga-list tbody tr td:nth-child(6)')].map(c => c.textContent)")
+    assert set(statuses) == {"compensated"}, statuses
     await console.shot("sagas")
 
 
@@ -332,7 +335,13 @@ async def test_rebuild_reports_identical_and_services_list_every_node(console: C
     text = await console.until("() => document.querySelector('#wallet-result.ok')?.textContent")
     assert text.startswith("identical"), text
     await console.page.click("#w-verify")
-    text = await console.until("() => document.querySelector('#wallet-result.ok')?.textContent.startsWith('chain ok')")
+    await console.until("() => document.querySelector('#wallet-result.ok')?.textContent.startsWith('chain ok')")
+    await console.page.click("#w-rebuild-all")
+    await console.until("() => document.querySelector('#wallet-result.ok')?.textContent.startsWith('identical')")
+    await console.page.click("#w-verify-all")
+    await console.until("() => document.querySelector('#wallet-result.ok')?.textContent.startsWith('all chains ok')")
+    await console.page.click("#w-rebuild")
+    await console.until("() => document.querySelector('#wallet-result.ok')?.textContent.startsWith('identical')")
     await console.shot("wallet")
 
     await console.page.click("#tab-services")

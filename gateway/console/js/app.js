@@ -18,7 +18,8 @@ async function main() {
   const sagas = new Sagas(instruments);
   const wallet = new Wallet();
   const services = new Services();
-  const onShow = { trade: () => trade.start(), sagas: () => sagas.load(), services: () => services.load() };
+  const onShow = { trade: () => trade.start(), sagas: () => sagas.load(), wallet: () => wallet.start(),
+    services: () => services.load() };
   window.qt = { feed, market, trade, sagas, wallet, services }; // for the browser tests and the devtools console
 
   feed.addEventListener("status", (e) => {

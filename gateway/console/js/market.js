@@ -132,14 +132,19 @@ export class Market {
   }
 
   onTrade(trade) {
-    if (trade.kind && trade.kind !== "trade") return;
+    if (trade.kind === "bust") { // a failed saga reversed it: the tape strikes it through
+      for (const t of this.tape) if (t.trade_id === trade.trade_id) t.busted = true;
+      this.renderTape();
+      return;
+    }
     this.tape.unshift(trade);
     this.tape.length = Math.min(this.tape.length, TAPE);
     this.renderTape();
   }
 
   renderTape() {
-    rows($("#tape tbody"), this.tape.map((t) => el("tr", { class: t.taker_side === "BUY" ? "bid" : "ask",
+    rows($("#tape tbody"), this.tape.map((t) => el("tr", { class: `${t.taker_side === "BUY" ? "bid" : "ask"}${
+      t.busted ? " busted" : ""}`,
       dataset: { trade: t.trade_id } }, el("td", {}, time(t.ts)), el("td", {}, t.price), el("td", {}, t.qty),
     el("td", {}, t.taker_side))), "no trades yet");
   }

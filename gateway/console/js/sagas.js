@@ -8,19 +8,25 @@ export class Sagas {
     $("#i-instrument").replaceChildren(...instruments.map((i) => el("option", { value: i.instrument }, i.instrument)));
     $("#saga-status").addEventListener("change", () => this.load());
     $("#saga-refresh").addEventListener("click", () => this.load());
+    $("#saga-more").addEventListener("click", () => this.load(this.cursor));
+    this.cursor = null;
     $("#inject-form").addEventListener("submit", (e) => { e.preventDefault(); this.inject(); });
   }
 
-  async load() {
+  /** The first page (or, with the previous page's `next_cursor`, the next one appended). */
+  async load(cursor = null) {
     const tbody = $("#saga-list tbody");
     try {
-      const reply = await get("/v1/sagas", { status: $("#saga-status").value, limit: 100 });
-      rows(tbody, reply.sagas.map((s) => el("tr", { dataset: { saga: s.saga_id } },
+      const reply = await get("/v1/sagas", { status: $("#saga-status").value, limit: 100, cursor });
+      this.cursor = reply.next_cursor;
+      $("#saga-more").hidden = !reply.next_cursor;
+      const kept = cursor ? [...tbody.querySelectorAll("tr[data-saga]")] : [];
+      rows(tbody, [...kept, ...reply.sagas.map((s) => el("tr", { dataset: { saga: s.saga_id } },
         el("td", {}, el("button", { type: "button", class: "link", title: s.saga_id,
           "aria-label": `Show saga ${s.saga_id}`, onclick: () => this.show(s.saga_id) }, short(s.saga_id, 14))),
         el("td", {}, s.account), el("td", {}, s.instrument), el("td", { class: s.side === "BUY" ? "up" : "down" },
           s.side), el("td", {}, s.qty), el("td", { class: `st-${s.status}` }, s.status),
-        el("td", {}, s.order_status ?? ""))), "no sagas");
+        el("td", {}, s.order_status ?? "")))], "no sagas");
     } catch (err) {
       rows(tbody, [], describe(err));
     }

@@ -1,5 +1,5 @@
 // Wallet page (ops): one account's balances and hash-chained events, Rebuild and Verify.
-import { get, post } from "./api.js";
+import { claims, get, post } from "./api.js";
 import { $, el, rows, short } from "./dom.js";
 import { describe } from "./trade.js";
 
@@ -8,6 +8,35 @@ export class Wallet {
     $("#wallet-form").addEventListener("submit", (e) => { e.preventDefault(); this.load(); });
     $("#w-rebuild").addEventListener("click", () => this.rebuild());
     $("#w-verify").addEventListener("click", () => this.verify());
+    $("#w-verify-all").addEventListener("click", () => this.verifyAll());
+    $("#w-rebuild-all").addEventListener("click", () => this.rebuildAll());
+  }
+
+  /** A trader's page opens on its own account. */
+  start() {
+    if (!$("#w-account").value) $("#w-account").value = claims()?.sub || "";
+  }
+
+  async verifyAll() {
+    this.say("verifying every account…", "");
+    try {
+      const r = await get("/v1/ops/verify");
+      this.say(r.ok ? `all chains ok · ${r.events_checked} events, ${r.snapshots_checked} snapshots checked`
+        : `chain broken at ${JSON.stringify(r.first_bad)}`, r.ok ? "ok" : "err");
+    } catch (err) {
+      this.say(describe(err), "err");
+    }
+  }
+
+  async rebuildAll() {
+    this.say("rebuilding every account from the event log…", "");
+    try {
+      const r = await post("/v1/ops/rebuild", {});
+      this.say(r.identical ? `identical · ${r.accounts} accounts, ${r.events_replayed} events replayed`
+        : `drift · ${r.mismatches.map((m) => JSON.stringify(m)).join("; ")}`, r.identical ? "ok" : "err");
+    } catch (err) {
+      this.say(describe(err), "err");
+    }
   }
 
   get account() {
