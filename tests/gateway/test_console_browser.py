@@ -317,10 +317,11 @@ async def test_injected_failure_shows_compensated_in_the_timeline(console: Conso
     assert "release_hold" in steps, steps
     saga_id = await console.page.inner_text("#saga-id")
     await console.page.select_option("#saga-status", "compensated")
-    await console.until("id => document.querySelector('#saga-list tbody tr')?.dataset.saga === id", saga_id)
-    statuses = await console.page.evaluate(
-        "() => [...document.querySelectorAll('#saga-list tbody tr td:nth-child(6)')].map(c => c.textContent)")
-    assert set(statuses) == {"compensated"}, statuses
+    # Newest first, and only the status asked for.
+    await console.until("""id => {
+        const rows = [...document.querySelectorAll('#saga-list tbody tr')];
+        return rows[0]?.dataset.saga === id && rows.every(r => r.cells[5]?.textContent === 'compensated');
+    }""", saga_id)
     await console.shot("sagas")
 
 

@@ -16,8 +16,10 @@ export class Sagas {
   /** The first page (or, with the previous page's `next_cursor`, the next one appended). */
   async load(cursor = null) {
     const tbody = $("#saga-list tbody");
+    const ask = (this.asked = (this.asked || 0) + 1);
     try {
       const reply = await get("/v1/sagas", { status: $("#saga-status").value, limit: 100, cursor });
+      if (ask !== this.asked) return; // a newer request (another filter) owns the table now
       this.cursor = reply.next_cursor;
       $("#saga-more").hidden = !reply.next_cursor;
       const kept = cursor ? [...tbody.querySelectorAll("tr[data-saga]")] : [];
@@ -35,8 +37,10 @@ export class Sagas {
   async show(sagaId) {
     const tbody = $("#timeline tbody");
     $("#saga-id").textContent = sagaId;
+    const ask = (this.shown = (this.shown || 0) + 1);
     try {
       const saga = await get(`/v1/sagas/${encodeURIComponent(sagaId)}`);
+      if (ask !== this.shown) return; // another saga was asked for since
       const status = $("#saga-status-out");
       status.textContent = saga.status;
       status.className = `pill st-${saga.status}`;

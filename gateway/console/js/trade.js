@@ -12,6 +12,7 @@ export class Trade {
     $("#o-type").addEventListener("change", () => this._typeChanged());
     $("#order-form").addEventListener("submit", (e) => { e.preventDefault(); this.place(); });
     this.pending = {};
+    this.asked = { balances: 0, orders: 0 }; // request counters: only the latest reply is shown
   }
 
   get account() {
@@ -39,8 +40,10 @@ export class Trade {
   }
 
   async loadBalances() {
+    const ask = (this.asked.balances += 1);
     try {
       const reply = await get(`/v1/accounts/${encodeURIComponent(this.account)}/balances`);
+      if (ask !== this.asked.balances) return; // a newer reply wins, whichever lands first
       rows($("#balances tbody"), Object.entries(reply.balances).sort().map(([asset, b]) => el("tr",
         { dataset: { asset } }, el("td", {}, asset), el("td", { class: "avail" }, b.available),
         el("td", { class: "held" }, b.held))), "no balances");
@@ -51,8 +54,10 @@ export class Trade {
 
   async loadOrders() {
     let sagas;
+    const ask = (this.asked.orders += 1);
     try {
       sagas = (await get("/v1/orders", { limit: 100 })).sagas;
+      if (ask !== this.asked.orders) return;
     } catch (err) {
       rows($("#open-orders tbody"), [], describe(err));
       return;
