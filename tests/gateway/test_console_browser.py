@@ -38,6 +38,11 @@ def playwright_api() -> Any:
     return async_api
 
 
+def usd(cents: int) -> str:
+    """A USD price as the API's decimal string (integer cents in, never a float)."""
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
 class Venue:
     """A running `qt up` (no demo seed: every order on the book is the test's own) and an HTTP client."""
 
@@ -278,6 +283,17 @@ async def test_form_order_rests_in_the_book_then_trades_on_the_tape(console: Con
     assert ["150.00", "2.0000"] in (await console.ladder())[0]
     await console.until("() => window.qt.market.series.data().some(c => c.close === 150)")  # the live candle
     await console.until("() => [...document.querySelectorAll('#ticker dd')][0]?.textContent === '150.00'")
+
+    # More live activity (a deeper book, trades both ways); the ladder follows it level for level.
+    for i in range(6):
+        await venue.order(other, instrument="AAPL", side="SELL", price=usd(15050 + 10 * i), qty=f"{i + 1}.0000")
+        await venue.order(token, instrument="AAPL", side="BUY", price=usd(14990 - 10 * i), qty="1.5000")
+    await venue.order(token, instrument="AAPL", side="BUY", price="150.60", qty="2.5000", tif="IOC")
+    await venue.order(other, instrument="AAPL", side="SELL", price="149.80", qty="3.0000", tif="IOC")
+    book = await venue.book("AAPL")
+    await console.ladder_at(book)
+    assert await console.ladder() == (book["bids"], book["asks"])
+    await console.until("() => document.querySelectorAll('#tape tbody tr[data-trade]').length >= 4")
     await console.shot("market")
 
 

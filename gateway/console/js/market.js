@@ -76,8 +76,10 @@ export class Market {
 
   async loadCandles() {
     const reply = await get(`/v1/markets/${this.symbol}/candles`, { tf: this.tf, limit: 300 }).catch(() => null);
-    this.series.setData((reply?.candles || []).map(candle));
-    this.chart.timeScale().fitContent();
+    const data = (reply?.candles || []).map(candle);
+    this.series.setData(data);
+    if (data.length > 60) this.chart.timeScale().fitContent(); // a few bars keep their width, not the panel's
+    else this.chart.timeScale().scrollToRealTime();
   }
 
   onBook(frame) {
@@ -168,7 +170,7 @@ export class Market {
       autoSize: true,
       layout: { background: { color: "#0b0f14" }, textColor: "#8b98a5", fontFamily: "ui-monospace, monospace" },
       grid: { vertLines: { color: "#16202b" }, horzLines: { color: "#16202b" } },
-      timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#223" },
+      timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#223", rightOffset: 6, barSpacing: 12 },
       rightPriceScale: { borderColor: "#223" },
     });
     this.series = this.chart.addCandlestickSeries({ upColor: "#1fd67a", downColor: "#ff4d5e", borderVisible: false,
