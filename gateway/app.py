@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware import Middleware
+from starlette.responses import RedirectResponse
+from starlette.staticfiles import StaticFiles
 
 from contracts.rpc import call
 from contracts.subjects import matching_subject
@@ -35,6 +38,9 @@ from gateway.ws_hub import Hub
 VERSION = "0.1.0"
 #: Where `/docs` loads Swagger UI's assets from (served by the gateway itself).
 DOCS_ASSETS = "/docs/assets"
+#: The operator and trader console: static HTML/CSS/ES modules in the package, served at `/terminal/`.
+CONSOLE_DIR = Path(__file__).parent / "console"
+CONSOLE_URL = "/terminal/"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -83,9 +89,21 @@ def create_app(settings: Settings) -> FastAPI:
 
     caps = Caps(per_account=settings.ws_max_per_account, per_ip=settings.ws_max_per_ip)
     app.add_api_websocket_route("/v1/ws", ws_endpoint(hub_of, verifier.verify, caps))
+    _mount_console(app)
     problems.install(app)
     openapi.install(app)
     return app
+
+
+def _mount_console(app: FastAPI) -> None:
+    """`/terminal/` serves the console (it speaks only the public /v1 API); `/` and `/terminal` lead there."""
+
+    async def to_console() -> RedirectResponse:
+        return RedirectResponse(CONSOLE_URL)
+
+    app.add_api_route("/", to_console, include_in_schema=False)
+    app.add_api_route("/terminal", to_console, include_in_schema=False)
+    app.mount(CONSOLE_URL.rstrip("/"), StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
 
 
 async def book_snapshot(bridge: NatsBridge, symbol: str) -> dict[str, Any]:
