@@ -188,6 +188,8 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
             *_call(MARKETDATA_SERVICE, "ticker", "candles", "trades", "metrics", "dlq_replay"),
             "$SRV.PING.*", "$SRV.INFO", "$SRV.STATS",
             *_bucket(IDEMPOTENCY_BUCKET), *_read(DLQ_STREAM),
+            # GET /v1/ops/streams (read-only): stream and consumer listings, lease values
+            f"{JS_API}.STREAM.LIST", f"{JS_API}.CONSUMER.LIST.*", *_read(f"KV_{LEASES_BUCKET}"),
         ),
         subscribe=("md.book.*", "md.trades.*", "md.candles.*.*", "md.ticker.*", "exec.>", f"{WALLET_EVENTS_PREFIX}.>"),
         serves=False,

@@ -8,6 +8,7 @@ import typer
 
 from contracts.errors import QtError
 from contracts.rpc import discover
+from contracts.streams import jetstream_overview
 from tooling import render
 from tooling.bench.cli import app as bench_app
 from tooling.book_cli import book as book_command
@@ -20,7 +21,6 @@ from tooling.ops import (
     Target,
     err,
     fail,
-    jetstream_view,
     out,
     run,
     target,
@@ -111,8 +111,8 @@ def services(
 
 @app.command()
 def streams(ctx: typer.Context, nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
-    """Every JetStream stream with its consumers, and the KV buckets."""
-    view = run(target(ctx, nats_url, data_dir), jetstream_view)
+    """Every JetStream stream with its consumers (pending = lag), the KV buckets and the leases."""
+    view = run(target(ctx, nats_url, data_dir), lambda nc: jetstream_overview(nc.jetstream()))
     for table in render.jetstream(view):
         out.print(table)
 

@@ -136,30 +136,3 @@ def breakers(instance: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if isinstance(data, dict) and isinstance(data.get("breakers"), dict):
             found.update(data["breakers"])
     return found
-
-
-@dataclass(frozen=True)
-class JetStreamView:
-    """What `qt streams` shows: streams with their consumers, and KV buckets."""
-
-    streams: list[tuple[Any, list[Any]]]
-    buckets: list[Any]
-
-
-KV_PREFIX = "KV_"
-
-
-async def jetstream_view(nc: Client) -> JetStreamView:
-    """Every stream (KV buckets apart) with its consumers, from the JetStream API."""
-    js = nc.jetstream()
-    infos = sorted(await js.streams_info(), key=lambda s: s.config.name or "")
-    streams: list[tuple[Any, list[Any]]] = []
-    buckets: list[Any] = []
-    for info in infos:
-        name = info.config.name or ""
-        if name.startswith(KV_PREFIX):  # a KV bucket is a stream underneath; shown as a bucket
-            buckets.append(info)
-            continue
-        consumers = sorted(await js.consumers_info(name), key=lambda c: c.name or "")
-        streams.append((info, consumers))
-    return JetStreamView(streams, buckets)

@@ -14,7 +14,8 @@ from contracts.instruments import instrument
 from contracts.matching import Fill, Side
 from contracts.money import format_amount
 from contracts.orders import fill_fees
-from tooling.ops import KV_PREFIX, JetStreamView, breakers
+from contracts.streams import StreamsReply
+from tooling.ops import breakers
 
 
 def _table(title: str, *columns: str, right: tuple[str, ...] = (), fold: tuple[str, ...] = ()) -> Table:
@@ -141,24 +142,25 @@ def _ttl(seconds: float | None) -> str:
     return f"{seconds:g}s"
 
 
-def jetstream(view: JetStreamView) -> list[Table]:
-    """Streams, their consumers, and the KV buckets."""
+def jetstream(view: StreamsReply) -> list[Table]:
+    """Streams, their consumers (pending = lag), the KV buckets and the leases held now."""
     streams = _table("streams", "stream", "subjects", "messages", "bytes", "first seq", "last seq",
                      right=("messages", "bytes", "first seq", "last seq"), fold=("subjects",))
     consumers = _table("consumers", "stream", "consumer", "pending", "ack pending", "redelivered",
                        right=("pending", "ack pending", "redelivered"))
-    for info, stream_consumers in view.streams:
-        state = info.state
-        streams.add_row(info.config.name, ", ".join(info.config.subjects or []), str(state.messages),
-                        str(state.bytes), str(state.first_seq), str(state.last_seq))
-        for consumer in stream_consumers:
-            consumers.add_row(info.config.name, consumer.name or "", str(consumer.num_pending or 0),
-                              str(consumer.num_ack_pending or 0), str(consumer.num_redelivered or 0))
+    for stream in view.streams:
+        streams.add_row(stream.name, ", ".join(stream.subjects), str(stream.messages), str(stream.bytes),
+                        str(stream.first_seq), str(stream.last_seq))
+        for consumer in stream.consumers:
+            consumers.add_row(stream.name, consumer.name, str(consumer.pending), str(consumer.ack_pending),
+                              str(consumer.redelivered))
     buckets = _table("kv buckets", "bucket", "values", "history", "ttl", right=("values", "history"))
-    for info in view.buckets:
-        buckets.add_row(info.config.name.removeprefix(KV_PREFIX), str(info.state.messages),
-                        str(info.config.max_msgs_per_subject), _ttl(info.config.max_age))
-    return [streams, consumers, buckets]
+    for bucket in view.buckets:
+        buckets.add_row(bucket.name, str(bucket.values), str(bucket.history), _ttl(bucket.ttl_s))
+    leases = _table("leases", "lease", "owner", "host", "pid", "token", right=("pid", "token"))
+    for lease in view.leases:
+        leases.add_row(lease.key, lease.owner, lease.host, str(lease.pid or "-"), str(lease.token))
+    return [streams, consumers, buckets, leases]
 
 
 def dlq(entries: list[DlqEntry]) -> Table:

@@ -11,6 +11,7 @@ from contracts.base import INT64_MAX
 from contracts.dlq import DlqList, DlqReplay, DlqReplayReply, dlq_replay_subject, list_parked, read_parked
 from contracts.errors import ErrorCode, QtError
 from contracts.gateway import EndpointView, ServiceInstance, ServicesReply
+from contracts.streams import StreamsReply, jetstream_overview
 from contracts.subjects import DLQ_SERVICE, wallet_subject
 from contracts.wallet import RebuildCommand, RebuildReply, VerifyCommand, VerifyReply
 from gateway.auth import ops
@@ -30,6 +31,14 @@ async def services(who: Ops, gw: Gw) -> Response:
     """Every micro service instance (`$SRV.INFO` + `$SRV.STATS`): endpoints, requests, errors, breaker states."""
     found = sorted((_instance(i) for i in await gw.bridge.discover()), key=lambda i: (i.name, i.id))
     return json_response(ServicesReply(services=found).model_dump())
+
+
+@router.get("/ops/streams", summary="Streams, consumer lag, buckets and leases (ops)",
+            **doc(reply=schema(StreamsReply)))
+async def streams(who: Ops, gw: Gw) -> Response:
+    """Every JetStream stream with its consumers (`pending` is the lag), the KV buckets, and who holds
+    each partition lease (with its fencing token)."""
+    return json_response((await jetstream_overview(gw.bridge.client().jetstream())).model_dump())
 
 
 @router.get("/ops/dlq", summary="Parked messages (ops)", **doc(reply=schema(DlqList)))

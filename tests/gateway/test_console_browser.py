@@ -367,4 +367,13 @@ async def test_rebuild_reports_identical_and_services_list_every_node(console: C
         return names.size >= 4 && [...names].sort();
     }""")
     assert {"clearing", "marketdata", "matching", "wallet"} <= set(names)
+    # streams with their consumers' lag and the leases held, as GET /v1/ops/streams reports them
+    shown = await console.until("""() => {
+        const consumers = [...document.querySelectorAll('#consumers tr[data-consumer]')]
+            .map(r => r.dataset.stream + '/' + r.dataset.consumer);
+        const leases = [...document.querySelectorAll('#leases tr[data-lease]')].map(r => r.dataset.lease);
+        return consumers.length && leases.length && {consumers, leases};
+    }""")
+    assert "EXEC/clearing-exec" in shown["consumers"]
+    assert "wallet.p0" in shown["leases"]
     await console.shot("services")

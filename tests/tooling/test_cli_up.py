@@ -57,7 +57,7 @@ def test_up_wallet_commands_restart_and_clean_stop(tmp_path: Path, platforms: li
     assert "wallet" in services.stdout and "wallet.deposit" in services.stdout
     streams = platform.qt("streams")
     assert streams.returncode == 0, streams.stderr
-    assert "WALLET" in streams.stdout and "leases" in streams.stdout
+    assert "WALLET" in streams.stdout and "leases" in streams.stdout and "wallet.p0" in streams.stdout
 
     old = nodes["wallet"]
     os.kill(old, signal.SIGKILL)

@@ -1,4 +1,5 @@
-// Services page (ops): every micro service instance with its endpoint stats and breakers; DLQ with replay.
+// Services page (ops): every micro service instance with its endpoint stats and breakers; streams with their
+// consumers' lag; leases; DLQ with replay.
 import { get, post } from "./api.js";
 import { $, el, rows, short, toast } from "./dom.js";
 import { describe } from "./trade.js";
@@ -12,7 +13,8 @@ export class Services {
     const out = $("#svc-result");
     out.textContent = "";
     try {
-      const [svc, dlq] = await Promise.all([get("/v1/services"), get("/v1/ops/dlq", { limit: 100 })]);
+      const [svc, dlq, js] = await Promise.all([get("/v1/services"), get("/v1/ops/dlq", { limit: 100 }),
+        get("/v1/ops/streams")]);
       const lines = [];
       const breakers = [];
       for (const s of svc.services) {
@@ -30,6 +32,20 @@ export class Services {
       }
       rows($("#services tbody"), lines, "no services answered");
       rows($("#breakers tbody"), breakers, "no breakers");
+      const consumers = [];
+      for (const st of js.streams) {
+        const list = st.consumers.length ? st.consumers : [null];
+        for (const c of list) {
+          consumers.push(el("tr", { dataset: { stream: st.name, consumer: c ? c.name : "" } }, el("td", {}, st.name),
+            el("td", {}, st.messages), el("td", {}, st.last_seq), el("td", {}, c ? c.name : "—"),
+            el("td", { class: c && c.pending ? "down" : "" }, c ? c.pending : ""), el("td", {}, c ? c.ack_pending : ""),
+            el("td", {}, c ? c.redelivered : "")));
+        }
+      }
+      rows($("#consumers tbody"), consumers, "no streams");
+      rows($("#leases tbody"), js.leases.map((l) => el("tr", { dataset: { lease: l.key } }, el("td", {}, l.key),
+        el("td", { title: l.owner }, short(l.owner, 8)), el("td", {}, l.host), el("td", {}, l.pid ?? ""),
+        el("td", {}, l.token))), "no leases held");
       $("#dlq-total").textContent = `${dlq.total} parked`;
       rows($("#dlq tbody"), dlq.entries.map((d) => el("tr", { dataset: { seq: d.seq } }, el("td", {}, d.seq),
         el("td", {}, d.time), el("td", {}, d.service), el("td", {}, `${d.origin_stream}#${d.origin_seq}`),
