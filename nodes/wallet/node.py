@@ -184,7 +184,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     node.register(service)
     relay_stop = asyncio.Event()
     writer_task = asyncio.create_task(node.writer.run(), name="writer")
-    relay_task = asyncio.create_task(OutboxRelay(js, node.writer).run(relay_stop), name="relay")
+    relay_task = asyncio.create_task(OutboxRelay(nc, node.writer).run(relay_stop), name="relay")
     lease_task = asyncio.create_task(lease.keep(), name="lease")
     await service.start()
     log.info("wallet serving", extra=kv(db=str(node.db_path), ledger=node.store.ledger_id,

@@ -398,7 +398,10 @@ class EventStore:
         return out
 
     def outbox_ack(self, upto_seq: int) -> int:
-        """Move the relay cursor to `upto_seq` (the stream has everything up to it); 1 if it moved."""
+        """Move the relay cursor to `upto_seq` (the stream has everything up to it); 1 if it moved.
+
+        Safe from the event loop: one int, which the writer thread saves with its next commit.
+        """
         if upto_seq <= self._relayed:
             return 0
         self._relayed = upto_seq
