@@ -45,6 +45,8 @@ class Writer:
         a store failure becomes that command's refusal, not the others'."""
         if self._closed:
             raise QtError(ErrorCode.UNAVAILABLE, "wallet writer is closed")
+        if not commands:
+            return []
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Outcome]] = []
         for command in commands:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 
+from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
+from contracts.wallet import WalletBatchReply
 from tests.conftest import InProcessWallet
 from tests.wallet.client import balance, event_count, new_account, wallet_call
 
 
-def _hold(account: str, amount: str, name: str) -> dict[str, object]:
+def _hold(account: str, amount: str, name: str) -> dict[str, dict[str, str]]:
     return {"hold": {"account": account, "asset": "USD", "amount": amount, "hold_id": f"{account}:{name}",
                      "op_id": f"{account}:{name}:h"}}
 
@@ -38,6 +40,7 @@ async def test_a_batch_applies_every_command_once_with_a_result_each_in_order(
     ])
 
     results = reply["results"]
+    assert WalletBatchReply.model_validate(reply, context={"wire": Wire.JSON}).results[0].ok is not None
     assert [r["ok"]["op_id"] for r in results] == [f"{buyer}:o1:h", f"{buyer}:o2:h", f"{buyer}:t1", f"{buyer}:o2:r"]
     assert all(r.get("error") is None and r["replayed"] is False for r in results)
     assert results[0]["ok"]["changes"][0]["held"] == "30.00"  # JSON wire: decimal strings
@@ -73,6 +76,21 @@ async def test_a_repeated_batch_replays_every_result_and_appends_nothing(
     assert second["results"][1]["error"] == first["results"][1]["error"]  # a recorded refusal replays too
     assert await event_count(nc, account) == 2
     assert await balance(nc, account) == ("40.00", "60.00")
+
+
+async def test_an_op_id_twice_in_one_batch_applies_once_and_a_reused_one_conflicts(
+    nc: Client, wallet: InProcessWallet
+) -> None:
+    account = await _funded(nc, "twice")
+    hold = _hold(account, "10.00", "a")
+    other = {"hold": {**hold["hold"], "amount": "20.00"}}
+
+    same, repeated, conflicting = (await wallet_call(nc, "batch", commands=[hold, hold, other]))["results"]
+
+    assert repeated == {**same, "replayed": True}
+    assert conflicting["error"]["code"] == ErrorCode.IDEMPOTENCY_CONFLICT
+    assert await balance(nc, account) == ("90.00", "10.00")
+    assert await event_count(nc, account) == 2
 
 
 @pytest.mark.parametrize("item", [
