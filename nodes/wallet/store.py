@@ -278,20 +278,31 @@ class EventStore:
             self._leg(scope, leg)
 
     def _open_hold(self, scope: _Scope, command: Hold) -> None:
-        if scope.cur.execute("SELECT 1 FROM holds WHERE hold_id=?", (command.hold_id,)).fetchone():
+        # The primary key refuses a taken hold_id: no lookup first (a third of a hold's SQL). The row
+        # goes in before the checks below, so a refusal after it deletes it again; the position is
+        # staged first, since loading it reads the open holds and must not see this one.
+        pos = self._stage(scope, (command.account, command.asset))
+        try:
+            scope.cur.execute(
+                "INSERT INTO holds(hold_id, account, asset, amount, remaining) VALUES (?,?,?,?,?)",
+                (command.hold_id, command.account, command.asset, command.amount, command.amount),
+            )
+        except sqlite3.IntegrityError as exc:
+            if "holds.hold_id" not in str(exc):
+                raise
             raise QtError(ErrorCode.HOLD_EXISTS, f"hold {command.hold_id!r} already exists",
-                          {"hold_id": command.hold_id})
-        if self._stage(scope, (command.account, command.asset)).version == 0 and not scope.cur.execute(
-            "SELECT 1 FROM balances WHERE account=? LIMIT 1", (command.account,)
-        ).fetchone():  # only an account's very first touch of an asset pays for this lookup
-            raise QtError(ErrorCode.UNKNOWN_ACCOUNT, f"unknown account {command.account!r}",
-                          {"account": command.account})
-        self._append(scope, command.account, command.asset, EventType.HELD, command.amount,
-                     command.hold_id)
-        scope.cur.execute(
-            "INSERT INTO holds(hold_id, account, asset, amount, remaining) VALUES (?,?,?,?,?)",
-            (command.hold_id, command.account, command.asset, command.amount, command.amount),
-        )
+                          {"hold_id": command.hold_id}) from None
+        try:
+            if pos.version == 0 and not scope.cur.execute(
+                "SELECT 1 FROM balances WHERE account=? LIMIT 1", (command.account,)
+            ).fetchone():  # only an account's very first touch of an asset pays for this lookup
+                raise QtError(ErrorCode.UNKNOWN_ACCOUNT, f"unknown account {command.account!r}",
+                              {"account": command.account})
+            self._append(scope, command.account, command.asset, EventType.HELD, command.amount,
+                         command.hold_id)
+        except QtError:
+            scope.cur.execute("DELETE FROM holds WHERE hold_id=?", (command.hold_id,))
+            raise
 
     def _leg(self, scope: _Scope, leg: Leg) -> None:
         if leg.kind in _UNHELD:

@@ -62,6 +62,39 @@ async def test_one_refused_command_refuses_only_itself(nc: Client, wallet: InPro
     assert await event_count(nc, account) == 3  # the deposit and two holds: the refusal appended nothing
 
 
+async def test_a_refused_hold_leaves_its_hold_id_free_and_a_taken_one_is_refused(
+    nc: Client, wallet: InProcessWallet
+) -> None:
+    account = await _funded(nc, "holdid")
+    refused, = (await wallet_call(nc, "batch", commands=[_hold(account, "500.00", "a")]))["results"]
+    assert refused["error"]["code"] == ErrorCode.INSUFFICIENT_FUNDS
+
+    retry = {"hold": {**_hold(account, "50.00", "a")["hold"], "op_id": f"{account}:a:retry"}}
+    taken = {"hold": {**_hold(account, "1.00", "a")["hold"], "op_id": f"{account}:a:again"}}
+    opened, again = (await wallet_call(nc, "batch", commands=[retry, taken]))["results"]
+
+    assert opened["ok"]["changes"][0]["held"] == "50.00"
+    assert again["error"]["code"] == ErrorCode.HOLD_EXISTS
+    assert await balance(nc, account) == ("50.00", "50.00")
+
+
+async def test_a_hold_on_a_position_read_back_from_disk_holds_exactly_its_amount(
+    nc: Client, wallet: InProcessWallet
+) -> None:
+    account = await _funded(nc, "reload")
+    await wallet_call(nc, "batch", commands=[_hold(account, "10.00", "a")])
+    await wallet.stop()
+    await wallet.start()  # the position cache is gone: the next command loads it from SQLite
+    await wallet_call(nc, "batch", commands=[_hold(account, "10.00", "b")])
+
+    release = {"account": account, "asset": "USD", "hold_id": f"{account}:b", "amount": "15.00",
+               "op_id": f"{account}:r"}
+    over, = (await wallet_call(nc, "batch", commands=[{"release": release}]))["results"]
+
+    assert over["error"]["code"] == ErrorCode.INSUFFICIENT_FUNDS  # hold b has 10.00, not 15.00
+    assert await balance(nc, account) == ("80.00", "20.00")
+
+
 async def test_a_repeated_batch_replays_every_result_and_appends_nothing(
     nc: Client, wallet: InProcessWallet
 ) -> None:
