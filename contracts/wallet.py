@@ -207,6 +207,56 @@ class MutationReply(Message):
     event_ids: list[str]
 
 
+#: The most commands one `wallet.batch` may carry (bounds one request's share of a group commit).
+MAX_BATCH_COMMANDS = 256
+
+
+class BatchItem(Message):
+    """One command of a `wallet.batch`: exactly one of `hold`, `release` or `settle`."""
+
+    hold: Hold | None = None
+    release: Release | None = None
+    settle: Settle | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BatchItem:
+        if (self.hold is not None) + (self.release is not None) + (self.settle is not None) != 1:
+            raise QtError(ErrorCode.VALIDATION, "a batch item carries exactly one of hold, release, settle")
+        return self
+
+    @property
+    def command(self) -> Hold | Release | Settle:
+        """The command this item carries."""
+        command = self.hold or self.release or self.settle
+        assert command is not None
+        return command
+
+
+class WalletBatch(Message):
+    """Several hold/release/settle commands applied in one group commit, each on its own op_id.
+
+    Not atomic across items: each succeeds or is refused alone (as if sent one by one), and every
+    result is durable before the reply. A malformed item refuses the whole request unapplied.
+    """
+
+    commands: Annotated[list[BatchItem], Field(min_length=1, max_length=MAX_BATCH_COMMANDS)]
+
+
+class BatchResult(Message):
+    """The outcome of one batch item, in request order: `ok` or `error` (`{code, message, detail}`)."""
+
+    ok: MutationReply | None = None
+    error: dict[str, Any] | None = None
+    replayed: bool = False
+    """The op_id had been applied before: this is the recorded answer (`Qt-Replayed` for a single call)."""
+
+
+class WalletBatchReply(Message):
+    """One result per command of a `WalletBatch`, in the same order."""
+
+    results: list[BatchResult]
+
+
 class BalanceReply(Message):
     """Every asset an account has touched: `{asset: {available, held}}`."""
 

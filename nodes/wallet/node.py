@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from contracts.wallet import (
     Settle,
     VerifyCommand,
     VerifyReply,
+    WalletBatch,
     Withdraw,
 )
 from nodes.runtime.config import NodeConfig, env_int
@@ -40,7 +42,7 @@ from nodes.runtime.tracing import inject
 from nodes.wallet.relay import OutboxRelay
 from nodes.wallet.replay import rebuild, verify
 from nodes.wallet.schema import open_db
-from nodes.wallet.store import Command, EventStore, event_from_row
+from nodes.wallet.store import Command, EventStore, Outcome, event_from_row
 from nodes.wallet.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class WalletNode:
             ("release", Release), ("debit", Debit), ("settle", Settle),
         ):
             service.route(name, model)(self.mutate)
+        service.route("batch", WalletBatch)(self.batch)
         service.route("balance", BalanceQuery)(self.balance)
         service.route("events", EventsQuery)(self.events)
         service.route("rebuild", RebuildCommand)(self.rebuild)
@@ -87,6 +90,12 @@ class WalletNode:
             raise outcome.error
         assert outcome.reply is not None
         return Reply(outcome.reply, headers)
+
+    async def batch(self, request: WalletBatch) -> BatchView:
+        """Many hold/release/settle commands in one message and one group commit; a result per command,
+        all durable before the reply (for callers such as clearing that have several commands waiting)."""
+        traceparent = inject().get("traceparent")
+        return BatchView(await self.writer.submit_many([item.command for item in request.commands], traceparent))
 
     async def balance(self, query: BalanceQuery) -> BalanceReply:
         """Every asset of the account, read from the committed projection."""
@@ -175,7 +184,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     node.register(service)
     relay_stop = asyncio.Event()
     writer_task = asyncio.create_task(node.writer.run(), name="writer")
-    relay_task = asyncio.create_task(OutboxRelay(js, node.writer).run(relay_stop), name="relay")
+    relay_task = asyncio.create_task(OutboxRelay(nc, node.writer).run(relay_stop), name="relay")
     lease_task = asyncio.create_task(lease.keep(), name="lease")
     await service.start()
     log.info("wallet serving", extra=kv(db=str(node.db_path), ledger=node.store.ledger_id,
@@ -205,7 +214,24 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     node.close()
 
 
-
 def db_path(data_dir: Path, partition: int = 0) -> Path:
     """Where partition `partition` keeps its SQLite file."""
     return data_dir / "wallet" / f"p{partition}.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchView:
+    """A `WalletBatchReply` rendered from the writer's outcomes without building a model per result."""
+
+    outcomes: list[Outcome]
+
+    def to_wire(self, wire: str) -> dict[str, Any]:
+        """`{"results": [{"ok": MutationReply, "replayed"} | {"error": {code, message, detail}}]}`."""
+        results: list[dict[str, Any]] = []
+        for outcome in self.outcomes:
+            if outcome.error is not None:
+                results.append({"error": outcome.error.to_body(), "replayed": outcome.replayed})
+            else:
+                assert outcome.reply is not None
+                results.append({"ok": outcome.reply.to_wire(wire), "replayed": outcome.replayed})
+        return {"results": results}

@@ -26,6 +26,8 @@ class Writer:
         self.store = store
         self.max_batch = max_batch
         self.committed = asyncio.Event()
+        self.commits = 0
+        """Transactions committed so far (one per batch): commands / commits is the group-commit factor."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="wallet-writer")
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._closed = False
@@ -37,6 +39,22 @@ class Writer:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((command, traceparent, future))
         return await future
+
+    async def submit_many(self, commands: list[Command], traceparent: str | None = None) -> list[Outcome]:
+        """Queue several commands at once (so they share a group commit) and wait until all are durable;
+        a store failure becomes that command's refusal, not the others'."""
+        if self._closed:
+            raise QtError(ErrorCode.UNAVAILABLE, "wallet writer is closed")
+        if not commands:
+            return []
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Outcome]] = []
+        for command in commands:
+            future: asyncio.Future[Outcome] = loop.create_future()
+            self._queue.put_nowait((command, traceparent, future))
+            futures.append(future)
+        await asyncio.wait(futures)
+        return [_outcome(future) for future in futures]
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         """Run `fn(*args)` on the writer thread, after every batch queued before it."""
@@ -65,6 +83,7 @@ class Writer:
                 else:  # one poisoned command must not fail its neighbours: commit each alone
                     await self._one_by_one(batch)
                 continue
+            self.commits += 1
             _resolve(batch, outcomes)
             self.committed.set()
 
@@ -75,6 +94,7 @@ class Writer:
             except Exception as exc:
                 _fail(item[2], exc)
                 continue
+            self.commits += 1
             _resolve([item], outcomes)
             self.committed.set()
 
@@ -92,6 +112,13 @@ def _resolve(batch: list[_Item], outcomes: list[Outcome]) -> None:
     for (_, _, future), outcome in zip(batch, outcomes, strict=True):
         if not future.done():
             future.set_result(outcome)
+
+
+def _outcome(future: asyncio.Future[Outcome]) -> Outcome:
+    exc = future.exception()
+    if exc is None:
+        return future.result()
+    return Outcome(None, exc if isinstance(exc, QtError) else QtError(ErrorCode.INTERNAL, "internal error"))
 
 
 def _fail(future: asyncio.Future[Outcome], exc: Exception) -> None:
