@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from contracts.base import Account, Message, MoneyMessage, OpId
+from contracts.base import Account, Message, MoneyMessage, OpId, dump
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import Instrument, instrument
@@ -226,6 +226,25 @@ class OrderResult(InstrumentMoney):
     reason: str | None = None
     fills: list[Fill] = Field(default_factory=list)
     journal_seq: int
+
+
+class OrderResultView:
+    """An engine's `OrderResult` body (integer units) rendered for a wire without validating it again.
+
+    The engine builds the body in exactly the contract's shape and field order, so msgpack sends it as
+    it is (the hot path: one per submit); JSON goes through `OrderResult` for its decimal strings.
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    def to_wire(self, wire: str) -> dict[str, Any]:
+        """The body as-is in msgpack, `OrderResult`'s decimal strings in JSON."""
+        if Wire(wire) is Wire.JSON:
+            return dump(OrderResult.model_validate(self.body), Wire.JSON)
+        return self.body
 
 
 class BookView(Message):

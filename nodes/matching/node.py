@@ -1,4 +1,5 @@
-"""The `matching` micro service: journal each command to ORDERS, answer once the engine applied it.
+"""The `matching` micro service: journal commands to ORDERS (many per message under load), answer
+each once the engine applied it.
 
 Endpoints first, then the per-instrument loop that applies the journal, then start/stop.
 """
@@ -28,7 +29,7 @@ from contracts.matching import (
     CancelOrder,
     InstrumentStatus,
     OrderQuery,
-    OrderResult,
+    OrderResultView,
     ReplaceOrder,
     StatusQuery,
     StatusReply,
@@ -47,6 +48,7 @@ from contracts.subjects import (
     orders_subject,
 )
 from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
+from nodes.matching.journal import JournalWriter
 from nodes.runtime.config import NodeConfig, env_int
 from nodes.runtime.connect import connect
 from nodes.runtime.lease import Lease, LeaseLost
@@ -54,7 +56,6 @@ from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
 from nodes.runtime.tails import until_consumer_lost
-from nodes.runtime.tracing import inject
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -76,7 +77,9 @@ class InstrumentRunner:
         self.last_snapshot_seq = 0
         self.exec_published_upto = 0
         self.feed_seq = 0
-        self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.writer = JournalWriter(js, orders_subject(spec.symbol))
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        """Journal sequence -> set once the engine has applied it (every command of a batch waits on one)."""
         # execution reports applied but not yet published: (journal seq, msg-id, body)
         self._pending: list[tuple[int, str, bytes]] = []
         self._wake = asyncio.Event()
@@ -111,22 +114,35 @@ class InstrumentRunner:
         log.info("engine loaded", extra=kv(instrument=self.spec.symbol, applied_seq=self.engine.applied_seq,
                                            exec_upto=self.exec_published_upto, journal_end=self.journal_end))
 
-    async def result(self, seq: int, key: str) -> dict[str, Any]:
-        """The result of journal entry `seq` (waits until the engine has applied it)."""
-        if self.engine.applied_seq >= seq:
-            found = self.engine.results.get(key)
-            if found is None:
-                raise QtError(ErrorCode.INTERNAL, f"result of {key} at {seq} is gone")
+    async def execute(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """Journal a command (batched with whatever else is waiting) and return its result once applied.
+
+        A command key the engine already applied is answered from its first result without journaling
+        it again (a client's retry, e.g. after the engine restarted mid-request).
+        """
+        found = self.engine.results.get(key)
+        if found is not None:
             return found
-        future = self._waiters.get(seq)
-        if future is None:
-            future = self._waiters[seq] = asyncio.get_running_loop().create_future()
-        return await future
+        seq = await self.writer.append(key, entry)
+        return await self.result(seq, key)
+
+    async def result(self, seq: int, key: str) -> dict[str, Any]:
+        """The result of command `key` journaled in entry `seq` (waits until the engine has applied it)."""
+        if self.engine.applied_seq < seq:
+            future = self._waiters.get(seq)
+            if future is None:
+                future = self._waiters[seq] = asyncio.get_running_loop().create_future()
+            await asyncio.shield(future)
+        found = self.engine.results.get(key)
+        if found is None:
+            raise QtError(ErrorCode.INTERNAL, f"result of {key} at {seq} is gone")
+        return found
 
     async def run(self) -> None:
         """Consume `orders.<instrument>` from after the snapshot, forever; publishing runs alongside."""
         tasks = {asyncio.create_task(self._apply_forever(), name=f"apply-{self.spec.symbol}"),
-                 asyncio.create_task(self._publish_forever(), name=f"exec-{self.spec.symbol}")}
+                 asyncio.create_task(self._publish_forever(), name=f"exec-{self.spec.symbol}"),
+                 asyncio.create_task(self.writer.run(), name=f"journal-{self.spec.symbol}")}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -191,15 +207,14 @@ class InstrumentRunner:
                                        pending_msgs_limit=-1, pending_bytes_limit=-1)
 
     def _apply(self, seq: int, data: bytes) -> None:
-        result, reports = self.engine.apply(seq, msgpack.unpackb(data, raw=False))
+        reports = self.engine.apply_entry(seq, msgpack.unpackb(data, raw=False))
         if seq > self.exec_published_upto:
-            self._pending.extend(
-                (seq, exec_msg_id(self.spec.symbol, seq, n), msgpack.packb(report))
-                for n, report in enumerate(reports)
-            )
-        future = self._waiters.pop(seq, None)
-        if future is not None and not future.done():
-            future.set_result(result)
+            symbol, pack = self.spec.symbol, msgpack.packb
+            self._pending.extend((seq, exec_msg_id(symbol, seq, n), pack(report)) for n, report in enumerate(reports))
+        if self._waiters:
+            future = self._waiters.pop(seq, None)
+            if future is not None and not future.done():
+                future.set_result(None)
 
     async def _publish_forever(self) -> None:
         """Publish what the engine reported, in batches, without holding up the engine."""
@@ -278,30 +293,30 @@ class MatchingNode:
         service.route("book", BookQuery)(self.book)
         service.route("status", StatusQuery)(self.status)
 
-    async def submit(self, command: SubmitOrder) -> OrderResult:
+    async def submit(self, command: SubmitOrder) -> OrderResultView:
         """Journal a new order; reply with its state and immediate fills once applied."""
         entry = {"op": NEW, **command.model_dump(mode="json")}
         return await self._journal(command.instrument, entry)
 
-    async def cancel(self, command: CancelOrder) -> OrderResult:
+    async def cancel(self, command: CancelOrder) -> OrderResultView:
         """Journal a cancel; cancelling a filled or cancelled order answers its final state."""
         instrument(command.instrument)
         entry = {"op": CANCEL, "order_id": command.order_id, "account": command.account}
         return await self._journal(command.instrument, entry)
 
-    async def replace(self, command: ReplaceOrder) -> OrderResult:
+    async def replace(self, command: ReplaceOrder) -> OrderResultView:
         """Journal a cancel-replace."""
         entry = {"op": REPLACE, "order_id": command.order_id, "account": command.account,
                  "price": command.price, "qty": command.qty}
         return await self._journal(command.instrument, entry)
 
-    async def order(self, query: OrderQuery) -> OrderResult:
+    async def order(self, query: OrderQuery) -> OrderResultView:
         """An order's current state with every fill so far."""
         runner = self._runner(query.instrument)
         record = runner.engine.orders.get(query.order_id)
         if record is None:
             raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {query.order_id!r}", {"order_id": query.order_id})
-        return OrderResult.model_validate(record.as_result(query.instrument, runner.engine.applied_seq))
+        return OrderResultView(record.as_result(query.instrument, runner.engine.applied_seq))
 
     async def book(self, query: BookQuery) -> BookView:
         """L2 depth with the journal sequence it reflects and its checksum."""
@@ -321,19 +336,15 @@ class MatchingNode:
             for r in runners
         ])
 
-    async def _journal(self, symbol: str, entry: dict[str, Any]) -> OrderResult:
+    async def _journal(self, symbol: str, entry: dict[str, Any]) -> OrderResultView:
         runner = self._runner(symbol)
-        key = command_key(entry)
-        headers = inject({"Nats-Msg-Id": key})
-        ack = await self.js.publish(orders_subject(symbol), msgpack.packb(entry), headers=headers,
-                                    stream=ORDERS_STREAM)
-        result = await runner.result(ack.seq, key)
-        if result["status"] == "rejected":
+        result = await runner.execute(command_key(entry), entry)
+        if result["status"] == "rejected":  # only this command: the others of its batch stand
             reason = result["reason"] or "rejected"
             raise QtError(_REJECT_CODES.get(reason, ErrorCode.VALIDATION),
                           f"order {entry['order_id']} rejected: {reason}",
                           {"order_id": entry["order_id"], "reason": reason})
-        return OrderResult.model_validate(result)
+        return OrderResultView(result)
 
     def _runner(self, symbol: str) -> InstrumentRunner:
         instrument(symbol)
