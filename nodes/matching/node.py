@@ -295,7 +295,8 @@ class MatchingNode:
 
     async def submit(self, command: SubmitOrder) -> OrderResultView:
         """Journal a new order; reply with its state and immediate fills once applied."""
-        entry = {"op": NEW, **command.model_dump(mode="json")}
+        # the validated fields as they are (str enums pack as strings): a model_dump per order cost ~10 µs
+        entry = {"op": NEW, **vars(command)}
         return await self._journal(command.instrument, entry)
 
     async def cancel(self, command: CancelOrder) -> OrderResultView:
