@@ -280,6 +280,8 @@ class InstrumentStatus(Message):
     """Execution reports are in EXEC up to this journal sequence (trails `applied_seq` briefly)."""
     resting_orders: int
     last_snapshot_seq: int
+    applied_commands: int = 0
+    """Distinct commands applied: a batch entry holds many, so this exceeds `applied_seq`'s entry count."""
 
 
 class StatusReply(Message):

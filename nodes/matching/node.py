@@ -333,7 +333,7 @@ class MatchingNode:
             InstrumentStatus(instrument=r.spec.symbol, owner=self.owner, lease_token=r.lease.token,
                              applied_seq=r.engine.applied_seq, exec_published_seq=r.exec_published_upto,
                              resting_orders=len(r.engine.book),
-                             last_snapshot_seq=r.last_snapshot_seq)
+                             last_snapshot_seq=r.last_snapshot_seq, applied_commands=len(r.engine.results))
             for r in runners
         ])
 
