@@ -49,6 +49,7 @@ from contracts.subjects import (
 )
 from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
 from nodes.matching.journal import JournalWriter
+from nodes.matching.pipeline import PipelinedPublisher
 from nodes.runtime.config import NodeConfig, env_int
 from nodes.runtime.connect import connect
 from nodes.runtime.lease import Lease, LeaseLost
@@ -62,6 +63,8 @@ VERSION = "0.1.0"
 #: How often an idle journal tail asks the server whether its consumer still exists.
 CONSUMER_CHECK_S = 2.0
 _REJECT_CODES = {code.value: code for code in ErrorCode}
+#: Most execution reports sent before their acks are awaited (bounds what one failure re-sends).
+EXEC_BATCH = 2000
 
 
 class InstrumentRunner:
@@ -82,6 +85,7 @@ class InstrumentRunner:
         """Journal sequence -> set once the engine has applied it (every command of a batch waits on one)."""
         # execution reports applied but not yet published: (journal seq, msg-id, body)
         self._pending: list[tuple[int, str, bytes]] = []
+        self.publisher = PipelinedPublisher(nc)
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
         self.journal_end = 0
@@ -240,15 +244,12 @@ class InstrumentRunner:
             raise LeaseLost(self.lease.key)
         async with self._flushing:
             while self._pending:
-                batch, self._pending = self._pending, []
+                batch, self._pending = self._pending[:EXEC_BATCH], self._pending[EXEC_BATCH:]
                 subject = exec_subject(self.spec.symbol)
                 token = str(self.lease.token)
-                futures = [
-                    await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id, FENCE_HEADER: token})
-                    for _seq, msg_id, body in batch
-                ]
                 try:
-                    await asyncio.gather(*futures)
+                    await self.publisher.publish(subject, [
+                        (body, {"Nats-Msg-Id": msg_id, FENCE_HEADER: token}) for _seq, msg_id, body in batch])
                 except BaseException:
                     self._pending[:0] = batch  # republished with the same msg-ids: the stream dedups
                     raise
