@@ -363,6 +363,23 @@ async def _all_current(runners: Iterable[InstrumentRunner]) -> None:
         await runner.current.wait()
 
 
+async def _wind_down(engines: set[asyncio.Task[None]], keepers: set[asyncio.Task[None]],
+                     runners: dict[str, InstrumentRunner], leases: dict[str, Lease], lost: bool) -> None:
+    """Stop the engines; unless fenced out, publish what they reported, snapshot and release the leases."""
+    for task in engines:
+        task.cancel()
+    if not lost:  # a fenced-out owner must not write: its snapshot could be older than the new owner's
+        # the leases keep renewing meanwhile: a big book's snapshot can outlast a renewal interval
+        for runner in runners.values():
+            await runner.flush()
+            await runner.save_snapshot()
+    for task in keepers:
+        task.cancel()
+    if not lost:
+        for lease in leases.values():
+            await lease.release()
+
+
 async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     """Own every instrument's lease (standing by until then), replay, serve until `stop`."""
     nc = await connect(config, name=f"{MATCHING_SERVICE}-{os.getpid()}")
@@ -393,8 +410,9 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     service = NodeService(nc, name=MATCHING_SERVICE, version=VERSION, metrics=NodeMetrics(MATCHING_SERVICE),
                           description="price-time matching: journal to ORDERS, results to EXEC")
     node.register(service)
-    tasks = {asyncio.create_task(r.run(), name=f"engine-{s}") for s, r in runners.items()}
-    tasks |= {asyncio.create_task(lease.keep(), name=f"lease-{s}") for s, lease in leases.items()}
+    engines = {asyncio.create_task(r.run(), name=f"engine-{s}") for s, r in runners.items()}
+    keepers = {asyncio.create_task(lease.keep(), name=f"lease-{s}") for s, lease in leases.items()}
+    tasks = engines | keepers
     stop_task = asyncio.create_task(stop.wait())
     # Register (PING, `book`, `order`, submit) only once every book is current: a node answering
     # mid-replay would show a partial book and `unknown_order` for orders it has not replayed yet.
@@ -411,14 +429,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
         if task is not stop_task and task.exception():
             log.error("matching stopping", extra=kv(task=task.get_name(), reason=repr(task.exception())))
     await service.stop()
-    for task in tasks:
-        task.cancel()
-    if not lost:  # a fenced-out owner must not write: its snapshot could be older than the new owner's
-        for runner in runners.values():
-            await runner.flush()
-            await runner.save_snapshot()
-        for lease in leases.values():
-            await lease.release()
+    await _wind_down(engines, keepers, runners, leases, lost)
     stop_task.cancel()
     if lost:  # fenced out: leave at once, nothing of ours is worth flushing any more
         await nc.close()
