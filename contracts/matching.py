@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from contracts.base import Account, Message, MoneyMessage, OpId
+from contracts.base import Account, Message, MoneyMessage, OpId, dump
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import Instrument, instrument
@@ -228,6 +228,25 @@ class OrderResult(InstrumentMoney):
     journal_seq: int
 
 
+class OrderResultView:
+    """An engine's `OrderResult` body (integer units) rendered for a wire without validating it again.
+
+    The engine builds the body in exactly the contract's shape and field order, so msgpack sends it as
+    it is (the hot path: one per submit); JSON goes through `OrderResult` for its decimal strings.
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    def to_wire(self, wire: str) -> dict[str, Any]:
+        """The body as-is in msgpack, `OrderResult`'s decimal strings in JSON."""
+        if Wire(wire) is Wire.JSON:
+            return dump(OrderResult.model_validate(self.body), Wire.JSON)
+        return self.body
+
+
 class BookView(Message):
     """L2 depth: `bids`/`asks` best first as `[price, qty]` pairs, with sequence and checksum."""
 
@@ -261,6 +280,8 @@ class InstrumentStatus(Message):
     """Execution reports are in EXEC up to this journal sequence (trails `applied_seq` briefly)."""
     resting_orders: int
     last_snapshot_seq: int
+    applied_commands: int = 0
+    """Distinct commands applied: a batch entry holds many, so this exceeds `applied_seq`'s entry count."""
 
 
 class StatusReply(Message):

@@ -18,6 +18,8 @@ from nodes.matching.book import Book
 NEW: Final = "new"
 CANCEL: Final = "cancel"
 REPLACE: Final = "replace"
+#: A journal entry holding many commands (`{"op": "batch", "commands": [...]}`): one append, one fsync.
+BATCH: Final = "batch"
 
 
 @dataclass(slots=True)
@@ -55,7 +57,7 @@ class OrderRecord:
 
 
 def command_key(entry: dict[str, Any]) -> str:
-    """The identity of a journal entry: also its `Nats-Msg-Id` in `ORDERS`."""
+    """The identity of a command: also the `Nats-Msg-Id` of a journal entry that holds only it."""
     op = entry["op"]
     if op == NEW:
         return f"new:{entry['order_id']}"
@@ -76,26 +78,49 @@ class InstrumentEngine:
         self._quote_factor = 10**spec.qty_scale
 
     def apply(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Apply journal entry `seq`; returns (the command's result, its execution reports)."""
+        """Apply single-command journal entry `seq`; returns (the command's result, its execution reports)."""
         if seq <= self.applied_seq:
             raise ValueError(f"journal entry {seq} already applied (at {self.applied_seq})")
+        reports: list[dict[str, Any]] = []
+        result = self._command(seq, entry, reports)
+        self.applied_seq = seq
+        return result, reports
+
+    def apply_entry(self, seq: int, entry: dict[str, Any]) -> list[dict[str, Any]]:
+        """Apply journal entry `seq`, one command or a batch of them in order; returns every execution report.
+
+        Each command's result lands in `results` under its command key; they all carry `journal_seq` = `seq`.
+        """
+        if seq <= self.applied_seq:
+            raise ValueError(f"journal entry {seq} already applied (at {self.applied_seq})")
+        reports: list[dict[str, Any]] = []
+        if entry["op"] == BATCH:
+            command = self._command
+            for each in entry["commands"]:
+                command(seq, each, reports)
+        else:
+            self._command(seq, entry, reports)
+        self.applied_seq = seq
+        return reports
+
+    def _command(self, seq: int, entry: dict[str, Any], reports: list[dict[str, Any]]) -> dict[str, Any]:
+        """One command: its result (the first one again for a repeated command key), reports appended."""
         key = command_key(entry)
         first = self.results.get(key)
-        if first is not None:  # the same command journaled twice (past the dedup window)
-            self.applied_seq = seq
-            return first, []
+        if first is not None:  # the same command journaled twice (past the dedup window, or in two batches)
+            return first
         op = entry["op"]
         if op == NEW:
-            result, reports = self._new(seq, entry)
+            result, more = self._new(seq, entry)
         elif op == CANCEL:
-            result, reports = self._cancel(seq, entry)
+            result, more = self._cancel(seq, entry)
         elif op == REPLACE:
-            result, reports = self._replace(seq, entry)
+            result, more = self._replace(seq, entry)
         else:
             raise ValueError(f"unknown journal op {op!r}")
         self.results[key] = result
-        self.applied_seq = seq
-        return result, reports
+        reports += more
+        return result
 
     def _new(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         order_id = entry["order_id"]

@@ -13,7 +13,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts.fencing import FenceGate
 from contracts.instruments import INSTRUMENTS
 from contracts.rpc import call
-from nodes.matching.engine import InstrumentEngine
+from nodes.matching.engine import BATCH, InstrumentEngine
 
 
 async def read_stream(nc: Client, subject: str) -> list[Any]:
@@ -35,14 +35,16 @@ async def read_stream(nc: Client, subject: str) -> list[Any]:
 
 
 async def replay_journal(nc: Client, symbol: str) -> tuple[InstrumentEngine, Counter[str]]:
-    """An uninterrupted engine run over the whole journal, and how often each order id was journaled."""
+    """An uninterrupted engine run over the whole journal, and how often each order id was journaled
+    (counting every command of a batch entry)."""
     engine = InstrumentEngine(INSTRUMENTS[symbol])
     news: Counter[str] = Counter()
     for msg in await read_stream(nc, f"orders.{symbol}"):
         entry = msgpack.unpackb(msg.data)
-        if entry["op"] == "new":
-            news[entry["order_id"]] += 1
-        engine.apply(msg.metadata.sequence.stream, entry)
+        for command in entry["commands"] if entry["op"] == BATCH else [entry]:
+            if command["op"] == "new":
+                news[command["order_id"]] += 1
+        engine.apply_entry(msg.metadata.sequence.stream, entry)
     return engine, news
 
 

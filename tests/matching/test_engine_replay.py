@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.instruments import INSTRUMENTS
-from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
+from nodes.matching.engine import BATCH, CANCEL, NEW, REPLACE, InstrumentEngine, command_key
 
 SPEC = INSTRUMENTS["BTC-USD"]
 MID = 6_750_000
@@ -97,3 +97,47 @@ def test_cancel_of_another_accounts_order_is_unknown_and_changes_nothing() -> No
 
     assert (result["status"], result["reason"], reports) == ("rejected", "unknown_order", [])
     assert engine.book.checksum() == checksum and engine.orders["s"].status == "new"
+
+
+def _batched(journal: list[dict], cuts: list[int]) -> list[dict]:
+    """The same commands journaled as batch entries split at `cuts` (a batch of one keeps the single shape)."""
+    entries, start = [], 0
+    for end in sorted({c for c in cuts if 0 < c < len(journal)} | {len(journal)}):
+        chunk = journal[start:end]
+        entries.append(chunk[0] if len(chunk) == 1 else {"op": BATCH, "commands": chunk})
+        start = end
+    return entries
+
+
+def _without_seq(engine: InstrumentEngine) -> tuple:
+    """State that does not depend on how commands were grouped into journal entries."""
+    results = {k: {**r, "journal_seq": None} for k, r in engine.results.items()}
+    return (engine.book.checksum(), engine.book.depth(50),
+            {k: (r.status, r.filled, r.qty, r.executed_value, r.fills) for k, r in engine.orders.items()}, results)
+
+
+@settings(max_examples=150, deadline=None)
+@given(journal=entries(), cuts=st.lists(st.integers(0, 80), max_size=20))
+def test_batch_entries_apply_like_the_same_commands_one_entry_each(journal: list[dict], cuts: list[int]) -> None:
+    single = InstrumentEngine(SPEC)
+    single_reports = [r for seq, e in enumerate(journal, start=1) for r in single.apply_entry(seq, e)]
+    batched = InstrumentEngine(SPEC)
+    batched_reports = [r for seq, e in enumerate(_batched(journal, cuts), start=1)
+                       for r in batched.apply_entry(seq, msgpack.unpackb(msgpack.packb(e)))]
+
+    assert _without_seq(batched) == _without_seq(single)
+    assert ([{**r, "orders_seq": None} for r in batched_reports]
+            == [{**r, "orders_seq": None} for r in single_reports])
+
+
+def test_a_batch_results_carry_its_sequence_and_its_reports_number_across_commands() -> None:
+    engine = InstrumentEngine(SPEC)
+    sell = {"op": NEW, "order_id": "s", "account": "bob", "side": "SELL", "type": "LIMIT", "price": MID, "qty": 5000}
+    buy = {"op": NEW, "order_id": "b", "account": "alice", "side": "BUY", "type": "LIMIT", "price": MID, "qty": 3000}
+
+    reports = engine.apply_entry(7, {"op": BATCH, "commands": [sell, buy, sell]})
+
+    assert engine.applied_seq == 7
+    assert engine.results["new:s"]["journal_seq"] == engine.results["new:b"]["journal_seq"] == 7
+    assert [r["kind"] for r in reports] == ["accepted", "accepted", "fill"]  # the repeated `s` adds nothing
+    assert engine.orders["s"].remaining == 2000

@@ -1,5 +1,6 @@
-"""SIGKILL of the engine during a burst of 10,000 orders: after restart every acknowledged command
-is applied exactly once and the book's checksum equals an uninterrupted run of the same journal."""
+"""SIGKILL of the engine during a burst of 10,000 orders (64 in flight, so journaled in batches): after
+restart every acknowledged command is applied exactly once and the book's checksum equals an
+uninterrupted run of the same journal."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from nats.aio.client import Client
 
 from contracts.errors import QtError
 from contracts.rpc import call
-from tests.matching.journal_replay import exec_reports, replay_journal
+from tests.matching.journal_replay import exec_reports, read_stream, replay_journal
 from tests.matching.node_client import matching, start_matching
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
@@ -77,6 +78,8 @@ async def test_sigkill_mid_burst_applies_every_acknowledged_order_exactly_once(
     assert len(acked) == TOTAL
     expected, journaled = await replay_journal(own_nc, "BTC-USD")
     assert journaled == Counter({o["order_id"]: 1 for o in orders}), "an order was journaled twice or lost"
+    journal = await read_stream(own_nc, "orders.BTC-USD")
+    assert len(journal) < TOTAL, "64 orders in flight were not batched: the kill did not land mid-batch"
     book = await matching(own_nc, "book", instrument="BTC-USD", depth=500)
     assert (book["checksum"], book["seq"]) == (expected.book.checksum(), expected.applied_seq)
     for order_id, first_reply in list(before_restart.items())[::250]:

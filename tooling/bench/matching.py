@@ -29,6 +29,8 @@ from contracts.credentials import nkey_seed_path
 from contracts.errors import QtError
 from contracts.rpc import call
 from contracts.subjects import ORDERS_STREAM, SNAPSHOTS_OBJECTS, matching_subject, orders_subject
+from nodes.matching.engine import BATCH, command_key
+from nodes.matching.journal import MAX_BATCH, journal_message
 from tooling.bench import jetstream
 from tooling.bench.harness import BodyFactory, client_counts, closed_loop, no_error, open_loop
 from tooling.bench.matching_tables import (
@@ -120,11 +122,18 @@ def spawn_matching(mesh: Mesh, server: NatsServer, name: str, profile_to: Path |
 
 async def applied_seq(nc: Client) -> int | None:
     """BTC-USD's applied journal sequence, or None while the engine does not answer."""
+    now = await applied(nc)
+    return None if now is None else now[0]
+
+
+async def applied(nc: Client) -> tuple[int, int] | None:
+    """BTC-USD's (applied journal sequence, distinct commands applied), or None while the engine does not answer."""
     try:
         reply = await call(nc, STATUS, {"instrument": SYMBOL}, timeout=0.5)
     except (QtError, TimeoutError):
         return None
-    return int(reply["instruments"][0]["applied_seq"])
+    status = reply["instruments"][0]
+    return int(status["applied_seq"]), int(status.get("applied_commands", status["applied_seq"]))
 
 
 async def wait_applied(nc: Client, child: Child, target: int, started: float, timeout_s: float = 300.0) -> float:
@@ -147,24 +156,30 @@ async def journal_last_seq(nc: Client) -> int:
         return 0
 
 
-async def top_up(nc: Client, count: int, console: Console) -> int:
-    """Journal `count` more orders directly (not through `matching.submit`), shaped like the last entry."""
+async def top_up(nc: Client, count: int, console: Console, batch: int) -> int:
+    """Journal `count` more orders directly (not through `matching.submit`), shaped like the last command,
+    `batch` per journal message as the node's smart batching wrote them under load."""
     if count <= 0:
         return 0
     js = nc.jetstream()
-    last = await js.get_last_msg(ORDERS_STREAM, orders_subject(SYMBOL))
-    template = msgpack.unpackb(last.data, raw=False)
+    last = msgpack.unpackb((await js.get_last_msg(ORDERS_STREAM, orders_subject(SYMBOL))).data, raw=False)
+    template = last["commands"][-1] if last["op"] == BATCH else last
     rng = random.Random(11)
     started = time.perf_counter()
-    window = 1000
-    for first in range(0, count, window):
-        futures = []
-        for k in range(first, min(count, first + window)):
+    futures = []
+    for first in range(0, count, batch):
+        commands = []
+        for k in range(first, min(count, first + batch)):
             entry = {**template, **order_dict(rng, f"replay-{k}")}
-            futures.append(await js.publish_async(orders_subject(SYMBOL), msgpack.packb(entry),
-                                                  headers={"Nats-Msg-Id": f"new:replay-{k}"}))
-        await asyncio.wait_for(asyncio.gather(*futures), timeout=60)
-    console.print(f"  journaled {count:,} more orders directly in {time.perf_counter() - started:.1f} s")
+            commands.append((command_key(entry), entry))
+        payload, msg_id = journal_message(commands)
+        futures.append(await js.publish_async(orders_subject(SYMBOL), payload, headers={"Nats-Msg-Id": msg_id}))
+        if len(futures) >= 1000:
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=60)
+            futures = []
+    await asyncio.wait_for(asyncio.gather(*futures), timeout=60)
+    console.print(f"  journaled {count:,} more orders directly in {time.perf_counter() - started:.1f} s "
+                  f"({batch} per message)")
     return count
 
 
@@ -192,6 +207,7 @@ async def run(mesh: Mesh, console: Console, res: Results, *, clients: tuple[int,
             gauge = OtherLoad(exclude=[node.proc.pid, server.process.pid])
             before = (cpu_seconds(node.proc.pid), cpu_seconds(node.proc.pid, node.proc.pid),
                       cpu_seconds(server.process.pid))
+            journal_before = await applied(nc)
             t0 = time.perf_counter()
             run_, ok = await closed_loop(nc, SUBMIT, order_body(f"c{n}"), clients=n, duration_s=duration_s,
                                          warmup_s=warmup_s, check=check)
@@ -199,11 +215,15 @@ async def run(mesh: Mesh, console: Console, res: Results, *, clients: tuple[int,
             after = (cpu_seconds(node.proc.pid), cpu_seconds(node.proc.pid, node.proc.pid),
                      cpu_seconds(server.process.pid))
             res.closed[n] = run_
+            journal_after = await applied(nc)
+            if journal_before and journal_after and journal_after[0] > journal_before[0]:
+                res.batch[n] = (journal_after[1] - journal_before[1]) / (journal_after[0] - journal_before[0])
             res.others[f"{n} clients"] = gauge.stop()
             res.node_us[n] = ((after[0] - before[0]) / max(ok, 1) * 1e6, (after[1] - before[1]) / max(ok, 1) * 1e6)
             res.server_cores[n] = (after[2] - before[2]) / wall
             console.print(f"  {n:>3} clients: {fmt_rate(run_.rate)}  p50 {fmt_ms(run_.p50)}  p99 {fmt_ms(run_.p99)}"
-                          f"  p99.9 {fmt_ms(run_.p999)}  errors {run_.errors}  node {res.node_us[n][0]:,.0f} µs/order")
+                          f"  p99.9 {fmt_ms(run_.p999)}  errors {run_.errors}  node {res.node_us[n][0]:,.0f} µs/order"
+                          f"  {res.batch.get(n, 0):,.1f} orders/journal message")
         await quiet()
         gauge = OtherLoad(exclude=[node.proc.pid, server.process.pid])
         run_, _ = await open_loop(nc, SUBMIT, order_body("o1000"), rate=1000.0, duration_s=open_s,
@@ -245,8 +265,12 @@ async def replay(mesh: Mesh, server: NatsServer, nc: Client, node: Child, res: R
     The top-up goes straight into ORDERS while the engine runs, so the engine applies it and publishes
     its execution reports before it stops: the timed replay then only re-applies, as after a restart.
     """
-    res.journal_orders = await journal_last_seq(nc)
-    res.journal_topup = await top_up(nc, max(0, extra - res.journal_orders), console)
+    now = await applied(nc)
+    res.journal_orders = now[1] if now else await journal_last_seq(nc)
+    if res.batch:
+        res.live_batch = max(1.0, res.batch[max(res.batch)])
+    res.journal_topup = await top_up(nc, max(0, extra - res.journal_orders), console,
+                                     min(MAX_BATCH, round(res.live_batch)))
     await wait_applied(nc, node, await journal_last_seq(nc), time.perf_counter())
     code = mesh.stop(node)
     console.print(f"  engine stopped (exit {code}) with {await journal_last_seq(nc):,} orders journaled and applied")
@@ -260,9 +284,12 @@ async def replay(mesh: Mesh, server: NatsServer, nc: Client, node: Child, res: R
     started = time.perf_counter()
     again = spawn_matching(mesh, server, "matching-replay")
     res.replay_s = await wait_applied(nc, again, res.replay_seq, started)
+    caught_up = await applied(nc)
+    res.replay_orders = caught_up[1] if caught_up else res.replay_seq
     res.replay_cpu_s = cpu_seconds(again.proc.pid)
     res.others["replay"] = max(0.0, gauge.stop() - cpu_seconds(again.proc.pid) / res.replay_s)
-    console.print(f"  replayed {res.replay_seq:,} orders in {res.replay_s:.3f} s (start-up {res.startup_s:.3f} s): "
+    console.print(f"  replayed {res.replay_orders:,} orders ({res.replay_seq:,} journal messages) in "
+                  f"{res.replay_s:.3f} s (start-up {res.startup_s:.3f} s): "
                   f"{fmt_rate(res.replay_rate)} incl., {fmt_rate(res.replay_rate_net)} excl. start-up")
     mesh.stop(again)
     if profile_s > 0 and (res.replay_rate_net or 0) < 50_000:

@@ -1,0 +1,79 @@
+"""Pipelined JetStream publishing: a batch of messages sent back to back, their acks awaited together.
+
+nats.py's `publish_async` costs a future, a random token, a semaphore `wait_for` and a JSON-decoded
+PubAck per message; here every message of a batch carries the same reply subject and the acks are
+only counted (an ack that is an error fails the batch). Re-sending a failed batch is safe because
+every message has its own `Nats-Msg-Id`: the stream keeps the first copy and acks the rest as duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+
+class PublishFailed(Exception):
+    """Some message of a batch was refused by the stream (or not acknowledged in time)."""
+
+
+@dataclass
+class _Batch:
+    expected: int
+    done: asyncio.Future[None]
+    acked: int = 0
+    errors: list[bytes] = field(default_factory=list)
+
+
+class PipelinedPublisher:
+    """Publishes batches of stream messages over one connection and awaits each batch's acks as a whole."""
+
+    def __init__(self, nc: Client, timeout_s: float = 5.0) -> None:
+        self.nc = nc
+        self.timeout_s = timeout_s
+        self._prefix = ""
+        self._batches: dict[str, _Batch] = {}
+        self._ids = itertools.count(1)
+
+    async def start(self) -> None:
+        """Subscribe the inbox every batch's acks come back to."""
+        self._prefix = self.nc.new_inbox()
+        await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_ack)
+
+    async def publish(self, subject: str, messages: Sequence[tuple[bytes, dict[str, str]]]) -> None:
+        """Send (payload, headers) pairs in order and return once the stream acknowledged every one."""
+        if not messages:
+            return
+        if not self._prefix:
+            await self.start()
+        token = str(next(self._ids))
+        batch = self._batches[token] = _Batch(len(messages), asyncio.get_running_loop().create_future())
+        reply = f"{self._prefix}.{token}"
+        publish = self.nc.publish
+        try:
+            for payload, headers in messages:
+                await publish(subject, payload, reply=reply, headers=headers)
+            try:
+                await asyncio.wait_for(batch.done, self.timeout_s)
+            except TimeoutError:
+                late = f"{batch.acked} of {batch.expected} acks on {subject} in {self.timeout_s}s"
+                raise PublishFailed(late) from None
+            if batch.errors:
+                raise PublishFailed(f"{len(batch.errors)} of {batch.expected} refused on {subject}: "
+                                    f"{batch.errors[0][:200]!r}")
+        finally:
+            del self._batches[token]
+
+    async def _on_ack(self, msg: Msg) -> None:
+        batch = self._batches.get(msg.subject.rpartition(".")[2])
+        if batch is None:  # a late ack of a batch that already timed out
+            return
+        if not msg.data or b'"error"' in msg.data:  # an API error, or a 503 status: no stream took it
+            batch.errors.append(msg.data or str(msg.headers).encode())
+        batch.acked += 1
+        if batch.acked == batch.expected and not batch.done.done():
+            batch.done.set_result(None)
