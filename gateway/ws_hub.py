@@ -1,9 +1,12 @@
-"""WebSocket fan-out: one NATS subscription per channel, one bounded send queue per connection.
+"""WebSocket fan-out: one NATS subscription per channel, frames encoded once per message for everyone.
 
-A channel's messages are encoded to JSON once and queued to every subscriber; a connection whose
-queue is full is closed (slow consumer) instead of slowing the others. Book channels go through a
-gateway-side L2 mirror, so a new subscriber gets the mirror's state at once as its snapshot and then
-the same continuous updates as everyone else.
+Trades, candles, tickers and the private channels are queued to each subscriber (one bounded send
+queue per connection; a connection whose queue is full is closed as a slow consumer). Book channels
+are conflated instead: the channel keeps its last few encoded updates and each connection only a
+cursor (the seq it has), so a connection that reads slower than the feed never builds a backlog: when
+it is ready again it gets the updates it missed if they are few, otherwise one snapshot frame of the
+current book (encoded once per seq, shared by every lagging connection) and the updates from there.
+Book channels go through a gateway-side L2 mirror, which is where those snapshots come from.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -30,6 +34,9 @@ from gateway.views import client_exec
 log = logging.getLogger(__name__)
 
 SEND_QUEUE: Final = 1_000
+#: Missed book updates a connection still gets one by one; further behind, one snapshot replaces them
+#: (sending many small frames would cost the gateway more than one snapshot, and lag further).
+CATCH_UP: Final = 8
 #: Close codes (4000 + the HTTP status they resemble, as many WebSocket APIs do).
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_BAD_REQUEST: Final = 4400
@@ -47,20 +54,54 @@ class SlowConsumer(Exception):
 
 @dataclass(eq=False)
 class Subscriber:
-    """One WebSocket connection as the hub sees it: its account and its outgoing queue."""
+    """One WebSocket connection as the hub sees it: its account, its queue, its place in each book."""
 
     account: str
-    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE))
+    queue: deque[str] = field(default_factory=deque)
+    """Frames other than book data, in order (replies, heartbeats, trades, private events)."""
+    books: dict[str, BookCursor] = field(default_factory=dict)
     channels: set[str] = field(default_factory=set)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def send(self, text: str) -> None:
         """Queue a message, or mark the connection as too slow to keep."""
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if len(self.queue) >= SEND_QUEUE:
             self.closed.set()
-            raise SlowConsumer from None
+            self.wake.set()
+            raise SlowConsumer
+        self.queue.append(text)
+        self.wake.set()
+
+    def ready(self) -> list[str]:
+        """Everything there is to send now: queued frames first, then what each book is missing."""
+        out = list(self.queue)
+        self.queue.clear()
+        for cursor in self.books.values():
+            frames = cursor.channel.frames_after(cursor.seq)
+            if frames:
+                out += frames
+                cursor.seq = cursor.channel.seq
+        return out
+
+    async def take(self) -> list[str]:
+        """Wait until there is something to send, and take it; `SlowConsumer` once the queue overflowed."""
+        while True:
+            self.wake.clear()  # cleared before looking: a wake after this look is never lost
+            if self.closed.is_set():
+                raise SlowConsumer
+            frames = self.ready()
+            if frames:
+                return frames
+            await self.wake.wait()
+
+
+@dataclass(eq=False, slots=True)
+class BookCursor:
+    """Where one connection stands in one book channel: the seq of the last state it was sent (None: none yet)."""
+
+    channel: Channel
+    seq: int | None = None
 
 
 def channel_subject(channel: str, account: str) -> str | None:
@@ -93,6 +134,54 @@ class Channel:
     sub: Subscription | None = None
     mirror: L2Mirror | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)
+    seq: int = 0
+    """A book's seq as last published to its subscribers."""
+    recent: deque[tuple[int, int, str]] = field(default_factory=lambda: deque(maxlen=CATCH_UP))
+    """A book's last updates as (prev_seq, seq, encoded frame), oldest first, continuous up to `seq`."""
+    _snapshot: tuple[int, str] | None = None
+
+    def frames_after(self, seq: int | None) -> list[str]:
+        """What a connection at `seq` needs to reach the book's current state: the updates since, when
+        the recent ones continue from its seq, else one snapshot; nothing while a resync is loading."""
+        if seq == self.seq or self.mirror is None or not self.mirror.loaded:
+            return []
+        if seq is not None:
+            missed: list[str] = []
+            for prev, _, text in reversed(self.recent):
+                missed.append(text)
+                if prev == seq:
+                    missed.reverse()
+                    return missed
+        return [self.snapshot()]
+
+    def snapshot(self) -> str:
+        """The book at `seq` as a `snapshot` frame, encoded once per seq whoever asks."""
+        if self._snapshot is None or self._snapshot[0] != self.seq:
+            assert self.mirror is not None
+            spec = instrument(self.name.split(".")[1])
+            bids, asks = self.mirror.depth()
+            self._snapshot = (self.seq, _dumps({
+                "channel": self.name, "type": "snapshot", "seq": self.seq, "checksum": self.mirror.checksum(),
+                "bids": _levels(spec, bids), "asks": _levels(spec, asks)}))
+        return self._snapshot[1]
+
+    def publish(self, prev_seq: int, seq: int, text: str) -> None:
+        """A book update: keep it for the connections that are behind, wake every subscriber."""
+        self.recent.append((prev_seq, seq, text))
+        self.seq = seq
+        self.wake_all()
+
+    def reset(self, seq: int) -> None:
+        """The mirror was reloaded: no update continues from before, everyone gets a snapshot."""
+        self.recent.clear()
+        self.seq = seq
+        self._snapshot = None
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        """Tell every subscriber's sender there is something new (a no-op for one already awake)."""
+        for who in self.subscribers:
+            who.wake.set()
 
 
 class Hub:
@@ -123,13 +212,13 @@ class Hub:
             who.channels.add(key)
         return True
 
-    def snapshot_of(self, name: str) -> str | None:
-        """A book channel's current state as a `snapshot` message (sent right after `subscribed`,
-        with no await in between, so no update can slip ahead of it)."""
+    def follow(self, who: Subscriber, name: str) -> None:
+        """Start sending book channel `name` to `who` (a snapshot first): called right after its
+        `subscribed` reply is queued, so the snapshot can never overtake that reply."""
         channel = self.channels.get(name)
-        if channel is None or channel.mirror is None or not channel.mirror.loaded:
-            return None
-        return _dumps(self._book_snapshot(name, channel.mirror))
+        if channel is not None and channel.mirror is not None and who in channel.subscribers:
+            who.books[name] = BookCursor(channel)
+            who.wake.set()
 
     async def unsubscribe(self, who: Subscriber, name: str) -> bool:
         """Remove `who` from a channel; the NATS subscription goes with the last subscriber."""
@@ -140,6 +229,7 @@ class Hub:
                 return False
             channel.subscribers.discard(who)
             who.channels.discard(key)
+            who.books.pop(key, None)
             if not channel.subscribers:
                 del self.channels[key]
                 if channel.sub is not None:
@@ -181,13 +271,13 @@ class Hub:
             return
         if applied.kind == "update":
             spec = instrument(name.split(".")[1])
-            self._broadcast(channel, _dumps({
+            channel.publish(applied.prev_seq, applied.seq, _dumps({
                 "channel": name, "type": "update", "seq": applied.seq, "prev_seq": applied.prev_seq,
                 "checksum": applied.checksum, "bids": _levels(spec, applied.bids), "asks": _levels(spec, applied.asks),
             }))
 
     async def _resync(self, channel: Channel, name: str) -> None:
-        """Load a fresh snapshot, replay what arrived meanwhile, and send everyone the new state."""
+        """Load a fresh snapshot, replay what arrived meanwhile, and give everyone the new state."""
         mirror = channel.mirror
         assert mirror is not None
         mirror.loaded = False
@@ -198,14 +288,7 @@ class Hub:
             if mirror.apply(message).kind == "gap":
                 mirror.load(snap["seq"], [tuple(x) for x in snap["bids"]], [tuple(x) for x in snap["asks"]])
                 break
-        self._broadcast(channel, _dumps(self._book_snapshot(name, mirror)))
-
-    @staticmethod
-    def _book_snapshot(name: str, mirror: L2Mirror) -> dict[str, Any]:
-        spec = instrument(name.split(".")[1])
-        bids, asks = mirror.depth()
-        return {"channel": name, "type": "snapshot", "seq": mirror.seq, "checksum": mirror.checksum(),
-                "bids": _levels(spec, bids), "asks": _levels(spec, asks)}
+        channel.reset(mirror.seq)
 
     def _broadcast(self, channel: Channel, text: str) -> None:
         for who in list(channel.subscribers):
