@@ -37,12 +37,12 @@ class Gateway:
         return json_response(await self.call(request, subject, body))
 
     async def once(self, request: Request, who: Principal, key: str, account: str, body: dict[str, Any],
-                   execute: Callable[[], Awaitable[Outcome]]) -> Response:
+                   execute: Callable[[], Awaitable[Outcome]], *, deduped: bool = False) -> Response:
         """A mutation under the request's Idempotency-Key, scoped by principal and acted-on `account`
-        (fingerprint: method, path + query, account, body)."""
+        (fingerprint: method, path + query, account, body); `deduped`: see `IdempotencyRecords.run`."""
         where = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return await self.records.run(who, account, key, fingerprint(request.method, where, account, body),
-                                      request.url.path, execute)
+                                      request.url.path, execute, deduped=deduped)
 
     def forward(self, request: Request, subject: str, command: BaseModel, *, status: int = 200,
                 headers: dict[str, str] | None = None, timeout: float | None = None,

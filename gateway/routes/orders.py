@@ -41,7 +41,8 @@ async def place(request: Request, who: Who, gw: Gw) -> Response:
     execute = gw.forward(request, clearing_subject("place_order"), command, status=201,
                          headers={"Location": f"/v1/orders/{saga_id}"}, timeout=gw.settings.order_timeout_s,
                          shape=client_saga)
-    return await gw.once(request, who, key, acting, body, execute)
+    # clearing runs a saga id once, so the key's record is written once, with the answer
+    return await gw.once(request, who, key, acting, body, execute, deduped=True)
 
 
 @router.delete("/{order_id}", summary="Cancel an order", **doc(reply=schema(ClientOrderResult), idempotent=True))
