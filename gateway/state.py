@@ -28,9 +28,9 @@ class Gateway:
     records: IdempotencyRecords
 
     async def call(self, request: Request, subject: str, body: BaseModel | dict[str, Any], *,
-                   timeout: float | None = None) -> dict[str, Any]:
-        """A NATS request carrying this HTTP request's trace context."""
-        return await self.bridge.call(subject, body, trace_headers(request.scope), timeout=timeout)
+                   timeout: float | None = None, reply: type[BaseModel] | None = None) -> dict[str, Any]:
+        """A NATS request carrying this HTTP request's trace context (`reply`: see `NatsBridge.call`)."""
+        return await self.bridge.call(subject, body, trace_headers(request.scope), timeout=timeout, reply=reply)
 
     async def query(self, request: Request, subject: str, body: BaseModel | dict[str, Any]) -> Response:
         """A read: the node's JSON reply passes through as the response body."""
@@ -46,13 +46,14 @@ class Gateway:
 
     def forward(self, request: Request, subject: str, command: BaseModel, *, status: int = 200,
                 headers: dict[str, str] | None = None, timeout: float | None = None,
-                shape: Callable[[dict[str, Any]], Any] | None = None) -> Callable[[], Awaitable[Outcome]]:
-        """The execution of a mutation: call the node, keep its reply (cut down by `shape`, e.g. to
-        the client's side of its fills) as the outcome to record."""
+                shape: Callable[[dict[str, Any]], Any] | None = None,
+                reply: type[BaseModel] | None = None) -> Callable[[], Awaitable[Outcome]]:
+        """The execution of a mutation: call the node (on msgpack when its `reply` model is given), keep
+        its reply (cut down by `shape`, e.g. to the client's side of its fills) as the outcome to record."""
 
         async def execute() -> Outcome:
-            reply = await self.call(request, subject, command, timeout=timeout)
-            return Outcome(status, encode_json(reply if shape is None else shape(reply)), headers=dict(headers or {}))
+            answer = await self.call(request, subject, command, timeout=timeout, reply=reply)
+            return Outcome(status, encode_json(answer if shape is None else shape(answer)), headers=dict(headers or {}))
 
         return execute
 
