@@ -2,11 +2,12 @@
 
 Trades, candles, tickers and the private channels are queued to each subscriber (one bounded send
 queue per connection; a connection whose queue is full is closed as a slow consumer). Book channels
-are conflated instead: the channel keeps its last few encoded updates and each connection only a
-cursor (the seq it has), so a connection that reads slower than the feed never builds a backlog: when
-it is ready again it gets the updates it missed if they are few, otherwise one snapshot frame of the
-current book (encoded once per seq, shared by every lagging connection) and the updates from there.
-Book channels go through a gateway-side L2 mirror, which is where those snapshots come from.
+are conflated instead: the channel keeps its last few updates and each connection only a cursor (the
+seq it has), so a connection that reads slower than the feed never builds a backlog: whenever its
+sender is free it gets one frame that brings it to the current seq, an `update` spanning the updates
+it missed (prev_seq = its seq) if the channel still has them, otherwise a `snapshot` of the book.
+Each such frame is encoded once and shared by every connection at the same seq. Book channels go
+through a gateway-side L2 mirror, which is where those snapshots come from.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from nats.aio.subscription import Subscription
 from contracts.instruments import instrument
 from contracts.money import format_amount
 from contracts.subjects import book_feed_subject, wallet_event_subject
-from gateway.l2 import L2Mirror
+from gateway.l2 import Applied, L2Mirror
 from gateway.views import client_exec
 
 log = logging.getLogger(__name__)
 
 SEND_QUEUE: Final = 1_000
-#: Missed book updates a connection still gets one by one; further behind, one snapshot replaces them
-#: (sending many small frames would cost the gateway more than one snapshot, and lag further).
+#: Book updates a channel keeps: a connection that missed up to this many gets them as one `update`
+#: frame spanning them; further behind, one snapshot.
 CATCH_UP: Final = 8
 #: Close codes (4000 + the HTTP status they resemble, as many WebSocket APIs do).
 CLOSE_UNAUTHORIZED: Final = 4401
@@ -136,23 +137,38 @@ class Channel:
     pending: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
     """A book's seq as last published to its subscribers."""
-    recent: deque[tuple[int, int, str]] = field(default_factory=lambda: deque(maxlen=CATCH_UP))
-    """A book's last updates as (prev_seq, seq, encoded frame), oldest first, continuous up to `seq`."""
+    recent: deque[Applied] = field(default_factory=lambda: deque(maxlen=CATCH_UP))
+    """A book's last updates, oldest first, continuous up to `seq`."""
+    frames: dict[int, str] = field(default_factory=dict)
+    """Encoded update frames reaching `seq`, by the seq they start from (the plain update, and spans)."""
     _snapshot: tuple[int, str] | None = None
 
     def frames_after(self, seq: int | None) -> list[str]:
-        """What a connection at `seq` needs to reach the book's current state: the updates since, when
-        the recent ones continue from its seq, else one snapshot; nothing while a resync is loading."""
+        """What a connection at `seq` needs to reach the book's current state: one `update` frame from
+        its seq (spanning every update it missed, when the recent ones continue from it), else one
+        snapshot; nothing while a resync is loading."""
         if seq == self.seq or self.mirror is None or not self.mirror.loaded:
             return []
         if seq is not None:
-            missed: list[str] = []
-            for prev, _, text in reversed(self.recent):
-                missed.append(text)
-                if prev == seq:
-                    missed.reverse()
-                    return missed
+            text = self.frames.get(seq)
+            if text is not None:
+                return [text]
+            for back, applied in enumerate(reversed(self.recent)):
+                if applied.prev_seq == seq:
+                    return [self._span(seq, len(self.recent) - 1 - back)]
         return [self.snapshot()]
+
+    def _span(self, seq: int, first: int) -> str:
+        """One update from `seq` to the current seq: the last total of every level changed since, which
+        is exactly what applying the missed updates one by one would leave (levels are absolute)."""
+        bids: dict[int, int] = {}
+        asks: dict[int, int] = {}
+        for k in range(first, len(self.recent)):
+            bids.update(self.recent[k].bids)
+            asks.update(self.recent[k].asks)
+        text = self.frames[seq] = _update_frame(self.name, Applied(
+            "update", self.seq, seq, list(bids.items()), list(asks.items()), self.recent[-1].checksum))
+        return text
 
     def snapshot(self) -> str:
         """The book at `seq` as a `snapshot` frame, encoded once per seq whoever asks."""
@@ -165,15 +181,17 @@ class Channel:
                 "bids": _levels(spec, bids), "asks": _levels(spec, asks)}))
         return self._snapshot[1]
 
-    def publish(self, prev_seq: int, seq: int, text: str) -> None:
-        """A book update: keep it for the connections that are behind, wake every subscriber."""
-        self.recent.append((prev_seq, seq, text))
-        self.seq = seq
+    def publish(self, applied: Applied) -> None:
+        """A book update: encode it once, keep it for the connections that are behind, wake everyone."""
+        self.recent.append(applied)
+        self.seq = applied.seq
+        self.frames = {applied.prev_seq: _update_frame(self.name, applied)}
         self.wake_all()
 
     def reset(self, seq: int) -> None:
         """The mirror was reloaded: no update continues from before, everyone gets a snapshot."""
         self.recent.clear()
+        self.frames = {}
         self.seq = seq
         self._snapshot = None
         self.wake_all()
@@ -270,11 +288,7 @@ class Hub:
             await self._resync(channel, name)
             return
         if applied.kind == "update":
-            spec = instrument(name.split(".")[1])
-            channel.publish(applied.prev_seq, applied.seq, _dumps({
-                "channel": name, "type": "update", "seq": applied.seq, "prev_seq": applied.prev_seq,
-                "checksum": applied.checksum, "bids": _levels(spec, applied.bids), "asks": _levels(spec, applied.asks),
-            }))
+            channel.publish(applied)
 
     async def _resync(self, channel: Channel, name: str) -> None:
         """Load a fresh snapshot, replay what arrived meanwhile, and give everyone the new state."""
@@ -296,6 +310,13 @@ class Hub:
                 continue
             with contextlib.suppress(SlowConsumer):  # the connection closes itself; others go on
                 who.send(text)
+
+
+def _update_frame(name: str, applied: Applied) -> str:
+    spec = instrument(name.split(".")[1])
+    return _dumps({"channel": name, "type": "update", "seq": applied.seq, "prev_seq": applied.prev_seq,
+                   "checksum": applied.checksum, "bids": _levels(spec, applied.bids),
+                   "asks": _levels(spec, applied.asks)})
 
 
 def _levels(spec: Any, levels: list[tuple[int, int]]) -> list[list[str]]:

@@ -1,6 +1,6 @@
 """Book channels conflate: a subscriber that stops reading gets one snapshot of the engine's book (not a
-backlog), continues from its seq, and every other subscriber keeps getting each update; frames are encoded
-once and shared by all subscribers."""
+backlog), a few updates behind one update spanning them, continues from its seq, and every other subscriber
+keeps getting each update; frames are encoded once and shared by all subscribers."""
 
 from __future__ import annotations
 
@@ -47,6 +47,28 @@ def assert_equal(book: BookClient, engine: dict[str, Any]) -> None:
     assert book.checksum() == engine["checksum"]
 
 
+class Live:
+    """A subscriber whose frames are read as soon as they are ready, each kept by seq."""
+
+    def __init__(self, who: Subscriber) -> None:
+        self.who = who
+        self.book = BookClient()
+        self.frames: dict[int, str] = {}
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            for text in await self.who.take():
+                frame = json.loads(text)
+                self.book.on(frame)
+                self.frames[frame["seq"]] = text
+
+    async def reached(self, seq: int) -> None:
+        async with asyncio.timeout(20):
+            while self.book.seq != seq:
+                await asyncio.sleep(0.05)
+
+
 async def test_a_paused_subscriber_gets_one_snapshot_then_updates_and_the_others_every_update(
     platform: Platform, gateway: GatewayProcess, client: httpx.AsyncClient
 ) -> None:
@@ -54,21 +76,11 @@ async def test_a_paused_subscriber_gets_one_snapshot_then_updates_and_the_others
     await fund(platform.nc, trader, USD=10_000_000)
     hub = Hub(platform.nc, lambda symbol: call(platform.nc, matching_subject("book"),
                                                {"instrument": symbol, "depth": 500}, timeout=5))
-    live, paused, paused_too = Subscriber("live"), Subscriber("paused"), Subscriber("paused-too")
-    for who in (live, paused, paused_too):
+    paused, paused_too = Subscriber("paused"), Subscriber("paused-too")
+    for who in (live_who := Subscriber("live"), paused, paused_too):
         assert await hub.subscribe(who, CHANNEL)
         hub.follow(who, CHANNEL)
-    live_book, paused_book = BookClient(), BookClient()
-    live_frames: dict[int, str] = {}
-
-    async def read_live() -> None:
-        while True:
-            for text in await live.take():
-                frame = json.loads(text)
-                live_book.on(frame)
-                live_frames[frame["seq"]] = text
-
-    reading = asyncio.create_task(read_live())
+    live, paused_book = Live(live_who), BookClient()
     placed: list[str] = []
     try:
         first = await paused.take()
@@ -87,26 +99,30 @@ async def test_a_paused_subscriber_gets_one_snapshot_then_updates_and_the_others
         assert caught_up_too[0] is caught_up[0], "a snapshot is encoded once for every lagging subscriber"
         paused_book.on(json.loads(caught_up[0]))
         assert_equal(paused_book, engine)
-        # from the snapshot's seq the paused subscriber continues with plain updates (prev_seq checked)
+        # a few updates behind, it gets them as one update spanning them, from its own seq
         for order_id in placed[:3]:
             await clearing(platform.nc, "cancel_order", account=trader, order_id=order_id)
         engine = await settled(hub, client)
-        updates = await paused.take()
-        for text in updates:
-            frame = json.loads(text)
-            assert frame["type"] == "update"
-            assert text is live_frames.get(frame["seq"], text), "an update is encoded once for every subscriber"
-            paused_book.on(frame)
-        assert updates and paused_book.snapshots == 2
+        spanned, spanned_too = await paused.take(), await paused_too.take()
+        assert len(spanned) == 1 and spanned_too[0] is spanned[0], "a span is encoded once for its seq"
+        frame = json.loads(spanned[0])
+        assert frame["type"] == "update" and frame["prev_seq"] == paused_book.seq and frame["seq"] == engine["seq"]
+        paused_book.on(frame)  # checks prev_seq and the checksum
+        assert paused_book.snapshots == 2
         assert_equal(paused_book, engine)
-        async with asyncio.timeout(20):
-            while live_book.seq != engine["seq"]:
-                await asyncio.sleep(0.05)
-        assert live_book.snapshots == 1 and live_book.updates >= 3 * CATCH_UP, "the reader never lost an update"
-        assert_equal(live_book, engine)
+        # one update behind, it gets the very frame every subscriber got
+        await clearing(platform.nc, "cancel_order", account=trader, order_id=placed[3])
+        engine = await settled(hub, client)
+        (text,) = await paused.take()
+        await live.reached(engine["seq"])
+        assert text is live.frames[engine["seq"]], "an update is encoded once for every subscriber"
+        paused_book.on(json.loads(text))
+        assert_equal(paused_book, engine)
+        assert live.book.snapshots == 1, "the reader never needed a snapshot: it lost nothing"
+        assert_equal(live.book, engine)
     finally:
-        reading.cancel()
-        for who in (live, paused, paused_too):
+        live.task.cancel()
+        for who in (live_who, paused, paused_too):
             await hub.leave(who)
         for order_id in placed:
             with contextlib.suppress(QtError):  # cancelled above already
