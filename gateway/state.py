@@ -58,8 +58,8 @@ class Gateway:
         return execute
 
 
-def gateway(request: Request) -> Gateway:
-    """Dependency: the app's `Gateway`."""
+async def gateway(request: Request) -> Gateway:
+    """Dependency: the app's `Gateway` (`async`: a plain `def` dependency would cost a thread hop)."""
     found: Gateway = request.app.state.gateway
     return found
 
