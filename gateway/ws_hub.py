@@ -94,6 +94,8 @@ class Subscriber:
             frames = self.ready()
             if frames:
                 return frames
+            for cursor in self.books.values():  # parked: the next book update must wake it
+                cursor.channel.idle.add(self)
             await self.wake.wait()
 
 
@@ -139,6 +141,9 @@ class Channel:
     """A book's seq as last published to its subscribers."""
     recent: deque[Applied] = field(default_factory=lambda: deque(maxlen=CATCH_UP))
     """A book's last updates, oldest first, continuous up to `seq`."""
+    idle: set[Subscriber] = field(default_factory=set)
+    """A book's subscribers whose senders wait with nothing to send: the only ones an update wakes
+    (waking all 500 of a busy channel on every update would cost more than the sends)."""
     frames: dict[int, str] = field(default_factory=dict)
     """Encoded update frames reaching `seq`, by the seq they start from (the plain update, and spans)."""
     _snapshot: tuple[int, str] | None = None
@@ -197,8 +202,9 @@ class Channel:
         self.wake_all()
 
     def wake_all(self) -> None:
-        """Tell every subscriber's sender there is something new (a no-op for one already awake)."""
-        for who in self.subscribers:
+        """Wake the senders parked on this book; a busy one looks at its cursors before it parks again."""
+        idle, self.idle = self.idle, set()
+        for who in idle:
             who.wake.set()
 
 
@@ -246,6 +252,7 @@ class Hub:
             if channel is None or who not in channel.subscribers:
                 return False
             channel.subscribers.discard(who)
+            channel.idle.discard(who)
             who.channels.discard(key)
             who.books.pop(key, None)
             if not channel.subscribers:
