@@ -55,17 +55,23 @@ def bearer_token(header: str) -> str:
     return token.strip()
 
 
-def principal(request: Request) -> Principal:
+# The dependencies are `async def` although they never wait: FastAPI runs a plain `def` dependency on
+# its thread pool, a thread hop per dependency per request.
+async def principal(request: Request) -> Principal:
     """Dependency: the caller's principal; `unauthorized` without a token."""
+    return _principal(request)
+
+
+async def ops(request: Request) -> Principal:
+    """Dependency: an operator's principal; `forbidden` for a trader."""
+    who = _principal(request)
+    who.require_ops()
+    return who
+
+
+def _principal(request: Request) -> Principal:
     found = request.scope.get(PRINCIPAL_KEY)
     if not isinstance(found, Principal):
         raise Problem(GatewayCode.UNAUTHORIZED, "this endpoint needs a bearer token",
                       headers={"WWW-Authenticate": 'Bearer realm="quanttrade"'})
     return found
-
-
-def ops(request: Request) -> Principal:
-    """Dependency: an operator's principal; `forbidden` for a trader."""
-    who = principal(request)
-    who.require_ops()
-    return who

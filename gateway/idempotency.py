@@ -1,7 +1,11 @@
 """Idempotency-Key records in the `idempotency` bucket: the first request wins, the others get its answer.
 
 A record is created (`create()`: first wins) as `pending` with the request's fingerprint, and turned
-`done` with the status and body once answered. A duplicate with the same fingerprint waits for `done`
+`done` with the status and body once answered. A command the node deduplicates itself by an id
+derived from the key (a saga id, an op_id: `deduped`) skips the pending record: it runs, then its
+answer is created `done` in one write (a duplicate that ran meanwhile in another gateway reached the
+same saga or op, and answers with the recorded reply). Within one process, a duplicate of a running
+request waits for its answer without touching the bucket. A duplicate with the same fingerprint waits for `done`
 and replays it byte for byte (`Idempotent-Replayed: true`); another fingerprint is
 `idempotency_conflict`; still pending past the wait is `idempotency_in_flight`. Server errors (5xx)
 are not recorded: the record is deleted so a retry runs again (the op_id / saga id derived from the
@@ -78,70 +82,133 @@ class IdempotencyRecords:
         self.bucket = bucket
         self.wait_s = wait_s
         self.stale_s = stale_s
+        #: Requests running in this process by record name: their fingerprint and, once answered, the
+        #: outcome duplicates replay (None: nothing to replay, e.g. a 5xx; a duplicate then runs itself).
+        self._running: dict[str, tuple[str, asyncio.Future[Outcome | None]]] = {}
 
     async def run(self, principal: Principal, account: str, key: str, fingerprint: str, instance: str,
-                  execute: Callable[[], Awaitable[Outcome]]) -> Response:
-        """Execute once and record the answer, or answer from the record."""
+                  execute: Callable[[], Awaitable[Outcome]], *, deduped: bool = False) -> Response:
+        """Execute once and record the answer, or answer from the record.
+
+        `deduped`: the command carries an id derived from the key that the node itself deduplicates (a saga
+        id, an op_id), so running it twice is harmless and only the answer is recorded (one write, after it).
+        """
         try:
-            return await self._run(record_key(principal, account, key), fingerprint, instance, execute)
+            return await self._run(record_key(principal, account, key), fingerprint, instance, execute, deduped)
         except NatsError as exc:  # the bucket (or JetStream) is unreachable: the caller may retry
             raise Problem(ErrorCode.UNAVAILABLE, f"NATS unavailable: {exc!r}"[:200]) from None
 
-    async def _run(self, name: str, fingerprint: str, instance: str,
-                   execute: Callable[[], Awaitable[Outcome]]) -> Response:
-        kv = self.bucket()
+    async def _run(self, name: str, fingerprint: str, instance: str, execute: Callable[[], Awaitable[Outcome]],
+                   deduped: bool) -> Response:
         deadline = time.monotonic() + self.wait_s
+        while True:
+            running = self._running.get(name)
+            if running is None:
+                break
+            # A duplicate of a request this process is running: wait for its answer, no bucket round trip.
+            if running[0] != fingerprint:
+                raise _conflict()
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(running[1]), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise _in_flight() from None
+            if outcome is not None:
+                return outcome.response(replayed=True)
+        answered: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        self._running[name] = (fingerprint, answered)
+        shared: Outcome | None = None
+        try:
+            response, shared = await self._answer(self.bucket(), name, fingerprint, instance, execute, deduped,
+                                                  deadline)
+            return response
+        finally:
+            del self._running[name]
+            answered.set_result(shared)
+
+    async def _answer(self, kv: KeyValue, name: str, fingerprint: str, instance: str,
+                      execute: Callable[[], Awaitable[Outcome]], deduped: bool,
+                      deadline: float) -> tuple[Response, Outcome | None]:
+        """The response, and the outcome duplicates may replay (None when there is none to replay)."""
         pause = 0.01
         while True:
             pending = _encode({"state": "pending", "fingerprint": fingerprint, "started_ms": _now_ms()})
-            try:
-                revision = await kv.create(name, pending)
-            except KeyWrongLastSequenceError:
-                pass
+            if deduped:
+                try:
+                    entry = await kv.get(name)
+                except KeyNotFoundError:
+                    outcome = await _outcome(execute, instance)
+                    if outcome.status >= 500:
+                        return outcome.response(), None
+                    try:
+                        await kv.create(name, _encode(_done(fingerprint, outcome)))
+                    except KeyWrongLastSequenceError:  # another gateway answered it too: reply as recorded
+                        continue
+                    return outcome.response(), outcome
             else:
-                return await self._execute(kv, name, revision, fingerprint, instance, execute)
-            try:
-                entry = await kv.get(name)
-            except KeyNotFoundError:  # the first one failed and let go between our two calls
-                continue
+                try:
+                    revision = await kv.create(name, pending)
+                except KeyWrongLastSequenceError:
+                    pass
+                else:
+                    return await self._execute(kv, name, revision, fingerprint, instance, execute)
+                try:
+                    entry = await kv.get(name)
+                except KeyNotFoundError:  # the first one failed and let go between our two calls
+                    continue
             record = json.loads(entry.value or b"{}")
             if record.get("fingerprint") != fingerprint:
-                raise Problem(ErrorCode.IDEMPOTENCY_CONFLICT,
-                              "this Idempotency-Key was already used for a different request")
+                raise _conflict()
             if record.get("state") == "done":
-                return Outcome(record["status"], record["body"].encode(), record["media_type"],
-                               record.get("headers") or {}).response(replayed=True)
+                outcome = Outcome(record["status"], record["body"].encode(), record["media_type"],
+                                  record.get("headers") or {})
+                return outcome.response(replayed=True), outcome
             if _now_ms() - int(record.get("started_ms", 0)) > self.stale_s * 1000:
                 with contextlib.suppress(KeyWrongLastSequenceError):  # someone else took it over first
                     revision = await kv.update(name, pending, last=entry.revision)
                     return await self._execute(kv, name, revision, fingerprint, instance, execute)
             if time.monotonic() >= deadline:
-                raise Problem(GatewayCode.IDEMPOTENCY_IN_FLIGHT,
-                              "the first request with this Idempotency-Key is still in flight; retry later",
-                              headers={"Retry-After": "1"})
+                raise _in_flight()
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
 
     async def _execute(self, kv: KeyValue, name: str, revision: int, fingerprint: str, instance: str,
-                       execute: Callable[[], Awaitable[Outcome]]) -> Response:
+                       execute: Callable[[], Awaitable[Outcome]]) -> tuple[Response, Outcome | None]:
         try:
-            try:
-                outcome = await execute()
-            except Problem as problem:
-                outcome = Outcome.of_problem(problem, instance)
-            except QtError as exc:
-                outcome = Outcome.of_problem(Problem.of(exc), instance)
+            outcome = await _outcome(execute, instance)
         except BaseException:
             await _release(kv, name, revision)
             raise
         if outcome.status >= 500:
             await _release(kv, name, revision)
-            return outcome.response()
-        done = {"state": "done", "fingerprint": fingerprint, "status": outcome.status,
-                "media_type": outcome.media_type, "headers": outcome.headers, "body": outcome.body.decode()}
+            return outcome.response(), None
         with contextlib.suppress(KeyWrongLastSequenceError):  # taken over as stale: the taker records it
-            await kv.update(name, _encode(done), last=revision)
-        return outcome.response()
+            await kv.update(name, _encode(_done(fingerprint, outcome)), last=revision)
+        return outcome.response(), outcome
+
+
+async def _outcome(execute: Callable[[], Awaitable[Outcome]], instance: str) -> Outcome:
+    """Run the request; a refusal (problem or mesh error) is an outcome like any answer."""
+    try:
+        return await execute()
+    except Problem as problem:
+        return Outcome.of_problem(problem, instance)
+    except QtError as exc:
+        return Outcome.of_problem(Problem.of(exc), instance)
+
+
+def _done(fingerprint: str, outcome: Outcome) -> dict[str, Any]:
+    return {"state": "done", "fingerprint": fingerprint, "status": outcome.status, "media_type": outcome.media_type,
+            "headers": outcome.headers, "body": outcome.body.decode()}
+
+
+def _conflict() -> Problem:
+    return Problem(ErrorCode.IDEMPOTENCY_CONFLICT, "this Idempotency-Key was already used for a different request")
+
+
+def _in_flight() -> Problem:
+    return Problem(GatewayCode.IDEMPOTENCY_IN_FLIGHT,
+                   "the first request with this Idempotency-Key is still in flight; retry later",
+                   headers={"Retry-After": "1"})
 
 
 async def _release(kv: KeyValue, name: str, revision: int) -> None:

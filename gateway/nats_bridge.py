@@ -1,7 +1,9 @@
 """The gateway's one NATS connection (as the `gateway` nkey user) and the calls routes make over it.
 
-Calls go on the JSON wire, so replies already carry decimal strings and pass through unchanged; an
-error reply is a `QtError` whose code picks the HTTP status (`contracts.errors.HTTP_STATUS`).
+A call whose reply model is given goes on the msgpack wire (integer units: the node neither parses
+nor formats decimal strings) and the gateway renders the reply as the node would have on the JSON
+wire; other calls go on the JSON wire and their replies pass through unchanged. An error reply is a
+`QtError` whose code picks the HTTP status (`contracts.errors.HTTP_STATUS`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
+from contracts.base import dump
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
 from contracts.jetstream import ensure_named
@@ -98,12 +101,15 @@ class NatsBridge:
         return self.idempotency
 
     async def call(self, subject: str, body: BaseModel | dict[str, Any], trace: dict[str, str], *,
-                   timeout: float | None = None) -> dict[str, Any]:
-        """Request `subject` on the JSON wire with the trace headers; error replies raise `QtError`."""
+                   timeout: float | None = None, reply: type[BaseModel] | None = None) -> dict[str, Any]:
+        """Request `subject` with the trace headers; error replies raise `QtError`. With a `reply` model
+        the call goes on msgpack and the reply comes back in the JSON wire's shape (see the module)."""
+        wire = Wire.JSON if reply is None else Wire.MSGPACK
         if isinstance(body, BaseModel):
-            body = body.model_dump(mode="python", context={"wire": Wire.JSON}, exclude_none=True)
-        return await call(self.client(), subject, body, wire=Wire.JSON, timeout=timeout or self.settings.call_timeout_s,
-                          headers=trace or None)
+            body = body.model_dump(mode="python", context={"wire": wire}, exclude_none=True)
+        answer = await call(self.client(), subject, body, wire=wire, timeout=timeout or self.settings.call_timeout_s,
+                            headers=trace or None)
+        return answer if reply is None else json_shape(reply, answer)
 
     async def ping(self, service: str, timeout: float = 0.5) -> bool:
         """True when some instance of the micro service answers `$SRV.PING`."""
@@ -116,6 +122,13 @@ class NatsBridge:
     async def discover(self, wait_s: float = 0.3) -> list[dict[str, Any]]:
         """Every micro instance's `$SRV.INFO` merged with its `$SRV.STATS`, gathered for `wait_s`."""
         return await discover(self.client(), wait_s)
+
+
+def json_shape(model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
+    """A msgpack reply (integer units) as the node renders `model` on the JSON wire (decimal strings)."""
+    parsed = model.model_validate(body, context={"wire": Wire.MSGPACK})
+    to_wire = getattr(parsed, "to_wire", None)
+    return to_wire(Wire.JSON) if to_wire is not None else dump(parsed, Wire.JSON)
 
 
 async def _on_error(exc: Exception) -> None:

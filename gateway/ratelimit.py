@@ -110,7 +110,7 @@ class IpRateLimitMiddleware:
             await _refuse(decision, scope, receive, send)
             return
         scope[IP_DECISION_KEY] = decision
-        await self.app(scope, receive, _with_headers(decision, send, replace=False))
+        await self.app(scope, receive, _with_headers(decision, scope, send, replace=False))
 
 
 class AccountRateLimitMiddleware:
@@ -131,7 +131,8 @@ class AccountRateLimitMiddleware:
         if refused:
             await _refuse(max(refused, key=lambda d: d.retry_after_s), scope, receive, send)
             return
-        await self.app(scope, receive, _with_headers(min(decisions, key=lambda d: d.remaining), send, replace=True))
+        await self.app(scope, receive, _with_headers(min(decisions, key=lambda d: d.remaining), scope, send,
+                                                     replace=True))
 
 
 def _headers(decision: Decision) -> dict[str, str]:
@@ -139,8 +140,11 @@ def _headers(decision: Decision) -> dict[str, str]:
             "RateLimit-Reset": str(decision.reset_s)}
 
 
-def _with_headers(decision: Decision, send: Send, *, replace: bool) -> Send:
-    """`send` adding the decision's RateLimit-* headers (unless an inner limiter already set them)."""
+def _with_headers(decision: Decision, scope: Scope, send: Send, *, replace: bool) -> Send:
+    """`send` adding the decision's RateLimit-* headers (unless an inner limiter already set them); a
+    WebSocket's `send` as it is, since it has no response head and every frame would pay the wrapper."""
+    if scope["type"] != "http":
+        return send
     headers = _headers(decision)
 
     async def send_with_headers(message: Message) -> None:

@@ -18,6 +18,8 @@ from gateway.problems import Problem
 #: The contract's account pattern (contracts.base.Account), checked on every token's subject.
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _REQUIRED = ["exp", "iat", "nbf", "iss", "aud", "sub"]
+#: Verified tokens kept (see `TokenVerifier.verify`).
+VERIFIED_TOKENS = 10_000
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,24 @@ class TokenVerifier:
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
+        #: Tokens whose signature and claims were verified: principal and the window they are valid in.
+        #: A signature check costs ~0.2 ms of CPU per request; a client reuses its token for hours.
+        self._verified: dict[str, tuple[Principal, float, float]] = {}
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; `unauthorized` with the reason otherwise."""
+        known = self._verified.get(token)
+        if known is not None and known[1] <= time.time() < known[2]:
+            return known[0]
+        principal, claims = self._decode(token)
+        if len(self._verified) >= VERIFIED_TOKENS:  # bounded: start over rather than track ages
+            self._verified.clear()
+        # the same bounds PyJWT checks (with the leeway): not before `nbf` and `iat`, not after `exp`
+        self._verified[token] = (principal, max(claims["nbf"], claims["iat"]) - self.leeway_s,
+                                 claims["exp"] + self.leeway_s)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, dict[str, Any]]:
         try:
             claims = jwt.decode(
                 token, self.key, algorithms=[JWT_ALGORITHM], audience=self.audience, issuer=self.issuer,
@@ -99,7 +116,7 @@ class TokenVerifier:
             parsed = Role(role)
         except ValueError:
             raise _unauthorized("token role must be trader or ops") from None
-        return Principal(subject, parsed, str(claims.get("jti", "")))
+        return Principal(subject, parsed, str(claims.get("jti", ""))), claims
 
 
 def _unauthorized(reason: str) -> Problem:

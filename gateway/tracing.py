@@ -50,6 +50,9 @@ class TraceMiddleware:
         incoming = Headers(scope=scope)
         carrier = child_context({k: v for k in ("traceparent", "tracestate") if (v := incoming.get(k))})
         scope[TRACE_KEY] = carrier
+        if scope["type"] == "websocket":  # no response head to stamp: every frame goes straight out
+            await self.app(scope, receive, send)
+            return
 
         async def send_with_trace(message: Message) -> None:
             if message["type"] == "http.response.start":

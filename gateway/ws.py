@@ -3,7 +3,8 @@
 Protocol (JSON text frames). Client: `{"op": "auth", "token": ...}` first unless `?token=` was
 given, then `{"op": "subscribe"|"unsubscribe", "channel": "book.AAPL"}` or `{"op": "ping"}`.
 Server: `{"type": "subscribed"|"unsubscribed"|"error"|"heartbeat"|"pong", ...}` and channel data
-(`snapshot`/`update` for books, with `seq`, `prev_seq` and the top-10 CRC32 `checksum`).
+(`snapshot`/`update` for books, with `seq`, `prev_seq` and the top-10 CRC32 `checksum`). A client that
+reads slower than a book changes gets a new `snapshot` (conflation) instead of a backlog of updates.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from gateway.ws_hub import (
 
 AUTH_WAIT_S: Final = 5.0
 HEARTBEAT_S: Final = 15.0
+#: A connection whose one frame has not left for this long (its reader stopped) is closed with 4408.
+SEND_STALL_S: Final = 2 * HEARTBEAT_S
 MAX_FRAME: Final = 4096
 #: uvicorn's `ws_max_size`: the protocol refuses (close 1009) any message above it before buffering it
 #: whole. 4,096 characters are at most 16 KiB of UTF-8, so every frame `MAX_FRAME` allows still passes.
@@ -159,6 +162,7 @@ class Session:
         self.tokens = BURST
         self.refilled = time.monotonic()
         self.bad = 0
+        self.sending_since: float | None = None
 
     async def run(self) -> None:
         """Serve until the client leaves or a limit closes the connection."""
@@ -176,20 +180,25 @@ class Session:
                 await self.ws.close(code[0], code[1])
 
     async def _pump(self) -> tuple[int, str] | None:
-        # The hub marks a connection closed only when its queue is full, so the queue is never empty
-        # then: checking after each get is enough (no task or wait per frame on this hot path).
-        queue, closed = self.who.queue, self.who.closed
+        who, send = self.who, self.ws.send_text
         while True:
-            text = await queue.get()
-            if closed.is_set():
+            try:
+                frames = await who.take()
+            except SlowConsumer:
                 return CLOSE_SLOW, "slow consumer: send queue full"
-            if text is None:
-                return None
-            await self.ws.send_text(text)
+            for text in frames:
+                self.sending_since = time.monotonic()
+                await send(text)
+            self.sending_since = None
 
     async def _heartbeat(self) -> tuple[int, str] | None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
+            # Book channels never queue up, so a client that stops reading shows up here instead: the
+            # socket's buffer is full and one send has not finished for a whole bound.
+            since = self.sending_since
+            if since is not None and time.monotonic() - since > SEND_STALL_S:
+                return CLOSE_SLOW, "slow consumer: not reading"
             with contextlib.suppress(SlowConsumer):
                 self.who.send(json.dumps({"type": "heartbeat", "ts": int(time.time() * 1000)}))
 
@@ -208,9 +217,8 @@ class Session:
                     return CLOSE_BAD_REQUEST, "too many bad messages"
             with contextlib.suppress(SlowConsumer):
                 self.who.send(json.dumps(reply))
-                snapshot = self.hub.snapshot_of(reply["channel"]) if reply.get("type") == "subscribed" else None
-                if snapshot is not None:
-                    self.who.send(snapshot)
+                if reply.get("type") == "subscribed":
+                    self.hub.follow(self.who, reply["channel"])
 
     def _allowed(self) -> bool:
         now = time.monotonic()

@@ -1,9 +1,13 @@
-"""WebSocket fan-out: one NATS subscription per channel, one bounded send queue per connection.
+"""WebSocket fan-out: one NATS subscription per channel, frames encoded once per message for everyone.
 
-A channel's messages are encoded to JSON once and queued to every subscriber; a connection whose
-queue is full is closed (slow consumer) instead of slowing the others. Book channels go through a
-gateway-side L2 mirror, so a new subscriber gets the mirror's state at once as its snapshot and then
-the same continuous updates as everyone else.
+Trades, candles, tickers and the private channels are queued to each subscriber (one bounded send
+queue per connection; a connection whose queue is full is closed as a slow consumer). Book channels
+are conflated instead: the channel keeps its last few updates and each connection only a cursor (the
+seq it has), so a connection that reads slower than the feed never builds a backlog: whenever its
+sender is free it gets one frame that brings it to the current seq, an `update` spanning the updates
+it missed (prev_seq = its seq) if the channel still has them, otherwise a `snapshot` of the book.
+Each such frame is encoded once and shared by every connection at the same seq. Book channels go
+through a gateway-side L2 mirror, which is where those snapshots come from.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -24,12 +29,15 @@ from nats.aio.subscription import Subscription
 from contracts.instruments import instrument
 from contracts.money import format_amount
 from contracts.subjects import book_feed_subject, wallet_event_subject
-from gateway.l2 import L2Mirror
+from gateway.l2 import Applied, L2Mirror
 from gateway.views import client_exec
 
 log = logging.getLogger(__name__)
 
 SEND_QUEUE: Final = 1_000
+#: Book updates a channel keeps: a connection that missed up to this many gets them as one `update`
+#: frame spanning them; further behind, one snapshot.
+CATCH_UP: Final = 8
 #: Close codes (4000 + the HTTP status they resemble, as many WebSocket APIs do).
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_BAD_REQUEST: Final = 4400
@@ -47,20 +55,56 @@ class SlowConsumer(Exception):
 
 @dataclass(eq=False)
 class Subscriber:
-    """One WebSocket connection as the hub sees it: its account and its outgoing queue."""
+    """One WebSocket connection as the hub sees it: its account, its queue, its place in each book."""
 
     account: str
-    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE))
+    queue: deque[str] = field(default_factory=deque)
+    """Frames other than book data, in order (replies, heartbeats, trades, private events)."""
+    books: dict[str, BookCursor] = field(default_factory=dict)
     channels: set[str] = field(default_factory=set)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def send(self, text: str) -> None:
         """Queue a message, or mark the connection as too slow to keep."""
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if len(self.queue) >= SEND_QUEUE:
             self.closed.set()
-            raise SlowConsumer from None
+            self.wake.set()
+            raise SlowConsumer
+        self.queue.append(text)
+        self.wake.set()
+
+    def ready(self) -> list[str]:
+        """Everything there is to send now: queued frames first, then what each book is missing."""
+        out = list(self.queue)
+        self.queue.clear()
+        for cursor in self.books.values():
+            frames = cursor.channel.frames_after(cursor.seq)
+            if frames:
+                out += frames
+                cursor.seq = cursor.channel.seq
+        return out
+
+    async def take(self) -> list[str]:
+        """Wait until there is something to send, and take it; `SlowConsumer` once the queue overflowed."""
+        while True:
+            self.wake.clear()  # cleared before looking: a wake after this look is never lost
+            if self.closed.is_set():
+                raise SlowConsumer
+            frames = self.ready()
+            if frames:
+                return frames
+            for cursor in self.books.values():  # parked: the next book update must wake it
+                cursor.channel.idle.add(self)
+            await self.wake.wait()
+
+
+@dataclass(eq=False, slots=True)
+class BookCursor:
+    """Where one connection stands in one book channel: the seq of the last state it was sent (None: none yet)."""
+
+    channel: Channel
+    seq: int | None = None
 
 
 def channel_subject(channel: str, account: str) -> str | None:
@@ -93,6 +137,75 @@ class Channel:
     sub: Subscription | None = None
     mirror: L2Mirror | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)
+    seq: int = 0
+    """A book's seq as last published to its subscribers."""
+    recent: deque[Applied] = field(default_factory=lambda: deque(maxlen=CATCH_UP))
+    """A book's last updates, oldest first, continuous up to `seq`."""
+    idle: set[Subscriber] = field(default_factory=set)
+    """A book's subscribers whose senders wait with nothing to send: the only ones an update wakes
+    (waking all 500 of a busy channel on every update would cost more than the sends)."""
+    frames: dict[int, str] = field(default_factory=dict)
+    """Encoded update frames reaching `seq`, by the seq they start from (the plain update, and spans)."""
+    _snapshot: tuple[int, str] | None = None
+
+    def frames_after(self, seq: int | None) -> list[str]:
+        """What a connection at `seq` needs to reach the book's current state: one `update` frame from
+        its seq (spanning every update it missed, when the recent ones continue from it), else one
+        snapshot; nothing while a resync is loading."""
+        if seq == self.seq or self.mirror is None or not self.mirror.loaded:
+            return []
+        if seq is not None:
+            text = self.frames.get(seq)
+            if text is not None:
+                return [text]
+            for back, applied in enumerate(reversed(self.recent)):
+                if applied.prev_seq == seq:
+                    return [self._span(seq, len(self.recent) - 1 - back)]
+        return [self.snapshot()]
+
+    def _span(self, seq: int, first: int) -> str:
+        """One update from `seq` to the current seq: the last total of every level changed since, which
+        is exactly what applying the missed updates one by one would leave (levels are absolute)."""
+        bids: dict[int, int] = {}
+        asks: dict[int, int] = {}
+        for k in range(first, len(self.recent)):
+            bids.update(self.recent[k].bids)
+            asks.update(self.recent[k].asks)
+        text = self.frames[seq] = _update_frame(self.name, Applied(
+            "update", self.seq, seq, list(bids.items()), list(asks.items()), self.recent[-1].checksum))
+        return text
+
+    def snapshot(self) -> str:
+        """The book at `seq` as a `snapshot` frame, encoded once per seq whoever asks."""
+        if self._snapshot is None or self._snapshot[0] != self.seq:
+            assert self.mirror is not None
+            spec = instrument(self.name.split(".")[1])
+            bids, asks = self.mirror.depth()
+            self._snapshot = (self.seq, _dumps({
+                "channel": self.name, "type": "snapshot", "seq": self.seq, "checksum": self.mirror.checksum(),
+                "bids": _levels(spec, bids), "asks": _levels(spec, asks)}))
+        return self._snapshot[1]
+
+    def publish(self, applied: Applied) -> None:
+        """A book update: encode it once, keep it for the connections that are behind, wake everyone."""
+        self.recent.append(applied)
+        self.seq = applied.seq
+        self.frames = {applied.prev_seq: _update_frame(self.name, applied)}
+        self.wake_all()
+
+    def reset(self, seq: int) -> None:
+        """The mirror was reloaded: no update continues from before, everyone gets a snapshot."""
+        self.recent.clear()
+        self.frames = {}
+        self.seq = seq
+        self._snapshot = None
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        """Wake the senders parked on this book; a busy one looks at its cursors before it parks again."""
+        idle, self.idle = self.idle, set()
+        for who in idle:
+            who.wake.set()
 
 
 class Hub:
@@ -123,13 +236,13 @@ class Hub:
             who.channels.add(key)
         return True
 
-    def snapshot_of(self, name: str) -> str | None:
-        """A book channel's current state as a `snapshot` message (sent right after `subscribed`,
-        with no await in between, so no update can slip ahead of it)."""
+    def follow(self, who: Subscriber, name: str) -> None:
+        """Start sending book channel `name` to `who` (a snapshot first): called right after its
+        `subscribed` reply is queued, so the snapshot can never overtake that reply."""
         channel = self.channels.get(name)
-        if channel is None or channel.mirror is None or not channel.mirror.loaded:
-            return None
-        return _dumps(self._book_snapshot(name, channel.mirror))
+        if channel is not None and channel.mirror is not None and who in channel.subscribers:
+            who.books[name] = BookCursor(channel)
+            who.wake.set()
 
     async def unsubscribe(self, who: Subscriber, name: str) -> bool:
         """Remove `who` from a channel; the NATS subscription goes with the last subscriber."""
@@ -139,7 +252,9 @@ class Hub:
             if channel is None or who not in channel.subscribers:
                 return False
             channel.subscribers.discard(who)
+            channel.idle.discard(who)
             who.channels.discard(key)
+            who.books.pop(key, None)
             if not channel.subscribers:
                 del self.channels[key]
                 if channel.sub is not None:
@@ -180,14 +295,10 @@ class Hub:
             await self._resync(channel, name)
             return
         if applied.kind == "update":
-            spec = instrument(name.split(".")[1])
-            self._broadcast(channel, _dumps({
-                "channel": name, "type": "update", "seq": applied.seq, "prev_seq": applied.prev_seq,
-                "checksum": applied.checksum, "bids": _levels(spec, applied.bids), "asks": _levels(spec, applied.asks),
-            }))
+            channel.publish(applied)
 
     async def _resync(self, channel: Channel, name: str) -> None:
-        """Load a fresh snapshot, replay what arrived meanwhile, and send everyone the new state."""
+        """Load a fresh snapshot, replay what arrived meanwhile, and give everyone the new state."""
         mirror = channel.mirror
         assert mirror is not None
         mirror.loaded = False
@@ -198,14 +309,7 @@ class Hub:
             if mirror.apply(message).kind == "gap":
                 mirror.load(snap["seq"], [tuple(x) for x in snap["bids"]], [tuple(x) for x in snap["asks"]])
                 break
-        self._broadcast(channel, _dumps(self._book_snapshot(name, mirror)))
-
-    @staticmethod
-    def _book_snapshot(name: str, mirror: L2Mirror) -> dict[str, Any]:
-        spec = instrument(name.split(".")[1])
-        bids, asks = mirror.depth()
-        return {"channel": name, "type": "snapshot", "seq": mirror.seq, "checksum": mirror.checksum(),
-                "bids": _levels(spec, bids), "asks": _levels(spec, asks)}
+        channel.reset(mirror.seq)
 
     def _broadcast(self, channel: Channel, text: str) -> None:
         for who in list(channel.subscribers):
@@ -213,6 +317,13 @@ class Hub:
                 continue
             with contextlib.suppress(SlowConsumer):  # the connection closes itself; others go on
                 who.send(text)
+
+
+def _update_frame(name: str, applied: Applied) -> str:
+    spec = instrument(name.split(".")[1])
+    return _dumps({"channel": name, "type": "update", "seq": applied.seq, "prev_seq": applied.prev_seq,
+                   "checksum": applied.checksum, "bids": _levels(spec, applied.bids),
+                   "asks": _levels(spec, applied.asks)})
 
 
 def _levels(spec: Any, levels: list[tuple[int, int]]) -> list[list[str]]:

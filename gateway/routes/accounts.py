@@ -65,7 +65,9 @@ async def _move(request: Request, account: str, who: Principal, gw: Gateway, end
     if body.get("account", acting) != acting:
         raise Problem.validation("account: differs from the account in the path")
     command = validate(model, {**body, "account": acting, "op_id": derived_id(who, acting, key)})
-    return await gw.once(request, who, key, acting, body, gw.forward(request, wallet_subject(endpoint), command))
+    # the wallet applies an op_id once, so the key's record is written once, with the answer
+    return await gw.once(request, who, key, acting, body,
+                         gw.forward(request, wallet_subject(endpoint), command, reply=MutationReply), deduped=True)
 
 
 @router.get("/{account}/balances", summary="Balances of an account", **doc(reply=schema(BalanceReply)))

@@ -7,9 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from contracts.clearing import CancelRequest, ClientSagaList, ClientSagaView, PlaceOrder, SagaGet, SagaList
+from contracts.clearing import (
+    CancelRequest,
+    ClientSagaList,
+    ClientSagaView,
+    PlaceOrder,
+    SagaGet,
+    SagaList,
+    SagaView,
+)
 from contracts.errors import ErrorCode, QtError
 from contracts.gateway import GatewayCode
+from contracts.matching import OrderResult
 from contracts.orders import ClientOrderResult
 from contracts.subjects import clearing_subject
 from gateway.auth import principal
@@ -40,8 +49,9 @@ async def place(request: Request, who: Who, gw: Gw) -> Response:
     command = validate(PlaceOrder, {**body, "account": acting, "saga_id": saga_id})
     execute = gw.forward(request, clearing_subject("place_order"), command, status=201,
                          headers={"Location": f"/v1/orders/{saga_id}"}, timeout=gw.settings.order_timeout_s,
-                         shape=client_saga)
-    return await gw.once(request, who, key, acting, body, execute)
+                         shape=client_saga, reply=SagaView)
+    # clearing runs a saga id once, so the key's record is written once, with the answer
+    return await gw.once(request, who, key, acting, body, execute, deduped=True)
 
 
 @router.delete("/{order_id}", summary="Cancel an order", **doc(reply=schema(ClientOrderResult), idempotent=True))
@@ -53,7 +63,7 @@ async def cancel(request: Request, order_id: str, who: Who, gw: Gw, account: str
     refuse_fields(body, ("account", "order_id"))
     command = validate(CancelRequest, {**body, "account": acting, "order_id": order_id})
     execute = gw.forward(request, clearing_subject("cancel_order"), command, timeout=gw.settings.order_timeout_s,
-                         shape=client_order)
+                         shape=client_order, reply=OrderResult)
     return await gw.once(request, who, key, acting, body, execute)
 
 

@@ -188,3 +188,29 @@ async def test_a_pending_record_left_by_a_dead_gateway_is_taken_over(client: htt
     assert await balances(platform.nc, account) == {"USD": (400, 0)}
     again = await client.post(path, json=body, headers=bearer(ops_token, key))
     assert again.headers["idempotent-replayed"] == "true" and again.content == done.content
+
+
+async def bucket_writes(platform: Platform) -> int:
+    """Writes the idempotency bucket has taken so far (its stream's last sequence)."""
+    info = await platform.nc.jetstream().stream_info(f"KV_{IDEMPOTENCY_BUCKET}")
+    return int(info.state.last_seq)
+
+
+async def test_an_order_writes_its_record_once_and_a_replay_not_at_all(client: httpx.AsyncClient,
+                                                                      gateway: GatewayProcess,
+                                                                      platform: Platform) -> None:
+    account = new_account("onewrite")
+    await fund(platform.nc, account, USD=100_000)
+    headers = bearer(gateway.token(account), new_key())
+    order = {"instrument": "AAPL", "side": "BUY", "price": "50.00", "qty": "1.0000"}
+    before = await bucket_writes(platform)
+    placed = await client.post("/v1/orders", json=order, headers=headers)
+    assert placed.status_code == 201, placed.text
+    assert await bucket_writes(platform) == before + 1, "one record write per order: no pending record first"
+    held = await balances(platform.nc, account)
+    again = await client.post("/v1/orders", json=order, headers=headers)
+    assert again.content == placed.content and again.headers["idempotent-replayed"] == "true"
+    assert await bucket_writes(platform) == before + 1
+    problem(await client.post("/v1/orders", json={**order, "price": "51.00"}, headers=headers), 422,
+            "idempotency_conflict")
+    assert await balances(platform.nc, account) == held  # neither the replay nor the conflict ran anything

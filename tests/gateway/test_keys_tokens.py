@@ -62,6 +62,24 @@ def test_tokens_within_the_leeway_still_pass(tmp_path: Path) -> None:
     assert verifier(tmp_path).verify(recent).account == "bob"
 
 
+def test_a_verified_token_is_still_refused_once_it_expires(tmp_path: Path) -> None:
+    key = load_private(ensure_key_pair(tmp_path)[0])
+    strict = TokenVerifier(load_public(ensure_key_pair(tmp_path)[1]), issuer=JWT_ISSUER, audience=JWT_AUDIENCE,
+                           leeway_s=0)
+    # valid for one to two more seconds (iat is whole seconds): verified (and remembered) now, expired after
+    ending = mint(key, account="carol", role=Role.TRADER, ttl_s=60, issuer=JWT_ISSUER, audience=JWT_AUDIENCE,
+                  now=time.time() - 58)
+    assert strict.verify(ending).account == "carol"
+    assert strict.verify(ending).account == "carol"
+    time.sleep(2.5)
+    with pytest.raises(Problem) as refused:
+        strict.verify(ending)
+    assert refused.value.code is GatewayCode.UNAUTHORIZED and "expired" in refused.value.message
+    forged = ending[:-4] + ("AAAA" if not ending.endswith("AAAA") else "BBBB")  # never verified: checked in full
+    with pytest.raises(Problem):
+        strict.verify(forged)
+
+
 def test_a_trader_may_not_name_another_account(tmp_path: Path) -> None:
     key = load_private(ensure_key_pair(tmp_path)[0])
     token = mint(key, account="bob", role=Role.TRADER, ttl_s=60, issuer=JWT_ISSUER, audience=JWT_AUDIENCE)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import httpx
+import asyncio
 
+import httpx
+from nats.aio.msg import Msg
+
+from contracts.codec import Wire, sniff
 from contracts.gateway import Role
+from contracts.subjects import clearing_subject, wallet_subject
 from tests.clearing.platform import Platform, balances, fund
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
 
@@ -150,3 +155,39 @@ async def test_orders_page_newest_first_with_their_current_status(client: httpx.
     for who, ids in ((account, placed[1:]), (other, theirs)):
         for order_id in ids:
             await client.delete(f"/v1/orders/{order_id}", headers=bearer(gateway.token(who), new_key()))
+
+
+async def test_the_gateway_speaks_msgpack_to_the_nodes_and_decimal_strings_to_clients(
+        client: httpx.AsyncClient, gateway: GatewayProcess, platform: Platform) -> None:
+    account = new_account("wire")
+    token = gateway.token(account)
+    seen: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    async def watch(msg: Msg) -> None:
+        if account.encode() in msg.data:
+            await seen.put((msg.subject, msg.data))
+
+    # plain subscribers get a copy of each request; the nodes (queue groups) still answer them
+    subs = [await platform.nc.subscribe(subject, cb=watch) for subject in
+            (wallet_subject("deposit"), clearing_subject("place_order"), clearing_subject("cancel_order"))]
+    try:
+        await platform.nc.flush()
+        deposit = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "1000.00"},
+                                    headers=bearer(gateway.token("operator", Role.OPS), new_key()))
+        assert deposit.status_code == 200, deposit.text
+        assert deposit.json()["changes"][0]["available"] == "1000.00"
+        placed = await client.post("/v1/orders", headers=bearer(token, new_key()),
+                                   json={"instrument": "AAPL", "side": "BUY", "price": "10.00", "qty": "2.0000"})
+        assert placed.status_code == 201, placed.text
+        body = placed.json()
+        assert (body["qty"], body["remaining"], body["filled"], body["hold_left"]) == ("2.0000", "2.0000", "0.0000",
+                                                                                       "20.01")
+        cancelled = await client.delete(f"/v1/orders/{body['order_id']}", headers=bearer(token, new_key()))
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled" and cancelled.json()["remaining"] == "0.0000"
+        requests = [await asyncio.wait_for(seen.get(), timeout=10) for _ in range(3)]
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+    assert [sniff(data) for _, data in requests] == [Wire.MSGPACK] * 3, requests
+    assert await balances(platform.nc, account) == {"USD": (100_000, 0)}
