@@ -8,7 +8,7 @@ from typing import Final
 # --- micro services (request-reply) -------------------------------------------------------------
 WALLET_SERVICE: Final = "wallet"
 WALLET_ENDPOINTS: Final = (
-    "deposit", "withdraw", "hold", "release", "debit", "credit", "settle",
+    "deposit", "withdraw", "hold", "release", "debit", "credit", "settle", "batch",
     "balance", "events", "rebuild", "verify", "metrics",
 )
 
