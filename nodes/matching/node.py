@@ -49,12 +49,12 @@ from contracts.subjects import (
 )
 from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
 from nodes.matching.journal import JournalWriter
-from nodes.matching.pipeline import PipelinedPublisher
 from nodes.runtime.config import NodeConfig, env_int
 from nodes.runtime.connect import connect
 from nodes.runtime.lease import Lease, LeaseLost
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
+from nodes.runtime.pipeline import PipelinedPublisher
 from nodes.runtime.service import NodeService
 from nodes.runtime.tails import until_consumer_lost
 
@@ -248,8 +248,8 @@ class InstrumentRunner:
                 subject = exec_subject(self.spec.symbol)
                 token = str(self.lease.token)
                 try:
-                    await self.publisher.publish(subject, [
-                        (body, {"Nats-Msg-Id": msg_id, FENCE_HEADER: token}) for _seq, msg_id, body in batch])
+                    await self.publisher.publish([
+                        (subject, body, {"Nats-Msg-Id": msg_id, FENCE_HEADER: token}) for _seq, msg_id, body in batch])
                 except BaseException:
                     self._pending[:0] = batch  # republished with the same msg-ids: the stream dedups
                     raise

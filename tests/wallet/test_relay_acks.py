@@ -12,7 +12,8 @@ from nats.aio.client import Client
 from contracts.jetstream import ensure_named
 from contracts.subjects import WALLET_STREAM
 from contracts.wallet import Deposit
-from nodes.wallet.relay import OutboxRelay, RelayRefused
+from nodes.runtime.pipeline import PublishFailed
+from nodes.wallet.relay import OutboxRelay
 from nodes.wallet.store import EventStore
 from nodes.wallet.writer import Writer
 
@@ -37,7 +38,7 @@ async def test_a_flush_nobody_acknowledges_leaves_the_cursor_then_a_retry_relays
 ) -> None:
     relay = OutboxRelay(own_nc, writer)  # no WALLET stream yet: every publish has no responders
 
-    with pytest.raises(RelayRefused):
+    with pytest.raises(PublishFailed):
         await relay.flush_once()
     assert relay.published == 0
     assert len(await writer.call(writer.store.outbox_batch, 10)) == 3  # still waiting

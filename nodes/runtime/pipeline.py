@@ -44,8 +44,8 @@ class PipelinedPublisher:
         self._prefix = self.nc.new_inbox()
         await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_ack)
 
-    async def publish(self, subject: str, messages: Sequence[tuple[bytes, dict[str, str]]]) -> None:
-        """Send (payload, headers) pairs in order and return once the stream acknowledged every one."""
+    async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> None:
+        """Send (subject, payload, headers) in order and return once the streams acknowledged every one."""
         if not messages:
             return
         if not self._prefix:
@@ -55,15 +55,15 @@ class PipelinedPublisher:
         reply = f"{self._prefix}.{token}"
         publish = self.nc.publish
         try:
-            for payload, headers in messages:
+            for subject, payload, headers in messages:
                 await publish(subject, payload, reply=reply, headers=headers)
             try:
                 await asyncio.wait_for(batch.done, self.timeout_s)
             except TimeoutError:
-                late = f"{batch.acked} of {batch.expected} acks on {subject} in {self.timeout_s}s"
+                late = f"{batch.acked} of {batch.expected} acks on {messages[0][0]}... in {self.timeout_s}s"
                 raise PublishFailed(late) from None
             if batch.errors:
-                raise PublishFailed(f"{len(batch.errors)} of {batch.expected} refused on {subject}: "
+                raise PublishFailed(f"{len(batch.errors)} of {batch.expected} refused on {messages[0][0]}...: "
                                     f"{batch.errors[0][:200]!r}")
         finally:
             del self._batches[token]
