@@ -16,10 +16,10 @@ from nats.aio.client import Client
 from contracts.credentials import nkey_seed_path
 from contracts.errors import ErrorCode
 from contracts.wallet import Deposit, Hold
-from nodes.wallet.store import EventStore
 from nodes.wallet.writer import Writer
 from tests.conftest import InProcessWallet
 from tests.wallet.client import balance, event_count, new_account, wallet_call
+from tests.wallet.writers import running_writer
 from tooling.natsserver import NatsServer
 
 CLIENTS = 64
@@ -28,15 +28,8 @@ CLIENTS = 64
 @pytest.fixture
 async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
     """A writer over a real SQLite file (FULL), its commit loop running."""
-    writer = Writer(EventStore(tmp_path / "p0.sqlite", synchronous="FULL"))
-    task = asyncio.create_task(writer.run())
-    try:
+    async with running_writer(tmp_path / "p0.sqlite") as writer:
         yield writer
-    finally:
-        await writer.close()
-        await task
-        writer.shutdown()
-        writer.store.close()
 
 
 async def test_waiting_commands_commit_in_one_transaction_each_once(writer: Writer) -> None:

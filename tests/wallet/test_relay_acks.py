@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,23 +13,16 @@ from contracts.subjects import WALLET_STREAM
 from contracts.wallet import Deposit
 from nodes.runtime.pipeline import PublishFailed
 from nodes.wallet.relay import OutboxRelay
-from nodes.wallet.store import EventStore
 from nodes.wallet.writer import Writer
+from tests.wallet.writers import running_writer
 
 
 @pytest.fixture
 async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
     """A writer over a real SQLite file with three committed deposits waiting in the outbox."""
-    writer = Writer(EventStore(tmp_path / "p0.sqlite"))
-    task = asyncio.create_task(writer.run())
-    await writer.submit_many([Deposit(account="a", asset="USD", amount=1, op_id=f"d{i}") for i in range(3)])
-    try:
+    async with running_writer(tmp_path / "p0.sqlite") as writer:
+        await writer.submit_many([Deposit(account="a", asset="USD", amount=1, op_id=f"d{i}") for i in range(3)])
         yield writer
-    finally:
-        await writer.close()
-        await task
-        writer.shutdown()
-        writer.store.close()
 
 
 async def test_a_flush_nobody_acknowledges_leaves_the_cursor_then_a_retry_relays_each_once(
