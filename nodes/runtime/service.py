@@ -144,7 +144,7 @@ class NodeService:
         return register
 
     async def start(self) -> None:
-        """Register with micro discovery and subscribe every endpoint (queue group `q`).
+        """Subscribe every endpoint (queue group `q`), then register with micro discovery.
 
         `metrics` is the exception: each instance is a queue group of its own, so a scrape that
         gathers every reply to `<name>.metrics` hears every instance (the gateway's `/metrics` does).
@@ -156,7 +156,6 @@ class NodeService:
                           queue_group=SERVICE_QUEUE, stats_handler=self._endpoint_data),
             self._times,
         )
-        await self._service.start()
         group = self._service.add_group(name=self.name)
         for route in self.routes:
             await group.add_endpoint(EndpointConfig(name=route.name, handler=self._spawner(route)))
@@ -164,6 +163,9 @@ class NodeService:
                                                 queue_group=f"{METRICS_QUEUE_PREFIX}{self._service.id}"))
         if self.breakers is not None:
             await group.add_endpoint(EndpointConfig(name=BREAKERS_ENDPOINT, handler=self._breakers))
+        # Discovery last: the server sees every endpoint's SUB before the PING one, so a client that
+        # got a PING reply never meets "no responders" on an endpoint (it did, once, in CI).
+        await self._service.start()
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Stop taking requests, then let in-flight ones finish (bounded)."""
