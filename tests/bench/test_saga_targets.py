@@ -87,3 +87,11 @@ def test_cpu_window_divides_each_process_by_the_sagas_finished_between_the_marks
     assert w.us("clearing") == 1000.0 and w.us("nats-server") == 500.0
     assert w.total_us(SYSTEM) == 1500.0
     assert w.others == 0.25  # 2.0 busy seconds - 1.5 ours, over 2 s
+
+
+def test_a_missed_target_points_at_clearings_profile_once_one_was_taken() -> None:
+    res = _results(best_rate=340.0, open_p99=0.040)
+    assert all("--profile-duration" in t.see for t in targets(res))
+    res.profile = sections(res)[:1]  # any table stands in for the profile's
+    assert all(t.see.startswith("the `Profile of the clearing process` tables") for t in targets(res))
+    assert sections(res)[-1] is res.profile[0]

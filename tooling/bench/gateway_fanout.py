@@ -27,7 +27,7 @@ from contracts.credentials import nkey_seed_path
 from contracts.subjects import book_feed_subject
 from tooling.bench.gateway_clients import SNAPSHOT, UPDATE, Feed, Frames, load_feed, load_frames
 from tooling.bench.gateway_ws import SYMBOL, CpuWatch, Driven, Usage, rss_kb, sample_rss
-from tooling.bench.mesh import Child, Mesh, cpu_seconds
+from tooling.bench.mesh import Child, Mesh, tree_cpu_seconds
 from tooling.bench.stats import percentile
 from tooling.natsserver import NatsServer
 
@@ -238,9 +238,9 @@ async def wait_idle(pid: int, max_s: float = 60.0, below: float = 0.1) -> float:
     """Wait until `pid` uses under `below` cores over half a second (its queues drained); seconds waited."""
     started = time.monotonic()
     while time.monotonic() - started < max_s:
-        before = cpu_seconds(pid)
+        before = tree_cpu_seconds({"gateway": pid})["gateway"]  # its worker processes too
         await asyncio.sleep(0.5)
-        if cpu_seconds(pid) - before < below * 0.5:
+        if tree_cpu_seconds({"gateway": pid})["gateway"] - before < below * 0.5:
             break
     return time.monotonic() - started
 

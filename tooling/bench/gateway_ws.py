@@ -31,7 +31,7 @@ from contracts.codec import loads
 from contracts.instruments import instrument
 from contracts.rpc import call
 from contracts.subjects import book_feed_subject, matching_subject
-from tooling.bench.mesh import cpu_seconds, machine_busy_seconds
+from tooling.bench.mesh import cpu_seconds, machine_busy_seconds, tree_cpu_seconds
 
 SYMBOL = "MSFT"
 SPEC = instrument(SYMBOL)
@@ -199,8 +199,10 @@ class CpuWatch:
         self._cpu: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        # a negative pid names a process's main thread (its event loop) alone
-        return {name: sum(cpu_seconds(pid) if pid > 0 else cpu_seconds(-pid, -pid) for pid in pids)
+        # a negative pid names a process's main thread (its event loop) alone; a positive one the process
+        # and its descendants (the gateway's worker processes)
+        whole = tree_cpu_seconds({str(pid): pid for pids in self.pids.values() for pid in pids if pid > 0})
+        return {name: sum(whole[str(pid)] if pid > 0 else cpu_seconds(-pid, -pid) for pid in pids)
                 for name, pids in self.pids.items()}
 
     def start(self) -> None:

@@ -154,10 +154,11 @@ def descendants(pid: int, children: dict[int, list[int]]) -> list[int]:
 
 
 def tree_cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds of each named process plus its live descendants (a node's worker processes count as its
-    own). Never name this process: every process the bench started is its descendant."""
+    """CPU seconds of each named process plus its live descendants (a node's or the gateway's worker processes
+    count as its own). This process counts alone: everything the bench started is its descendant."""
     children = process_children()
-    return {name: cpu_seconds(pid) + sum(cpu_seconds(child) for child in descendants(pid, children))
+    me = os.getpid()
+    return {name: cpu_seconds(pid) + (0.0 if pid == me else sum(cpu_seconds(c) for c in descendants(pid, children)))
             for name, pid in pids.items()}
 
 

@@ -43,6 +43,7 @@ from tooling.bench.mesh import (
     wait_quiet,
     wait_ready,
 )
+from tooling.bench.profile import profile_sections
 from tooling.bench.report import BENCHMARKS_MD, Report, WriteOption, machine_info, present, titled_block
 from tooling.bench.saga_probe import Probe, cpu_window, point_stats
 from tooling.bench.saga_tables import SYSTEM, Results, sections, targets, why
@@ -124,12 +125,17 @@ def tally(mix: Counter[str]) -> Check:
     return check
 
 
-def spawn_clearing(mesh: Mesh, server: NatsServer, name: str, checkpoint: str = "") -> Child:
-    """A `python -m nodes.clearing` process on a fresh data dir (`checkpoint="each"`: a write before every step)."""
+def spawn_clearing(mesh: Mesh, server: NatsServer, name: str, checkpoint: str = "",
+                   profile_to: Path | None = None) -> Child:
+    """A `python -m nodes.clearing` process on a fresh data dir (`checkpoint="each"`: a write before every step;
+    `profile_to`: under cProfile, every thread, stats written there when it stops)."""
     data = mesh.fresh_dir(name)
     env = {"QT_NATS_URL": server.url, "QT_DATA_DIR": str(data),
            "QT_NKEY_SEED": str(nkey_seed_path(server.data_dir, "clearing")), "QT_SAGA_CHECKPOINT": checkpoint}
-    return mesh.spawn(name, ["-m", "nodes.clearing"], env)
+    argv = ["-m", "nodes.clearing"]
+    if profile_to is not None:
+        argv = ["-m", "tooling.bench.profiled", str(profile_to), "nodes.clearing"]
+    return mesh.spawn(name, argv, env)
 
 
 async def fund(nc: Client) -> list[str]:
@@ -163,6 +169,8 @@ class Plan:
     open_s: float
     quiet_s: float = 0.0
     """Wait up to this long before each point for other processes to go quiet (0: don't)."""
+    profile_s: float = 0.0
+    """Seconds of load on a clearing process under cProfile when a target was missed (0: never)."""
 
     @property
     def each_clients(self) -> int:
@@ -228,8 +236,32 @@ async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
         probe.pids["clearing"] = each.proc.pid
         await closed_point(nc, probe, res, console, plan, plan.each_clients, "each")
         res.each = (closed_label(plan.each_clients), closed_label(plan.each_clients, "each"))
+        if plan.profile_s > 0 and any(not t.met for t in targets(res)):
+            mesh.stop(each)
+            await profile_clearing(mesh, server, nc, res, console, plan)
     finally:
         await nc.close()
+
+
+async def profile_clearing(mesh: Mesh, server: NatsServer, nc: Client, res: Results, console: Console,
+                           plan: Plan) -> None:
+    """The best closed-loop point again on a clearing process under cProfile; its tables go into `res`."""
+    best = max(res.closed(), key=lambda label: res.runs[label].rate)
+    n = res.clients[best]
+    out = mesh.fresh_dir("profile") / "clearing.prof"
+    child = spawn_clearing(mesh, server, "clearing-profiled", profile_to=out)
+    await wait_ready(nc, "$SRV.PING.clearing", child)
+    run_, _ = await closed_loop(nc, PLACE, saga_body(f"p{n}"), clients=n, duration_s=plan.profile_s, warmup_s=0.5,
+                                check=tally(Counter()), label=f"{n} clients under cProfile")
+    code = mesh.stop(child, timeout_s=60.0)
+    if not out.exists():
+        console.print(f"  [red]no profile written (exit code {code}); see {child.log}[/red]")
+        return
+    console.print(f"  profiled clearing, {n} clients: {fmt_rate(run_.rate)} (under cProfile)")
+    res.profile = profile_sections(out, f"Profile of the clearing process ({n} clients)", run_.seconds + 0.5)
+    res.profile[0].notes.append(f"Throughput while profiled: {fmt_rate(run_.rate)} sagas/s (cProfile slows Python "
+                                "roughly 2x); wallet, matching and nats-server ran unprofiled: their share is in "
+                                "the CPU per saga table.")
 
 
 async def closed_point(nc: Client, probe: Probe, res: Results, console: Console, plan: Plan, n: int,
@@ -253,6 +285,9 @@ def saga(
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, data).")] = False,
     wait_quiet_s: Annotated[float, typer.Option("--wait-quiet", help="Wait up to this many seconds before each "
                                                 "point for other processes to go quiet (shared machines).")] = 0.0,
+    profile_duration: Annotated[float | None, typer.Option(help="Seconds of load on a clearing process under "
+                                                           "cProfile when a target is missed (0 = skip; default "
+                                                           "4, 0 with --quick).")] = None,
 ) -> None:
     """Saga: place_order sagas/s through clearing (1/16/64/256 clients), p99 at 500/s, CPU per saga, steps."""
     counts = client_counts(clients)
@@ -265,7 +300,9 @@ def saga(
     with bench_mesh("qt-bench-saga-", keep=keep, console=console) as mesh:
         asyncio.run(run(mesh, console, res, Plan(clients=counts, duration_s=duration or (1.5 if quick else 5.0),
                                                  warmup_s=0.3 if quick else 1.0, rate=rate,
-                                                 open_s=2.0 if quick else 5.0, quiet_s=wait_quiet_s)))
+                                                 open_s=2.0 if quick else 5.0, quiet_s=wait_quiet_s,
+                                                 profile_s=profile_duration if profile_duration is not None else
+                                                 (0.0 if quick else 4.0))))
     report.targets = targets(res)
     report.sections = sections(res)
     report.setup = [

@@ -4,7 +4,6 @@ and CPU, read over NATS and /proc before and after the point, and their differen
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.clearing import STEPS
 from contracts.rpc import discover
 from contracts.subjects import CLEARING_EXEC_CONSUMER, EXEC_STREAM, TRADES_STREAM, clearing_subject
-from tooling.bench.mesh import cpu_seconds, machine_busy_seconds, tree_cpu_seconds
+from tooling.bench.mesh import machine_busy_seconds, tree_cpu_seconds
 
 SERVICES = ("wallet", "matching")
 """Whose requests are clearing's round trips (their `$SRV.STATS` deltas)."""
@@ -146,13 +145,10 @@ class Probe:
         """Clearing's finished-saga count, then the CPU of every process (and its descendants) at once after."""
         metrics = (await self.nc.request(clearing_subject("metrics"), b"", timeout=10)).data.decode()
         sagas = sum(v for (name, _), v in samples(metrics).items() if name == "qt_saga_seconds_count")
-        me = os.getpid()
-        cpu = tree_cpu_seconds({name: pid for name, pid in self.pids.items() if pid != me})
-        cpu.update({name: cpu_seconds(pid) for name, pid in self.pids.items() if pid == me})  # not its children
-        return Mark(sagas, cpu, machine_busy_seconds(), time.perf_counter())
+        return Mark(sagas, tree_cpu_seconds(self.pids), machine_busy_seconds(), time.perf_counter())
 
     def _cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return tree_cpu_seconds(self.pids)
 
     async def _counters(self) -> tuple[str, dict[str, int], int, int]:
         metrics = (await self.nc.request(clearing_subject("metrics"), b"", timeout=10)).data.decode()
