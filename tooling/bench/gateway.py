@@ -237,7 +237,7 @@ async def fan_out(mesh: Mesh, server: NatsServer, nc: Client, gw: Gateway, res: 
 
 
 def gateway(
-    quick: Annotated[bool, typer.Option(help="Smoke run: short points and fan-out windows; no BENCHMARKS.md.")]
+    quick: Annotated[bool, typer.Option(help="Smoke run: short points and fan-out windows.")]
     = False,
     clients: Annotated[str, typer.Option(help="Closed-loop client counts, comma-separated.")] = "1,16,64",
     duration: Annotated[float | None, typer.Option(help="Measured seconds per closed-loop point.")] = None,
