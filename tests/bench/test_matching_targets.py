@@ -35,3 +35,12 @@ def test_errors_in_the_submit_point_miss_the_target() -> None:
     res = _results(12_000.0, 1.0)
     res.closed[64] = Run("64 clients", 12_000, 5, 1.0)
     assert not targets(res, 64)[0].met
+
+
+def test_a_replay_shorter_than_the_empty_start_up_is_judged_on_its_start_up_included_lower_bound() -> None:
+    res = _results(12_000.0, 1.0)
+    res.replay_s, res.startup_s = 2.9, 3.5  # noise: the subtraction has no meaning
+    replay = targets(res, 64)[1]
+    assert not replay.met and replay.by == "0.69x" and "a lower bound" in replay.ours
+    res.replay_orders = 200_000  # 68,966/s even with start-up included
+    assert targets(res, 64)[1].met

@@ -71,7 +71,13 @@ def targets(res: Results, top: int) -> list[Target]:
     net = res.replay_rate_net
     see = ("the replay profile below" if res.replay_profile else
            "`qt bench matching --profile-duration 4` (without `--quick`) for a profile of the replay")
-    out.append(at_least("replay rate, orders/s (start-up excluded)", REPLAY_TARGET, net, fmt_rate(net), see=see))
+    if net is not None or res.replay_rate is None:
+        out.append(at_least("replay rate, orders/s (start-up excluded)", REPLAY_TARGET, net, fmt_rate(net), see=see))
+    else:  # the empty-journal start-up took longer than the whole replay (noise): judge the lower bound
+        out.append(at_least("replay rate, orders/s (start-up excluded)", REPLAY_TARGET, res.replay_rate,
+                            f"{fmt_rate(res.replay_rate)} with start-up included (a lower bound: the empty-journal "
+                            f"start-up, {fmt_s(res.startup_s)}, took longer than this replay, {fmt_s(res.replay_s)})",
+                            ok=res.replay_rate >= REPLAY_TARGET, see=see))
     return out
 
 
@@ -182,13 +188,17 @@ def why(res: Results, top: int) -> str | None:
                 f"{loop:,.0f} µs of it on its one event-loop thread, so one process tops out near "
                 f"{1e6 / loop if loop else 0:,.0f} orders/s however many clients wait")
         pipelined = res.peers.get("pipelined")
-        if pipelined:
+        if pipelined and pipelined.rate > run.rate:
             text += (f" (the bare journal took {fmt_rate(pipelined.rate)} pipelined on the same server, "
                      "so JetStream is not the first limit)")
+        elif pipelined:
+            text += (f" (the bare journal took only {fmt_rate(pipelined.rate)} pipelined on the same server in this "
+                     "run: the server's fsyncs were slow too)")
         parts.append(text + "; the per-order work is Python: decode and validate the request (pydantic, "
                      "money fields), its share of a batched journal append (one fsync for every command waiting), "
-                     "apply, execution reports published (pipelined), the reply encoded; the shared request "
-                     "path (validation, the tracing span, metrics) and nats.py I/O lead the profile below")
+                     "apply, execution reports published (pipelined), the reply encoded"
+                     + ("; the shared request path (validation, the tracing span, metrics) and nats.py I/O lead "
+                        "the profile below" if res.profile else ""))
     net = res.replay_rate_net
     if net is not None and net < REPLAY_TARGET and res.replay_cpu_s:
         per = res.replay_cpu_s / max(res.replay_orders, 1) * 1e6
