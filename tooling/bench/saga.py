@@ -259,7 +259,7 @@ async def profile_clearing(mesh: Mesh, server: NatsServer, nc: Client, res: Resu
         return
     console.print(f"  profiled clearing, {n} clients: {fmt_rate(run_.rate)} (under cProfile)")
     res.profile = profile_sections(out, f"Profile of the clearing process ({n} clients)", run_.seconds + 0.5)
-    res.profile[0].notes.append(f"Throughput while profiled: {fmt_rate(run_.rate)} sagas/s (cProfile slows Python "
+    res.profile[0].notes.append(f"Throughput while profiled: {fmt_rate(run_.rate, ' sagas/s')} (cProfile slows Python "
                                 "roughly 2x); wallet, matching and nats-server ran unprofiled: their share is in "
                                 "the CPU per saga table.")
 
