@@ -1,4 +1,4 @@
-"""`qt bench ...`: benchmarks on loopback with their own servers and nodes; results in BENCHMARKS.md."""
+"""`qt bench ...`: benchmarks on loopback with their own servers and nodes; printed, `--write` into BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ app.command(name="gateway")(gateway)
 
 @app.callback()
 def bench() -> None:
-    """Benchmarks (results are written to BENCHMARKS.md)."""
+    """Benchmarks: each prints its tables and targets; `--write` refreshes its block in BENCHMARKS.md."""
 
 
 def _plan(quick: bool, duration: float | None, warmup: float | None, clients: str, open_rates: str,

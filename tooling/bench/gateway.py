@@ -5,7 +5,8 @@ funded accounts and seeded AAPL book) plus one `python -m gateway` process, all 
 stopped by PID. At each client count the saga bench's closed loop runs over raw NATS and then, with the
 same orders, as `POST /v1/orders` through the gateway: the difference is the gateway's overhead. Then
 GETs (`/health`, an L2 book read) at the highest count, and last the WebSocket fan-out: subscriber
-processes on `book.MSFT` while the engine's feed is driven at fixed rates (`tooling.bench.gateway_ws`).
+processes on `book.MSFT` while the engine's feed is driven at fixed rates (`tooling.bench.gateway_ws`),
+judged by staleness per book seq over update and snapshot frames (`tooling.bench.gateway_fanout`).
 """
 
 from __future__ import annotations
@@ -227,15 +228,16 @@ async def fan_out(mesh: Mesh, server: NatsServer, nc: Client, gw: Gateway, res: 
         w = await window(clients, nc, drive, rate, plan.ws_duration_s)
         res.windows.append(w)
         console.print(f"  fan-out {w.source} {rate:,.0f}/s: {w.subscribers} subscribers ({w.connect_s:.1f} s to "
-                      f"connect), {fmt_rate(w.feed_rate)} updates, {w.delivered:,}/{w.expected:,} frames, p50 "
-                      f"{fmt_ms(w.delay(0.5))} p99 {fmt_ms(w.delay(0.99))}, {len(w.closed)} closed; gateway "
+                      f"connect), {fmt_rate(w.feed_rate)} updates, {w.updates:,} update + {w.snapshots:,} snapshot "
+                      f"frames reaching {w.delivered:,}/{w.expected:,} (subscriber, seq), staleness p50 "
+                      f"{fmt_ms(w.delay(0.5))} p99 {fmt_ms(w.delay(0.99))}, {w.dropped} dropped; gateway "
                       f"{w.usage.cores['gateway']:.2f} cores, subscribers {w.usage.cores['subscribers']:.2f}, "
                       f"VmRSS {w.rss_max_kb / 1024:.1f} MB")
     res.rss["peak over the process's life (VmHWM)"] = ws.rss_kb(gw.child.proc.pid, "VmHWM")
 
 
 def gateway(
-    quick: Annotated[bool, typer.Option(help="Smoke run: short points and fan-out windows; no BENCHMARKS.md.")]
+    quick: Annotated[bool, typer.Option(help="Smoke run: short points and fan-out windows.")]
     = False,
     clients: Annotated[str, typer.Option(help="Closed-loop client counts, comma-separated.")] = "1,16,64",
     duration: Annotated[float | None, typer.Option(help="Measured seconds per closed-loop point.")] = None,

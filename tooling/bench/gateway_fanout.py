@@ -5,9 +5,11 @@ always begins with every subscriber connected and snapshotted, whatever the prev
 drives the feed (`tooling.bench.gateway_ws`), waits for the gateway to go idle (its queues drained),
 reads the gateway's memory, stops the clients by PID and joins their recordings by feed seq.
 
-Delay of a frame = when a subscriber's `recv()` returned it - when the tap received the `md.book`
-message with the same seq: one NATS hop after the publish, the moment the gateway's own subscription
-receives it. Both are CLOCK_MONOTONIC readings, one clock for every process on this machine.
+Book channels conflate: a lagging connection gets one `update` spanning what it missed, or a `snapshot`,
+so a frame's seq says which feed messages it brings the connection past. Staleness of feed seq s for
+one connection = when the first frame (update or snapshot) with seq >= s arrived - when s was published
+(the bench's own publish time for the synthetic feed; for the engine's, when the tap received it, one
+NATS hop after the engine's publish). All are CLOCK_MONOTONIC readings, one clock for the machine.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from contracts.credentials import nkey_seed_path
 from contracts.subjects import book_feed_subject
 from tooling.bench.gateway_clients import SNAPSHOT, UPDATE, Feed, Frames, load_feed, load_frames
 from tooling.bench.gateway_ws import SYMBOL, CpuWatch, Driven, Usage, rss_kb, sample_rss
-from tooling.bench.mesh import Child, Mesh, cpu_seconds
+from tooling.bench.mesh import Child, Mesh, tree_cpu_seconds
 from tooling.bench.stats import percentile
 from tooling.natsserver import NatsServer
 
@@ -47,36 +49,47 @@ class Window:
     command_errors: int
     driver_late_s: float
     feed_messages: int
-    """`md.book` messages published for this window's load (= update frames each subscriber should get)."""
+    """`md.book` messages published for this window's load: the book seqs every subscriber must reach."""
     level_changes: int
     subscribers: int
     """Connections open when the load started."""
     connect_s: float
     expected: int
+    """(connection, feed seq) pairs: feed messages x connections open at the start."""
     delivered: int
+    """Pairs a frame (update or snapshot) brought the connection to or past."""
+    updates: int
+    """Update frames received after the load started."""
     snapshots: int
-    """Snapshot frames after the load started (a gateway resync sends one to everyone)."""
+    """Snapshot frames after the load started (conflation for a lagging reader, or a resync)."""
     closed: list[tuple[int, float, int, str]]
     delays: list[float]
-    """Frame received - feed message seen by the tap, per delivered update (sorted)."""
+    """Staleness per delivered pair: frame received - the seq's publish (sorted)."""
     from_send: list[float]
-    """Frame received - its cause left the bench process (sorted)."""
+    """Frame received - its cause left the bench process, per (connection, cause) (sorted)."""
     usage: Usage
     rss_max_kb: int
     rss_end_kb: int
     delivery_s: float = 0.0
-    """From the first feed message to the last update frame received."""
+    """From the first feed message to the last frame that brought a connection forward."""
     drained: bool = True
     """The gateway went idle after the load (False: the wait gave up, frames may still have been queued)."""
+    published_by_bench: bool = False
+    """Staleness starts at the bench's own publish (synthetic feed), not at the tap's receipt (engine feed)."""
+
+    @property
+    def frames(self) -> int:
+        """Book frames received after the load started, updates and snapshots."""
+        return self.updates + self.snapshots
 
     @property
     def delivered_rate(self) -> float:
-        """Update frames received per second, from the first feed message to the last frame."""
-        return self.delivered / self.delivery_s if self.delivery_s > 0 else 0.0
+        """Book frames received per second, from the first feed message to the last frame."""
+        return self.frames / self.delivery_s if self.delivery_s > 0 else 0.0
 
     @property
     def feed_rate(self) -> float:
-        """`md.book` messages (= update frames per subscriber) per second."""
+        """`md.book` messages per second."""
         return self.feed_messages / self.duration_s if self.duration_s else 0.0
 
     @property
@@ -84,8 +97,13 @@ class Window:
         """Commands answered (or messages published) per second."""
         return self.commands / self.duration_s if self.duration_s else 0.0
 
+    @property
+    def dropped(self) -> int:
+        """Connections the gateway closed during the window."""
+        return len(self.closed)
+
     def delay(self, q: float) -> float | None:
-        """A quantile of the delivery delay."""
+        """A quantile of the staleness."""
         return percentile(self.delays, q)
 
     def send_delay(self, q: float) -> float | None:
@@ -93,40 +111,71 @@ class Window:
         return percentile(self.from_send, q)
 
 
+def first_covering(seqs: list[int], frames: list[tuple[int, float]]) -> list[float | None]:
+    """For each seq of an ascending list, when the first frame with seq >= it arrived (None: no frame did).
+
+    `frames` is one connection's (seq, arrival) in arrival order; a frame behind one already seen brings
+    nothing new.
+    """
+    out: list[float | None] = [None] * len(seqs)
+    k = 0
+    for seq, at in frames:
+        while k < len(seqs) and seqs[k] <= seq:
+            out[k] = at
+            k += 1
+        if k == len(seqs):
+            break
+    return out
+
+
+def staleness(published: dict[int, float], connections: list[list[tuple[int, float]]]) -> tuple[list[float], float]:
+    """Per (connection, seq) the first frame covering the seq minus its publish time, sorted; and the last
+    arrival that covered anything (0.0: none)."""
+    seqs = sorted(published)
+    delays: list[float] = []
+    last = 0.0
+    for frames in connections:
+        for seq, at in zip(seqs, first_covering(seqs, frames), strict=True):
+            if at is not None:
+                delays.append(at - published[seq])
+                last = max(last, at)
+    delays.sort()
+    return delays, last
+
+
 def analyse(driven: Driven, feed: Feed, frames: list[Frames], connections: int, *, connect_s: float, usage: Usage,
             rss_max_kb: int, rss_end_kb: int, drained: bool = True) -> Window:
-    """Join one window's feed messages (by seq) with every subscriber's frames."""
-    window = {seq: at for seq, at in zip(feed.seq, feed.at, strict=True) if seq in driven.sent_at}
+    """Join one window's feed messages (by seq) with every subscriber's book frames."""
+    tapped = dict(zip(feed.seq, feed.at, strict=True))
+    if driven.published:  # the synthetic feed: the bench itself published, at these times
+        window = {seq: at for seq, at in driven.published.items() if seq in tapped}
+    else:  # the engine's feed: a message is this window's if it arrived after the first command left
+        window = {seq: at for seq, at in tapped.items() if at >= driven.started}
     changes = sum(n for seq, n in zip(feed.seq, feed.deltas, strict=True) if seq in window)
-    delays: list[float] = []
-    from_send: list[float] = []
-    snapshots = closed_before = 0
-    last = driven.started
+    updates = snapshots = closed_before = 0
     closed: list[tuple[int, float, int, str]] = []
+    per_connection: list[list[tuple[int, float]]] = []
     for f in frames:
         closed_before += sum(1 for _c, at, _code, _reason in f.closed if at < driven.started)
         closed += [entry for entry in f.closed if entry[1] >= driven.started]
-        for seq, at, kind in zip(f.seq, f.at, f.kind, strict=True):
-            if kind == SNAPSHOT:
-                snapshots += at >= driven.started
+        mine: dict[int, list[tuple[int, float]]] = {}
+        for conn, seq, at, kind in zip(f.conn, f.seq, f.at, f.kind, strict=True):
+            if at < driven.started:
                 continue
-            published = window.get(seq) if kind == UPDATE else None
-            if published is None:
-                continue
-            delays.append(at - published)
-            last = max(last, at)
-            sent = driven.sent_at.get(seq)
-            if sent is not None:
-                from_send.append(at - sent)
-    delays.sort()
-    from_send.sort()
+            snapshots += kind == SNAPSHOT
+            updates += kind == UPDATE
+            mine.setdefault(conn, []).append((seq, at))
+        per_connection += mine.values()
+    delays, last = staleness(window, per_connection)
+    from_send, _ = staleness(driven.sent_at, per_connection)
     live = connections - closed_before
     return Window(source=driven.source, offered=driven.rate, duration_s=driven.stopped - driven.started,
                   commands=driven.answered, command_errors=driven.errors, driver_late_s=driven.late_s,
                   feed_messages=len(window), level_changes=changes, subscribers=live, connect_s=connect_s,
-                  expected=len(window) * live, delivered=len(delays), snapshots=snapshots, closed=closed,
-                  delays=delays, from_send=from_send, usage=usage, rss_max_kb=rss_max_kb, rss_end_kb=rss_end_kb,
-                  delivery_s=last - min(window.values(), default=driven.started), drained=drained)
+                  expected=len(window) * live, delivered=len(delays), updates=updates, snapshots=snapshots,
+                  closed=closed, delays=delays, from_send=from_send, usage=usage, rss_max_kb=rss_max_kb,
+                  rss_end_kb=rss_end_kb, delivery_s=max(0.0, last - min(window.values(), default=last)),
+                  drained=drained, published_by_bench=bool(driven.published))
 
 
 @dataclass
@@ -189,9 +238,9 @@ async def wait_idle(pid: int, max_s: float = 60.0, below: float = 0.1) -> float:
     """Wait until `pid` uses under `below` cores over half a second (its queues drained); seconds waited."""
     started = time.monotonic()
     while time.monotonic() - started < max_s:
-        before = cpu_seconds(pid)
+        before = tree_cpu_seconds({"gateway": pid})["gateway"]  # its worker processes too
         await asyncio.sleep(0.5)
-        if cpu_seconds(pid) - before < below * 0.5:
+        if tree_cpu_seconds({"gateway": pid})["gateway"] - before < below * 0.5:
             break
     return time.monotonic() - started
 

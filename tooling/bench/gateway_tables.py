@@ -8,13 +8,23 @@ from dataclasses import dataclass, field
 from tooling.bench.gateway_fanout import Window
 from tooling.bench.gateway_ws import BAND, RESTING, SYMBOL, Usage
 from tooling.bench.mesh import DISTURBED
-from tooling.bench.report import Section, Target
+from tooling.bench.report import Section, Target, at_least, at_most
 from tooling.bench.saga_probe import PointStats
 from tooling.bench.stats import Run, fmt_ms, fmt_rate, percentile, ratio, status
 
-OVERHEAD_TARGET_S = 0.001
+OVERHEAD_TARGET_S = 0.002
+OVERHEAD_CLIENTS = 1
+"""The client count the overhead target is judged at."""
+HTTP_SHARE_TARGET = 0.70
+"""HTTP place-order sagas/s as a share of raw NATS sagas/s, judged at the highest client count."""
 FANOUT_P99_TARGET_S = 0.050
+FANOUT_SUBSCRIBERS = 500
+FANOUT_RATE = 1000.0
 RSS_TARGET_KB = 200 * 1024
+"""An earlier issue's limit, shown in the memory table (not one of issue 10's targets)."""
+SEE_SAGA = ("the `CPU per saga by process` and `GET ceiling` tables (gateway CPU per order, its event loop's "
+            "share, the bare FastAPI peer)")
+SEE_FANOUT = "the `Fan-out CPU` table (gateway cores and µs per frame)"
 PROCESSES = ("gateway", "clearing", "wallet", "matching", "nats-server", "client")
 
 
@@ -101,7 +111,8 @@ def overhead(res: Results, n: int, q: str = "p50") -> float | None:
 
 
 def fanout_met(res: Results, w: Window) -> bool:
-    """p99 under 50 ms, the offered rate reached by the feed, every frame delivered, no disconnect."""
+    """p99 staleness under 50 ms, the offered rate reached by the feed, every seq reached by every subscriber,
+    nobody dropped."""
     p99 = w.delay(0.99)
     return (p99 is not None and p99 < FANOUT_P99_TARGET_S and w.feed_rate >= 0.95 * w.offered
             and w.delivered >= w.expected and not w.closed)
@@ -113,27 +124,44 @@ def peak_rss(res: Results) -> int:
 
 
 def targets(res: Results) -> list[Target]:
-    """The issue's three targets against this run."""
+    """Issue 10's gateway targets against this run: overhead at 1 client, HTTP/NATS sagas/s, WS staleness, drops."""
     out = []
-    for n in res.clients():
+    counts = res.clients()
+    n = OVERHEAD_CLIENTS
+    if n in counts:
         diff, http = overhead(res, n), res.runs[f"http {n}"]
-        out.append(Target(f"gateway overhead at p50, {n} client{'s' if n > 1 else ''}", "< 1 ms",
-                          f"{fmt_ms(diff)} (HTTP {fmt_ms(http.p50)} vs NATS {fmt_ms(res.runs[f'nats {n}'].p50)})",
-                          diff is not None and diff < OVERHEAD_TARGET_S and http.errors == 0))
+        out.append(at_most(f"gateway overhead vs raw NATS at p50, {n} client", OVERHEAD_TARGET_S, diff,
+                           f"{fmt_ms(diff)} (HTTP {fmt_ms(http.p50)} vs NATS {fmt_ms(res.runs[f'nats {n}'].p50)})",
+                           wanted="< 2 ms", ok=http.errors == 0, see=SEE_SAGA))
+    else:
+        out.append(Target(f"gateway overhead vs raw NATS at p50, {n} client", "< 2 ms",
+                          f"not measured ({n} not in --clients)", False))
+    if counts:
+        top = max(counts)
+        http, nats = res.runs[f"http {top}"], res.runs[f"nats {top}"]
+        share = http.rate / nats.rate if nats.rate else None
+        out.append(at_least(f"HTTP place-order sagas/s vs raw NATS in this run, {top} clients", HTTP_SHARE_TARGET,
+                            share, f"{ratio(http.rate, nats.rate)} ({fmt_rate(http.rate)} vs {fmt_rate(nats.rate)})",
+                            text=f">= {HTTP_SHARE_TARGET:.2f}x", see=SEE_SAGA))
     w = res.judged()
-    if w is not None:
-        out.append(Target(f"fan-out p99 delay, {res.subscribers} subscribers on one book",
-                          f"< 50 ms at {fmt_rate(res.rate)} updates", _fanout_ours(w), fanout_met(res, w)))
-    if res.rss:
-        peak = peak_rss(res)
-        out.append(Target("gateway RSS (peak, VmHWM)", "< 200 MB", f"{peak / 1024:.1f} MB", peak < RSS_TARGET_KB))
+    if w is None:
+        out.append(Target(f"WS p99 staleness, {FANOUT_SUBSCRIBERS} subscribers at {fmt_rate(FANOUT_RATE)} updates",
+                          "< 50 ms", "not measured", False))
+        return out
+    judged = res.subscribers == FANOUT_SUBSCRIBERS and res.rate == FANOUT_RATE
+    shown = _fanout_ours(w) + ("" if judged else f" (run with {res.subscribers} at {fmt_rate(res.rate)}: not judged)")
+    out.append(at_most(f"WS p99 staleness (update and snapshot frames), {res.subscribers} subscribers at "
+                       f"{fmt_rate(res.rate)} updates", FANOUT_P99_TARGET_S, w.delay(0.99), shown, wanted="< 50 ms",
+                       ok=judged and fanout_met(res, w), see=SEE_FANOUT))
+    out.append(Target(f"WS subscribers dropped at {fmt_rate(res.rate)} updates", "0",
+                      f"{w.dropped} of {w.subscribers}", w.dropped == 0 and judged, see=SEE_FANOUT))
     return out
 
 
 def _fanout_ours(w: Window) -> str:
     text = (f"p99 {fmt_ms(w.delay(0.99))} at {fmt_rate(w.feed_rate)} updates; {w.delivered:,} of {w.expected:,} "
-            f"frames")
-    return text + (f"; {len(w.closed)} disconnected" if w.closed else "")
+            f"(subscriber, seq) reached; {w.snapshots:,} snapshots")
+    return text + (f"; {w.dropped} disconnected" if w.closed else "")
 
 
 # --- tables ---------------------------------------------------------------------------------------
@@ -174,13 +202,21 @@ def _saga(res: Results) -> Section:
 def _overhead(res: Results) -> Section:
     s = Section("Gateway overhead: HTTP minus raw NATS at the same concurrency",
                 ["clients", "p50 NATS", "p50 HTTP", "overhead p50", "HTTP/NATS p50", "p99 NATS", "p99 HTTP",
-                 "overhead p99", "HTTP/NATS p99", "HTTP/NATS sagas/s", "target p50 < 1 ms"])
-    for n in res.clients():
+                 "overhead p99", "HTTP/NATS p99", "HTTP/NATS sagas/s", "target"])
+    counts = res.clients()
+    for n in counts:
         a, b = res.runs[f"nats {n}"], res.runs[f"http {n}"]
         diff = overhead(res, n)
+        verdicts = []
+        if n == OVERHEAD_CLIENTS:
+            met = diff is not None and diff < OVERHEAD_TARGET_S and b.errors == 0
+            verdicts.append(f"p50 overhead < 2 ms: {status(met)}")
+        if n == max(counts):
+            share = b.rate / a.rate if a.rate else 0.0
+            verdicts.append(f"sagas/s >= 0.70x NATS: {status(share >= HTTP_SHARE_TARGET)}")
         s.add(str(n), fmt_ms(a.p50), fmt_ms(b.p50), fmt_ms(diff), ratio(b.p50, a.p50), fmt_ms(a.p99),
               fmt_ms(b.p99), fmt_ms(overhead(res, n, "p99")), ratio(b.p99, a.p99), ratio(b.rate, a.rate),
-              status(diff is not None and diff < OVERHEAD_TARGET_S and b.errors == 0))
+              "; ".join(verdicts) or "-")
     if res.kv.create:
         c, u = sorted(res.kv.create), sorted(res.kv.update)
         s.notes.append(f"The gateway's two idempotency record writes, alone ({len(c)} sequential pairs on the same "
@@ -239,18 +275,21 @@ def _reads(res: Results) -> Section:
 
 def _fanout(res: Results) -> Section:
     s = Section(f"WebSocket fan-out: {res.subscribers} subscribers on `book.{SYMBOL}`",
-                ["feed", "offered/s", "sent/s", "updates/s", "subscribers", "frames expected", "delivered",
-                 "frames/s delivered", "delay p50", "delay p99", "delay p99.9", "max", "sent→frame p50",
-                 "sent→frame p99", "snapshots", "disconnects", "target"])
+                ["feed", "offered/s", "sent/s", "updates/s", "subscribers", "(subscriber, seq) expected",
+                 "reached", "update frames", "snapshot frames", "frames/s delivered", "staleness p50",
+                 "staleness p99", "staleness p99.9", "max", "sent→frame p50", "sent→frame p99", "dropped",
+                 "target"])
     for w in res.windows:
         closes = Counter(code for _c, _at, code, _reason in w.closed)
         s.add("engine (matching)" if w.source == "engine" else "synthetic", fmt_rate(w.offered),
               fmt_rate(w.command_rate), fmt_rate(w.feed_rate), str(w.subscribers), f"{w.expected:,}",
-              f"{w.delivered:,} ({w.delivered / max(w.expected, 1):.1%})", fmt_rate(w.delivered_rate),
+              f"{w.delivered:,} ({w.delivered / max(w.expected, 1):.1%})", f"{w.updates:,}", f"{w.snapshots:,}",
+              fmt_rate(w.delivered_rate),
               fmt_ms(w.delay(0.5)), fmt_ms(w.delay(0.99)), fmt_ms(w.delay(0.999)),
               fmt_ms(w.delays[-1] if w.delays else None), fmt_ms(w.send_delay(0.5)), fmt_ms(w.send_delay(0.99)),
-              str(w.snapshots), ", ".join(f"{n} x {code}" for code, n in closes.items()) or "0",
-              f"p99 < 50 ms: {status(fanout_met(res, w))}" if w is res.judged() else "-")
+              ", ".join(f"{n} x {code}" for code, n in closes.items()) or "0",
+              f"p99 < 50 ms, none dropped: {status(fanout_met(res, w))} ({ratio(w.delay(0.99), FANOUT_P99_TARGET_S)})"
+              if w is res.judged() else "-")
     s.notes.append(f"Engine feed: this process sends `matching.submit` / `matching.cancel` for {SYMBOL} (no saga "
                    f"uses it) straight to the engine at the offered commands/s (open loop): resting 1-lot limits of "
                    f"one account 1-{BAND} ticks either side of the reference and, once {RESTING} rest, every other "
@@ -260,20 +299,22 @@ def _fanout(res: Results) -> Section:
     s.notes.append("Synthetic feed: this process publishes `md.book` messages itself at exactly the offered rate, "
                    "continuing the sequence and book of the engine's last snapshot (the one the gateway's mirror "
                    "loads) with one level change each and the contract's CRC32 checksum (checked against the "
-                   "engine's before the first message); the gateway cannot tell them from the engine's, and "
-                   "`snapshots` = 0 shows its mirror accepted every one without a resync.")
-    s.notes.append("Delay = when a subscriber's `recv()` returned the `update` frame - when a separate tap process "
-                   "(nats-py, doing nothing else) received the `md.book` message with the same seq: one NATS hop "
-                   "after the publish, the moment the gateway's own subscription receives it. Both are "
+                   "engine's before the first message); the gateway cannot tell them from the engine's.")
+    s.notes.append("Staleness, per book seq and subscriber: when the subscriber's `recv()` returned the first frame "
+                   "whose seq reaches that seq - an `update` (possibly spanning several the subscriber lagged "
+                   "behind, since book channels conflate) or a `snapshot` - minus when the seq was published: the "
+                   "bench's own publish for the synthetic feed; for the engine's feed, when a separate tap process "
+                   "(nats-py, doing nothing else) received it, one NATS hop after the engine's publish. "
                    "CLOCK_MONOTONIC readings, one clock for every process on this machine. `sent→frame` starts "
-                   "when the cause left this process (the command whose journal seq the update carries, adding the "
-                   "journal append and the engine; or the synthetic publish).")
+                   "when the cause left this process (the earliest command of the journal batch a seq covers, "
+                   "adding the journal append and the engine; or the synthetic publish).")
     s.notes.append(f"Each window starts its own subscriber processes ({res.ws_procs}, uvloop, the `websockets` "
                    f"client, permessage-deflate {'offered' if res.compression else 'not offered'}): every "
                    "connection opens with `?token=`, subscribes, and has its snapshot before the feed starts. "
-                   "`frames expected` = feed messages x connections open at the start; `frames/s delivered` counts "
-                   "from the first feed message to the last frame received; the gateway closes a slow "
-                   "consumer (4408) once its 1,000-frame send queue is full; `snapshots`: resyncs it sent.")
+                   "`(subscriber, seq) expected` = feed messages x connections open at the start; `reached`: pairs "
+                   "some frame brought the subscriber to or past; `frames/s delivered` counts update and snapshot "
+                   "frames from the first feed message to the last frame that reached a seq; `dropped`: "
+                   "connections the gateway closed during the window (close code).")
     return s
 
 
@@ -282,7 +323,7 @@ def _fanout_cpu(res: Results) -> Section:
     s = Section("Fan-out CPU (cores over each window, drain included)",
                 ["feed", "offered/s", *names, "others", "gateway µs per frame delivered", "subscribers µs per frame"])
     for w in res.windows:
-        frames = max(w.delivered, 1)
+        frames = max(w.frames, 1)
         s.add(w.source, fmt_rate(w.offered), *(f"{w.usage.cores.get(n, 0.0):.2f}" for n in names),
               f"{w.usage.others:.2f}",
               f"{w.usage.cores.get('gateway', 0.0) * w.usage.seconds / frames * 1e6:,.1f}",
@@ -301,7 +342,8 @@ def _rss(res: Results) -> Section:
               f"{w.subscribers - len(w.closed)} at the end): largest VmRSS sampled / at the end",
               f"{w.rss_max_kb / 1024:.1f} / {w.rss_end_kb / 1024:.1f}")
     peak = peak_rss(res)
-    s.notes.append(f"Target < 200 MB: {status(peak < RSS_TARGET_KB)} (largest value above: {peak / 1024:.1f} MB).")
+    s.notes.append(f"An earlier issue's limit, < 200 MB: {status(peak < RSS_TARGET_KB)} (largest value above: "
+                   f"{peak / 1024:.1f} MB); not one of issue 10's targets.")
     return s
 
 

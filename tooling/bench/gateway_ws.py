@@ -31,7 +31,7 @@ from contracts.codec import loads
 from contracts.instruments import instrument
 from contracts.rpc import call
 from contracts.subjects import book_feed_subject, matching_subject
-from tooling.bench.mesh import cpu_seconds, machine_busy_seconds
+from tooling.bench.mesh import cpu_seconds, machine_busy_seconds, tree_cpu_seconds
 
 SYMBOL = "MSFT"
 SPEC = instrument(SYMBOL)
@@ -54,9 +54,17 @@ class Driven:
     errors: int = 0
     source: str = "engine"
     sent_at: dict[int, float] = field(default_factory=dict)
-    """Feed seq -> when its cause left this process (the command, or the synthetic message itself)."""
+    """Seq a cause brings the book to -> when the earliest such cause left this process: a command's
+    `journal_seq` (one journal batch carries several commands, which share it) or a synthetic message's seq."""
+    published: dict[int, float] = field(default_factory=dict)
+    """Feed seq -> when this process published it (the synthetic feed only; the engine's is timed by the tap)."""
     late_s: float = 0.0
     """How far behind its schedule the driver's last send was."""
+
+    def caused(self, seq: int, sent: float) -> None:
+        """A cause sent at `sent` brought the book to `seq`: keep the earliest (a journal batch's commands
+        share its seq, and its feed message is stale from the first of them)."""
+        self.sent_at[seq] = min(sent, self.sent_at.get(seq, sent))
 
 
 class BookDriver:
@@ -91,7 +99,7 @@ class BookDriver:
         async def one(subject: str, body: bytes, sent: float) -> None:
             try:
                 reply = loads((await self.nc.request(subject, body, timeout=30)).data)
-                driven.sent_at[int(reply["journal_seq"])] = sent
+                driven.caused(int(reply["journal_seq"]), sent)
                 if subject.endswith("submit") and reply.get("status") == "new":
                     self.resting.append(str(reply["order_id"]))
                 driven.answered += 1
@@ -163,7 +171,7 @@ class SyntheticFeed:
                                   "deltas": [("BUY" if buy else "SELL", price, qty)]})
             sent = time.monotonic()
             await self.nc.publish(subject, body)
-            driven.sent_at[seq] = sent
+            driven.sent_at[seq] = driven.published[seq] = sent
             driven.late_s = max(driven.late_s, sent - scheduled)
             driven.sent += 1
             driven.answered += 1
@@ -191,8 +199,10 @@ class CpuWatch:
         self._cpu: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        # a negative pid names a process's main thread (its event loop) alone
-        return {name: sum(cpu_seconds(pid) if pid > 0 else cpu_seconds(-pid, -pid) for pid in pids)
+        # a negative pid names a process's main thread (its event loop) alone; a positive one the process
+        # and its descendants (the gateway's worker processes)
+        whole = tree_cpu_seconds({str(pid): pid for pids in self.pids.values() for pid in pids if pid > 0})
+        return {name: sum(whole[str(pid)] if pid > 0 else cpu_seconds(-pid, -pid) for pid in pids)
                 for name, pids in self.pids.items()}
 
     def start(self) -> None:

@@ -34,6 +34,8 @@ from nodes.matching.journal import MAX_BATCH, journal_message
 from tooling.bench import jetstream
 from tooling.bench.harness import BodyFactory, client_counts, closed_loop, no_error, open_loop
 from tooling.bench.matching_tables import (
+    CLIENTS_TARGET,
+    REPLAY_TARGET,
     Results,
     caveats,
     markdown,
@@ -240,7 +242,7 @@ async def run(mesh: Mesh, console: Console, res: Results, *, clients: tuple[int,
     finally:
         await nc.close()
         mesh.close()
-    if profile_s > 0 and res.closed and res.closed[max(res.closed)].rate < 10_000:
+    if profile_s > 0 and res.closed and res.closed[max(res.closed)].rate < CLIENTS_TARGET:
         await profile(mesh, max(clients), profile_s, res, console)
 
 
@@ -292,7 +294,7 @@ async def replay(mesh: Mesh, server: NatsServer, nc: Client, node: Child, res: R
                   f"{res.replay_s:.3f} s (start-up {res.startup_s:.3f} s): "
                   f"{fmt_rate(res.replay_rate)} incl., {fmt_rate(res.replay_rate_net)} excl. start-up")
     mesh.stop(again)
-    if profile_s > 0 and (res.replay_rate_net or 0) < 50_000:
+    if profile_s > 0 and (res.replay_rate_net or 0) < REPLAY_TARGET:
         with contextlib.suppress(NotFoundError):  # the replayed engine saved one on its way out
             await obs.delete(SNAPSHOT_OBJECT)
         out = mesh.fresh_dir("replay-profile") / "replay.prof"

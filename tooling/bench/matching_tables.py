@@ -6,13 +6,12 @@ import pstats
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tooling.bench.report import Report, Section, Target, markers
+from tooling.bench.report import Report, Section, Target, at_least, markers, targets_markdown
 from tooling.bench.stats import Run, fmt_ms, fmt_rate, fmt_s, ratio
 
 NAME = "matching"
 REPLAY_TARGET = 50_000.0
 CLIENTS_TARGET = 10_000.0
-P99_TARGET_S = 0.002
 
 
 @dataclass
@@ -62,18 +61,23 @@ class Results:
 
 
 def targets(res: Results, top: int) -> list[Target]:
-    """The issue's three targets against this run."""
-    out = []
-    net = res.replay_rate_net
-    out.append(Target("replay rate (start-up excluded)", f">= {REPLAY_TARGET:,.0f} orders/s",
-                      fmt_rate(net), net is not None and net >= REPLAY_TARGET))
+    """Issue 10's two matching targets against this run: orders/s submitted at `top` clients, and replay."""
     run = res.closed.get(top)
-    out.append(Target(f"submitted, {top} clients", f">= {CLIENTS_TARGET:,.0f} orders/s",
-                      fmt_rate(run.rate if run else None), run is not None and run.rate >= CLIENTS_TARGET))
-    open_run = res.open.get(1000.0)
-    out.append(Target("p99 at 1,000 orders/s (open loop)", "< 2 ms", fmt_ms(open_run.p99 if open_run else None),
-                      open_run is not None and open_run.errors == 0 and open_run.p99 is not None
-                      and open_run.p99 < P99_TARGET_S))
+    see = ("the profile of the node under load below" if res.profile else
+           "`qt bench matching --profile-duration 4` (without `--quick`) for a profile of the node under load")
+    out = [at_least(f"journaled orders submitted, {top} clients (`matching.submit`)", CLIENTS_TARGET,
+                    run.rate if run else None, fmt_rate(run.rate if run else None), ok=run is not None
+                    and run.errors == 0, see=see)]
+    net = res.replay_rate_net
+    see = ("the replay profile below" if res.replay_profile else
+           "`qt bench matching --profile-duration 4` (without `--quick`) for a profile of the replay")
+    if net is not None or res.replay_rate is None:
+        out.append(at_least("replay rate, orders/s (start-up excluded)", REPLAY_TARGET, net, fmt_rate(net), see=see))
+    else:  # the empty-journal start-up took longer than the whole replay (noise): judge the lower bound
+        out.append(at_least("replay rate, orders/s (start-up excluded)", REPLAY_TARGET, res.replay_rate,
+                            f"{fmt_rate(res.replay_rate)} with start-up included (a lower bound: the empty-journal "
+                            f"start-up, {fmt_s(res.startup_s)}, took longer than this replay, {fmt_s(res.replay_s)})",
+                            ok=res.replay_rate >= REPLAY_TARGET, see=see))
     return out
 
 
@@ -184,23 +188,17 @@ def why(res: Results, top: int) -> str | None:
                 f"{loop:,.0f} µs of it on its one event-loop thread, so one process tops out near "
                 f"{1e6 / loop if loop else 0:,.0f} orders/s however many clients wait")
         pipelined = res.peers.get("pipelined")
-        if pipelined:
+        if pipelined and pipelined.rate > run.rate:
             text += (f" (the bare journal took {fmt_rate(pipelined.rate)} pipelined on the same server, "
                      "so JetStream is not the first limit)")
+        elif pipelined:
+            text += (f" (the bare journal took only {fmt_rate(pipelined.rate)} pipelined on the same server in this "
+                     "run: the server's fsyncs were slow too)")
         parts.append(text + "; the per-order work is Python: decode and validate the request (pydantic, "
                      "money fields), its share of a batched journal append (one fsync for every command waiting), "
-                     "apply, execution reports published (pipelined), the reply encoded; the shared request "
-                     "path (validation, the tracing span, metrics) and nats.py I/O lead the profile below")
-    open_run = res.open.get(1000.0)
-    if open_run is not None and open_run.p99 is not None and open_run.p99 >= P99_TARGET_S:
-        best = max((r.rate for r in res.closed.values()), default=0.0)
-        if best < 1000:
-            parts.append(f"p99 at 1,000 orders/s is {fmt_ms(open_run.p99)} because 1,000/s is above the "
-                         f"{fmt_rate(best)} the node sustained closed-loop: the queue grows for the whole run")
-        else:
-            parts.append(f"p99 at 1,000 orders/s is {fmt_ms(open_run.p99)} with the sequential fsynced "
-                         "publish alone at p99 "
-                         f"{fmt_ms(res.peers['sequential'].p99) if 'sequential' in res.peers else '-'}")
+                     "apply, execution reports published (pipelined), the reply encoded"
+                     + ("; the shared request path (validation, the tracing span, metrics) and nats.py I/O lead "
+                        "the profile below" if res.profile else ""))
     net = res.replay_rate_net
     if net is not None and net < REPLAY_TARGET and res.replay_cpu_s:
         per = res.replay_cpu_s / max(res.replay_orders, 1) * 1e6
@@ -258,9 +256,7 @@ def markdown(report: Report, why_text: str | None) -> str:
         out += ["### Setup", ""] + [f"- {line}" for line in report.setup] + [""]
     if report.caveats:
         out += ["### Caveats", ""] + [f"- {line}" for line in report.caveats] + [""]
-    out += ["### Targets", "", "| target | wanted | ours | status |", "|---|---|---|---|"]
-    out += [f"| {t.name} | {t.target} | {t.ours} | {'met' if t.met else '**MISSED**'} |" for t in report.targets]
-    out.append("")
+    out += targets_markdown(report.targets)
     if why_text:
         out += [why_text, ""]
     for section in report.sections:

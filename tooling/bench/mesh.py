@@ -128,6 +128,40 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_children() -> dict[int, list[int]]:
+    """Parent PID -> its live children's PIDs, from every /proc/<n>/stat."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        parents.setdefault(ppid, []).append(int(entry.name))
+    return parents
+
+
+def descendants(pid: int, children: dict[int, list[int]]) -> list[int]:
+    """The live processes below `pid`: its children, theirs, and so on."""
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def tree_cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each named process plus its live descendants (a node's or the gateway's worker processes
+    count as its own). This process counts alone: everything the bench started is its descendant."""
+    children = process_children()
+    me = os.getpid()
+    return {name: cpu_seconds(pid) + (0.0 if pid == me else sum(cpu_seconds(c) for c in descendants(pid, children)))
+            for name, pid in pids.items()}
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores of the machine have spent not idle (from /proc/stat)."""
     with open("/proc/stat") as handle:

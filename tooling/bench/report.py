@@ -60,6 +60,37 @@ class Target:
     target: str
     ours: str
     met: bool
+    ratio: float | None = None
+    """Ours / the target's figure (a floor: below 1.00x misses; a ceiling: above 1.00x misses)."""
+    see: str = ""
+    """Where a miss is explained: the profile or the table that shows where the time goes."""
+
+    @property
+    def by(self) -> str:
+        """How far from the target, as a ratio: `0.34x` (a floor), `2.60x` (a ceiling), or a dash."""
+        return "-" if self.ratio is None else f"{self.ratio:.2f}x"
+
+    @property
+    def verdict(self) -> str:
+        """`met`, or `**MISSED**` with the ratio when there is one."""
+        return "met" if self.met else "**MISSED**" + (f" ({self.by} of the target)" if self.ratio is not None
+                                                     else "")
+
+
+def at_least(name: str, wanted: float, ours: float | None, shown: str, *, unit: str = "/s", text: str = "",
+             ok: bool = True, see: str = "") -> Target:
+    """A floor target (`ours >= wanted`): the ratio says how much of it was reached; `ok` adds a side condition
+    (no errors, say) that must also hold; `text` replaces the default `>= 1,000/s` wording."""
+    met = ours is not None and ours >= wanted and ok
+    return Target(name, text or f">= {wanted:,.0f}{unit}", shown, met, None if ours is None else ours / wanted, see)
+
+
+def at_most(name: str, limit: float, ours: float | None, shown: str, *, wanted: str, strict: bool = True,
+            ok: bool = True, see: str = "") -> Target:
+    """A ceiling target (`ours < limit`, or `<=` when not `strict`): the ratio says how many times the limit
+    was used."""
+    met = ours is not None and (ours < limit if strict else ours <= limit) and ok
+    return Target(name, wanted, shown, met, None if ours is None else ours / limit, see)
 
 
 @dataclass
@@ -128,11 +159,26 @@ def print_section(console: Console, section: Section) -> None:
 def print_targets(console: Console, targets: list[Target]) -> None:
     """The summary of targets, misses in red."""
     table = Table(title="Targets", title_justify="left", header_style="bold")
-    for column in ("target", "wanted", "ours", "status"):
+    for column in ("target", "wanted", "ours", "ours/target", "status"):
         table.add_column(column)
     for t in targets:
-        table.add_row(t.name, t.target, t.ours, "met" if t.met else "[bold red]MISSED[/bold red]")
+        table.add_row(t.name, t.target, t.ours, t.by, "met" if t.met else "[bold red]MISSED[/bold red]")
     console.print(table)
+    for line in misses(targets):
+        console.print(f"[bold red]missed:[/bold red] {line}")
+
+
+def misses(targets: list[Target]) -> list[str]:
+    """One line per missed target: by how much, and where to look."""
+    out = []
+    for t in targets:
+        if t.met:
+            continue
+        text = f"{t.name}: {t.ours} against {t.target}"
+        if t.ratio is not None:
+            text += f", {t.by} of the target"
+        out.append(text + (f"; see {t.see}" if t.see else ""))
+    return out
 
 
 def markdown(report: Report) -> str:
@@ -145,10 +191,7 @@ def markdown(report: Report) -> str:
         out += ["### Setup", ""] + [f"- {line}" for line in report.setup] + [""]
     if report.caveats:
         out += ["### Caveats", ""] + [f"- {line}" for line in report.caveats] + [""]
-    out += ["### Targets", "", "| target | wanted | ours | status |", "|---|---|---|---|"]
-    out += [f"| {t.name} | {t.target} | {t.ours} | {'met' if t.met else '**MISSED**'} |"
-            for t in report.targets]
-    out.append("")
+    out += targets_markdown(report.targets)
     for section in report.sections:
         out += [f"### {section.title}", "", "| " + " | ".join(section.columns) + " |",
                 "|" + "---|" * len(section.columns)]
@@ -159,6 +202,18 @@ def markdown(report: Report) -> str:
             out.append("")
     out.append(END)
     return "\n".join(out) + "\n"
+
+
+def targets_markdown(targets: list[Target]) -> list[str]:
+    """The Targets table of a block, then one line per miss saying by how much and where to look."""
+    out = ["### Targets", "", "| target | wanted | ours | ours/target | status |", "|---|---|---|---|---|"]
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in (t.name, t.target, t.ours, t.by, t.verdict))
+            + " |" for t in targets]
+    out.append("")
+    missed = misses(targets)
+    if missed:
+        out += [f"- **Missed:** {line}" for line in missed] + [""]
+    return out
 
 
 def write_benchmarks(path: Path, block: str, name: str = "wallet") -> None:

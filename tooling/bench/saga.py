@@ -2,8 +2,9 @@
 
 One fresh nats-server (our nats.conf) and one process each of `nodes.wallet`, `nodes.matching` and
 `nodes.clearing`, started by a `Mesh` and stopped by PID. Market makers seed a two-sided AAPL book
-through clearing; closed loops (1/16/64 clients) and an open loop at 200 sagas/s then run between two
-scrapes of the nodes' counters (clearing's histograms, every endpoint's `$SRV.STATS`, TRADES, CPU);
+through clearing; closed loops (1/16/64/256 clients) and an open loop at 500 sagas/s then run between two
+scrapes of the nodes' counters (clearing's histograms, every endpoint's `$SRV.STATS`, TRADES, CPU), and
+CPU per saga of every process is read again over each point's measured window alone (the judged figure);
 last, the 16-client point again on a second clearing process with `QT_SAGA_CHECKPOINT=each`.
 """
 
@@ -42,9 +43,10 @@ from tooling.bench.mesh import (
     wait_quiet,
     wait_ready,
 )
+from tooling.bench.profile import profile_sections
 from tooling.bench.report import BENCHMARKS_MD, Report, WriteOption, machine_info, present, titled_block
-from tooling.bench.saga_probe import Probe, point_stats
-from tooling.bench.saga_tables import Results, sections, targets, why
+from tooling.bench.saga_probe import Probe, cpu_window, point_stats
+from tooling.bench.saga_tables import SYSTEM, Results, sections, targets, why
 from tooling.bench.stats import Run, fmt_ms, fmt_rate
 from tooling.natsserver import NatsServer
 
@@ -123,12 +125,17 @@ def tally(mix: Counter[str]) -> Check:
     return check
 
 
-def spawn_clearing(mesh: Mesh, server: NatsServer, name: str, checkpoint: str = "") -> Child:
-    """A `python -m nodes.clearing` process on a fresh data dir (`checkpoint="each"`: a write before every step)."""
+def spawn_clearing(mesh: Mesh, server: NatsServer, name: str, checkpoint: str = "",
+                   profile_to: Path | None = None) -> Child:
+    """A `python -m nodes.clearing` process on a fresh data dir (`checkpoint="each"`: a write before every step;
+    `profile_to`: under cProfile, every thread, stats written there when it stops)."""
     data = mesh.fresh_dir(name)
     env = {"QT_NATS_URL": server.url, "QT_DATA_DIR": str(data),
            "QT_NKEY_SEED": str(nkey_seed_path(server.data_dir, "clearing")), "QT_SAGA_CHECKPOINT": checkpoint}
-    return mesh.spawn(name, ["-m", "nodes.clearing"], env)
+    argv = ["-m", "nodes.clearing"]
+    if profile_to is not None:
+        argv = ["-m", "tooling.bench.profiled", str(profile_to), "nodes.clearing"]
+    return mesh.spawn(name, argv, env)
 
 
 async def fund(nc: Client) -> list[str]:
@@ -162,6 +169,8 @@ class Plan:
     open_s: float
     quiet_s: float = 0.0
     """Wait up to this long before each point for other processes to go quiet (0: don't)."""
+    profile_s: float = 0.0
+    """Seconds of load on a clearing process under cProfile when a target was missed (0: never)."""
 
     @property
     def each_clients(self) -> int:
@@ -169,19 +178,26 @@ class Plan:
         return 16 if 16 in self.clients else max(self.clients)
 
 
-async def measure(probe: Probe, res: Results, label: str, console: Console, plan: Plan,
+async def measure(probe: Probe, res: Results, label: str, console: Console, plan: Plan, warmup_s: float,
                   load: Callable[[], Awaitable[tuple[Run, int]]]) -> None:
-    """Run one load between two snapshots and record its run and counters under `label`."""
+    """Run one load between two snapshots and record its run and counters under `label`; CPU per saga is
+    also taken over the measured window alone (marks `warmup_s` after the load starts and after it ends)."""
     if plan.quiet_s > 0:
         await asyncio.to_thread(wait_quiet, plan.quiet_s)
     before = await probe.before()
-    run_, _ = await load()
+    task = asyncio.create_task(load())
+    await asyncio.sleep(warmup_s)
+    start = await probe.mark()
+    run_, _ = await task
+    end = await probe.mark()
     after = await probe.after()
     res.runs[label] = run_
     res.points[label] = stats = point_stats(before, after)
+    res.cpu[label] = window = cpu_window(start, end)
     console.print(f"  {label:<18} {fmt_rate(run_.rate)}  p50 {fmt_ms(run_.p50)}  p99 {fmt_ms(run_.p99)}  "
                   f"p99.9 {fmt_ms(run_.p999)}  errors {run_.errors}  {stats.round_trips:.2f} round trips and "
-                  f"{stats.kv_writes:.2f} KV writes per saga  others {stats.others:.2f} cores")
+                  f"{stats.kv_writes:.2f} KV writes per saga  CPU {window.total_us(SYSTEM):,.0f} µs/saga  "
+                  f"others {window.others:.2f} cores")
 
 
 def closed_label(clients: int, checkpoint: str = "") -> str:
@@ -211,7 +227,7 @@ async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
             await closed_point(nc, probe, res, console, plan, n)
         label = res.open_label = f"open {plan.rate:,.0f}/s"
         res.mix[label] = Counter()
-        await measure(probe, res, label, console, plan, partial(
+        await measure(probe, res, label, console, plan, min(1.0, plan.warmup_s), partial(
             open_loop, nc, PLACE, open_body(f"o{plan.rate:g}"), rate=plan.rate, duration_s=plan.open_s,
             warmup_s=min(1.0, plan.warmup_s), check=tally(res.mix[label]), label=label))
         mesh.stop(clearing)  # the same point again with a write before every step, on a second clearing
@@ -220,8 +236,32 @@ async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
         probe.pids["clearing"] = each.proc.pid
         await closed_point(nc, probe, res, console, plan, plan.each_clients, "each")
         res.each = (closed_label(plan.each_clients), closed_label(plan.each_clients, "each"))
+        if plan.profile_s > 0 and any(not t.met for t in targets(res)):
+            mesh.stop(each)
+            await profile_clearing(mesh, server, nc, res, console, plan)
     finally:
         await nc.close()
+
+
+async def profile_clearing(mesh: Mesh, server: NatsServer, nc: Client, res: Results, console: Console,
+                           plan: Plan) -> None:
+    """The best closed-loop point again on a clearing process under cProfile; its tables go into `res`."""
+    best = max(res.closed(), key=lambda label: res.runs[label].rate)
+    n = res.clients[best]
+    out = mesh.fresh_dir("profile") / "clearing.prof"
+    child = spawn_clearing(mesh, server, "clearing-profiled", profile_to=out)
+    await wait_ready(nc, "$SRV.PING.clearing", child)
+    run_, _ = await closed_loop(nc, PLACE, saga_body(f"p{n}"), clients=n, duration_s=plan.profile_s, warmup_s=0.5,
+                                check=tally(Counter()), label=f"{n} clients under cProfile")
+    code = mesh.stop(child, timeout_s=60.0)
+    if not out.exists():
+        console.print(f"  [red]no profile written (exit code {code}); see {child.log}[/red]")
+        return
+    console.print(f"  profiled clearing, {n} clients: {fmt_rate(run_.rate)} (under cProfile)")
+    res.profile = profile_sections(out, f"Profile of the clearing process ({n} clients)", run_.seconds + 0.5)
+    res.profile[0].notes.append(f"Throughput while profiled: {fmt_rate(run_.rate, ' sagas/s')} (cProfile slows Python "
+                                "roughly 2x); wallet, matching and nats-server ran unprofiled: their share is in "
+                                "the CPU per saga table.")
 
 
 async def closed_point(nc: Client, probe: Probe, res: Results, console: Console, plan: Plan, n: int,
@@ -229,23 +269,27 @@ async def closed_point(nc: Client, probe: Probe, res: Results, console: Console,
     """`n` closed-loop clients for the plan's warm-up and duration."""
     label = closed_label(n, checkpoint)
     res.mix[label], res.clients[label] = Counter(), n
-    await measure(probe, res, label, console, plan, partial(
+    await measure(probe, res, label, console, plan, plan.warmup_s, partial(
         closed_loop, nc, PLACE, saga_body(f"{checkpoint or 'c'}{n}"), clients=n, duration_s=plan.duration_s,
         warmup_s=plan.warmup_s, check=tally(res.mix[label]), label=label))
 
 
 def saga(
     quick: Annotated[bool, typer.Option(help="~30 s smoke run: short points.")] = False,
-    clients: Annotated[str, typer.Option(help="Concurrent closed-loop client counts, comma-separated.")] = "1,16,64",
+    clients: Annotated[str, typer.Option(help="Concurrent closed-loop client counts, comma-separated (enough "
+                                         "to saturate the mesh).")] = "1,16,64,256",
     duration: Annotated[float | None, typer.Option(help="Measured seconds per closed-loop point.")] = None,
-    rate: Annotated[float, typer.Option(help="Open-loop offered sagas/s (the p99 target is judged at 200).")] = 200.0,
+    rate: Annotated[float, typer.Option(help="Open-loop offered sagas/s (the p99 target is judged at 500).")] = 500.0,
     write: WriteOption = False,
     out: Annotated[Path, typer.Option(help="Markdown file to refresh.")] = BENCHMARKS_MD,
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, data).")] = False,
     wait_quiet_s: Annotated[float, typer.Option("--wait-quiet", help="Wait up to this many seconds before each "
                                                 "point for other processes to go quiet (shared machines).")] = 0.0,
+    profile_duration: Annotated[float | None, typer.Option(help="Seconds of load on a clearing process under "
+                                                           "cProfile when a target is missed (0 = skip; default "
+                                                           "4, 0 with --quick).")] = None,
 ) -> None:
-    """Saga: place_order sagas/s through clearing (1/16/64 clients), p99 at 200/s, steps, round trips, KV writes."""
+    """Saga: place_order sagas/s through clearing (1/16/64/256 clients), p99 at 500/s, CPU per saga, steps."""
     counts = client_counts(clients)
     if rate <= 0:
         raise typer.BadParameter("a positive rate", param_hint="--rate")
@@ -256,7 +300,9 @@ def saga(
     with bench_mesh("qt-bench-saga-", keep=keep, console=console) as mesh:
         asyncio.run(run(mesh, console, res, Plan(clients=counts, duration_s=duration or (1.5 if quick else 5.0),
                                                  warmup_s=0.3 if quick else 1.0, rate=rate,
-                                                 open_s=2.0 if quick else 5.0, quiet_s=wait_quiet_s)))
+                                                 open_s=2.0 if quick else 5.0, quiet_s=wait_quiet_s,
+                                                 profile_s=profile_duration if profile_duration is not None else
+                                                 (0.0 if quick else 4.0))))
     report.targets = targets(res)
     report.sections = sections(res)
     report.setup = [
@@ -271,7 +317,9 @@ def saga(
         "taker accounts), 1 share each, sides swapping every pair: half the orders take liquidity and the "
         "book keeps its depth; only `completed` sagas count as successes",
         "counters per point: clearing's `clearing.metrics` (histograms and `qt_saga_kv_writes`) and every "
-        "endpoint's `$SRV.STATS` `num_requests`, scraped before and after; TRADES messages; CPU from /proc",
+        "endpoint's `$SRV.STATS` `num_requests`, scraped before and after; TRADES messages; CPU per saga: "
+        "/proc/<pid>/stat utime+stime of nats-server and every node (and any process they started) over the "
+        "measured window, warm-up excluded, divided by the sagas clearing finished in it",
     ]
     busy = {label: p.others for label, p in res.points.items() if p.others > DISTURBED}
     if busy:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.clearing import STEPS
 from contracts.rpc import discover
 from contracts.subjects import CLEARING_EXEC_CONSUMER, EXEC_STREAM, TRADES_STREAM, clearing_subject
-from tooling.bench.mesh import cpu_seconds, machine_busy_seconds
+from tooling.bench.mesh import machine_busy_seconds, tree_cpu_seconds
 
 SERVICES = ("wallet", "matching")
 """Whose requests are clearing's round trips (their `$SRV.STATS` deltas)."""
@@ -81,6 +81,48 @@ class PointStats:
         return sum(self.calls.values()) + self.trades + self.kv_writes
 
 
+@dataclass(frozen=True)
+class Mark:
+    """The sagas clearing had finished and every process's CPU seconds, at one moment of a load."""
+
+    sagas: float
+    cpu: dict[str, float]
+    busy: float
+    at: float
+
+
+@dataclass(frozen=True)
+class CpuWindow:
+    """CPU per saga of each process over a point's measured window (warm-up excluded)."""
+
+    sagas: float
+    seconds: float
+    cpu_s: dict[str, float]
+    """Process name -> CPU seconds it used in the window (its descendants included)."""
+    others: float
+    """Cores the rest of the machine used meanwhile."""
+
+    def us(self, name: str) -> float:
+        """CPU µs per saga of one process."""
+        return self.cpu_s.get(name, 0.0) / self.sagas * 1e6 if self.sagas else 0.0
+
+    def total_us(self, names: tuple[str, ...]) -> float:
+        """CPU µs per saga of several processes together."""
+        return sum(self.us(name) for name in names)
+
+    def cores(self, name: str) -> float:
+        """Cores one process used on average over the window."""
+        return self.cpu_s.get(name, 0.0) / self.seconds if self.seconds else 0.0
+
+
+def cpu_window(start: Mark, end: Mark) -> CpuWindow:
+    """What each process spent between two marks, and the sagas finished between them."""
+    used = {name: end.cpu.get(name, 0.0) - start.cpu.get(name, 0.0) for name in end.cpu}
+    wall = max(end.at - start.at, 1e-9)
+    return CpuWindow(sagas=end.sagas - start.sagas, seconds=wall, cpu_s=used,
+                     others=max(0.0, end.busy - start.busy - sum(used.values())) / wall)
+
+
 class Probe:
     """Snapshots of everything a point is judged by: clearing's metrics, every endpoint's request count,
     TRADES' length and the CPU of our processes and of the machine."""
@@ -99,8 +141,14 @@ class Probe:
         cpu, busy, at = self._cpu(), machine_busy_seconds(), time.perf_counter()
         return Snapshot(*await self._counters(), cpu=cpu, busy=busy, at=at)
 
+    async def mark(self) -> Mark:
+        """Clearing's finished-saga count, then the CPU of every process (and its descendants) at once after."""
+        metrics = (await self.nc.request(clearing_subject("metrics"), b"", timeout=10)).data.decode()
+        sagas = sum(v for (name, _), v in samples(metrics).items() if name == "qt_saga_seconds_count")
+        return Mark(sagas, tree_cpu_seconds(self.pids), machine_busy_seconds(), time.perf_counter())
+
     def _cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return tree_cpu_seconds(self.pids)
 
     async def _counters(self) -> tuple[str, dict[str, int], int, int]:
         metrics = (await self.nc.request(clearing_subject("metrics"), b"", timeout=10)).data.decode()

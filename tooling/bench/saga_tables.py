@@ -7,25 +7,35 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from contracts.clearing import STEPS
-from tooling.bench.report import Section, Target
-from tooling.bench.saga_probe import PointStats
+from tooling.bench.report import Section, Target, at_least, at_most
+from tooling.bench.saga_probe import CpuWindow, PointStats
 from tooling.bench.stats import Run, fmt_ms, fmt_rate, ratio, status
 
 SATURATION_TARGET = 1_000.0
-P99_TARGET_S = 0.005
-PROCESSES = ("clearing", "wallet", "matching", "nats-server", "client")
+OPEN_RATE = 500.0
+"""The offered rate the p99 target is judged at."""
+P99_TARGET_S = 0.020
+CPU_TARGET_US = 1_500.0
+SYSTEM = ("clearing", "wallet", "matching", "nats-server")
+"""The processes CPU per saga is judged over: every node and the server (each with its descendants)."""
+PROCESSES = (*SYSTEM, "client")
+SEE = ("the `CPU per saga by process` and `Where a saga's time goes` tables (CPU per process over the measured "
+       "window; clearing's step histograms)")
+PROFILED = "the `Profile of the clearing process` tables, then " + SEE
+UNPROFILED = SEE + "; `--profile-duration 4` (the default without `--quick`) adds a profile of clearing"
 
 
 @dataclass(frozen=True)
-class Peer:
-    """The TypeScript QuantTrade platform's place-order saga on this machine, as the issue gives it."""
+class External:
+    """The TypeScript QuantTrade platform's place-order saga on this machine, as the issue gives it: not run here."""
 
+    clients: int
     rate: float
     p50: float | None
     p99: float | None
 
 
-PEERS = {1: Peer(27.0, 0.034, 0.099), 16: Peer(39.0, None, 0.662)}
+EXTERNAL = (External(1, 27.0, 0.034, 0.099), External(16, 39.0, None, 0.662))
 
 @dataclass
 class Results:
@@ -37,9 +47,13 @@ class Results:
     mix: dict[str, Counter[str]] = field(default_factory=dict)
     clients: dict[str, int] = field(default_factory=dict)
     """Closed-loop points: label -> client count."""
+    cpu: dict[str, CpuWindow] = field(default_factory=dict)
+    """Point label -> CPU of every process over its measured window (the judged CPU per saga)."""
     open_label: str | None = None
     each: tuple[str, str] | None = None
     """(default checkpoints point, `QT_SAGA_CHECKPOINT=each` point) at the same client count."""
+    profile: list[Section] = field(default_factory=list)
+    """Clearing's profile tables, when one was taken."""
 
     def closed(self, *, each: bool = False) -> list[str]:
         """Closed-loop labels in run order, with or without the `each` point."""
@@ -50,18 +64,30 @@ class Results:
 
 
 def targets(res: Results) -> list[Target]:
-    """The issue's two targets against this run."""
+    """Issue 10's three saga targets against this run: throughput, open-loop p99 at 500/s, CPU per saga."""
     out = []
-    if res.open_label is not None:
-        run = res.runs[res.open_label]
-        out.append(Target(f"p99 at {res.rate:,.0f} sagas/s (open loop)", "< 5 ms", fmt_ms(run.p99),
-                          run.p99 is not None and run.p99 < P99_TARGET_S and run.errors == 0
-                          and res.rate >= 200))
     best = _best(res)
+    see = PROFILED if res.profile else UNPROFILED
     if best is not None:
         run = res.runs[best]
-        out.append(Target("saturation: best closed-loop sagas/s", f">= {SATURATION_TARGET:,.0f}/s (25x the peer)",
-                          f"{fmt_rate(run.rate)} ({best})", run.rate >= SATURATION_TARGET))
+        out.append(at_least("place-order sagas/s, closed loop (best point)", SATURATION_TARGET, run.rate,
+                            f"{fmt_rate(run.rate)} ({best})", see=see))
+    if res.open_label is not None:
+        run = res.runs[res.open_label]
+        judged = res.rate == OPEN_RATE
+        shown = f"p99 {fmt_ms(run.p99)} (p50 {fmt_ms(run.p50)}; achieved {fmt_rate(run.rate)}"
+        shown += f", {run.errors} errors)" if run.errors else ")"
+        if not judged:
+            shown += f"; offered {fmt_rate(res.rate)}, not {fmt_rate(OPEN_RATE)}: not judged"
+        out.append(at_most(f"p99 at {fmt_rate(OPEN_RATE)} offered, open loop", P99_TARGET_S, run.p99, shown,
+                           wanted="< 20 ms", ok=judged and run.errors == 0, see=see))
+    if best is not None and best in res.cpu:
+        window = res.cpu[best]
+        total = window.total_us(SYSTEM)
+        split = ", ".join(f"{name} {window.us(name):,.0f}" for name in SYSTEM)
+        out.append(at_most(f"CPU per saga, all nodes + nats-server ({best})", CPU_TARGET_US,
+                           total if window.sagas else None, f"{total:,.0f} µs ({split})", wanted="<= 1,500 µs",
+                           strict=False, see=see))
     return out
 
 
@@ -70,30 +96,41 @@ def sections(res: Results) -> list[Section]:
     out = [_closed(res)]
     if res.open_label is not None:
         out.append(_open(res))
-    out += [_cpu(res), _steps(res), _round_trips(res)]
+    out += [_cpu(res), _external(), _steps(res), _round_trips(res)]
     if res.each is not None:
         out.append(_checkpoints(res, *res.each))
-    return out
+    return out + res.profile
 
 
 def _closed(res: Results) -> Section:
     s = Section("Closed loop: `clearing.place_order` over NATS (msgpack), half crossing, half resting",
                 ["clients", "checkpoints", "sagas/s", "p50", "p99", "p99.9", "completed", "errors",
-                 "peer sagas/s", "peer p50", "peer p99", "ours/peer sagas/s", "ours/peer p99"])
+                 "CPU/saga (nodes + server)", "target"])
+    best = _best(res)
     for label in res.closed(each=True):
         run, n = res.runs[label], res.clients[label]
-        peer = PEERS.get(n)
+        window = res.cpu.get(label)
         s.add(str(n), "each" if res.each and label == res.each[1] else "default", fmt_rate(run.rate),
               fmt_ms(run.p50), fmt_ms(run.p99), fmt_ms(run.p999), f"{run.ok:,}", str(run.errors),
-              fmt_rate(peer.rate if peer else None), fmt_ms(peer.p50 if peer else None),
-              fmt_ms(peer.p99 if peer else None), ratio(run.rate, peer.rate if peer else None),
-              ratio(run.p99, peer.p99 if peer else None))
+              f"{window.total_us(SYSTEM):,.0f} µs" if window else "-",
+              f">= {SATURATION_TARGET:,.0f}/s: {status(run.rate >= SATURATION_TARGET)} "
+              f"({ratio(run.rate, SATURATION_TARGET)})" if label == best else "-")
     s.notes.append(_mix(res))
-    s.notes.append("Peer: the TypeScript QuantTrade platform's place-order saga (HTTP services over its SQLite "
-                   "broker) measured on this machine, numbers as the issue gives them (not re-run here): 27 "
-                   "sagas/s with one client (p50 34 ms, p99 99 ms), 39 sagas/s with 16 clients (p99 662 ms).")
     s.notes.append("Latencies are client-observed (request sent to reply decoded), successes only; an error is "
-                   "any error reply, timeout or saga that did not complete.")
+                   "any error reply, timeout or saga that did not complete. The target is judged on the best "
+                   "default-checkpoint point.")
+    return s
+
+
+def _external() -> Section:
+    s = Section("External reference: the TypeScript QuantTrade platform (NOT measured in this run)",
+                ["platform", "clients", "sagas/s (external)", "p50 (external)", "p99 (external)", "source"])
+    for e in EXTERNAL:
+        s.add("TypeScript QuantTrade", str(e.clients), fmt_rate(e.rate), fmt_ms(e.p50), fmt_ms(e.p99),
+              "issue text (measured once on this machine; cannot run here)")
+    s.notes.append("Its place-order saga runs HTTP services over its SQLite broker; it is not installed on this "
+                   "box, so these figures are typed in from the issue and are never compared with a measured "
+                   "figure as if they came from this run.")
     return s
 
 
@@ -118,31 +155,39 @@ def _mix(res: Results) -> str:
 def _open(res: Results) -> Section:
     assert res.open_label is not None
     run = res.runs[res.open_label]
+    window = res.cpu.get(res.open_label)
     s = Section("Open loop (latency from the scheduled send time)",
-                ["offered", "achieved", "p50", "p99", "p99.9", "errors", "target"])
+                ["offered", "achieved", "p50", "p99", "p99.9", "errors", "CPU/saga (nodes + server)", "target"])
     met = run.p99 is not None and run.p99 < P99_TARGET_S and run.errors == 0
     s.add(fmt_rate(res.rate), fmt_rate(run.rate), fmt_ms(run.p50), fmt_ms(run.p99), fmt_ms(run.p999),
-          str(run.errors), f"p99 < 5 ms at 200/s: {status(met)}" if res.rate >= 200 else "-")
+          str(run.errors), f"{window.total_us(SYSTEM):,.0f} µs" if window else "-",
+          f"p99 < 20 ms: {status(met)} ({ratio(run.p99, P99_TARGET_S)})" if res.rate == OPEN_RATE else
+          f"judged at {fmt_rate(OPEN_RATE)} only")
     s.notes.append("Fixed-interval arrivals: saga k is scheduled at t0 + k/rate and sent without waiting for "
                    "replies; a late reply or a late send counts from the schedule (no coordinated omission). "
-                   "Resting and crossing orders alternate, spread over 16 pseudo-clients' accounts.")
+                   "Resting and crossing orders alternate, spread over 16 pseudo-clients' accounts. `achieved`: "
+                   "completed sagas over the measured schedule's length.")
     return s
 
 
 def _cpu(res: Results) -> Section:
     nproc = len(os.sched_getaffinity(0))
-    s = Section("CPU per saga by process (µs; warm-up included)",
-                ["point", "sagas/s", "clearing", "wallet", "matching", "nats-server", "bench client", "total",
-                 "cores used (ours)", "others (cores)", f"ceiling on {nproc} cores"])
-    for label, p in res.points.items():
-        total = sum(p.cpu_us.get(name, 0.0) for name in PROCESSES)
-        s.add(label, fmt_rate(res.runs[label].rate), *(f"{p.cpu_us.get(name, 0.0):,.0f}" for name in PROCESSES),
-              f"{total:,.0f}", f"{sum(p.cores.values()):.2f}", f"{p.others:.2f}",
-              fmt_rate(nproc * 1e6 / total if total else None))
-    s.notes.append("CPU seconds of each process over the point (/proc), divided by the sagas clearing finished "
-                   "in it. `ceiling`: sagas/s if every core of the machine did nothing but this work at this "
-                   "CPU cost per saga; one process cannot use more than one core (one event loop, one GIL), so "
-                   "1 s / its own µs per saga also bounds the whole.")
+    s = Section("CPU per saga by process (µs over the measured window, warm-up excluded)",
+                ["point", "sagas/s", *SYSTEM, "total (nodes + server)", "bench client", "cores used (ours)",
+                 "others (cores)", f"ceiling on {nproc} cores", "target <= 1,500 µs"])
+    best = _best(res)
+    for label, w in res.cpu.items():
+        total = w.total_us(SYSTEM)
+        s.add(label, fmt_rate(res.runs[label].rate), *(f"{w.us(name):,.0f}" for name in SYSTEM), f"{total:,.0f}",
+              f"{w.us('client'):,.0f}", f"{sum(w.cores(name) for name in PROCESSES):.2f}", f"{w.others:.2f}",
+              fmt_rate(nproc * 1e6 / total if total else None),
+              f"{status(total <= CPU_TARGET_US)} ({ratio(total, CPU_TARGET_US)})" if label == best else "-")
+    s.notes.append("utime + stime from /proc/<pid>/stat of each process and every process below it, read when "
+                   "the warm-up ends and when the last reply is in, divided by the sagas clearing finished in "
+                   "between (its `qt_saga_seconds` count). `total` is what the target judges: every node and "
+                   "nats-server; the bench client is shown apart. `ceiling`: sagas/s if every core did nothing "
+                   "but this work; one process cannot use more than one core (one event loop, one GIL), so "
+                   "1 s / its own µs per saga also bounds the whole. The target is judged at the best point.")
     return s
 
 
@@ -217,8 +262,9 @@ def _checkpoints(res: Results, batched: str, each: str) -> Section:
     for step in STEPS:
         x, y = a.steps[step].mean, b.steps[step].mean
         s.add(f"`{step}` mean", fmt_ms(x), fmt_ms(y), ratio(y, x))
+    wa, wb = res.cpu.get(batched), res.cpu.get(each)
     for name in ("clearing", "nats-server"):
-        x, y = a.cpu_us.get(name), b.cpu_us.get(name)
+        x, y = (wa.us(name) if wa else None), (wb.us(name) if wb else None)
         s.add(f"{name} CPU per saga", f"{x or 0:,.0f} µs", f"{y or 0:,.0f} µs", ratio(y, x))
     s.notes.append("`each` writes the saga record before every step (and compensation); the default writes it "
                    "at creation, when it turns to compensating, and when final (after the reply). Same wallet, "
@@ -267,25 +313,29 @@ def _latency_floor(res: Results) -> str | None:
             "average), nearly all of them durable writes that wait for an fsync (the wallet's FULL group commit, "
             "the engine's journal append, TRADES and the `sagas` bucket under `sync_interval: always`): "
             + ", ".join(f"{name} {fmt_ms(v)}" for name, v in per.items())
-            + f" of a {fmt_ms(p.saga.mean)} saga; so a 5 ms p99 is out of reach at any rate with this many "
-            "durable hops in series")
+            + f" of a {fmt_ms(p.saga.mean)} saga")
 
 
 def _throughput(res: Results, best: str) -> str:
     """The most loaded point: CPU per saga by process against the machine's cores, and where time goes."""
     p, run = res.points[best], res.runs[best]
+    w = res.cpu.get(best)
     nproc = len(os.sched_getaffinity(0))
-    total = sum(p.cpu_us.get(name, 0.0) for name in PROCESSES)
-    heaviest = max(("clearing", "wallet", "matching", "nats-server"), key=lambda name: p.cpu_us.get(name, 0.0))
-    ours = sum(p.cores.values())
-    busy = (ours + p.others) / nproc
-    text = (f"throughput tops out at {fmt_rate(run.rate)} ({best}) with our processes using {ours:.2f} of "
-            f"{nproc} cores and other processes {p.others:.2f} (the machine {busy:.0%} busy): "
-            + ", ".join(f"{name} {p.cpu_us.get(name, 0.0):,.0f} µs" for name in PROCESSES)
-            + f" of CPU per saga, {total:,.0f} µs in all, which caps {nproc} cores near "
+    if w is None:
+        return f"throughput tops out at {fmt_rate(run.rate)} ({best})"
+    total = w.total_us(SYSTEM)
+    heaviest = max(SYSTEM, key=w.us)
+    ours = sum(w.cores(name) for name in PROCESSES)
+    busy = (ours + w.others) / nproc
+    text = (f"throughput tops out at {fmt_rate(run.rate)} ({best}, {ratio(run.rate, SATURATION_TARGET)} of the "
+            f"target) with our processes using {ours:.2f} of {nproc} cores and other processes {w.others:.2f} (the "
+            f"machine {busy:.0%} busy): " + ", ".join(f"{name} {w.us(name):,.0f} µs" for name in SYSTEM)
+            + f" of CPU per saga, {total:,.0f} µs in all ({ratio(total, CPU_TARGET_US)} of the 1,500 µs target; "
+            f"the bench client another {w.us('client'):,.0f}), which caps {nproc} cores near "
             f"{fmt_rate(nproc * 1e6 / total if total else None)}; the heaviest process is {heaviest} "
-            f"({p.cpu_us.get(heaviest, 0.0):,.0f} µs per saga on one event loop: at most "
-            f"{fmt_rate(1e6 / p.cpu_us[heaviest] if p.cpu_us.get(heaviest) else None)} on its own)")
+            f"({w.us(heaviest):,.0f} µs per saga" + ("; Go, on every core" if heaviest == "nats-server" else
+                                                      " on one event loop") + ": at most "
+            f"{fmt_rate(1e6 / w.us(heaviest) if w.us(heaviest) else None)} a core)")
     per = _components(p)
     if p.saga.mean:
         ranked = sorted(per.items(), key=lambda kv: kv[1], reverse=True)
@@ -303,7 +353,8 @@ def _open_loop(res: Results, best: str) -> str | None:
     if o.p99 is None or o.p99 < P99_TARGET_S:
         return None
     over = res.runs[best].rate < res.rate
-    return (f"at {fmt_rate(res.rate)} offered p99 is {fmt_ms(o.p99)} (p50 {fmt_ms(o.p50)}; clearing's own saga p99 "
+    return (f"at {fmt_rate(res.rate)} offered p99 is {fmt_ms(o.p99)} ({ratio(o.p99, P99_TARGET_S)} the 20 ms limit; "
+            f"achieved {fmt_rate(o.rate)}, p50 {fmt_ms(o.p50)}; clearing's own saga p99 "
             f"{fmt_ms(p.saga.p99)})" + (f": {fmt_rate(res.rate)} is above the {fmt_rate(res.runs[best].rate)} "
                                         "the mesh sustained closed-loop, so the queue grows for the whole run"
                                         if over else ""))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tooling.bench.rebuild import RebuildResults
-from tooling.bench.report import Section, Target
+from tooling.bench.report import Section, Target, at_least, at_most
 from tooling.bench.stats import Run, fmt_ms, fmt_rate, fmt_s, ratio, status
 from tooling.bench.wallet import NatsPlan, NatsResults
 
 DEPOSITS_TARGET = 10_000.0
+DEPOSITS_CLIENTS = 64
+"""The client count the deposits target is judged at."""
 STORE_TARGET = 100_000.0
 P99_TARGET_S = 0.005
 OPEN_RATE_TARGET = 1000.0
@@ -21,7 +25,8 @@ def nats_sections(plan: NatsPlan, res: NatsResults) -> tuple[list[Section], list
         ["server", "clients", "req/s", "p50", "p99", "p99.9", "errors", "ours/echo (req/s)",
          "node CPU/req (loop + other threads)", "CPU cores node/server/client/others", "relay caught up", "target"])
     targets: list[Target] = []
-    top = max(plan.clients)
+    see = ("the `Profile of the wallet process` tables (section `profile`)" if plan.profile_s > 0 else
+           "`qt bench wallet --only nats,profile --profile-duration 6` for a profile of the wallet process")
     for key in (*plan.syncs, "echo"):
         for clients in plan.clients:
             run = res.closed.get((key, clients))
@@ -32,11 +37,12 @@ def nats_sections(plan: NatsPlan, res: NatsResults) -> tuple[list[Section], list
             cpu = res.cpu.get((key, clients), {})
             cores = " / ".join(f"{cpu[n]:.2f}" for n in ("node", "nats-server", "client", "others") if n in cpu)
             target = ""
-            if key == "FULL" and clients == top:
-                met = run.rate >= DEPOSITS_TARGET
-                target = f">= {DEPOSITS_TARGET:,.0f}/s: {status(met)}"
-                targets.append(Target(f"durable deposits/s over NATS, {clients} clients (FULL)",
-                                      f">= {DEPOSITS_TARGET:,.0f}/s", fmt_rate(run.rate), met))
+            if key == "FULL" and clients == DEPOSITS_CLIENTS:
+                t = at_least(f"durable deposits/s over NATS, {clients} clients (FULL)", DEPOSITS_TARGET, run.rate,
+                             f"{fmt_rate(run.rate)} ({_peer_text(run.rate, peer.rate if peer else None, 'req/s')})",
+                             ok=run.errors == 0, see=see)
+                target = f">= {DEPOSITS_TARGET:,.0f}/s: {status(t.met)} ({t.by})"
+                targets.append(t)
             closed.add(_server(key), str(clients), fmt_rate(run.rate), fmt_ms(run.p50), fmt_ms(run.p99),
                        fmt_ms(run.p999), str(run.errors),
                        "peer" if key == "echo" else ratio(run.rate, peer.rate if peer else None),
@@ -64,17 +70,35 @@ def nats_sections(plan: NatsPlan, res: NatsResults) -> tuple[list[Section], list
                 continue
             target = ""
             if key == "FULL" and rate == OPEN_RATE_TARGET:
-                met = run.p99 is not None and run.p99 < P99_TARGET_S and run.errors == 0
-                target = f"p99 < 5 ms: {status(met)}"
-                targets.append(Target(f"p99 at {rate:,.0f} req/s (deposits, FULL)", "< 5 ms",
-                                      fmt_ms(run.p99), met))
+                shown = (f"{fmt_ms(run.p99)} (achieved {fmt_rate(run.rate)}, {run.errors} errors; "
+                         f"{_peer_text(run.p99, peer.p99 if peer else None, 'p99', fmt_ms)})")
+                t = at_most(f"p99 at {rate:,.0f} deposits/s offered, open loop (FULL)", P99_TARGET_S, run.p99,
+                            shown, wanted="< 5 ms", ok=run.errors == 0, see=see)
+                target = f"p99 < 5 ms: {status(t.met)} ({t.by})"
+                targets.append(t)
             opened.add(_server(key), fmt_rate(rate), fmt_rate(run.rate), fmt_ms(run.p50),
                        fmt_ms(run.p99), fmt_ms(run.p999), str(run.errors),
                        "peer" if key == "echo" else ratio(run.p99, peer.p99 if peer else None),
                        f"{res.open_others.get((key, rate), 0.0):.2f}", target)
     opened.notes.append("A sender schedules request k at t0 + k/rate and does not wait for replies; a "
                         "server slower than the offered rate shows up as growing latency, not a lower rate.")
+    names = {t.name.split(",")[0] for t in targets}
+    if "durable deposits/s over NATS" not in names:
+        targets.insert(0, Target(f"durable deposits/s over NATS, {DEPOSITS_CLIENTS} clients (FULL)",
+                                 f">= {DEPOSITS_TARGET:,.0f}/s", f"not measured ({DEPOSITS_CLIENTS} not in --clients "
+                                 "or FULL not run)", False))
+    if not any(t.name.startswith("p99 at") for t in targets):
+        targets.append(Target(f"p99 at {OPEN_RATE_TARGET:,.0f} deposits/s offered, open loop (FULL)", "< 5 ms",
+                              f"not measured ({OPEN_RATE_TARGET:,.0f} not in --open-rates)", False))
     return [closed, opened], targets
+
+
+def _peer_text(ours: float | None, peer: float | None, what: str,
+               fmt: Callable[[float | None], str] = fmt_rate) -> str:
+    """`echo peer 13,000/s in this run: 0.12x` (the peer measured in the same run), or why there is none."""
+    if peer is None:
+        return "echo peer not measured in this run"
+    return f"echo peer {what} {fmt(peer)} in this run: ours {ratio(ours, peer)}"
 
 
 def _ceiling(res: NatsResults, plan: NatsPlan) -> list[str]:
@@ -111,17 +135,14 @@ def store_sections(ours: dict[tuple[int, str], Run], peers: dict[str, Run]) -> t
     """EventStore appends by batch size and sync mode, against bare sqlite3 with the same shape."""
     section = Section(
         "Raw event store: EventStore.execute_batch in-process (deposits, 1,000 accounts)",
-        ["batch", "sync", "events/s", "peer", "peer rows/s", "ours/peer", "target"])
+        ["batch", "sync", "events/s", "peer", "peer rows/s", "ours/peer", "earlier target"])
     targets: list[Target] = []
     for (batch, sync), run in sorted(ours.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         peer_name = f"sqlite3 {batch}-row txn {sync}"
         peer = peers.get(peer_name)
         target = ""
         if batch == max(b for b, _ in ours):
-            met = run.rate >= STORE_TARGET
-            target = f">= {STORE_TARGET:,.0f}/s: {status(met)}"
-            targets.append(Target(f"raw store events/s (batch {batch}, {sync})", f">= {STORE_TARGET:,.0f}/s",
-                                  fmt_rate(run.rate), met))
+            target = f">= {STORE_TARGET:,.0f}/s: {status(run.rate >= STORE_TARGET)}"
         section.add(str(batch), sync, fmt_rate(run.rate), peer_name, fmt_rate(peer.rate if peer else None),
                     ratio(run.rate, peer.rate if peer else None), target)
         aio = peers.get(f"aiosqlite 1-row txn {sync}")
@@ -154,14 +175,10 @@ def store_sections(ours: dict[tuple[int, str], Run], peers: dict[str, Run]) -> t
 def rebuild_section(r: RebuildResults) -> tuple[Section, list[Target]]:
     """Build, scan, replay and rebuild timings of the million-event account."""
     s = Section(f"Rebuild one account with {r.events:,} events (snapshot every {r.snapshot_every})",
-                ["step", "events", "time", "events/s", "vs scan", "target"])
-    targets: list[Target] = []
+                ["step", "events", "time", "events/s", "vs scan", "earlier target"])
+    targets: list[Target] = []  # earlier issues' targets: judged in the table, not in issue 10's summary
     met_full = r.replay_full_s < REBUILD_TARGET_S
     met_snap = r.rebuild_s < REBUILD_TARGET_S
-    targets.append(Target(f"replay {r.events:,} events without snapshot", "< 5 s", fmt_s(r.replay_full_s),
-                          met_full))
-    targets.append(Target(f"rebuild(db, account) with snapshots, {r.events:,} events", "< 5 s",
-                          fmt_s(r.rebuild_s), met_snap))
     s.add("build: EventStore.execute_batch, settlements of 64 credit legs, 160 per txn, NORMAL",
           f"{r.events:,}", fmt_s(r.build_s), fmt_rate(r.events / r.build_s if r.build_s else None), "-", "")
     s.add("peer: SELECT the same rows, no fold", f"{r.events:,}", fmt_s(r.scan_s),

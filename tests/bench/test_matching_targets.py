@@ -1,0 +1,46 @@
+"""`qt bench matching` judging: orders/s submitted and the replay rate, issue 10's two rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tooling.bench.matching_tables import Results, targets
+from tooling.bench.stats import Run
+
+
+def _results(submitted: float, replayed_in_s: float) -> Results:
+    res = Results()
+    res.closed[64] = Run("64 clients", int(submitted), 0, 1.0, 0.001, 0.002, 0.003)
+    res.replay_orders, res.replay_s, res.startup_s = 100_000, replayed_in_s + 0.5, 0.5
+    return res
+
+
+def test_two_rows_short_of_target_say_by_how_much_and_how_to_get_a_profile() -> None:
+    submitted, replay = targets(_results(946.0, 10.0), 64)
+    assert submitted.name == "journaled orders submitted, 64 clients (`matching.submit`)"
+    assert not submitted.met and submitted.by == "0.09x" and "--profile-duration" in submitted.see
+    assert replay.name == "replay rate, orders/s (start-up excluded)"
+    assert not replay.met and replay.by == "0.20x" and replay.ours == "10,000/s"
+
+
+def test_rows_on_target_are_met_and_point_at_the_profiles_taken() -> None:
+    res = _results(12_000.0, 1.0)
+    res.profile = res.replay_profile = Path("/nonexistent.prof")
+    submitted, replay = targets(res, 64)
+    assert submitted.met and replay.met
+    assert submitted.see == "the profile of the node under load below"
+
+
+def test_errors_in_the_submit_point_miss_the_target() -> None:
+    res = _results(12_000.0, 1.0)
+    res.closed[64] = Run("64 clients", 12_000, 5, 1.0)
+    assert not targets(res, 64)[0].met
+
+
+def test_a_replay_shorter_than_the_empty_start_up_is_judged_on_its_start_up_included_lower_bound() -> None:
+    res = _results(12_000.0, 1.0)
+    res.replay_s, res.startup_s = 2.9, 3.5  # noise: the subtraction has no meaning
+    replay = targets(res, 64)[1]
+    assert not replay.met and replay.by == "0.69x" and "a lower bound" in replay.ours
+    res.replay_orders = 200_000  # 68,966/s even with start-up included
+    assert targets(res, 64)[1].met

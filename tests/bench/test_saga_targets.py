@@ -1,0 +1,97 @@
+"""`qt bench saga` judging: issue 10's three rows from sample numbers, the TypeScript figures kept external."""
+
+from __future__ import annotations
+
+from tooling.bench.saga_probe import CpuWindow, Mark, PointStats, Timing, cpu_window
+from tooling.bench.saga_tables import SYSTEM, Results, sections, targets
+from tooling.bench.stats import Run
+
+
+def _window(sagas: float, **cpu_s: float) -> CpuWindow:
+    return CpuWindow(sagas=sagas, seconds=1.0, cpu_s=dict(cpu_s), others=0.0)
+
+
+def _point() -> PointStats:
+    t = Timing(count=100.0, total=1.0, p50=0.01, p99=0.02)
+    return PointStats(sagas=100.0, steps={}, saga=t, handler=t, kv_writes=2.0, calls={}, trades=0.5,
+                      exec_reports=1.0, cpu_us={}, cores={}, others=0.0)
+
+
+def _results(*, best_rate: float, open_p99: float, rate: float = 500.0, cpu: dict[str, float] | None = None) -> Results:
+    res = Results(rate=rate)
+    for n, ok in ((1, 100), (256, int(best_rate))):
+        label = f"{n} clients"
+        res.clients[label] = n
+        res.runs[label] = Run(label, ok, 0, 1.0, 0.001, 0.002, 0.003)
+        res.points[label] = _point()
+        res.cpu[label] = _window(1000.0, client=0.5)
+    res.cpu["256 clients"] = _window(1000.0, client=0.5, **(cpu or {}))
+    res.open_label = f"open {rate:,.0f}/s"
+    res.runs[res.open_label] = Run(res.open_label, 2500, 0, 5.0, 0.004, open_p99, open_p99)
+    res.points[res.open_label] = _point()
+    return res
+
+
+def test_a_run_short_of_every_target_gets_three_missed_rows_with_ratios() -> None:
+    cpu = {"clearing": 2.0, "wallet": 1.0, "matching": 0.5, "nats-server": 0.5}  # 4,000 µs per saga
+    rows = {t.name: t for t in targets(_results(best_rate=340.0, open_p99=0.040, cpu=cpu))}
+    closed = rows["place-order sagas/s, closed loop (best point)"]
+    assert not closed.met and closed.by == "0.34x" and "256 clients" in closed.ours
+    p99 = rows["p99 at 500/s offered, open loop"]
+    assert not p99.met and p99.by == "2.00x" and "achieved 500/s" in p99.ours
+    cpu_row = rows["CPU per saga, all nodes + nats-server (256 clients)"]
+    assert not cpu_row.met and cpu_row.by == "2.67x"
+    assert "clearing 2,000" in cpu_row.ours and "nats-server 500" in cpu_row.ours
+    assert all(t.see for t in rows.values())
+
+
+def test_a_run_on_target_meets_all_three() -> None:
+    cpu = {"clearing": 0.6, "wallet": 0.4, "matching": 0.3, "nats-server": 0.2}  # exactly 1,500 µs: <= is met
+    assert all(t.met for t in targets(_results(best_rate=1200.0, open_p99=0.015, cpu=cpu)))
+
+
+def test_the_bench_client_is_not_counted_in_cpu_per_saga() -> None:
+    res = _results(best_rate=1200.0, open_p99=0.015, cpu={"clearing": 1.0})
+    res.cpu["256 clients"] = _window(1000.0, clearing=1.0, client=5.0)
+    cpu_row = next(t for t in targets(res) if t.name.startswith("CPU per saga"))
+    assert cpu_row.met and cpu_row.ours.startswith("1,000 µs")
+
+
+def test_the_open_loop_is_judged_only_at_500_per_second() -> None:
+    p99 = next(t for t in targets(_results(best_rate=1200.0, open_p99=0.001, rate=200.0)) if t.name.startswith("p99"))
+    assert not p99.met and "not judged" in p99.ours
+
+
+def test_open_loop_errors_miss_the_p99_target() -> None:
+    res = _results(best_rate=1200.0, open_p99=0.010)
+    assert res.open_label is not None
+    res.runs[res.open_label] = Run(res.open_label, 2400, 3, 5.0, 0.004, 0.010, 0.010)
+    p99 = next(t for t in targets(res) if t.name.startswith("p99"))
+    assert not p99.met and "3 errors" in p99.ours
+
+
+def test_the_typescript_figures_appear_only_in_a_table_labelled_external() -> None:
+    out = sections(_results(best_rate=340.0, open_p99=0.040))
+    external = [s for s in out if "27/s" in str(s.rows)]
+    assert [s.title for s in external] == ["External reference: the TypeScript QuantTrade platform (NOT measured "
+                                           "in this run)"]
+    assert all("(external)" in column for column in external[0].columns[2:5])
+    closed = out[0]
+    assert not any("peer" in column for column in closed.columns)
+
+
+def test_cpu_window_divides_each_process_by_the_sagas_finished_between_the_marks() -> None:
+    start = Mark(sagas=100.0, cpu={"clearing": 10.0, "nats-server": 5.0}, busy=50.0, at=0.0)
+    end = Mark(sagas=1100.0, cpu={"clearing": 11.0, "nats-server": 5.5}, busy=52.0, at=2.0)
+    w = cpu_window(start, end)
+    assert w.us("clearing") == 1000.0 and w.us("nats-server") == 500.0
+    assert w.total_us(SYSTEM) == 1500.0
+    assert w.others == 0.25  # 2.0 busy seconds - 1.5 ours, over 2 s
+
+
+def test_a_missed_target_points_at_clearings_profile_once_one_was_taken() -> None:
+    res = _results(best_rate=340.0, open_p99=0.040)
+    assert all("--profile-duration" in t.see for t in targets(res))
+    res.profile = sections(res)[:1]  # any table stands in for the profile's
+    assert all(t.see.startswith("the `Profile of the clearing process` tables") for t in targets(res))
+    assert sections(res)[-1] is res.profile[0]
