@@ -12,11 +12,12 @@ import secrets
 from typing import Final
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts.tracing import TRACE_HEADERS, recording
 
 TRACE_KEY: Final = "qt.trace"
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -52,8 +53,8 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = Headers(scope=scope)
-        caller = {k: v for k in ("traceparent", "tracestate") if (v := incoming.get(k))}
-        if isinstance(trace.get_tracer_provider(), TracerProvider):
+        caller = {k: v for k in TRACE_HEADERS if (v := incoming.get(k))}
+        if recording():
             await self._recorded(scope, receive, send, caller)
             return
         carrier = child_context(caller)

@@ -13,43 +13,19 @@ Two modes, chosen per call by whether an SDK tracer provider is installed (`reco
 from __future__ import annotations
 
 import contextvars
-import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-log = logging.getLogger(__name__)
+from contracts.tracing import TRACE_HEADERS, recording
+
 _PROPAGATOR = TraceContextTextMapPropagator()
-#: The W3C headers a message carries its trace in.
-TRACE_HEADERS: Final = ("traceparent", "tracestate")
 #: The trace headers of the message being handled, when no span records it (see the module).
 _CARRIED: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("qt_trace", default=None)
-
-
-def setup_tracing(service: str) -> trace.Tracer:
-    """Record and export spans over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; else record nothing."""
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        provider = TracerProvider(resource=Resource.create({"service.name": f"qt-{service}"}))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        trace.set_tracer_provider(provider)
-        log.info("tracing to %s", os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"])
-    return trace.get_tracer(f"qt.{service}")
-
-
-def recording() -> bool:
-    """Whether an SDK tracer provider is installed (spans are recorded and exported)."""
-    return isinstance(trace.get_tracer_provider(), TracerProvider)
 
 
 def trace_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
