@@ -91,7 +91,10 @@ class TradesTail:
                 log.warning("trades gap; re-subscribing", extra=kv(expected=expected, got=meta.sequence.consumer))
                 return
             expected += 1
-            with handling(_TRACER, "trades.fold", msg.headers, SpanKind.CONSUMER):
+            if self.ready.is_set():
+                with handling(_TRACER, "trades.fold", msg.headers, SpanKind.CONSUMER):
+                    await self._fold(meta.sequence.stream, msg.subject, msg.data)
+            else:  # a rebuild refolds old trades: their spans were made when they were first folded
                 await self._fold(meta.sequence.stream, msg.subject, msg.data)
             if not self.ready.is_set() and (meta.num_pending == 0 or self.state.applied_seq >= target):
                 self._mark_ready(started)

@@ -59,7 +59,7 @@ from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.pipeline import PipelinedPublisher
 from nodes.runtime.service import NodeService
 from nodes.runtime.tails import until_consumer_lost
-from nodes.runtime.tracing import handling, inject
+from nodes.runtime.tracing import handling, inject, trace_headers
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -215,10 +215,15 @@ class InstrumentRunner:
                                        pending_msgs_limit=-1, pending_bytes_limit=-1)
 
     def _apply(self, seq: int, data: bytes, headers: dict[str, str] | None) -> None:
-        # the entry's execution reports carry the trace of the journal message that caused them
-        with handling(_TRACER, "orders.apply", headers, SpanKind.CONSUMER):
+        # the entry's execution reports carry the trace of the journal message that caused them; a
+        # replay (engine not current yet) makes no span again, its entries had theirs when first applied
+        if self.current.is_set():
+            with handling(_TRACER, "orders.apply", headers, SpanKind.CONSUMER):
+                reports = self.engine.apply_entry(seq, msgpack.unpackb(data, raw=False))
+                carried = inject()
+        else:
             reports = self.engine.apply_entry(seq, msgpack.unpackb(data, raw=False))
-            carried = inject()
+            carried = trace_headers(headers)
         if seq > self.exec_published_upto:
             symbol, pack = self.spec.symbol, msgpack.packb
             self._pending.extend((seq, exec_msg_id(symbol, seq, n), pack(report), carried)
