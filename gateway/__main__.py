@@ -9,6 +9,7 @@ import sys
 import uvicorn
 
 from contracts.credentials import PRIVATE_UMASK
+from contracts.tracing import setup_tracing
 from gateway.app import create_app
 from gateway.redact import RedactingFormatter
 from gateway.settings import Settings
@@ -23,6 +24,7 @@ def main() -> None:
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     settings = Settings.from_env()
+    setup_tracing("gateway")  # the HTTP span of every request, exported with the nodes' when OTLP is configured
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop=loop, lifespan="on",
                 proxy_headers=False, server_header=False, access_log=False, log_config=None,

@@ -65,6 +65,9 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPIOffline(
         title="QuantTrade gateway", version=VERSION, lifespan=lifespan, docs_url="/docs", redoc_url=None,
         static_url=DOCS_ASSETS,
+        # TraceMiddleware makes the request's SERVER span (the parent of every NATS hop); FastAPI's own
+        # would be a second one beside it. Its dependency/endpoint spans still nest under ours.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         description="HTTP edge of the QuantTrade mesh: money as decimal strings, errors as problem+json.",
         middleware=[
             Middleware(HttpMetricsMiddleware, metrics=http_metrics),

@@ -1,7 +1,9 @@
 """W3C trace context at the edge: continue the caller's `traceparent` or start one, forward it, echo it.
 
 The gateway's hop gets a span id of its own under the caller's trace id; that `traceparent` goes on
-every NATS request the request causes and back to the caller in the response header.
+every NATS request the request causes and back to the caller in the response header. When an SDK
+tracer provider is installed (OTLP configured) that hop is a recorded SERVER span, the root of every
+node's span for the request; otherwise no span is created, only its ids.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ import secrets
 from typing import Final
 
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.tracing import TRACE_HEADERS, recording
+
 TRACE_KEY: Final = "qt.trace"
 _PROPAGATOR = TraceContextTextMapPropagator()
+_TRACER = trace.get_tracer("qt.gateway")
 
 
 def child_context(headers: dict[str, str]) -> dict[str, str]:
@@ -48,7 +53,11 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = Headers(scope=scope)
-        carrier = child_context({k: v for k in ("traceparent", "tracestate") if (v := incoming.get(k))})
+        caller = {k: v for k in TRACE_HEADERS if (v := incoming.get(k))}
+        if recording():
+            await self._recorded(scope, receive, send, caller)
+            return
+        carrier = child_context(caller)
         scope[TRACE_KEY] = carrier
         if scope["type"] == "websocket":  # no response head to stamp: every frame goes straight out
             await self.app(scope, receive, send)
@@ -60,3 +69,22 @@ class TraceMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_trace)
+
+    async def _recorded(self, scope: Scope, receive: Receive, send: Send, caller: dict[str, str]) -> None:
+        """The request as a recorded span, child of the caller's `traceparent` (a new trace without one)."""
+        name = f"{scope.get('method', 'WS')} {scope['path']}"
+        with _TRACER.start_as_current_span(name, context=_PROPAGATOR.extract(caller), kind=SpanKind.SERVER,
+                                           attributes={"url.path": scope["path"]}) as span:
+            carrier: dict[str, str] = {}
+            _PROPAGATOR.inject(carrier)
+            scope[TRACE_KEY] = carrier
+
+            async def send_with_trace(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    MutableHeaders(scope=message)["traceparent"] = carrier["traceparent"]
+                    span.set_attribute("http.response.status_code", message["status"])
+                    if message["status"] >= 500:
+                        span.set_status(StatusCode.ERROR)
+                await send(message)
+
+            await self.app(scope, receive, send_with_trace if scope["type"] == "http" else send)

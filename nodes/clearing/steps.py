@@ -23,6 +23,7 @@ from nodes.clearing import amounts
 from nodes.clearing.saga import taker_fills
 from nodes.clearing.store import BustMarks
 from nodes.runtime.client import ServiceClient, is_transient
+from nodes.runtime.tracing import inject
 
 #: Request fields that are the saga's, not the order's.
 _SAGA_ONLY = ("saga_id", "inject_failure_step")
@@ -170,4 +171,4 @@ class SagaSteps:
         )
         msg_id = fill["trade_id"] if kind == "trade" else f"bust:{fill['trade_id']}"
         await self.js.publish(trades_subject(saga.instrument), msgpack.packb(event.model_dump(mode="python")),
-                              headers={"Nats-Msg-Id": msg_id}, stream=TRADES_STREAM)
+                              headers=inject({"Nats-Msg-Id": msg_id}), stream=TRADES_STREAM)

@@ -20,6 +20,8 @@ import msgpack
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from contracts.clearing import TradeEvent
 from contracts.subjects import TRADES_STREAM
@@ -27,8 +29,10 @@ from nodes.market_data.candles import Print
 from nodes.market_data.state import Change, MarketState
 from nodes.runtime.log import kv
 from nodes.runtime.tails import consumer_exists
+from nodes.runtime.tracing import handling
 
 log = logging.getLogger(__name__)
+_TRACER = trace.get_tracer("qt.marketdata")
 
 #: How long the tail waits for a message before checking that its consumer still exists.
 IDLE_CHECK_S: Final = 5.0
@@ -87,7 +91,11 @@ class TradesTail:
                 log.warning("trades gap; re-subscribing", extra=kv(expected=expected, got=meta.sequence.consumer))
                 return
             expected += 1
-            await self._fold(meta.sequence.stream, msg.subject, msg.data)
+            if self.ready.is_set():
+                with handling(_TRACER, "trades.fold", msg.headers, SpanKind.CONSUMER):
+                    await self._fold(meta.sequence.stream, msg.subject, msg.data)
+            else:  # a rebuild refolds old trades: their spans were made when they were first folded
+                await self._fold(meta.sequence.stream, msg.subject, msg.data)
             if not self.ready.is_set() and (meta.num_pending == 0 or self.state.applied_seq >= target):
                 self._mark_ready(started)
 

@@ -15,15 +15,21 @@ from typing import Any, Final
 
 import msgpack
 from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from contracts.errors import ErrorCode, QtError
 from contracts.subjects import ORDERS_STREAM
 from nodes.matching.engine import BATCH
 from nodes.runtime.log import kv
+from nodes.runtime.tracing import handling, inject
 
 log = logging.getLogger(__name__)
 #: Most commands in one journal message: ~200 bytes each keeps a batch far under NATS's 1 MB max_payload.
 MAX_BATCH: Final = 500
+_TRACER = trace.get_tracer("qt.matching")
+#: A queued command: its key, its journal entry, the trace headers of the request that sent it, its waiter.
+Queued = tuple[str, dict[str, Any], dict[str, str], "asyncio.Future[int]"]
 
 
 def batch_msg_id(keys: list[str]) -> str:
@@ -52,7 +58,7 @@ class JournalWriter:
         self.js = js
         self.subject = subject
         self.timeout_s = timeout_s
-        self._queue: list[tuple[str, dict[str, Any], asyncio.Future[int]]] = []
+        self._queue: list[Queued] = []
         self._inflight: dict[str, asyncio.Future[int]] = {}
         """Command key -> the journal sequence it gets, while queued or being appended (a repeat joins it)."""
         self._wake = asyncio.Event()
@@ -65,7 +71,7 @@ class JournalWriter:
         pending = self._inflight.get(key)
         if pending is None:
             pending = self._inflight[key] = asyncio.get_running_loop().create_future()
-            self._queue.append((key, entry, pending))
+            self._queue.append((key, entry, inject(), pending))
             self._wake.set()
         # shielded: a caller that gives up must not cancel the sequence another caller of the same key awaits
         return await asyncio.shield(pending)
@@ -79,23 +85,26 @@ class JournalWriter:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 await self._write(batch)
 
-    async def _write(self, batch: list[tuple[str, dict[str, Any], asyncio.Future[int]]]) -> None:
-        payload, msg_id = journal_message([(key, entry) for key, entry, _future in batch])
+    async def _write(self, batch: list[Queued]) -> None:
+        payload, msg_id = journal_message([(key, entry) for key, entry, _trace, _future in batch])
+        # One message has one `traceparent`: the first command's; a batch's span links the others.
+        traces = [trace_headers for _key, _entry, trace_headers, _future in batch]
         try:
-            ack = await self.js.publish(self.subject, payload, timeout=self.timeout_s, stream=ORDERS_STREAM,
-                                        headers={"Nats-Msg-Id": msg_id})
+            with handling(_TRACER, "orders.append", traces[0], SpanKind.PRODUCER, links=traces[1:]):
+                ack = await self.js.publish(self.subject, payload, timeout=self.timeout_s, stream=ORDERS_STREAM,
+                                            headers=inject({"Nats-Msg-Id": msg_id}))
         except Exception as exc:  # unknown whether it was stored: the callers retry with the same keys
             log.warning("journal append failed", extra=kv(subject=self.subject, commands=len(batch),
                                                           error=repr(exc)))
             error = QtError(ErrorCode.UNAVAILABLE, "journal append failed; retry the same command")
-            for key, _entry, future in batch:
+            for key, _entry, _trace, future in batch:
                 self._inflight.pop(key, None)
                 if not future.done():
                     future.set_exception(error)
             return
         self.appends += 1
         self.commands += len(batch)
-        for key, _entry, future in batch:
+        for key, _entry, _trace, future in batch:
             self._inflight.pop(key, None)
             if not future.done():
                 future.set_result(ack.seq)

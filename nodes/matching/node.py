@@ -19,6 +19,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS, Instrument, instrument
@@ -57,6 +59,7 @@ from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.pipeline import PipelinedPublisher
 from nodes.runtime.service import NodeService
 from nodes.runtime.tails import until_consumer_lost
+from nodes.runtime.tracing import handling, inject, trace_headers
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -65,6 +68,7 @@ CONSUMER_CHECK_S = 2.0
 _REJECT_CODES = {code.value: code for code in ErrorCode}
 #: Most execution reports sent before their acks are awaited (bounds what one failure re-sends).
 EXEC_BATCH = 2000
+_TRACER = trace.get_tracer("qt.matching")
 
 
 class InstrumentRunner:
@@ -83,8 +87,8 @@ class InstrumentRunner:
         self.writer = JournalWriter(js, orders_subject(spec.symbol))
         self._waiters: dict[int, asyncio.Future[None]] = {}
         """Journal sequence -> set once the engine has applied it (every command of a batch waits on one)."""
-        # execution reports applied but not yet published: (journal seq, msg-id, body)
-        self._pending: list[tuple[int, str, bytes]] = []
+        # execution reports applied but not yet published: (journal seq, msg-id, body, trace headers)
+        self._pending: list[tuple[int, str, bytes, dict[str, str]]] = []
         self.publisher = PipelinedPublisher(nc)
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
@@ -175,7 +179,7 @@ class InstrumentRunner:
                     seq = meta.sequence.stream
                     if seq <= self.engine.applied_seq:
                         continue
-                    self._apply(seq, msg.data)
+                    self._apply(seq, msg.data, msg.headers)
                     if seq >= self.journal_end and not self.current.is_set():
                         self.current.set()
                         log.info("journal replayed", extra=kv(instrument=self.spec.symbol, seq=seq))
@@ -210,11 +214,20 @@ class InstrumentRunner:
         return await self.js.subscribe(orders_subject(self.spec.symbol), config=config, manual_ack=True,
                                        pending_msgs_limit=-1, pending_bytes_limit=-1)
 
-    def _apply(self, seq: int, data: bytes) -> None:
-        reports = self.engine.apply_entry(seq, msgpack.unpackb(data, raw=False))
+    def _apply(self, seq: int, data: bytes, headers: dict[str, str] | None) -> None:
+        # the entry's execution reports carry the trace of the journal message that caused them; a
+        # replay (engine not current yet) makes no span again, its entries had theirs when first applied
+        if self.current.is_set():
+            with handling(_TRACER, "orders.apply", headers, SpanKind.CONSUMER):
+                reports = self.engine.apply_entry(seq, msgpack.unpackb(data, raw=False))
+                carried = inject()
+        else:
+            reports = self.engine.apply_entry(seq, msgpack.unpackb(data, raw=False))
+            carried = trace_headers(headers)
         if seq > self.exec_published_upto:
             symbol, pack = self.spec.symbol, msgpack.packb
-            self._pending.extend((seq, exec_msg_id(symbol, seq, n), pack(report)) for n, report in enumerate(reports))
+            self._pending.extend((seq, exec_msg_id(symbol, seq, n), pack(report), carried)
+                                 for n, report in enumerate(reports))
         if self._waiters:
             future = self._waiters.pop(seq, None)
             if future is not None and not future.done():
@@ -249,7 +262,8 @@ class InstrumentRunner:
                 token = str(self.lease.token)
                 try:
                     await self.publisher.publish([
-                        (subject, body, {"Nats-Msg-Id": msg_id, FENCE_HEADER: token}) for _seq, msg_id, body in batch])
+                        (subject, body, {"Nats-Msg-Id": msg_id, FENCE_HEADER: token, **carried})
+                        for _seq, msg_id, body, carried in batch])
                 except BaseException:
                     self._pending[:0] = batch  # republished with the same msg-ids: the stream dedups
                     raise

@@ -24,6 +24,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 from nats.js.errors import NotFoundError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from contracts.dlq import DLQ_REPLAY_ENDPOINT, DlqEntry, DlqReplay, DlqReplayReply, read_parked
 from contracts.errors import ErrorCode, QtError
@@ -43,8 +45,10 @@ from contracts.subjects import (
 )
 from nodes.runtime.log import kv
 from nodes.runtime.service import NodeService
+from nodes.runtime.tracing import fail, handling
 
 log = logging.getLogger(__name__)
+_TRACER = trace.get_tracer("qt.durable")
 
 FETCH_BATCH: Final = 100
 FETCH_TIMEOUT_S: Final = 1.0
@@ -198,7 +202,12 @@ class DurableWorker:
             stream_seq=meta.sequence.stream, deliveries=meta.num_delivered,
         )
         try:
-            await self.handler(delivered)
+            with handling(_TRACER, f"{self.stream}.{self.consumer}", delivered.headers, SpanKind.CONSUMER) as span:
+                try:
+                    await self.handler(delivered)
+                except Exception as exc:
+                    fail(span, describe(exc))
+                    raise
         except Exception as exc:
             error = describe(exc)
             self._remember(delivered.stream_seq, error)

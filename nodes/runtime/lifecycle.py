@@ -8,8 +8,8 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from contracts.credentials import PRIVATE_UMASK
+from contracts.tracing import setup_tracing
 from nodes.runtime.log import kv, setup_logging
-from nodes.runtime.tracing import setup_tracing
 
 NodeMain = Callable[[asyncio.Event], Awaitable[None]]
 

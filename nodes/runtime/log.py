@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from opentelemetry import trace
+from nodes.runtime.tracing import current_trace_id
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -18,15 +18,15 @@ class KeyValueFormatter(logging.Formatter):
         self.node = node
 
     def format(self, record: logging.LogRecord) -> str:
-        span = trace.get_current_span().get_span_context()
         fields: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "node": self.node,
             "msg": record.getMessage(),
         }
-        if span.is_valid:
-            fields["trace_id"] = f"{span.trace_id:032x}"
+        trace_id = current_trace_id()
+        if trace_id:
+            fields["trace_id"] = trace_id
         fields.update(getattr(record, "kv", {}))
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info).replace("\n", " | ")

@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, EndpointStats, Service, ServiceConfig, ServiceStats
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from contracts.codec import Wire, decode, encode, sniff
@@ -28,7 +28,7 @@ from contracts.rpc import ERROR_CODE_HEADER, ERROR_HEADER, INSTANCE_HEADER, QT_E
 from nodes.runtime.breaker import BreakerRegistry
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
-from nodes.runtime.tracing import extract
+from nodes.runtime.tracing import fail, handling
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +187,7 @@ class NodeService:
         started = time.perf_counter_ns()
         wire = sniff(request.data)
         failed: QtError | None = None
-        with self._tracer.start_as_current_span(
-            f"{self.name}.{route.name}", context=extract(request.headers), kind=SpanKind.SERVER
-        ) as span:
+        with handling(self._tracer, f"{self.name}.{route.name}", request.headers, SpanKind.SERVER) as span:
             try:
                 if not self._accepting:
                     raise QtError(ErrorCode.UNAVAILABLE, f"{self.name} is shutting down")
@@ -203,7 +201,7 @@ class NodeService:
                 await request.respond(payload, headers=headers or None)
             except Exception as exc:  # every failure becomes a contract error reply
                 failed = as_qt_error(exc)
-                span.set_status(StatusCode.ERROR, failed.message)
+                fail(span, failed.message)
                 if failed.code is ErrorCode.INTERNAL:
                     log.exception("request failed", extra=kv(endpoint=route.name))
                 await _respond_error(request, failed, wire)
