@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from collections import Counter
+from itertools import accumulate
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ async def test_standby_takes_over_and_the_old_owner_is_fenced(
     assert await asyncio.to_thread(owner.proc.wait, 30) != 0, "the fenced-out owner must stop"
     await own_nc.flush()
     await wire.unsubscribe()
-    late = [token for n, token in enumerate(published) if token < max(published[: n + 1])]
+    late = [token for token, newest in zip(published, accumulate(published, max), strict=True) if token < newest]
     assert late == [], f"the old owner published {len(late)} EXEC reports after the new owner's first"
     status = (await matching(own_nc, "status", instrument="ETH-USD"))["instruments"][0]
     assert status["lease_token"] > old_token
