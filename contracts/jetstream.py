@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
@@ -45,6 +47,17 @@ async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> None:
                 history=spec.history, storage=StorageType.FILE,
             )
         )
+
+
+async def ensure_bucket_ttl(js: JetStreamContext, name: str, ttl_s: float) -> None:
+    """The bucket with this TTL: created with it, or an existing bucket set to it (a setting wins)."""
+    spec = next(bucket for bucket in BUCKETS if bucket.name == name)
+    await ensure_bucket(js, replace(spec, ttl_s=ttl_s))
+    config = (await js.stream_info(f"KV_{name}")).config
+    if config.max_age != ttl_s:
+        config.max_age = ttl_s
+        config.duplicate_window = min(config.duplicate_window or ttl_s, ttl_s)  # the server's rule, as at create
+        await js.update_stream(config)
 
 
 async def ensure_snapshot_store(js: JetStreamContext) -> None:

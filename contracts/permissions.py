@@ -109,10 +109,11 @@ def _consume(stream: str, durable: str | None = None) -> tuple[str, ...]:
     )
 
 
-def _bucket(bucket: str, *, watch: bool = False) -> tuple[str, ...]:
-    """A KV bucket: ensure it, get, put/create/update/delete its keys, and (if `watch`) watch them."""
+def _bucket(bucket: str, *, watch: bool = False, update: bool = False) -> tuple[str, ...]:
+    """A KV bucket: ensure it (and, if `update`, reconfigure it), get, put/create/update/delete its keys,
+    and (if `watch`) watch them."""
     stream = f"KV_{bucket}"
-    return (*_ensure(stream, update=False), *_read(stream), f"$KV.{bucket}.>", *(_consume(stream) if watch else ()))
+    return (*_ensure(stream, update=update), *_read(stream), f"$KV.{bucket}.>", *(_consume(stream) if watch else ()))
 
 
 def _objects(store: str) -> tuple[str, ...]:
@@ -187,7 +188,7 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
                    "dlq_replay"),
             *_call(MARKETDATA_SERVICE, "ticker", "candles", "trades", "metrics", "dlq_replay"),
             "$SRV.PING.*", "$SRV.INFO", "$SRV.STATS",
-            *_bucket(IDEMPOTENCY_BUCKET), *_read(DLQ_STREAM),
+            *_bucket(IDEMPOTENCY_BUCKET, update=True), *_read(DLQ_STREAM),
             # GET /v1/ops/streams (read-only): stream and consumer listings, lease values
             f"{JS_API}.STREAM.LIST", f"{JS_API}.CONSUMER.LIST.*", *_read(f"KV_{LEASES_BUCKET}"),
         ),

@@ -10,7 +10,7 @@ and replays it byte for byte (`Idempotent-Replayed: true`); another fingerprint 
 `idempotency_conflict`; still pending past the wait is `idempotency_in_flight`. Server errors (5xx)
 are not recorded: the record is deleted so a retry runs again (the op_id / saga id derived from the
 key keeps that safe downstream). A pending record whose gateway died is taken over once it is stale.
-The bucket's TTL (24 h) expires records.
+The bucket's TTL (`QT_IDEMPOTENCY_TTL_S`, 24 h by default; the gateway sets it on start) expires records.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from contracts.base import dump
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.jetstream import ensure_named
+from contracts.jetstream import ensure_bucket_ttl
 from contracts.permissions import inbox_prefix
 from contracts.rpc import call, discover
 from contracts.subjects import IDEMPOTENCY_BUCKET
@@ -77,7 +77,7 @@ class NatsBridge:
                     error_cb=_on_error,
                 )
                 js = nc.jetstream()
-                await ensure_named(js, streams=(), buckets=(IDEMPOTENCY_BUCKET,))
+                await ensure_bucket_ttl(js, IDEMPOTENCY_BUCKET, self.settings.idempotency_ttl_s)
                 self.idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
                 self.nc = nc
                 log.info("gateway connected to %s", self.settings.nats_url)

@@ -46,6 +46,8 @@ class Settings:
     """`QT_WS_MAX_PER_IP`: open WebSocket connections (authenticated or not) from one client IP."""
     idempotency_wait_s: float = 3.6
     """`QT_IDEMPOTENCY_WAIT_S`: how long a duplicate waits for the first request before 409."""
+    idempotency_ttl_s: float = 24 * 3600.0
+    """`QT_IDEMPOTENCY_TTL_S`: how long an Idempotency-Key record lives (the `idempotency` bucket's TTL)."""
     call_timeout_s: float = 10.0
     """`QT_GATEWAY_CALL_TIMEOUT_S`: reply timeout of a NATS call."""
     order_timeout_s: float = 30.0
@@ -57,7 +59,7 @@ class Settings:
         if not 0 < self.port < 65536:
             raise ValueError(f"QT_HTTP_PORT must be a TCP port, got {self.port}")
         for name in ("rate_account", "burst_account", "rate_ip", "burst_ip", "idempotency_wait_s",
-                     "call_timeout_s", "order_timeout_s"):
+                     "idempotency_ttl_s", "call_timeout_s", "order_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.ws_max_per_account < 1 or self.ws_max_per_ip < 1:
@@ -89,6 +91,7 @@ class Settings:
             ws_max_per_account=int(_number("QT_WS_MAX_PER_ACCOUNT", cls.ws_max_per_account)),
             ws_max_per_ip=int(_number("QT_WS_MAX_PER_IP", cls.ws_max_per_ip)),
             idempotency_wait_s=_number("QT_IDEMPOTENCY_WAIT_S", cls.idempotency_wait_s),
+            idempotency_ttl_s=_number("QT_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s),
             call_timeout_s=_number("QT_GATEWAY_CALL_TIMEOUT_S", cls.call_timeout_s),
             order_timeout_s=_number("QT_GATEWAY_ORDER_TIMEOUT_S", cls.order_timeout_s),
         )

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from nats.aio.client import Client
 
+from contracts.clearing import FINAL_STATUSES
 from contracts.codec import Wire
 from contracts.errors import QtError
 from contracts.rpc import call
-from contracts.subjects import clearing_subject, wallet_subject
+from contracts.subjects import SAGAS_BUCKET, clearing_subject, wallet_subject
 from tests.conftest import wait_for_service
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
@@ -93,3 +97,33 @@ async def refused(coro: Any) -> QtError:
     except QtError as exc:
         return exc
     raise AssertionError(f"expected an error, got {result}")
+
+
+async def every_saga(nc: Client) -> dict[str, dict[str, Any]]:
+    """Every record in the `sagas` bucket (not a page of the index): saga id -> stored record."""
+    bucket = await nc.jetstream().key_value(SAGAS_BUCKET)
+    records: dict[str, dict[str, Any]] = {}
+    watcher = await bucket.watchall(ignore_deletes=True)
+    try:
+        async for entry in watcher:
+            if entry is None:  # every key present was delivered
+                break
+            if entry.value:
+                records[entry.key] = msgpack.unpackb(entry.value, raw=False)
+    finally:
+        await watcher.stop()
+    return records
+
+
+async def every_saga_final(nc: Client, timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
+    """Every saga in the bucket once all of them are final (a final record is written just after the
+    reply, and recovery finishes abandoned ones); fails naming the ones still open at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = await every_saga(nc)
+        open_ = {sid: r["status"] for sid, r in records.items() if r["status"] not in FINAL_STATUSES}
+        if not open_:
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(open_)} of {len(records)} sagas not final: {dict(list(open_.items())[:10])}")
+        await asyncio.sleep(0.2)

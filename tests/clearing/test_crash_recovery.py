@@ -14,9 +14,21 @@ import msgpack
 import pytest
 from nats.aio.client import Client
 
+from contracts.clearing import COMPENSATIONS
 from contracts.errors import QtError
+from contracts.rpc import call
 from contracts.subjects import TRADES_STREAM
-from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, totals, wallet
+from tests.clearing.platform import (
+    FEES,
+    Platform,
+    balances,
+    clearing,
+    every_saga_final,
+    fund,
+    place,
+    totals,
+    wallet,
+)
 
 STEPS = ("reserve_funds", "submit_order", "process_fills", "settle")
 QUOTE = 82_436  # 2 x 412.18 USD
@@ -98,9 +110,13 @@ async def test_sigkill_at_each_step_boundary_then_restart_completes_exactly_once
     assert (await balances(nc, FEES))["USD"] == (2 * FEE, 0)
     assert await trades_of(nc, saga["fills"][0]["trade_id"]) == ["trade"]
     assert (await wallet(nc, "verify"))["ok"]
+    await every_saga_final(nc)
 
 
-async def test_sigkill_during_a_compensation_then_restart_finishes_unwinding(fresh: Platform) -> None:
+@pytest.mark.parametrize("compensation", COMPENSATIONS)
+async def test_sigkill_during_a_compensation_then_restart_finishes_unwinding(
+    fresh: Platform, compensation: str
+) -> None:
     nc = fresh.nc
     await fresh.start("wallet")
     await fresh.start("matching")
@@ -108,19 +124,27 @@ async def test_sigkill_during_a_compensation_then_restart_finishes_unwinding(fre
     maker, taker, _ = await two_sided(fresh)
     before = await totals(nc, [maker, taker, FEES])
     first.terminate()
-    await fresh.start("clearing", instance="-crashy", QT_CRASH_AT="compensate:reverse_fills")
+    await fresh.start("clearing", instance="-crashy", QT_CRASH_AT=f"compensate:{compensation}")
+    saga_id = f"crash-{compensation.replace('_', '-')}"
 
-    await doomed(fresh, len(fresh.procs) - 1, saga_id="crash-comp", account=taker, instrument="MSFT",
-                 side="BUY", price="415.00", qty="2.0000", inject_failure_step="after:settle")
+    # BUY 3 against 2 resting: a settled fill and a resting remainder, so all four compensations have work
+    await doomed(fresh, len(fresh.procs) - 1, saga_id=saga_id, account=taker, instrument="MSFT",
+                 side="BUY", price="415.00", qty="3.0000", inject_failure_step="after:settle")
     await fresh.start("clearing", instance="-after")
-    saga = await wait_final(nc, "crash-comp")
+    saga = await wait_final(nc, saga_id)
 
     assert saga["status"] == "compensated", saga
+    assert [c["name"] for c in saga["compensations"]] == list(COMPENSATIONS)
+    assert all(c["status"] == "done" for c in saga["compensations"]), saga["compensations"]
     assert await totals(nc, [maker, taker, FEES]) == before
-    assert (await balances(nc, taker))["USD"] == (1_000_000, 0)
+    assert await balances(nc, taker) == {"USD": (1_000_000, 0), "MSFT": (0, 0)}
     assert (await balances(nc, maker))["MSFT"] == (50_000, 0)
+    assert (await balances(nc, FEES)).get("USD", (0, 0)) == (0, 0)
+    order = await call(nc, "matching.order", {"instrument": "MSFT", "order_id": saga_id}, timeout=10)
+    assert order["status"] == "cancelled" and order["remaining"] == 0, order
     assert await trades_of(nc, saga["fills"][0]["trade_id"]) == ["trade", "bust"]
     assert (await wallet(nc, "verify"))["ok"]
+    await every_saga_final(nc)
 
 
 async def test_the_other_instance_finishes_a_saga_whose_instance_was_killed(fresh: Platform) -> None:
@@ -148,6 +172,7 @@ async def test_the_other_instance_finishes_a_saga_whose_instance_was_killed(fres
     assert saga["status"] == "completed" and saga["order_status"] == "new"
     placed = attempt + 1
     assert await balances(nc, buyer) == {"USD": (10_000_000 - placed * 10_005, placed * 10_005)}
+    assert len(await every_saga_final(nc)) == placed
 
 
 @pytest.mark.parametrize("victim", ["wallet", "matching"])

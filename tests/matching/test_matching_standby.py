@@ -6,14 +6,17 @@ import asyncio
 import os
 import signal
 from collections import Counter
+from itertools import accumulate
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS
 from contracts.rpc import call
+from contracts.subjects import FENCE_HEADER, exec_subject
 from tests.conftest import wait_for_service
 from tests.matching.journal_replay import exec_reports, replay_journal
 from tests.matching.node_client import matching, start_matching
@@ -55,17 +58,32 @@ async def test_standby_takes_over_and_the_old_owner_is_fenced(
     for i in range(200):
         await _submit_until_done(own_nc, _order(i))
     old_token = (await matching(own_nc, "status", instrument="ETH-USD"))["instruments"][0]["lease_token"]
+    published: list[int] = []  # the lease token of every EXEC publish on the wire, duplicates included
 
-    # paused: the owner hangs, its lease lapses, the standby takes over, then the owner wakes up
+    async def on_exec(msg: Msg) -> None:
+        published.append(int((msg.headers or {}).get(FENCE_HEADER, "0")))
+
+    wire = await own_nc.subscribe(exec_subject("ETH-USD"), cb=on_exec)
+
+    # mid-burst (some orders answered, the rest journaled, applied or in flight, reports pending), the
+    # owner hangs or dies; paused, its lease lapses, the standby takes over, then the owner wakes up
+    burst = [asyncio.create_task(_submit_until_done(own_nc, _order(i))) for i in range(200, 400)]
+    async with asyncio.timeout(60):
+        while sum(task.done() for task in burst) < 20:
+            await asyncio.sleep(0.005)
     os.kill(owner.pid, signal.SIGSTOP if failure == "paused" else signal.SIGKILL)
     try:
-        load = asyncio.gather(*(_submit_until_done(own_nc, _order(i)) for i in range(200, 600)))
+        load = asyncio.gather(*burst, *(_submit_until_done(own_nc, _order(i)) for i in range(400, 600)))
         await asyncio.wait_for(load, timeout=90)
     finally:
         if failure == "paused":
             os.kill(owner.pid, signal.SIGCONT)
 
     assert await asyncio.to_thread(owner.proc.wait, 30) != 0, "the fenced-out owner must stop"
+    await own_nc.flush()
+    await wire.unsubscribe()
+    late = [token for token, newest in zip(published, accumulate(published, max), strict=True) if token < newest]
+    assert late == [], f"the old owner published {len(late)} EXEC reports after the new owner's first"
     status = (await matching(own_nc, "status", instrument="ETH-USD"))["instruments"][0]
     assert status["lease_token"] > old_token
 
@@ -73,7 +91,8 @@ async def test_standby_takes_over_and_the_old_owner_is_fenced(
     assert journaled == Counter({f"e{i}": 1 for i in range(600)})
     book = await matching(own_nc, "book", instrument="ETH-USD", depth=100)
     assert (book["checksum"], book["seq"]) == (expected.book.checksum(), expected.applied_seq)
-    reports, _stale = await exec_reports(own_nc, "ETH-USD")
+    reports, stale = await exec_reports(own_nc, "ETH-USD")
+    assert stale == 0, f"EXEC holds {stale} reports of the fenced-out owner after the new owner's first"
     firsts = Counter(r["order_id"] for r in reports if r["kind"] in ("accepted", "rejected"))
     assert firsts == Counter({f"e{i}": 1 for i in range(600)})
     await wait_for_service(own_nc, "matching")

@@ -96,7 +96,7 @@ REFUSED = [
     ("gateway", "pub", "$JS.API.STREAM.PURGE.KV_idempotency"),
     ("gateway", "pub", "$JS.API.CONSUMER.CREATE.WALLET"),
     ("gateway", "pub", "$KV.sagas.x"),
-    ("gateway", "pub", "$JS.API.STREAM.UPDATE.KV_idempotency"),  # ensure_bucket creates, never updates
+    ("gateway", "pub", "$JS.API.STREAM.UPDATE.KV_sagas"),  # it may reconfigure only its own bucket
     ("gateway", "sub", ">"),
     ("gateway", "sub", "_INBOX.>"),
     ("gateway", "sub", "_INBOX_clearing.>"),
@@ -155,6 +155,7 @@ ALLOWED = [
     ("gateway", "pub", "$SRV.PING.wallet"),
     ("gateway", "pub", "$JS.API.DIRECT.GET.KV_idempotency.$KV.idempotency.k"),
     ("gateway", "pub", "$KV.idempotency.k"),
+    ("gateway", "pub", "$JS.API.STREAM.UPDATE.KV_idempotency"),  # sets its bucket's TTL (QT_IDEMPOTENCY_TTL_S)
     ("gateway", "sub", "md.book.AAPL"),
     ("gateway", "sub", "md.candles.AAPL.1m"),
     ("gateway", "sub", "exec.>"),

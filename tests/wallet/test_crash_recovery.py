@@ -1,9 +1,12 @@
-"""SIGKILL of the wallet process mid-stream: every acknowledged deposit is in SQLite and in the
-WALLET stream exactly once after restart; retrying the unacknowledged ones applies each once."""
+"""SIGKILL of the wallet process mid-stream, once and then repeatedly at random moments: every
+acknowledged deposit is in SQLite and in the WALLET stream exactly once after restart; retrying the
+unacknowledged ones applies each once."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -108,4 +111,78 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged_and_duplicates_noth
     assert await balance(nc, account) == (f"{TOTAL}.00", "0.00")
     assert await _stream_op_counts(nc, account, TOTAL) == final
     assert (await wallet_call(nc, "verify", account=account))["ok"] is True
+    assert restarted.terminate() == 0
+
+
+KILLS = int(os.environ.get("QT_WALLET_KILLS", "5"))
+ACCOUNTS = 4
+
+
+@pytest.mark.slow
+async def test_repeated_sigkills_at_random_moments_lose_nothing_acknowledged_and_apply_nothing_twice(
+    nc: Client, nats_server: NatsServer, tmp_path: Path, processes: list[NodeProcess]
+) -> None:
+    seed = int(os.environ.get("QT_PROPERTY_SEED", str(random.randrange(2**32))))
+    rng = random.Random(seed)
+    accounts = [new_account(f"kills{a}") for a in range(ACCOUNTS)]
+    data = tmp_path / "wallet-data"
+    issued = 0  # op i deposits 1.00 to accounts[i % ACCOUNTS] with op_id "<account>:<i>"
+    acked: set[int] = set()
+
+    def op(i: int) -> tuple[str, str]:
+        account = accounts[i % ACCOUNTS]
+        return account, f"{account}:{i}"
+
+    async def deposit_until_gone(gone: asyncio.Event) -> None:
+        nonlocal issued
+        while not gone.is_set():
+            i, issued = issued, issued + 1
+            account, op_id = op(i)
+            try:
+                await wallet_call(nc, "deposit", account=account, asset="USD", amount="1.00", op_id=op_id)
+            except QtError:
+                return  # the wallet is gone: this one may or may not have committed
+            acked.add(i)
+
+    for _ in range(KILLS):
+        node = NodeProcess("nodes.wallet", nats_server.url, data, nats_server.data_dir)
+        processes.append(node.start())
+        await wait_for_service(nc, "wallet")
+        # a random moment: right after boot (the relay catching up), or after some acknowledged deposits
+        target = len(acked) + rng.choice([0, rng.randint(1, 50), rng.randint(50, 400)])
+        gone = asyncio.Event()
+        workers = [asyncio.create_task(deposit_until_gone(gone)) for _ in range(WORKERS)]
+        async with asyncio.timeout(60):
+            while len(acked) < target:
+                await asyncio.sleep(0.002)
+        await asyncio.sleep(rng.uniform(0, 0.02))
+        node.kill9()
+        gone.set()
+        for worker in workers:  # a request in flight has no answer coming: its outcome is unknown
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    restarted = NodeProcess("nodes.wallet", nats_server.url, data, nats_server.data_dir)
+    processes.append(restarted.start())
+    await wait_for_service(nc, "wallet")
+    context = f"seed={seed} issued={issued} acked={len(acked)}"
+    in_sqlite: Counter[str] = Counter()
+    for account in accounts:
+        in_sqlite += _sqlite_op_counts(db_path(data), account)
+    assert all(in_sqlite[op(i)[1]] == 1 for i in acked), f"an acknowledged deposit is missing: {context}"
+    assert max(in_sqlite.values()) == 1, f"a deposit was applied twice: {context}"
+
+    unacked = [i for i in range(issued) if i not in acked]
+    for start in range(0, len(unacked), 200):  # a client retrying what it never heard back about
+        await asyncio.gather(*(
+            wallet_call(nc, "deposit", account=op(i)[0], asset="USD", amount="1.00", op_id=op(i)[1])
+            for i in unacked[start:start + 200]
+        ))
+    for a, account in enumerate(accounts):
+        final = _sqlite_op_counts(db_path(data), account)
+        mine = len(range(a, issued, ACCOUNTS))
+        assert len(final) == mine and max(final.values()) == 1, context
+        assert await balance(nc, account) == (f"{mine}.00", "0.00"), context
+        assert await _stream_op_counts(nc, account, mine) == final, context
+    assert (await wallet_call(nc, "verify"))["ok"] is True
     assert restarted.terminate() == 0

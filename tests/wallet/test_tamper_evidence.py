@@ -1,4 +1,5 @@
-"""The event log refuses UPDATE and DELETE, and `verify` names the first tampered event."""
+"""The event log refuses UPDATE, DELETE and a second event at a taken version; `verify` names the first
+tampered event."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from nats.aio.client import Client
 
 from nodes.wallet.node import db_path
 from tests.conftest import InProcessWallet
-from tests.wallet.client import new_account, wallet_call
+from tests.wallet.client import balance, new_account, wallet_call
 
 
 async def test_update_and_delete_on_events_are_refused(nc: Client, wallet: InProcessWallet) -> None:
@@ -51,3 +52,25 @@ async def test_verify_names_the_first_tampered_event(nc: Client, wallet: InProce
     assert report["first_bad"]["event_id"] == third
     assert report["first_bad"]["version"] == 3
     assert "hash" in report["first_bad"]["reason"]
+
+
+async def test_a_second_event_at_a_taken_version_is_refused_and_changes_nothing(
+    nc: Client, wallet: InProcessWallet
+) -> None:
+    account = new_account("audit")
+    for i in (1, 2):
+        await wallet_call(nc, "deposit", account=account, asset="USD", amount="1.00", op_id=f"{account}:{i}")
+    db = sqlite3.connect(db_path(wallet.config.data_dir), isolation_level=None)
+    try:  # a second writer forging version 2 (the latest) with a valid-looking row
+        columns = "account, asset, version, type, amount, hold_id, op_id, ts_ns, prev_hash, hash"
+        row = db.execute(f"SELECT {columns} FROM events WHERE account = ? AND version = 2", (account,)).fetchone()
+        forged = (*row[:4], 100_000, row[5], f"{account}:forged", *row[7:])
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            db.execute(f"INSERT INTO events({columns}) VALUES (?,?,?,?,?,?,?,?,?,?)", forged)
+        assert db.execute("SELECT count(*) FROM events WHERE account = ?", (account,)).fetchone() == (2,)
+    finally:
+        db.close()
+
+    assert await balance(nc, account) == ("2.00", "0.00")
+    assert (await wallet_call(nc, "rebuild", account=account))["identical"] is True
+    assert (await wallet_call(nc, "verify", account=account))["ok"] is True
