@@ -1,0 +1,29 @@
+"""`python -m gateway.worker <fd> <slot> <run dir>`: one worker of a multi-worker gateway (started by
+`gateway.workers.Supervisor`, never by hand), serving the listening socket it inherited."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+from contracts.credentials import PRIVATE_UMASK
+from gateway.app import create_app
+from gateway.redact import configure_logging
+from gateway.settings import Settings
+from gateway.shared import Shared
+from gateway.workers import server
+
+
+def main(argv: list[str]) -> None:
+    """Serve the inherited socket with limits shared through the run dir, until SIGTERM."""
+    os.umask(PRIVATE_UMASK)
+    configure_logging()
+    fd, slot, run_dir = int(argv[0]), int(argv[1]), Path(argv[2])
+    app = create_app(Settings.from_env(), Shared.attach(run_dir, slot))
+    server(app, Settings.from_env()).run(sockets=[socket.socket(fileno=fd)])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
