@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 from contracts.credentials import PRIVATE_UMASK
-from gateway.app import create_app
 from gateway.redact import configure_logging
 from gateway.settings import Settings
 from gateway.workers import Supervisor, server
@@ -18,6 +17,8 @@ def main() -> None:
     configure_logging()
     settings = Settings.from_env()
     if settings.workers == 1:
+        from gateway.app import create_app  # only a serving process loads the app; a supervisor stays small
+
         server(create_app(settings), settings).run()
     else:
         Supervisor(settings).run()

@@ -20,10 +20,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import uvicorn
-from fastapi import FastAPI
 
 from gateway.keys import ensure_key_pair
 from gateway.settings import Settings
@@ -31,6 +30,9 @@ from gateway.shared import Shared, SharedFile
 from gateway.ws import WS_MAX_SIZE
 from tooling.orphans import die_with_parent
 from tooling.supervisor import Backoff
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("gateway.workers")
 
@@ -46,10 +48,10 @@ POLL_S: Final = 0.2
 
 
 def server(app: FastAPI, settings: Settings) -> uvicorn.Server:
-    """The uvicorn server every gateway process runs (uvloop, httptools, no access log, redacted logs)."""
+    """The uvicorn server every gateway process runs (uvloop, no access log, redacted logs)."""
     loop = "uvloop" if sys.platform != "win32" else "asyncio"
     return uvicorn.Server(uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop=loop, http="httptools", lifespan="on",
+        app, host=settings.host, port=settings.port, loop=loop, lifespan="on",
         proxy_headers=False, server_header=False, access_log=False, log_config=None,
         timeout_graceful_shutdown=GRACEFUL_S, ws_max_size=WS_MAX_SIZE, backlog=BACKLOG))
 
