@@ -36,9 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.workers")
 
-#: Seconds uvicorn drains open requests on shutdown; the supervisor waits a little longer before SIGKILL.
+#: Seconds uvicorn drains open requests on shutdown; the supervisor waits a little longer before SIGKILL (and
+#: less than the 10 s `qt up` gives the supervisor itself).
 GRACEFUL_S: Final = 5
-STOP_GRACE_S: Final = GRACEFUL_S + 5
+STOP_GRACE_S: Final = GRACEFUL_S + 3
 #: Pending connections the shared listening socket holds (uvicorn's default).
 BACKLOG: Final = 2048
 #: Environment variable prometheus_client reads at import to keep its values in per-process files.
