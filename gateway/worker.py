@@ -21,8 +21,8 @@ def main(argv: list[str]) -> None:
     os.umask(PRIVATE_UMASK)
     configure_logging()
     fd, slot, run_dir = int(argv[0]), int(argv[1]), Path(argv[2])
-    app = create_app(Settings.from_env(), Shared.attach(run_dir, slot))
-    server(app, Settings.from_env()).run(sockets=[socket.socket(fileno=fd)])
+    settings = Settings.from_env()
+    server(create_app(settings, Shared.attach(run_dir, slot)), settings).run(sockets=[socket.socket(fileno=fd)])
 
 
 if __name__ == "__main__":
