@@ -26,9 +26,10 @@ from gateway.idempotency import IdempotencyRecords
 from gateway.keys import ensure_key_pair, load_public
 from gateway.metrics import HttpMetrics, HttpMetricsMiddleware
 from gateway.nats_bridge import NatsBridge
-from gateway.ratelimit import AccountRateLimitMiddleware, IpRateLimitMiddleware, Limiter
+from gateway.ratelimit import AccountRateLimitMiddleware, Buckets, IpRateLimitMiddleware, Limiter
 from gateway.routes import accounts, health, markets, metrics, ops, orders, sagas
 from gateway.settings import Settings
+from gateway.shared import ACCOUNT_BUCKETS, ACCOUNT_SOCKETS, IP_BUCKETS, IP_SOCKETS, Shared
 from gateway.state import Gateway
 from gateway.tokens import TokenVerifier
 from gateway.tracing import TraceMiddleware
@@ -43,12 +44,21 @@ CONSOLE_DIR = Path(__file__).parent / "console"
 CONSOLE_URL = "/terminal/"
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The gateway app; generates the JWT key pair under the data dir when none is configured."""
+def create_app(settings: Settings, shared: Shared | None = None) -> FastAPI:
+    """The gateway app; generates the JWT key pair under the data dir when none is configured. `shared`: this
+    process is one worker of several, and every limit and metric is kept across them."""
     public_path = settings.jwt_public_key or ensure_key_pair(settings.data_dir)[1]
     verifier = TokenVerifier(load_public(public_path), issuer=settings.jwt_issuer, audience=settings.jwt_audience,
                              leeway_s=settings.jwt_leeway_s)
-    http_metrics = HttpMetrics()
+    http_metrics = HttpMetrics(shared.metrics_dir if shared else None)
+    per_ip: Buckets = Limiter(settings.rate_ip, settings.burst_ip)
+    per_account: Buckets = Limiter(settings.rate_account, settings.burst_account)
+    caps = Caps(per_account=settings.ws_max_per_account, per_ip=settings.ws_max_per_ip)
+    if shared is not None:
+        per_ip = shared.limiter(IP_BUCKETS, settings.rate_ip, settings.burst_ip)
+        per_account = shared.limiter(ACCOUNT_BUCKETS, settings.rate_account, settings.burst_account)
+        caps = Caps(settings.ws_max_per_account, settings.ws_max_per_ip, accounts=shared.counts(ACCOUNT_SOCKETS),
+                    ips=shared.counts(IP_SOCKETS))
     bridge = NatsBridge(settings)
     records = IdempotencyRecords(bridge.bucket, wait_s=settings.idempotency_wait_s,
                                  stale_s=max(60.0, 2 * settings.order_timeout_s))
@@ -72,9 +82,9 @@ def create_app(settings: Settings) -> FastAPI:
         middleware=[
             Middleware(HttpMetricsMiddleware, metrics=http_metrics),
             Middleware(TraceMiddleware),
-            Middleware(IpRateLimitMiddleware, per_ip=Limiter(settings.rate_ip, settings.burst_ip)),
+            Middleware(IpRateLimitMiddleware, per_ip=per_ip),
             Middleware(AuthMiddleware, verifier=verifier),
-            Middleware(AccountRateLimitMiddleware, per_account=Limiter(settings.rate_account, settings.burst_account)),
+            Middleware(AccountRateLimitMiddleware, per_account=per_account),
         ],
     )
     app.state.gateway = Gateway(settings, bridge, records)
@@ -90,7 +100,6 @@ def create_app(settings: Settings) -> FastAPI:
             hubs.append(Hub(bridge.client(), lambda symbol: book_snapshot(bridge, symbol)))
         return hubs[0]
 
-    caps = Caps(per_account=settings.ws_max_per_account, per_ip=settings.ws_max_per_ip)
     app.add_api_websocket_route("/v1/ws", ws_endpoint(hub_of, verifier.verify, caps))
     _mount_console(app)
     problems.install(app)
@@ -112,3 +121,4 @@ def _mount_console(app: FastAPI) -> None:
 async def book_snapshot(bridge: NatsBridge, symbol: str) -> dict[str, Any]:
     """The engine's whole L2 book (integer units) for a WebSocket mirror to start from."""
     return await call(bridge.client(), matching_subject("book"), {"instrument": symbol, "depth": 500}, timeout=5)
+

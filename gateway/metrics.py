@@ -12,11 +12,13 @@ import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,10 +44,16 @@ class Scrape:
 
 
 class HttpMetrics:
-    """The gateway's own metrics: requests by route template, method and status, and their latency."""
+    """The gateway's own metrics: requests by route template, method and status, and their latency.
 
-    def __init__(self) -> None:
-        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+    With `shared_dir` (a multi-worker gateway: prometheus_client writes every worker's values to files
+    there), a scrape is the sum over all the workers, dead ones included (counters never go back), under
+    the supervisor's PID as the instance.
+    """
+
+    def __init__(self, shared_dir: Path | None = None) -> None:
+        self.shared_dir = shared_dir
+        self.instance = f"{socket.gethostname()}:{os.getpid() if shared_dir is None else os.getppid()}"
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("qt_http_requests", "HTTP requests answered", ["route", "method", "status"],
                                 registry=self.registry)
@@ -59,7 +67,11 @@ class HttpMetrics:
 
     def scrape(self) -> Scrape:
         """This gateway's own exposition, as a scrape of node `gateway`."""
-        return Scrape("gateway", self.instance, generate_latest(self.registry).decode())
+        registry = self.registry
+        if self.shared_dir is not None:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, str(self.shared_dir))
+        return Scrape("gateway", self.instance, generate_latest(registry).decode())
 
 
 class HttpMetricsMiddleware:

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,8 +69,16 @@ class TokenBucket:
         return self.tokens + (now - self.stamp) * self.rate >= self.burst
 
 
+class Buckets(Protocol):
+    """Token buckets by key: `Limiter` in one process, `gateway.shared.SharedLimiter` across workers."""
+
+    def take(self, key: str) -> Decision:
+        """Spend one of `key`'s tokens."""
+        ...
+
+
 class Limiter:
-    """A bucket per key, created full on first sight."""
+    """A bucket per key, created full on first sight (one process's own)."""
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
@@ -96,7 +104,7 @@ class IpRateLimitMiddleware:
     response that never reached that one (a refused token, a public route) carries the IP's headers.
     """
 
-    def __init__(self, app: ASGIApp, *, per_ip: Limiter) -> None:
+    def __init__(self, app: ASGIApp, *, per_ip: Buckets) -> None:
         self.app = app
         self.per_ip = per_ip
 
@@ -116,7 +124,7 @@ class IpRateLimitMiddleware:
 class AccountRateLimitMiddleware:
     """Charge the account's bucket once a token was verified; the headers speak of the tighter bucket."""
 
-    def __init__(self, app: ASGIApp, *, per_account: Limiter) -> None:
+    def __init__(self, app: ASGIApp, *, per_account: Buckets) -> None:
         self.app = app
         self.per_account = per_account
 

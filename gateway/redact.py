@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from typing import Final
 
 REDACTED: Final = "[redacted]"
@@ -36,3 +37,11 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The formatted record, tokens removed."""
         return redact(super().format(record))
+
+
+def configure_logging() -> None:
+    """Every gateway process logs to stdout through the redacting formatter (uvicorn logs each WebSocket
+    handshake's path, `?token=` included)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])

@@ -9,6 +9,9 @@ from pathlib import Path
 from contracts.credentials import nkey_seed_path
 from contracts.gateway import JWT_AUDIENCE, JWT_ISSUER
 
+#: Most worker processes one gateway runs (the shared limits table has a connection-count column for each).
+MAX_WORKERS = 16
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -44,6 +47,9 @@ class Settings:
     """`QT_WS_MAX_PER_ACCOUNT`: open WebSocket connections one account may hold (more close with 4429)."""
     ws_max_per_ip: int = 256
     """`QT_WS_MAX_PER_IP`: open WebSocket connections (authenticated or not) from one client IP."""
+    workers: int = 1
+    """`QT_GATEWAY_WORKERS`: processes serving the port (1 = one process; more = a supervisor and that many
+    workers sharing every limit, see `gateway.workers`)."""
     idempotency_wait_s: float = 3.6
     """`QT_IDEMPOTENCY_WAIT_S`: how long a duplicate waits for the first request before 409."""
     idempotency_ttl_s: float = 24 * 3600.0
@@ -64,6 +70,8 @@ class Settings:
                 raise ValueError(f"{name} must be positive")
         if self.ws_max_per_account < 1 or self.ws_max_per_ip < 1:
             raise ValueError("QT_WS_MAX_PER_ACCOUNT and QT_WS_MAX_PER_IP must be at least 1")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"QT_GATEWAY_WORKERS must be between 1 and {MAX_WORKERS}, got {self.workers}")
         if self.burst_account < 1 or self.burst_ip < 1:
             raise ValueError("a burst below 1 would refuse every request")
 
@@ -90,6 +98,7 @@ class Settings:
             burst_ip=_number("QT_BURST_IP", cls.burst_ip),
             ws_max_per_account=int(_number("QT_WS_MAX_PER_ACCOUNT", cls.ws_max_per_account)),
             ws_max_per_ip=int(_number("QT_WS_MAX_PER_IP", cls.ws_max_per_ip)),
+            workers=int(_number("QT_GATEWAY_WORKERS", cls.workers)),
             idempotency_wait_s=_number("QT_IDEMPOTENCY_WAIT_S", cls.idempotency_wait_s),
             idempotency_ttl_s=_number("QT_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s),
             call_timeout_s=_number("QT_GATEWAY_CALL_TIMEOUT_S", cls.call_timeout_s),

@@ -55,44 +55,64 @@ class Principal(Protocol):
 Verify = Callable[[str], Principal]
 
 
+class Counts(Protocol):
+    """Open connections by key: `LocalCounts` in one process, `gateway.shared.SharedCounts` across workers."""
+
+    def take(self, key: str, limit: int) -> bool:
+        """Count one more connection of `key`; False (nothing counted) when it already has `limit`."""
+        ...
+
+    def give_back(self, key: str) -> None:
+        """A connection of `key` ended."""
+        ...
+
+
+class LocalCounts:
+    """`Counts` of one process."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def take(self, key: str, limit: int) -> bool:
+        """Count one more connection of `key` unless it has `limit`."""
+        if self.counts[key] >= limit:
+            return False
+        self.counts[key] += 1
+        return True
+
+    def give_back(self, key: str) -> None:
+        """A connection of `key` ended."""
+        self.counts[key] -= 1
+        if self.counts[key] <= 0:
+            del self.counts[key]
+
+
 class Caps:
     """Open connections per client IP and per account, each under its limit (a socket costs memory
     and a share of the event loop, so one client must not hold thousands)."""
 
-    def __init__(self, per_account: int, per_ip: int) -> None:
+    def __init__(self, per_account: int, per_ip: int, accounts: Counts | None = None,
+                 ips: Counts | None = None) -> None:
         self.per_account = per_account
         self.per_ip = per_ip
-        self.accounts: Counter[str] = Counter()
-        self.ips: Counter[str] = Counter()
-
-    @staticmethod
-    def _take(counts: Counter[str], key: str, limit: int) -> bool:
-        if counts[key] >= limit:
-            return False
-        counts[key] += 1
-        return True
-
-    @staticmethod
-    def _give_back(counts: Counter[str], key: str) -> None:
-        counts[key] -= 1
-        if counts[key] <= 0:
-            del counts[key]
+        self.accounts = accounts or LocalCounts()
+        self.ips = ips or LocalCounts()
 
     def take_ip(self, ip: str) -> bool:
         """Count a connection from `ip`; False (nothing counted) when it already has `per_ip`."""
-        return self._take(self.ips, ip, self.per_ip)
+        return self.ips.take(ip, self.per_ip)
 
     def give_back_ip(self, ip: str) -> None:
         """A connection from `ip` ended."""
-        self._give_back(self.ips, ip)
+        self.ips.give_back(ip)
 
     def take_account(self, account: str) -> bool:
         """Count a session of `account`; False (nothing counted) when it already has `per_account`."""
-        return self._take(self.accounts, account, self.per_account)
+        return self.accounts.take(account, self.per_account)
 
     def give_back_account(self, account: str) -> None:
         """A session of `account` ended."""
-        self._give_back(self.accounts, account)
+        self.accounts.give_back(account)
 
 
 def ws_endpoint(hub_of: Callable[[], Hub], verify: Verify, caps: Caps) -> Callable[[WebSocket], Awaitable[None]]:
