@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import signal
 import socket
 import time
@@ -24,6 +23,7 @@ from prometheus_client import Counter, Histogram
 
 from contracts.clearing import FINAL_STATUSES, SagaRecord, SagaStatus
 from contracts.errors import ErrorCode, QtError
+from mesh.backoff import Backoff
 from nodes.clearing import saga as machine
 from nodes.clearing.steps import SagaSteps
 from nodes.clearing.store import SagaConflict, SagaStore
@@ -32,6 +32,9 @@ from nodes.runtime.log import kv
 from nodes.runtime.metrics import LATENCY_BUCKETS, NodeMetrics
 
 log = logging.getLogger(__name__)
+
+#: Waits between attempts of a step whose dependency is down (half jitter: waiting sagas spread out).
+STEP_RETRY = Backoff(jitter=0.5)
 
 Body = Callable[[SagaRecord], Awaitable[dict[str, Any]]]
 
@@ -165,7 +168,7 @@ class SagaRunner:
         renewing the saga's lease so no other instance takes it over meanwhile. Anything else is a
         deterministic refusal, raised as a `QtError` at once: retrying it would stall the saga forever."""
         started = time.perf_counter()
-        delay = 0.05
+        delays = STEP_RETRY.delays()
         while True:
             try:
                 result = await body(saga)
@@ -176,8 +179,7 @@ class SagaRunner:
                     raise _refusal(exc, saga, name) from exc
                 error = exc.code if isinstance(exc, QtError) else repr(exc)
                 log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=error))
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, 2.0)
+            await asyncio.sleep(next(delays))
             if time.monotonic() - state["written"] > self.lease_s / 3:
                 await self._persist(saga, state)
 

@@ -47,6 +47,7 @@ from contracts.subjects import (
     exec_subject,
     orders_subject,
 )
+from mesh.backoff import Backoff
 from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
 from nodes.matching.journal import JournalWriter
 from nodes.runtime.config import NodeConfig, env_int
@@ -61,6 +62,8 @@ from nodes.runtime.tails import until_consumer_lost
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 #: How often an idle journal tail asks the server whether its consumer still exists.
+#: Waits between attempts to publish execution reports while NATS is away.
+PUBLISH_RETRY = Backoff()
 CONSUMER_CHECK_S = 2.0
 _REJECT_CODES = {code.value: code for code in ErrorCode}
 #: Most execution reports sent before their acks are awaited (bounds what one failure re-sends).
@@ -222,20 +225,20 @@ class InstrumentRunner:
 
     async def _publish_forever(self) -> None:
         """Publish what the engine reported, in batches, without holding up the engine."""
-        delay = 0.05
+        delays = PUBLISH_RETRY.delays()
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush()
-                delay = 0.05
+                delays = PUBLISH_RETRY.delays()
             except LeaseLost:
                 raise
             except Exception as exc:  # NATS away or slow: keep the reports and try again
+                delay = next(delays)
                 log.warning("exec publish failed, retrying", extra=kv(instrument=self.spec.symbol,
                                                                       error=repr(exc), delay_s=delay))
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
                 self._wake.set()
 
     async def flush(self) -> None:

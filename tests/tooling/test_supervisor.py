@@ -10,11 +10,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tooling.supervisor import Backoff, ChildSpec, Supervisor
+from mesh.backoff import Backoff
+from tooling.supervisor import RESTART, ChildSpec, Supervisor
 
 
 def test_backoff_doubles_caps_and_resets_after_a_long_run() -> None:
-    backoff = Backoff()
+    backoff = RESTART
     delays: list[float] = []
     delay: float | None = None
     for _ in range(7):
