@@ -28,6 +28,7 @@ from nodes.clearing import saga as machine
 from nodes.clearing.steps import SagaSteps
 from nodes.clearing.store import SagaConflict, SagaStore
 from nodes.runtime.client import is_transient
+from nodes.runtime.lease import process_gone
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import LATENCY_BUCKETS, NodeMetrics
 
@@ -220,13 +221,5 @@ def claimable(saga: SagaRecord, owner: str, now_ms: int) -> bool:
     if saga.owner == owner:
         return False
     host, _, pid = saga.owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return pid.isdigit() and process_gone(host, int(pid))
 
