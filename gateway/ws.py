@@ -15,7 +15,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from contracts.gateway import GatewayCode
 from gateway.problems import PROBLEM_TYPE, Problem
 from gateway.ratelimit import TokenBucket
+from gateway.tokens import Principal
 from gateway.ws_hub import (
     CLOSE_BAD_REQUEST,
     CLOSE_FLOOD,
@@ -45,12 +46,6 @@ MAX_BAD_FRAMES: Final = 5
 #: Inbound frames per second a connection may send (token bucket), and the burst above it.
 RATE: Final = 20.0
 BURST: Final = 50.0
-
-
-class Principal(Protocol):
-    """Who a token names."""
-
-    account: str
 
 
 Verify = Callable[[str], Principal]
