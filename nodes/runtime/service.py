@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel, ValidationError
 
 from contracts.codec import Wire, decode, encode, sniff
-from contracts.errors import ErrorCode, QtError
+from contracts.errors import ErrorCode, QtError, validation_error
 from contracts.permissions import METRICS_QUEUE_PREFIX, SERVICE_QUEUE
 from contracts.rpc import ERROR_CODE_HEADER, ERROR_HEADER, INSTANCE_HEADER, QT_ERROR_HEADER
 from nodes.runtime.breaker import BreakerRegistry
@@ -234,14 +234,7 @@ def as_qt_error(exc: BaseException) -> QtError:
     if isinstance(exc, QtError):
         return exc
     if isinstance(exc, ValidationError):
-        errors = [
-            {"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"], "msg": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        first = errors[0] if errors else {"loc": "", "msg": "invalid"}
-        return QtError(
-            ErrorCode.VALIDATION, f"{first['loc'] or 'body'}: {first['msg']}", {"errors": errors}
-        )
+        return validation_error(exc.errors(include_url=False, include_input=False))
     return QtError(ErrorCode.INTERNAL, "internal error")
 
 
