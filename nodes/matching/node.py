@@ -53,6 +53,7 @@ from nodes.matching.journal import JournalWriter
 from nodes.runtime.config import NodeConfig, env_int
 from nodes.runtime.connect import connect
 from nodes.runtime.lease import Lease, LeaseLost
+from nodes.runtime.lifecycle import disconnect, until_stopped
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.pipeline import PipelinedPublisher
@@ -416,29 +417,22 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     engines = {asyncio.create_task(r.run(), name=f"engine-{s}") for s, r in runners.items()}
     keepers = {asyncio.create_task(lease.keep(), name=f"lease-{s}") for s, lease in leases.items()}
     tasks = engines | keepers
-    stop_task = asyncio.create_task(stop.wait())
     # Register (PING, `book`, `order`, submit) only once every book is current: a node answering
     # mid-replay would show a partial book and `unknown_order` for orders it has not replayed yet.
     replayed = asyncio.create_task(_all_current(runners.values()))
-    await asyncio.wait(tasks | {stop_task, replayed}, return_when=asyncio.FIRST_COMPLETED)
+    await until_stopped(stop, tasks | {replayed})
     if replayed.done() and not stop.is_set():
         await service.start()
         log.info("matching serving", extra=kv(instruments=",".join(runners), tokens=",".join(
             str(lease.token) for lease in leases.values())))
     replayed.cancel()
-    done, _ = await asyncio.wait(tasks | {stop_task}, return_when=asyncio.FIRST_COMPLETED)
-    lost = any(t is not stop_task and isinstance(t.exception(), LeaseLost) for t in done)
-    for task in done:
-        if task is not stop_task and task.exception():
-            log.error("matching stopping", extra=kv(task=task.get_name(), reason=repr(task.exception())))
+    failures = await until_stopped(stop, tasks)
+    lost = any(isinstance(exc, LeaseLost) for _, exc in failures)
+    for name, exc in failures:
+        log.error("matching stopping", extra=kv(task=name, reason=repr(exc)))
     await service.stop()
     await _wind_down(engines, keepers, runners, leases, lost)
-    stop_task.cancel()
     if lost:  # fenced out: leave at once, nothing of ours is worth flushing any more
         await nc.close()
         raise LeaseLost("matching")
-    try:
-        await nc.drain()
-    except Exception as exc:
-        log.warning("nats drain failed", extra=kv(error=repr(exc)))
-        await nc.close()
+    await disconnect(nc)
