@@ -17,7 +17,6 @@ from typing import Any
 import msgpack
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from contracts.errors import ErrorCode, QtError
@@ -58,7 +57,7 @@ from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.pipeline import PipelinedPublisher
 from nodes.runtime.service import NodeService
-from nodes.runtime.tails import until_consumer_lost
+from nodes.runtime.tails import StreamTail
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -160,59 +159,27 @@ class InstrumentRunner:
                 task.cancel()
 
     async def _apply_forever(self) -> None:
-        # A plain push consumer without flow control: nats.py answers flow-control requests from a
-        # task that polls every 250 ms, which stalled an ordered consumer's live tail for that long.
-        # Gaps are detected here instead, by the consumer sequence, and heal by re-subscribing.
         since_snapshot = 0
-        while True:
-            sub = await self._subscribe(self.engine.applied_seq + 1)
-            watchdog = asyncio.create_task(self._end_when_consumer_lost(sub))
-            expected = 1
-            try:
-                async for msg in sub.messages:
-                    meta = msg.metadata
-                    if meta.sequence.consumer != expected:
-                        log.warning("journal gap; re-subscribing", extra=kv(
-                            instrument=self.spec.symbol, expected=expected, got=meta.sequence.consumer))
-                        break
-                    expected += 1
-                    seq = meta.sequence.stream
-                    if seq <= self.engine.applied_seq:
-                        continue
-                    self._apply(seq, msg.data)
-                    if seq >= self.journal_end and not self.current.is_set():
-                        self.current.set()
-                        log.info("journal replayed", extra=kv(instrument=self.spec.symbol, seq=seq))
-                    since_snapshot += 1
-                    if len(self._pending) >= 1000:
-                        self._wake.set()
-                    if sub.pending_msgs == 0:  # an idle gap: do the deferred work now, not mid-burst
-                        self._wake.set()  # publish what this run of entries reported, in one batch
-                        self.engine.book.compact()
-                        if since_snapshot >= self.snapshot_every:
-                            await self.save_snapshot()
-                            since_snapshot = 0
-            finally:
-                watchdog.cancel()
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-
-    async def _end_when_consumer_lost(self, sub: Any) -> None:
-        """A restarted nats-server forgets the tail's consumer: unsubscribing ends the loop above, which
-        subscribes again from the last applied entry (off the hot path: it only watches)."""
-        await until_consumer_lost(sub, CONSUMER_CHECK_S)
-        log.warning("journal consumer gone; re-subscribing", extra=kv(instrument=self.spec.symbol,
-                                                                      applied=self.engine.applied_seq))
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-
-    async def _subscribe(self, start: int) -> Any:
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
-            flow_control=False, mem_storage=True, inactive_threshold=300.0,
-        )
-        return await self.js.subscribe(orders_subject(self.spec.symbol), config=config, manual_ack=True,
-                                       pending_msgs_limit=-1, pending_bytes_limit=-1)
+        tail = StreamTail(self.js, orders_subject(self.spec.symbol), check_every_s=CONSUMER_CHECK_S,
+                          label=f"journal {self.spec.symbol}")
+        async with contextlib.aclosing(tail.messages(lambda: self.engine.applied_seq + 1)) as journal:
+            async for msg in journal:
+                seq = msg.metadata.sequence.stream
+                if seq <= self.engine.applied_seq:
+                    continue
+                self._apply(seq, msg.data)
+                if seq >= self.journal_end and not self.current.is_set():
+                    self.current.set()
+                    log.info("journal replayed", extra=kv(instrument=self.spec.symbol, seq=seq))
+                since_snapshot += 1
+                if len(self._pending) >= 1000:
+                    self._wake.set()
+                if tail.buffered == 0:  # an idle gap: do the deferred work now, not mid-burst
+                    self._wake.set()  # publish what this run of entries reported, in one batch
+                    self.engine.book.compact()
+                    if since_snapshot >= self.snapshot_every:
+                        await self.save_snapshot()
+                        since_snapshot = 0
 
     def _apply(self, seq: int, data: bytes) -> None:
         reports = self.engine.apply_entry(seq, msgpack.unpackb(data, raw=False))
