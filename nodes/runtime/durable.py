@@ -149,7 +149,7 @@ class DurableWorker:
             self._task = None
         if self._advisories is not None:
             if not self.nc.is_closed:
-                await self._advisories.drain()
+                await self._advisories.drain()  # type: ignore[no-untyped-call]  # nats.py leaves it unannotated
             self._advisories = None
 
     async def redeliver(self, dlq_seq: int) -> DlqReplayReply:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -62,7 +62,7 @@ class StreamTail:
         """Messages delivered to this client and not yet taken (0: the tail is idle right now)."""
         return self._sub.pending_msgs if self._sub is not None else 0
 
-    async def messages(self, start: Callable[[], int]) -> AsyncIterator[Msg]:
+    async def messages(self, start: Callable[[], int]) -> AsyncGenerator[Msg, None]:
         """Yield messages from stream sequence `start()` on; wrap in `contextlib.aclosing`."""
         while True:
             sub = self._sub = await self._subscribe(start())
