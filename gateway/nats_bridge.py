@@ -24,12 +24,12 @@ from pydantic import BaseModel
 from contracts.base import dump
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.jetstream import ensure_named
 from contracts.permissions import inbox_prefix
-from contracts.rpc import call, discover
 from contracts.subjects import IDEMPOTENCY_BUCKET
 from gateway.settings import Settings
 from mesh.backoff import Backoff
+from mesh.jetstream import ensure_named
+from mesh.rpc import call, discover
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,2 @@
-"""How processes talk over the mesh (requests, stream and bucket setup, stream readers) and retry its failures."""
+"""The I/O half of the contracts: how processes talk over NATS (requests, stream and bucket setup, stream
+and DLQ readers) and retry its failures. `contracts` holds the pure models, subjects and codec."""

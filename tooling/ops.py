@@ -18,7 +18,7 @@ from rich.console import Console
 from contracts.codec import Wire
 from contracts.credentials import nkey_seed_path
 from contracts.errors import ErrorCode, QtError, validation_error
-from contracts.rpc import call
+from mesh.rpc import call
 from tooling.connection import default_data_dir, default_url, ops_connect
 
 T = TypeVar("T")

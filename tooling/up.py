@@ -20,8 +20,8 @@ from rich.console import Console
 
 from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
-from contracts.jetstream import ensure_all
 from mesh.backoff import Backoff
+from mesh.jetstream import ensure_all
 from tooling.natsserver import REPO_ROOT, NatsServer
 from tooling.ops import Target, connect
 from tooling.private import make_private

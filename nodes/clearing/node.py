@@ -31,7 +31,6 @@ from contracts.clearing import (
 )
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import instrument
-from contracts.jetstream import ensure_named
 from contracts.matching import Fill, OrderResult
 from contracts.orders import OPEN, client_fill, display_status, order_totals
 from contracts.subjects import (
@@ -46,6 +45,7 @@ from contracts.subjects import (
     TRADES_STREAM,
     WALLET_SERVICE,
 )
+from mesh.jetstream import ensure_named
 from nodes.clearing import amounts
 from nodes.clearing import saga as machine
 from nodes.clearing.exec_releases import ExecReleases

@@ -13,9 +13,9 @@ import time
 from nats.aio.client import Client
 
 from contracts.instruments import INSTRUMENTS
-from contracts.jetstream import ensure_named
 from contracts.market_data import CandlesQuery, CandlesReply, Ticker, TickerQuery, TradesQuery, TradesReply
 from contracts.subjects import MARKETDATA_SERVICE, TRADES_STREAM
+from mesh.jetstream import ensure_named
 from nodes.market_data.state import Change, MarketState
 from nodes.market_data.tail import TradesTail
 from nodes.market_data.views import candles_view, live_messages, ticker_view, trades_view

@@ -21,7 +21,6 @@ from nats.js.errors import NotFoundError
 
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS, Instrument, instrument
-from contracts.jetstream import ensure_named, ensure_snapshot_store
 from contracts.matching import (
     BookQuery,
     BookView,
@@ -47,6 +46,7 @@ from contracts.subjects import (
     orders_subject,
 )
 from mesh.backoff import Backoff
+from mesh.jetstream import ensure_named, ensure_snapshot_store
 from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
 from nodes.matching.journal import JournalWriter
 from nodes.runtime.config import NodeConfig, env_int

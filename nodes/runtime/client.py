@@ -21,8 +21,8 @@ from nats.js.errors import BadRequestError
 
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import call
 from mesh.backoff import Backoff
+from mesh.rpc import call
 from nodes.runtime.breaker import CircuitBreaker
 from nodes.runtime.tracing import inject
 

@@ -25,9 +25,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from contracts.dlq import DLQ_REPLAY_ENDPOINT, DlqEntry, DlqReplay, DlqReplayReply, read_parked
+from contracts.dlq import DLQ_REPLAY_ENDPOINT, DlqEntry, DlqReplay, DlqReplayReply
 from contracts.errors import ErrorCode, QtError
-from contracts.jetstream import ensure_named
 from contracts.subjects import (
     DLQ_CONSUMER,
     DLQ_DELIVERIES,
@@ -41,6 +40,8 @@ from contracts.subjects import (
     REDELIVERY_BACKOFF_S,
     dlq_subject,
 )
+from mesh.dlq import read_parked
+from mesh.jetstream import ensure_named
 from nodes.runtime.log import kv
 from nodes.runtime.service import NodeService
 

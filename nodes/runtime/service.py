@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from contracts.codec import Wire, decode, encode, sniff
 from contracts.errors import ErrorCode, QtError, validation_error
 from contracts.permissions import METRICS_QUEUE_PREFIX, SERVICE_QUEUE
-from contracts.rpc import INSTANCE_HEADER, QT_ERROR_HEADER
+from mesh.rpc import INSTANCE_HEADER, QT_ERROR_HEADER
 from nodes.runtime.breaker import BreakerRegistry
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics

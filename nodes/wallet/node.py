@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.jetstream import ensure_named
-from contracts.rpc import REPLAYED_HEADER
 from contracts.subjects import LEASES_BUCKET, WALLET_SERVICE, WALLET_STREAM
 from contracts.wallet import (
     BalanceQuery,
@@ -32,6 +30,8 @@ from contracts.wallet import (
     WalletBatch,
     Withdraw,
 )
+from mesh.jetstream import ensure_named
+from mesh.rpc import REPLAYED_HEADER
 from nodes.runtime.config import NodeConfig, env_int
 from nodes.runtime.connect import connect
 from nodes.runtime.lease import Lease, LeaseLost

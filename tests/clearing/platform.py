@@ -11,8 +11,8 @@ from nats.aio.client import Client
 
 from contracts.codec import Wire
 from contracts.errors import QtError
-from contracts.rpc import call
 from contracts.subjects import clearing_subject, wallet_subject
+from mesh.rpc import call
 from tests.conftest import wait_for_service
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer

@@ -65,7 +65,7 @@ async def open_orders(platform: Platform, placed: list[tuple[str, str, str]]) ->
 
 async def clearing_order(platform: Platform, symbol: str, order_id: str) -> dict[str, Any]:
     """matching.order in integer units."""
-    from contracts.rpc import call
+    from mesh.rpc import call
 
     return await call(platform.nc, "matching.order", {"instrument": symbol, "order_id": order_id}, timeout=10)
 

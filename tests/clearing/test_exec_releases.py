@@ -9,8 +9,8 @@ from nats.js.errors import NotFoundError
 
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import call
 from contracts.subjects import DLQ_STREAM, dlq_subject, matching_subject
+from mesh.rpc import call
 from tests.clearing.platform import Platform, balances, clearing, fund, place
 from tests.clearing.test_place_order import acct
 from tests.polling import eventually

@@ -9,10 +9,10 @@ import uuid
 
 from contracts.clearing import PlaceOrder, SagaStatus
 from contracts.codec import Wire
-from contracts.jetstream import ensure_named
 from contracts.matching import Side
-from contracts.rpc import call
 from contracts.subjects import SAGAS_BUCKET, matching_subject
+from mesh.jetstream import ensure_named
+from mesh.rpc import call
 from nodes.clearing import saga as machine
 from nodes.clearing.node import request_hash
 from nodes.clearing.store import encode

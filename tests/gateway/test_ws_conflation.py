@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 
 from contracts.errors import QtError
-from contracts.rpc import call
 from contracts.subjects import matching_subject
 from gateway.ws_hub import CATCH_UP, Hub, Subscriber
+from mesh.rpc import call
 from tests.clearing.platform import Platform, clearing, fund, place
 from tests.gateway.harness import GatewayProcess, new_account
 from tests.gateway.test_ws import BookClient

@@ -15,8 +15,8 @@ from nats.js.api import PubAck
 from contracts.clearing import TradeEvent
 from contracts.codec import Wire
 from contracts.instruments import instrument
-from contracts.rpc import call
 from contracts.subjects import MARKETDATA_SERVICE, TRADES_STREAM, marketdata_subject, trades_subject
+from mesh.rpc import call
 from nodes.market_data.candles import bucket
 from tests.conftest import wait_for_service
 from tests.polling import eventually

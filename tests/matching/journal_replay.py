@@ -12,7 +12,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.fencing import FenceGate
 from contracts.instruments import INSTRUMENTS
-from contracts.rpc import call
+from mesh.rpc import call
 from nodes.matching.engine import BATCH, InstrumentEngine
 
 

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS
-from contracts.rpc import call
+from mesh.rpc import call
 from tests.conftest import wait_for_service
 from tests.matching.journal_replay import exec_reports, replay_journal
 from tests.matching.node_client import matching, start_matching

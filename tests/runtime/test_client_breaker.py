@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import discover
+from mesh.rpc import discover
 from nodes.runtime.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from nodes.runtime.client import ServiceClient
 from nodes.runtime.metrics import NodeMetrics

@@ -17,7 +17,6 @@ from nats.js.errors import NotFoundError
 
 from contracts.dlq import DlqReplayReply
 from contracts.errors import ErrorCode, QtError
-from contracts.jetstream import ensure_named
 from contracts.subjects import (
     DLQ_CONSUMER,
     DLQ_DELIVERIES,
@@ -30,6 +29,7 @@ from contracts.subjects import (
     MAX_DELIVER,
     dlq_subject,
 )
+from mesh.jetstream import ensure_named
 from nodes.runtime.durable import DeliveredMessage, DurableWorker, max_deliveries_advisory
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
