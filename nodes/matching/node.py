@@ -109,7 +109,11 @@ class InstrumentRunner:
         try:
             last = await self.js.get_last_msg(EXEC_STREAM, exec_subject(self.spec.symbol))
             msg_id = (last.headers or {}).get("Nats-Msg-Id", "")
-            self.exec_published_upto = int(msg_id.split(":")[1])
+            last_entry = int(msg_id.split(":")[1])
+            # A crash mid-publish may have cut the last entry's reports short: unless the snapshot covers
+            # it (one is written only once everything before it is published), publish that entry again;
+            # its msg-ids drop the reports the stream already holds.
+            self.exec_published_upto = last_entry if self.engine.applied_seq >= last_entry else last_entry - 1
         except (NotFoundError, IndexError, ValueError):
             self.exec_published_upto = 0
         try:
