@@ -1,1 +1,1 @@
-"""The vocabulary of the mesh: models, subjects, codec, money and errors."""
+"""The vocabulary of the mesh: models, subjects, codec, money and errors (pure: no I/O; see `mesh`)."""

@@ -100,7 +100,8 @@ def encode(body: Any, wire: Wire = Wire.MSGPACK) -> bytes:
     """Encode a reply or message body on the given wire."""
     if wire is Wire.JSON:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    return msgpack.packb(body, use_bin_type=True)
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return packed
 
 
 def loads(payload: bytes) -> Any:

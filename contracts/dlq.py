@@ -6,13 +6,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
-from nats.js import JetStreamContext
-from nats.js.api import RawStreamMsg
-from nats.js.errors import NotFoundError
 from pydantic import Field
 
 from contracts.base import Message, Seq
-from contracts.errors import ErrorCode, QtError
 from contracts.subjects import (
     DLQ_CONSUMER,
     DLQ_DELIVERIES,
@@ -21,7 +17,6 @@ from contracts.subjects import (
     DLQ_ORIGIN_STREAM,
     DLQ_ORIGIN_SUBJECT,
     DLQ_SERVICE,
-    DLQ_STREAM,
 )
 
 #: Every service with durable consumers serves `<service>.dlq_replay`.
@@ -93,32 +88,3 @@ def _number(text: str | None) -> int:
         return int(text or 0)
     except ValueError:
         return 0
-
-
-async def read_parked(js: JetStreamContext, seq: int) -> RawStreamMsg:
-    """The `DLQ` message at `seq`, or `not_found` (never parked, or replayed since)."""
-    try:
-        return await js.get_msg(DLQ_STREAM, seq)
-    except NotFoundError:
-        raise QtError(ErrorCode.NOT_FOUND, f"no parked message at DLQ seq {seq} (replayed or never parked)",
-                      {"seq": seq}) from None
-
-
-async def list_parked(js: JetStreamContext, limit: int) -> tuple[list[DlqEntry], int]:
-    """Up to `limit` parked messages, oldest first, and how many are parked in all."""
-    try:
-        info = await js.stream_info(DLQ_STREAM)
-    except NotFoundError:  # created with the first durable worker: nothing was ever parked
-        return [], 0
-    entries: list[DlqEntry] = []
-    seq = info.state.first_seq
-    while len(entries) < limit and seq <= info.state.last_seq:
-        try:
-            # next_by_subj skips the holes replays leave, instead of asking for each deleted seq.
-            msg = await js.get_msg(DLQ_STREAM, seq, subject="dlq.>", next=True)
-        except NotFoundError:
-            break
-        found = msg.seq or seq
-        entries.append(DlqEntry.parked(found, msg.time, msg.headers, len(msg.data or b"")))
-        seq = found + 1
-    return entries, info.state.messages

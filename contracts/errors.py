@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any, Final
 
@@ -115,3 +116,11 @@ class QtError(Exception):
 
     def __repr__(self) -> str:
         return f"QtError({self.code!s}, {self.message!r})"
+
+
+def validation_error(details: Iterable[Mapping[str, Any]]) -> QtError:
+    """Schema failures (pydantic's error details) as every edge reports them: `validation_error`, the
+    first failure in the message, all of them in `detail.errors`."""
+    errors = [{"loc": ".".join(str(part) for part in e["loc"]), "type": e["type"], "msg": e["msg"]} for e in details]
+    first = errors[0] if errors else {"loc": "", "msg": "invalid"}
+    return QtError(ErrorCode.VALIDATION, f"{first['loc'] or 'body'}: {first['msg']}", {"errors": errors})

@@ -48,7 +48,8 @@ class Instrument:
 
     def notional(self, price: int, qty: int) -> tuple[int, int]:
         """Quote units of `qty` at `price` as (floor, remainder): exact integer arithmetic."""
-        return divmod(price * qty, 10**self.qty_scale)
+        scale: int = 10**self.qty_scale  # an int power of an int (mypy reads `**` as Any)
+        return divmod(price * qty, scale)
 
     def fee(self, quote: int) -> int:
         """The fee one side pays on a quote amount (rounded down)."""

@@ -82,7 +82,7 @@ def _call(service: str, *endpoints: str) -> tuple[str, ...]:
 
 
 def _ensure(stream: str, *, update: bool = True) -> tuple[str, ...]:
-    """`contracts.jetstream.ensure_*`: look the stream up, create it, and (streams, not buckets) update it."""
+    """`mesh.jetstream.ensure_*`: look the stream up, create it, and (streams, not buckets) update it."""
     return tuple(f"{JS_API}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", *(("UPDATE",) if update else ())))
 
 

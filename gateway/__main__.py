@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 
 from contracts.credentials import PRIVATE_UMASK
-from contracts.tracing import setup_tracing
 from gateway.redact import configure_logging
 from gateway.settings import Settings
 from gateway.workers import Supervisor, server
+from mesh.tracing import setup_tracing
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from starlette.middleware import Middleware
 from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 
-from contracts.rpc import call
 from contracts.subjects import matching_subject
 from gateway import openapi, problems
 from gateway.auth import AuthMiddleware
@@ -35,6 +34,7 @@ from gateway.tokens import TokenVerifier
 from gateway.tracing import TraceMiddleware
 from gateway.ws import Caps, ws_endpoint
 from gateway.ws_hub import Hub
+from mesh.rpc import call
 
 VERSION = "0.1.0"
 #: Where `/docs` loads Swagger UI's assets from (served by the gateway itself).

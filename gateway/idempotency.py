@@ -33,8 +33,11 @@ from contracts.errors import ErrorCode, QtError
 from contracts.gateway import IDEMPOTENT_REPLAYED_HEADER, GatewayCode
 from gateway.problems import PROBLEM_TYPE, Problem
 from gateway.tokens import Principal
+from mesh.backoff import Backoff
 
 JSON_TYPE = "application/json"
+#: Waits between looks at a record another request holds in flight.
+IN_FLIGHT_POLL = Backoff(initial_s=0.01, max_s=0.1)
 
 
 @dataclass
@@ -129,7 +132,7 @@ class IdempotencyRecords:
                       execute: Callable[[], Awaitable[Outcome]], deduped: bool,
                       deadline: float) -> tuple[Response, Outcome | None]:
         """The response, and the outcome duplicates may replay (None when there is none to replay)."""
-        pause = 0.01
+        pauses = IN_FLIGHT_POLL.delays()
         while True:
             pending = _encode({"state": "pending", "fingerprint": fingerprint, "started_ms": _now_ms()})
             if deduped:
@@ -168,8 +171,7 @@ class IdempotencyRecords:
                     return await self._execute(kv, name, revision, fingerprint, instance, execute)
             if time.monotonic() >= deadline:
                 raise _in_flight()
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.1)
+            await asyncio.sleep(next(pauses))
 
     async def _execute(self, kv: KeyValue, name: str, revision: int, fingerprint: str, instance: str,
                        execute: Callable[[], Awaitable[Outcome]]) -> tuple[Response, Outcome | None]:

@@ -62,7 +62,8 @@ class L2Mirror:
             return Applied("stale")
         if (self._last_feed_seq and prev != self._last_feed_seq) or (not self._last_feed_seq and prev > self.seq):
             return Applied("gap")
-        bids, asks = [], []
+        bids: list[tuple[int, int]] = []
+        asks: list[tuple[int, int]] = []
         for side, price, total in message["deltas"]:
             (bids if side == BUY else asks).append((price, total))
             self._set(side == BUY, price, total)

@@ -70,7 +70,7 @@ class HttpMetrics:
         registry = self.registry
         if self.shared_dir is not None:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, str(self.shared_dir))
+            MultiProcessCollector(registry, str(self.shared_dir))  # type: ignore[no-untyped-call]
         return Scrape("gateway", self.instance, generate_latest(registry).decode())
 
 

@@ -24,11 +24,12 @@ from pydantic import BaseModel
 from contracts.base import dump
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.jetstream import ensure_bucket_ttl
 from contracts.permissions import inbox_prefix
-from contracts.rpc import call, discover
 from contracts.subjects import IDEMPOTENCY_BUCKET
 from gateway.settings import Settings
+from mesh.backoff import Backoff
+from mesh.jetstream import ensure_bucket_ttl
+from mesh.rpc import call, discover
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class NatsBridge:
         return self.nc is not None and self.nc.is_connected and self.idempotency is not None
 
     async def _connect_forever(self) -> None:
-        delay = 0.1
+        delays = Backoff(initial_s=0.1).delays()
         while self.nc is None:
             try:
                 nc = await nats.connect(
@@ -84,9 +85,9 @@ class NatsBridge:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                delay = next(delays)
                 log.warning("nats connect failed, retrying in %.1fs: %r", delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     def client(self) -> Client:
         """The connection, or `unavailable` while there is none."""

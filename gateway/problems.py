@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from contracts.errors import HTTP_STATUS, ErrorCode, QtError
+from contracts.errors import HTTP_STATUS, ErrorCode, QtError, validation_error
 from contracts.gateway import GATEWAY_HTTP_STATUS, GatewayCode
 
 PROBLEM_TYPE: Final = "application/problem+json"
@@ -70,13 +70,8 @@ def encode_json(body: Any) -> bytes:
 
 def validation_problem(exc: ValidationError | RequestValidationError) -> Problem:
     """A schema failure as the nodes report it: `validation_error`, the first error in the message."""
-    errors = [
-        {"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"], "msg": e["msg"]}
-        for e in (exc.errors(include_url=False, include_input=False) if isinstance(exc, ValidationError)
-                  else exc.errors())
-    ]
-    first = errors[0] if errors else {"loc": "", "msg": "invalid"}
-    return Problem(ErrorCode.VALIDATION, f"{first['loc'] or 'body'}: {first['msg']}", {"errors": errors})
+    return Problem.of(validation_error(exc.errors(include_url=False, include_input=False)
+                                       if isinstance(exc, ValidationError) else exc.errors()))
 
 
 def install(app: FastAPI) -> None:

@@ -50,14 +50,19 @@ class TokenBucket:
         self.stamp = now
 
     def take(self, now: float) -> Decision:
-        """Spend one token if there is one."""
-        self.refill(now)
-        allowed = self.tokens >= 1
-        if allowed:
-            self.tokens -= 1
+        """Spend one token if there is one, and say what the rate-limit headers report."""
+        allowed = self.spend(now)
         missing = max(0.0, 1 - self.tokens)
         return Decision(allowed, int(self.burst), int(self.tokens), math.ceil((self.burst - self.tokens) / self.rate),
                         max(1, math.ceil(missing / self.rate)))
+
+    def spend(self, now: float) -> bool:
+        """Spend one token if there is one; False when the bucket is empty."""
+        self.refill(now)
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
     def refill(self, now: float) -> None:
         """Add what accrued since the last look."""

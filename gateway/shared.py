@@ -114,8 +114,7 @@ class SharedLimiter:
         with self.file.locked() as view:
 
             def full(offset: int) -> bool:  # a full bucket is what a forgotten one comes back as
-                _, tokens, stamp = _BUCKET.unpack_from(view, offset)
-                return tokens + (now - stamp) * self.rate >= self.burst
+                return self._tokens(view, offset, now) >= self.burst
 
             offset = _find(view, self.base, _BUCKET.size, wanted, full)
             if offset is None:  # every slot near home is a spent bucket: forget the least spent one
@@ -131,7 +130,7 @@ class SharedLimiter:
 
     def _tokens(self, view: mmap.mmap, offset: int, now: float) -> float:
         _, tokens, stamp = _BUCKET.unpack_from(view, offset)
-        return tokens + (now - stamp) * self.rate
+        return float(tokens + (now - stamp) * self.rate)
 
 
 class SharedCounts:

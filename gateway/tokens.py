@@ -113,7 +113,7 @@ class TokenVerifier:
         if not isinstance(subject, str) or not _ACCOUNT.match(subject):
             raise _unauthorized("token subject is not an account")
         try:
-            parsed = Role(role)
+            parsed = Role(str(role))
         except ValueError:
             raise _unauthorized("token role must be trader or ops") from None
         return Principal(subject, parsed, str(claims.get("jti", ""))), claims

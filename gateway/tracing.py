@@ -17,7 +17,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.tracing import TRACE_HEADERS, recording
+from mesh.tracing import TRACE_HEADERS, recording
 
 TRACE_KEY: Final = "qt.trace"
 _PROPAGATOR = TraceContextTextMapPropagator()

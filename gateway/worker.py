@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 from contracts.credentials import PRIVATE_UMASK
-from contracts.tracing import setup_tracing
 from gateway.app import create_app
 from gateway.redact import configure_logging
 from gateway.settings import Settings
 from gateway.shared import Shared
 from gateway.workers import server
+from mesh.tracing import setup_tracing
 
 
 def main(argv: list[str]) -> None:

@@ -28,8 +28,8 @@ from gateway.keys import ensure_key_pair
 from gateway.settings import Settings
 from gateway.shared import Shared, SharedFile
 from gateway.ws import WS_MAX_SIZE
-from tooling.orphans import die_with_parent
-from tooling.supervisor import Backoff
+from mesh.backoff import RESTART, Backoff
+from mesh.orphans import die_with_parent
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -78,7 +78,7 @@ class Supervisor:
 
     def __init__(self, settings: Settings, backoff: Backoff | None = None) -> None:
         self.settings = settings
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or RESTART
         self.dir = run_dir(settings)
         self.workers = [Worker(slot) for slot in range(settings.workers)]
         self.stopping = threading.Event()

@@ -22,6 +22,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from contracts.gateway import GatewayCode
 from gateway.problems import PROBLEM_TYPE, Problem
+from gateway.ratelimit import TokenBucket
+from gateway.tokens import Principal
 from gateway.ws_hub import (
     CLOSE_BAD_REQUEST,
     CLOSE_FLOOD,
@@ -44,12 +46,6 @@ MAX_BAD_FRAMES: Final = 5
 #: Inbound frames per second a connection may send (token bucket), and the burst above it.
 RATE: Final = 20.0
 BURST: Final = 50.0
-
-
-class Principal(Protocol):
-    """Who a token names."""
-
-    account: str
 
 
 Verify = Callable[[str], Principal]
@@ -179,8 +175,7 @@ class Session:
         self.ws = ws
         self.hub = hub
         self.who = who
-        self.tokens = BURST
-        self.refilled = time.monotonic()
+        self.inbound = TokenBucket(RATE, BURST, time.monotonic())
         self.bad = 0
         self.sending_since: float | None = None
 
@@ -228,7 +223,7 @@ class Session:
                 text = await self.ws.receive_text()
             except (WebSocketDisconnect, RuntimeError):
                 return None
-            if not self._allowed():
+            if not self.inbound.spend(time.monotonic()):
                 return CLOSE_FLOOD, f"too many messages: at most {RATE:.0f}/s"
             reply = await self._command(text)
             if reply.get("type") == "error":
@@ -239,15 +234,6 @@ class Session:
                 self.who.send(json.dumps(reply))
                 if reply.get("type") == "subscribed":
                     self.hub.follow(self.who, reply["channel"])
-
-    def _allowed(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(BURST, self.tokens + (now - self.refilled) * RATE)
-        self.refilled = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
     async def _command(self, text: str) -> dict[str, Any]:
         if len(text) > MAX_FRAME:

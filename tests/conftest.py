@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 
 from contracts.credentials import nkey_seed_path
 from nodes.runtime.config import NodeConfig
+from tests.polling import eventually
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer, free_port, permission_violations
 
@@ -97,16 +98,14 @@ async def wait_for_service(
     client: Client, name: str, task: asyncio.Task[None] | None = None, timeout_s: float = 20.0
 ) -> None:
     """Wait until a micro service answers PING (fail fast if its task died)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
+    async def ping() -> None:
         if task is not None and task.done():
             task.result()
             raise AssertionError(f"{name} stopped before it answered")
-        with contextlib.suppress(Exception):
-            await client.request(f"$SRV.PING.{name}", b"", timeout=0.5)
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"service {name} did not answer PING in {timeout_s}s")
+        await client.request(f"$SRV.PING.{name}", b"", timeout=0.5)
+
+    await eventually(ping, lambda _: True, timeout_s=timeout_s, ignoring=(NatsError, TimeoutError),
+                     what=f"service {name} answering PING")
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from contracts.errors import QtError
-from contracts.rpc import discover
-from contracts.streams import jetstream_overview
+from mesh.rpc import discover
+from mesh.streams import jetstream_overview
 from tooling import render
 from tooling.bench.cli import app as bench_app
 from tooling.book_cli import book as book_command

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 import typer
 from nats.aio.client import Client
 
-from contracts.dlq import DlqEntry, DlqReplay, dlq_replay_subject, list_parked, read_parked
+from contracts.dlq import DlqEntry, DlqReplay, dlq_replay_subject
 from contracts.errors import ErrorCode, QtError
 from contracts.subjects import DLQ_SERVICE
+from mesh.dlq import list_parked, read_parked
 from tooling import render
 from tooling.ops import DataDirOption, NatsUrlOption, out, request, run, target, validate
 

@@ -9,7 +9,7 @@ import typer
 
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import call, discover
+from mesh.rpc import call, discover
 from tooling import render
 from tooling.ops import DataDirOption, NatsUrlOption, err, fail, out, run, target
 

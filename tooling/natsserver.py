@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts.credentials import PRIVATE_UMASK
+from mesh.orphans import die_with_parent
 from tooling.credentials import write_auth_conf
-from tooling.orphans import die_with_parent
 from tooling.private import private_opener
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ from rich.console import Console
 
 from contracts.codec import Wire
 from contracts.credentials import nkey_seed_path
-from contracts.errors import ErrorCode, QtError
-from contracts.rpc import call
+from contracts.errors import ErrorCode, QtError, validation_error
+from mesh.rpc import call
 from tooling.connection import default_data_dir, default_url, ops_connect
 
 T = TypeVar("T")
@@ -75,13 +75,6 @@ def fail(error: QtError) -> NoReturn:
     raise typer.Exit(1)
 
 
-def validation_error(exc: ValidationError) -> QtError:
-    """The same `validation_error` a node would answer for this input."""
-    first = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    return QtError(ErrorCode.VALIDATION, f"{where}: {first['msg']}")
-
-
 def validate(model: type[M], body: dict[str, Any]) -> M:
     """Validate CLI input as the node will (JSON wire: decimal strings); refuse locally on error."""
     try:
@@ -89,7 +82,7 @@ def validate(model: type[M], body: dict[str, Any]) -> M:
     except QtError as exc:
         fail(exc)
     except ValidationError as exc:
-        fail(validation_error(exc))
+        fail(validation_error(exc.errors(include_url=False, include_input=False)))
 
 
 async def connect(where: Target) -> Client:

@@ -135,7 +135,7 @@ class Steps:
     async def no_token(self) -> str:
         reply = await self.http.get(f"/v1/accounts/{self.buyer}/balances")
         expect(reply.status_code == 401, f"got {reply.status_code}")
-        return "401 " + reply.json().get("code", "")
+        return f"401 {reply.json().get('code', '')}"
 
     async def bad_signature(self) -> str:
         token = self.s.token(self.buyer)
@@ -144,7 +144,7 @@ class Steps:
         reply = await self.http.get(f"/v1/accounts/{self.buyer}/balances",
                                     headers={"Authorization": f"Bearer {forged}"})
         expect(reply.status_code == 401, f"got {reply.status_code}")
-        return "401 " + reply.json().get("code", "")
+        return f"401 {reply.json().get('code', '')}"
 
     async def wrong_algorithm(self) -> str:
         public = key_paths(self.s.data_dir)[1].read_bytes()  # the classic confusion: HMAC keyed with the public key
@@ -154,7 +154,7 @@ class Steps:
         reply = await self.http.get(f"/v1/accounts/{self.buyer}/balances",
                                     headers={"Authorization": f"Bearer {token}"})
         expect(reply.status_code == 401, f"got {reply.status_code}")
-        return "401 " + reply.json().get("code", "")
+        return f"401 {reply.json().get('code', '')}"
 
     async def deposits(self) -> str:
         own = await self.http.post(f"/v1/accounts/{self.buyer}/deposits", json={"asset": "USD", "amount": "1.00"},

@@ -12,7 +12,8 @@ from typing import IO
 from rich.console import Console
 from rich.text import Text
 
-from tooling.orphans import die_with_parent
+from mesh.backoff import RESTART, Backoff
+from mesh.orphans import die_with_parent
 from tooling.private import private_opener
 
 PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
@@ -20,19 +21,7 @@ PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_c
 LINE_LIMIT = 1 << 20
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Restart delays: `initial_s` doubling up to `max_s`; a child up `reset_after_s` starts over."""
-
-    initial_s: float = 0.5
-    max_s: float = 10.0
-    reset_after_s: float = 30.0
-
-    def next_delay(self, previous: float | None, uptime_s: float) -> float:
-        """The delay before the next start, given the last delay and how long the child ran."""
-        if previous is None or uptime_s >= self.reset_after_s:
-            return self.initial_s
-        return min(previous * 2, self.max_s)
+#: Restart delays: 0.5 s doubling up to 10 s; a child that ran 30 s starts over.
 
 
 @dataclass(frozen=True)
@@ -79,7 +68,7 @@ class Supervisor:
     def __init__(self, specs: list[ChildSpec], console: Console, *, backoff: Backoff | None = None,
                  grace_s: float = 10.0) -> None:
         self.console = console
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or RESTART
         self.grace_s = grace_s
         self.children = [Child(spec, PALETTE[i % len(PALETTE)]) for i, spec in enumerate(specs)]
         self._stopping = asyncio.Event()

@@ -20,12 +20,13 @@ from rich.console import Console
 
 from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
-from contracts.jetstream import ensure_all
+from mesh.backoff import RESTART, Backoff
+from mesh.jetstream import ensure_all
 from tooling.natsserver import REPO_ROOT, NatsServer
 from tooling.ops import Target, connect
 from tooling.private import make_private
 from tooling.seed import seed
-from tooling.supervisor import Backoff, ChildSpec, Supervisor, describe_exit, say
+from tooling.supervisor import ChildSpec, Supervisor, describe_exit, say
 
 READY_TIMEOUT_S = 60.0
 SERVER_START_TIMEOUT_S = 20.0
@@ -172,7 +173,7 @@ async def keep_server(server: NatsServer, log_path: Path, stop: asyncio.Event, c
                       backoff: Backoff | None = None) -> None:
     """Restart our nats-server with backoff whenever it exits, until `stop`; its JetStream store under
     the data dir survives, and the nodes reconnect on their own (unlimited reconnects)."""
-    backoff = backoff or Backoff()
+    backoff = backoff or RESTART
     loop = asyncio.get_running_loop()
     delay: float | None = None
     started = loop.time()

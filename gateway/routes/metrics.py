@@ -9,13 +9,13 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, Request, Response
 
 from contracts.errors import QtError
-from contracts.rpc import ERROR_CODE_HEADER, INSTANCE_HEADER, gather
 from contracts.subjects import CLEARING_SERVICE, MARKETDATA_SERVICE, MATCHING_SERVICE, WALLET_SERVICE
 from gateway.auth import ops
 from gateway.metrics import CONTENT_TYPE, HttpMetrics, Scrape, merge
 from gateway.openapi import doc
 from gateway.state import Gateway, gateway
 from gateway.tokens import Principal
+from mesh.rpc import ERROR_CODE_HEADER, INSTANCE_HEADER, gather
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ops"])

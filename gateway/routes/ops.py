@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from contracts.base import INT64_MAX
-from contracts.dlq import DlqList, DlqReplay, DlqReplayReply, dlq_replay_subject, list_parked, read_parked
+from contracts.dlq import DlqList, DlqReplay, DlqReplayReply, dlq_replay_subject
 from contracts.errors import ErrorCode, QtError
 from contracts.gateway import EndpointView, ServiceInstance, ServicesReply
-from contracts.streams import StreamsReply, jetstream_overview
+from contracts.streams import StreamsReply
 from contracts.subjects import DLQ_SERVICE, wallet_subject
 from contracts.wallet import RebuildCommand, RebuildReply, VerifyCommand, VerifyReply
 from gateway.auth import ops
@@ -20,6 +20,8 @@ from gateway.openapi import doc, schema
 from gateway.payload import idempotency_key, read_object, validate
 from gateway.state import Gateway, gateway, json_response
 from gateway.tokens import Principal
+from mesh.dlq import list_parked, read_parked
+from mesh.streams import jetstream_overview
 
 router = APIRouter(prefix="/v1", tags=["ops"])
 Ops = Annotated[Principal, Depends(ops)]

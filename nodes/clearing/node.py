@@ -31,7 +31,6 @@ from contracts.clearing import (
 )
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import instrument
-from contracts.jetstream import ensure_named
 from contracts.matching import Fill, OrderResult
 from contracts.orders import OPEN, client_fill, display_status, order_totals
 from contracts.subjects import (
@@ -46,6 +45,7 @@ from contracts.subjects import (
     TRADES_STREAM,
     WALLET_SERVICE,
 )
+from mesh.jetstream import ensure_named
 from nodes.clearing import amounts
 from nodes.clearing import saga as machine
 from nodes.clearing.exec_releases import ExecReleases
@@ -58,6 +58,7 @@ from nodes.runtime.client import ServiceClient
 from nodes.runtime.config import NodeConfig, env_int
 from nodes.runtime.connect import connect
 from nodes.runtime.durable import DurableWorker
+from nodes.runtime.lifecycle import disconnect, until_stopped
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
@@ -286,19 +287,12 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     await service.start()
     checkpoint = "each" if runner.checkpoint_each else "batched"
     log.info("clearing serving", extra=kv(owner=runner.owner, checkpoint=checkpoint))
-    stop_task = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({stop_task, recovery_task}, return_when=asyncio.FIRST_COMPLETED)
-    if recovery_task in done and recovery_task.exception():
-        log.error("clearing stopping", extra=kv(reason=repr(recovery_task.exception())))
+    for _, exc in await until_stopped(stop, (recovery_task,)):
+        log.error("clearing stopping", extra=kv(reason=repr(exc)))
     await service.stop()
     await runner.flush()
     await worker.stop()
     stop.set()
     await asyncio.wait({recovery_task}, timeout=5)
-    stop_task.cancel()
-    try:
-        await nc.drain()
-    except Exception as exc:
-        log.warning("nats drain failed", extra=kv(error=repr(exc)))
-        await nc.close()
+    await disconnect(nc)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import signal
 import socket
 import time
@@ -24,14 +23,19 @@ from prometheus_client import Counter, Histogram
 
 from contracts.clearing import FINAL_STATUSES, SagaRecord, SagaStatus
 from contracts.errors import ErrorCode, QtError
+from mesh.backoff import Backoff
 from nodes.clearing import saga as machine
 from nodes.clearing.steps import SagaSteps
 from nodes.clearing.store import SagaConflict, SagaStore
 from nodes.runtime.client import is_transient
+from nodes.runtime.lease import process_gone
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import LATENCY_BUCKETS, NodeMetrics
 
 log = logging.getLogger(__name__)
+
+#: Waits between attempts of a step whose dependency is down (half jitter: waiting sagas spread out).
+STEP_RETRY = Backoff(jitter=0.5)
 
 Body = Callable[[SagaRecord], Awaitable[dict[str, Any]]]
 
@@ -167,7 +171,7 @@ class SagaRunner:
         renewing the saga's lease so no other instance takes it over meanwhile. Anything else is a
         deterministic refusal, raised as a `QtError` at once: retrying it would stall the saga forever."""
         started = time.perf_counter()
-        delay = 0.05
+        delays = STEP_RETRY.delays()
         while True:
             try:
                 result = await body(saga)
@@ -178,8 +182,7 @@ class SagaRunner:
                     raise _refusal(exc, saga, name) from exc
                 error = exc.code if isinstance(exc, QtError) else repr(exc)
                 log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=error))
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, 2.0)
+            await asyncio.sleep(next(delays))
             if time.monotonic() - state["written"] > self.lease_s / 3:
                 await self._persist(saga, state)
 
@@ -220,13 +223,5 @@ def claimable(saga: SagaRecord, owner: str, now_ms: int) -> bool:
     if saga.owner == owner:
         return False
     host, _, pid = saga.owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return pid.isdigit() and process_gone(host, int(pid))
 

@@ -13,14 +13,15 @@ import time
 from nats.aio.client import Client
 
 from contracts.instruments import INSTRUMENTS
-from contracts.jetstream import ensure_named
 from contracts.market_data import CandlesQuery, CandlesReply, Ticker, TickerQuery, TradesQuery, TradesReply
 from contracts.subjects import MARKETDATA_SERVICE, TRADES_STREAM
+from mesh.jetstream import ensure_named
 from nodes.market_data.state import Change, MarketState
 from nodes.market_data.tail import TradesTail
 from nodes.market_data.views import candles_view, live_messages, ticker_view, trades_view
 from nodes.runtime.config import NodeConfig
 from nodes.runtime.connect import connect
+from nodes.runtime.lifecycle import disconnect, until_stopped
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
@@ -86,25 +87,20 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
                           description="ticker, candles and tape from TRADES; live md.* feeds")
     MarketDataNode(state).register(service)
     tail_task = asyncio.create_task(tail.run(), name="trades-tail")
-    stop_task = asyncio.create_task(stop.wait())
     ready_task = asyncio.create_task(tail.ready.wait())
     # The service answers PING only once the state is rebuilt: `qt up` and clients see it ready then.
-    await asyncio.wait({tail_task, stop_task, ready_task}, return_when=asyncio.FIRST_COMPLETED)
+    await until_stopped(stop, (tail_task, ready_task))
     if tail.ready.is_set() and not tail_task.done():
         await service.start()
         log.info("marketdata serving", extra=kv(applied_seq=state.applied_seq, skipped=tail.skipped))
-        await asyncio.wait({tail_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        await until_stopped(stop, (tail_task,))
     failure = tail_task.exception() if tail_task.done() and not tail_task.cancelled() else None
     if failure is not None:
         log.error("marketdata stopping", extra=kv(reason=repr(failure)))
     await service.stop()
-    for task in (tail_task, stop_task, ready_task):
+    for task in (tail_task, ready_task):
         task.cancel()
-    await asyncio.gather(tail_task, stop_task, ready_task, return_exceptions=True)
-    try:
-        await nc.drain()
-    except Exception as exc:
-        log.warning("nats drain failed", extra=kv(error=repr(exc)))
-        await nc.close()
+    await asyncio.gather(tail_task, ready_task, return_exceptions=True)
+    await disconnect(nc)
     if failure is not None:
         raise failure

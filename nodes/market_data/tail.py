@@ -1,9 +1,9 @@
 """Reads TRADES from its first message for as long as the node runs: first the rebuild, then live.
 
 One consumer does both, so nothing is lost or counted twice at the boundary: every message is
-folded once, by stream sequence. It is a plain push consumer (no acks, no flow control), like the
-matching journal's tail; a gap in the consumer sequence, or a consumer the server lost, re-subscribes
-from the last sequence folded. A durable would not help: the state is in memory and rebuilt from
+folded once, by stream sequence. It is the matching journal's tail (`nodes.runtime.tails.StreamTail`):
+a gap in the consumer sequence, or a consumer the server lost, re-subscribes from the last sequence
+folded. A durable would not help: the state is in memory and rebuilt from
 the first message on every start, so there is no position worth keeping on the server.
 """
 
@@ -14,12 +14,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import msgpack
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -28,14 +26,14 @@ from contracts.subjects import TRADES_STREAM
 from nodes.market_data.candles import Print
 from nodes.market_data.state import Change, MarketState
 from nodes.runtime.log import kv
-from nodes.runtime.tails import consumer_exists
+from nodes.runtime.tails import StreamTail
 from nodes.runtime.tracing import handling
 
 log = logging.getLogger(__name__)
 _TRACER = trace.get_tracer("qt.marketdata")
 
-#: How long the tail waits for a message before checking that its consumer still exists.
-IDLE_CHECK_S: Final = 5.0
+#: How often the tail checks that the server still knows its consumer.
+CONSUMER_CHECK_S: Final = 5.0
 
 OnChange = Callable[[Change, str], Awaitable[None]]
 
@@ -68,36 +66,17 @@ class TradesTail:
         target = (await self.js.stream_info(TRADES_STREAM)).state.last_seq
         if target == 0:
             self._mark_ready(started)
-        while True:
-            sub = await self._subscribe(self.state.applied_seq + 1)
-            try:
-                await self._consume(sub, target, started)
-            finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-
-    async def _consume(self, sub: Any, target: int, started: float) -> None:
-        expected = 1
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=IDLE_CHECK_S)
-            except NatsTimeoutError:
-                if not await consumer_exists(sub):
-                    log.warning("trades consumer gone; re-subscribing", extra=kv(applied=self.state.applied_seq))
-                    return
-                continue
-            meta = msg.metadata
-            if meta.sequence.consumer != expected:
-                log.warning("trades gap; re-subscribing", extra=kv(expected=expected, got=meta.sequence.consumer))
-                return
-            expected += 1
-            if self.ready.is_set():
-                with handling(_TRACER, "trades.fold", msg.headers, SpanKind.CONSUMER):
+        tail = StreamTail(self.js, "trades.>", stream=TRADES_STREAM, check_every_s=CONSUMER_CHECK_S, label="trades")
+        async with contextlib.aclosing(tail.messages(lambda: self.state.applied_seq + 1)) as trades:
+            async for msg in trades:
+                meta = msg.metadata
+                if self.ready.is_set():
+                    with handling(_TRACER, "trades.fold", msg.headers, SpanKind.CONSUMER):
+                        await self._fold(meta.sequence.stream, msg.subject, msg.data)
+                else:  # a rebuild refolds old trades: their spans were made when they were first folded
                     await self._fold(meta.sequence.stream, msg.subject, msg.data)
-            else:  # a rebuild refolds old trades: their spans were made when they were first folded
-                await self._fold(meta.sequence.stream, msg.subject, msg.data)
-            if not self.ready.is_set() and (meta.num_pending == 0 or self.state.applied_seq >= target):
-                self._mark_ready(started)
+                if not self.ready.is_set() and (meta.num_pending == 0 or self.state.applied_seq >= target):
+                    self._mark_ready(started)
 
     async def _fold(self, seq: int, subject: str, data: bytes) -> None:
         if seq <= self.state.applied_seq:
@@ -117,11 +96,3 @@ class TradesTail:
         self.ready.set()
         log.info("trades rebuilt", extra=kv(applied_seq=self.state.applied_seq, skipped=self.skipped,
                                             seconds=round(time.monotonic() - started, 3)))
-
-    async def _subscribe(self, start: int) -> Any:
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
-            flow_control=False, mem_storage=True, inactive_threshold=300.0,
-        )
-        return await self.js.subscribe("trades.>", stream=TRADES_STREAM, config=config, manual_ack=True,
-                                       pending_msgs_limit=-1, pending_bytes_limit=-1)

@@ -518,7 +518,7 @@ class Book:
     def _self_trade(self, oid: Hashable, acc: Hashable, rem: int, stp: str, m: list[Any], level: list[Any],
                     key: int, keys: list[int], ev: list[Event]) -> int:
         """Apply the taker's STP mode against maker `m` (the front of `level`); the taker's remaining."""
-        mrem = m[0]
+        mrem: int = m[0]
         if stp == "dc" and rem < mrem:  # the taker is the smaller: cancel it, decrease the maker
             m[0] = mrem - rem
             level[0] -= rem

@@ -17,14 +17,12 @@ from typing import Any
 import msgpack
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS, Instrument, instrument
-from contracts.jetstream import ensure_named, ensure_snapshot_store
 from contracts.matching import (
     BookQuery,
     BookView,
@@ -49,21 +47,26 @@ from contracts.subjects import (
     exec_subject,
     orders_subject,
 )
+from mesh.backoff import Backoff
+from mesh.jetstream import ensure_named, ensure_snapshot_store
 from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
 from nodes.matching.journal import JournalWriter
 from nodes.runtime.config import NodeConfig, env_int
 from nodes.runtime.connect import connect
 from nodes.runtime.lease import Lease, LeaseLost
+from nodes.runtime.lifecycle import disconnect, until_stopped
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.pipeline import PipelinedPublisher
 from nodes.runtime.service import NodeService
-from nodes.runtime.tails import until_consumer_lost
+from nodes.runtime.tails import StreamTail
 from nodes.runtime.tracing import handling, inject, trace_headers
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 #: How often an idle journal tail asks the server whether its consumer still exists.
+#: Waits between attempts to publish execution reports while NATS is away.
+PUBLISH_RETRY = Backoff()
 CONSUMER_CHECK_S = 2.0
 _REJECT_CODES = {code.value: code for code in ErrorCode}
 #: Most execution reports sent before their acks are awaited (bounds what one failure re-sends).
@@ -110,7 +113,11 @@ class InstrumentRunner:
         try:
             last = await self.js.get_last_msg(EXEC_STREAM, exec_subject(self.spec.symbol))
             msg_id = (last.headers or {}).get("Nats-Msg-Id", "")
-            self.exec_published_upto = int(msg_id.split(":")[1])
+            last_entry = int(msg_id.split(":")[1])
+            # A crash mid-publish may have cut the last entry's reports short: unless the snapshot covers
+            # it (one is written only once everything before it is published), publish that entry again;
+            # its msg-ids drop the reports the stream already holds.
+            self.exec_published_upto = last_entry if self.engine.applied_seq >= last_entry else last_entry - 1
         except (NotFoundError, IndexError, ValueError):
             self.exec_published_upto = 0
         try:
@@ -160,59 +167,27 @@ class InstrumentRunner:
                 task.cancel()
 
     async def _apply_forever(self) -> None:
-        # A plain push consumer without flow control: nats.py answers flow-control requests from a
-        # task that polls every 250 ms, which stalled an ordered consumer's live tail for that long.
-        # Gaps are detected here instead, by the consumer sequence, and heal by re-subscribing.
         since_snapshot = 0
-        while True:
-            sub = await self._subscribe(self.engine.applied_seq + 1)
-            watchdog = asyncio.create_task(self._end_when_consumer_lost(sub))
-            expected = 1
-            try:
-                async for msg in sub.messages:
-                    meta = msg.metadata
-                    if meta.sequence.consumer != expected:
-                        log.warning("journal gap; re-subscribing", extra=kv(
-                            instrument=self.spec.symbol, expected=expected, got=meta.sequence.consumer))
-                        break
-                    expected += 1
-                    seq = meta.sequence.stream
-                    if seq <= self.engine.applied_seq:
-                        continue
-                    self._apply(seq, msg.data, msg.headers)
-                    if seq >= self.journal_end and not self.current.is_set():
-                        self.current.set()
-                        log.info("journal replayed", extra=kv(instrument=self.spec.symbol, seq=seq))
-                    since_snapshot += 1
-                    if len(self._pending) >= 1000:
-                        self._wake.set()
-                    if sub.pending_msgs == 0:  # an idle gap: do the deferred work now, not mid-burst
-                        self._wake.set()  # publish what this run of entries reported, in one batch
-                        self.engine.book.compact()
-                        if since_snapshot >= self.snapshot_every:
-                            await self.save_snapshot()
-                            since_snapshot = 0
-            finally:
-                watchdog.cancel()
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-
-    async def _end_when_consumer_lost(self, sub: Any) -> None:
-        """A restarted nats-server forgets the tail's consumer: unsubscribing ends the loop above, which
-        subscribes again from the last applied entry (off the hot path: it only watches)."""
-        await until_consumer_lost(sub, CONSUMER_CHECK_S)
-        log.warning("journal consumer gone; re-subscribing", extra=kv(instrument=self.spec.symbol,
-                                                                      applied=self.engine.applied_seq))
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-
-    async def _subscribe(self, start: int) -> Any:
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
-            flow_control=False, mem_storage=True, inactive_threshold=300.0,
-        )
-        return await self.js.subscribe(orders_subject(self.spec.symbol), config=config, manual_ack=True,
-                                       pending_msgs_limit=-1, pending_bytes_limit=-1)
+        tail = StreamTail(self.js, orders_subject(self.spec.symbol), check_every_s=CONSUMER_CHECK_S,
+                          label=f"journal {self.spec.symbol}")
+        async with contextlib.aclosing(tail.messages(lambda: self.engine.applied_seq + 1)) as journal:
+            async for msg in journal:
+                seq = msg.metadata.sequence.stream
+                if seq <= self.engine.applied_seq:
+                    continue
+                self._apply(seq, msg.data, msg.headers)
+                if seq >= self.journal_end and not self.current.is_set():
+                    self.current.set()
+                    log.info("journal replayed", extra=kv(instrument=self.spec.symbol, seq=seq))
+                since_snapshot += 1
+                if len(self._pending) >= 1000:
+                    self._wake.set()
+                if tail.buffered == 0:  # an idle gap: do the deferred work now, not mid-burst
+                    self._wake.set()  # publish what this run of entries reported, in one batch
+                    self.engine.book.compact()
+                    if since_snapshot >= self.snapshot_every:
+                        await self.save_snapshot()
+                        since_snapshot = 0
 
     def _apply(self, seq: int, data: bytes, headers: dict[str, str] | None) -> None:
         # the entry's execution reports carry the trace of the journal message that caused them; a
@@ -235,20 +210,20 @@ class InstrumentRunner:
 
     async def _publish_forever(self) -> None:
         """Publish what the engine reported, in batches, without holding up the engine."""
-        delay = 0.05
+        delays = PUBLISH_RETRY.delays()
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush()
-                delay = 0.05
+                delays = PUBLISH_RETRY.delays()
             except LeaseLost:
                 raise
             except Exception as exc:  # NATS away or slow: keep the reports and try again
+                delay = next(delays)
                 log.warning("exec publish failed, retrying", extra=kv(instrument=self.spec.symbol,
                                                                       error=repr(exc), delay_s=delay))
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
                 self._wake.set()
 
     async def flush(self) -> None:
@@ -427,29 +402,22 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     engines = {asyncio.create_task(r.run(), name=f"engine-{s}") for s, r in runners.items()}
     keepers = {asyncio.create_task(lease.keep(), name=f"lease-{s}") for s, lease in leases.items()}
     tasks = engines | keepers
-    stop_task = asyncio.create_task(stop.wait())
     # Register (PING, `book`, `order`, submit) only once every book is current: a node answering
     # mid-replay would show a partial book and `unknown_order` for orders it has not replayed yet.
     replayed = asyncio.create_task(_all_current(runners.values()))
-    await asyncio.wait(tasks | {stop_task, replayed}, return_when=asyncio.FIRST_COMPLETED)
+    await until_stopped(stop, tasks | {replayed})
     if replayed.done() and not stop.is_set():
         await service.start()
         log.info("matching serving", extra=kv(instruments=",".join(runners), tokens=",".join(
             str(lease.token) for lease in leases.values())))
     replayed.cancel()
-    done, _ = await asyncio.wait(tasks | {stop_task}, return_when=asyncio.FIRST_COMPLETED)
-    lost = any(t is not stop_task and isinstance(t.exception(), LeaseLost) for t in done)
-    for task in done:
-        if task is not stop_task and task.exception():
-            log.error("matching stopping", extra=kv(task=task.get_name(), reason=repr(task.exception())))
+    failures = await until_stopped(stop, tasks)
+    lost = any(isinstance(exc, LeaseLost) for _, exc in failures)
+    for name, exc in failures:
+        log.error("matching stopping", extra=kv(task=name, reason=repr(exc)))
     await service.stop()
     await _wind_down(engines, keepers, runners, leases, lost)
-    stop_task.cancel()
     if lost:  # fenced out: leave at once, nothing of ours is worth flushing any more
         await nc.close()
         raise LeaseLost("matching")
-    try:
-        await nc.drain()
-    except Exception as exc:
-        log.warning("nats drain failed", extra=kv(error=repr(exc)))
-        await nc.close()
+    await disconnect(nc)

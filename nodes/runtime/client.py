@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from typing import Any, Final
 
@@ -22,7 +21,8 @@ from nats.js.errors import BadRequestError
 
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import call
+from mesh.backoff import Backoff
+from mesh.rpc import call
 from nodes.runtime.breaker import CircuitBreaker
 from nodes.runtime.tracing import inject
 
@@ -55,7 +55,8 @@ class ServiceClient:
         self.breaker = breaker if breaker is not None else CircuitBreaker(service)
         self.timeout_s = timeout_s
         self.retries = retries
-        self.backoff_s = backoff_s
+        # Full jitter: callers that failed together do not come back together.
+        self.backoff = Backoff(initial_s=backoff_s, max_s=backoff_s * 2**retries, jitter=1.0)
 
     async def call(self, endpoint: str, body: dict[str, Any], *, idempotent: bool, wire: Wire = Wire.MSGPACK,
                    headers: dict[str, str] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
@@ -67,6 +68,7 @@ class ServiceClient:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         headers = inject(headers) or None
         attempt = 0
+        delays = self.backoff.delays()
         while True:
             if not self.breaker.allow(time.monotonic()):
                 raise QtError(ErrorCode.UNAVAILABLE, f"{self.service} circuit open",
@@ -77,8 +79,7 @@ class ServiceClient:
                 # A non-idempotent request that timed out may have run: sending it again could run it twice.
                 if not idempotent or exc.code not in TRANSIENT or attempt >= self.retries:
                     raise
-            # Full jitter: callers that failed together do not come back together.
-            await asyncio.sleep(random.uniform(0, self.backoff_s * 2**attempt))
+            await asyncio.sleep(next(delays))
             attempt += 1
 
     async def _attempt(self, subject: str, body: dict[str, Any], wire: Wire, headers: dict[str, str] | None,

@@ -9,6 +9,7 @@ import nats
 from nats.aio.client import Client
 
 from contracts.permissions import inbox_prefix
+from mesh.backoff import Backoff
 from nodes.runtime.config import NodeConfig
 from nodes.runtime.log import kv
 
@@ -19,7 +20,7 @@ async def connect(config: NodeConfig, *, name: str, deadline_s: float = 30.0) ->
     """Connect as `config.role`, retrying the first connection until `deadline_s` passes."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + deadline_s
-    delay = 0.1
+    delays = Backoff(initial_s=0.1).delays()
     while True:
         try:
             return await nats.connect(
@@ -40,9 +41,9 @@ async def connect(config: NodeConfig, *, name: str, deadline_s: float = 30.0) ->
         except Exception as exc:
             if loop.time() >= give_up:
                 raise
+            delay = next(delays)
             log.warning("nats connect failed, retrying", extra=kv(error=repr(exc), delay_s=delay))
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
 
 async def _on_error(exc: Exception) -> None:

@@ -27,9 +27,8 @@ from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from contracts.dlq import DLQ_REPLAY_ENDPOINT, DlqEntry, DlqReplay, DlqReplayReply, read_parked
+from contracts.dlq import DLQ_REPLAY_ENDPOINT, DlqEntry, DlqReplay, DlqReplayReply
 from contracts.errors import ErrorCode, QtError
-from contracts.jetstream import ensure_named
 from contracts.subjects import (
     DLQ_CONSUMER,
     DLQ_DELIVERIES,
@@ -43,6 +42,8 @@ from contracts.subjects import (
     REDELIVERY_BACKOFF_S,
     dlq_subject,
 )
+from mesh.dlq import read_parked
+from mesh.jetstream import ensure_named
 from nodes.runtime.log import kv
 from nodes.runtime.service import NodeService
 from nodes.runtime.tracing import fail, handling
@@ -153,7 +154,7 @@ class DurableWorker:
             self._task = None
         if self._advisories is not None:
             if not self.nc.is_closed:
-                await self._advisories.drain()
+                await self._advisories.drain()  # type: ignore[no-untyped-call]  # nats.py leaves it unannotated
             self._advisories = None
 
     async def redeliver(self, dlq_seq: int) -> DlqReplayReply:

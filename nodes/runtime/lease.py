@@ -111,10 +111,15 @@ class Lease:
 
 def _orphaned(holder: dict[str, object], data_dir: Path) -> bool:
     """True when the holder ran on this host with this data dir and its process is gone."""
-    if holder.get("host") != socket.gethostname() or holder.get("data_dir") != str(data_dir.resolve()):
+    if holder.get("data_dir") != str(data_dir.resolve()):
         return False
-    pid = holder.get("pid")
-    if not isinstance(pid, int):
+    host, pid = holder.get("host"), holder.get("pid")
+    return isinstance(host, str) and isinstance(pid, int) and process_gone(host, pid)
+
+
+def process_gone(host: str, pid: int) -> bool:
+    """True when `pid` ran on this host and no longer exists; a process we may not signal is alive."""
+    if host != socket.gethostname():
         return False
     try:
         os.kill(pid, 0)

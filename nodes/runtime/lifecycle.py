@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from nats.aio.client import Client
 
 from contracts.credentials import PRIVATE_UMASK
-from contracts.tracing import setup_tracing
+from mesh.tracing import setup_tracing
 from nodes.runtime.log import kv, setup_logging
+
+log = logging.getLogger(__name__)
 
 NodeMain = Callable[[asyncio.Event], Awaitable[None]]
 
@@ -37,3 +43,23 @@ def run_node(name: str, main: NodeMain) -> None:
         uvloop.run(runner())
     except ImportError:  # uvloop is optional off Linux/macOS
         asyncio.run(runner())
+
+
+async def until_stopped(stop: asyncio.Event, tasks: Iterable[asyncio.Task[Any]]) -> list[tuple[str, BaseException]]:
+    """Wait until `stop` is set or one of `tasks` ends; the (task name, error) of each that ended failing."""
+    stop_task = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({stop_task, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_task.cancel()
+    return [(t.get_name(), exc) for t in done
+            if t is not stop_task and not t.cancelled() and (exc := t.exception()) is not None]
+
+
+async def disconnect(nc: Client) -> None:
+    """Drain (in-flight replies and publishes leave first), or just close when the server is already gone."""
+    try:
+        await nc.drain()
+    except Exception as exc:  # whatever a node keeps is in its store or JetStream, not in this connection
+        log.warning("nats drain failed", extra=kv(error=repr(exc)))
+        await nc.close()

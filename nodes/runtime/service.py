@@ -22,9 +22,9 @@ from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from contracts.codec import Wire, decode, encode, sniff
-from contracts.errors import ErrorCode, QtError
+from contracts.errors import ErrorCode, QtError, validation_error
 from contracts.permissions import METRICS_QUEUE_PREFIX, SERVICE_QUEUE
-from contracts.rpc import ERROR_CODE_HEADER, ERROR_HEADER, INSTANCE_HEADER, QT_ERROR_HEADER
+from mesh.rpc import INSTANCE_HEADER, QT_ERROR_HEADER
 from nodes.runtime.breaker import BreakerRegistry
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
@@ -232,14 +232,7 @@ def as_qt_error(exc: BaseException) -> QtError:
     if isinstance(exc, QtError):
         return exc
     if isinstance(exc, ValidationError):
-        errors = [
-            {"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"], "msg": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        first = errors[0] if errors else {"loc": "", "msg": "invalid"}
-        return QtError(
-            ErrorCode.VALIDATION, f"{first['loc'] or 'body'}: {first['msg']}", {"errors": errors}
-        )
+        return validation_error(exc.errors(include_url=False, include_input=False))
     return QtError(ErrorCode.INTERNAL, "internal error")
 
 
@@ -258,9 +251,6 @@ def _render(result: Body | Reply, wire: Wire) -> tuple[bytes, dict[str, str]]:
 
 
 async def _respond_error(request: Request, error: QtError, wire: Wire) -> None:
-    headers = {
-        ERROR_CODE_HEADER: str(error.http_status),
-        ERROR_HEADER: error.message[:200],
-        QT_ERROR_HEADER: str(error.code),
-    }
-    await request.respond(encode(error.to_body(), wire), headers=headers)
+    # micro's own error reply (Nats-Service-Error-Code / Nats-Service-Error), plus our code and body
+    await request.respond_error(str(error.http_status), error.message[:200], encode(error.to_body(), wire),
+                                headers={QT_ERROR_HEADER: str(error.code)})

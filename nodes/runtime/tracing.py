@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from contracts.tracing import TRACE_HEADERS, recording
+from mesh.tracing import TRACE_HEADERS, recording
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 #: The trace headers of the message being handled, when no span records it (see the module).

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.jetstream import ensure_named
-from contracts.rpc import REPLAYED_HEADER
 from contracts.subjects import LEASES_BUCKET, WALLET_SERVICE, WALLET_STREAM
 from contracts.wallet import (
     BalanceQuery,
@@ -32,9 +30,12 @@ from contracts.wallet import (
     WalletBatch,
     Withdraw,
 )
+from mesh.jetstream import ensure_named
+from mesh.rpc import REPLAYED_HEADER
 from nodes.runtime.config import NodeConfig, env_int
 from nodes.runtime.connect import connect
 from nodes.runtime.lease import Lease, LeaseLost
+from nodes.runtime.lifecycle import disconnect, until_stopped
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService, Reply
@@ -189,14 +190,9 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     await service.start()
     log.info("wallet serving", extra=kv(db=str(node.db_path), ledger=node.store.ledger_id,
                                         lease_token=lease.token))
-    stop_task = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({stop_task, lease_task, writer_task},
-                                 return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task is not stop_task and task.exception():
-            exc = task.exception()
-            level = log.error if not isinstance(exc, LeaseLost) else log.warning
-            level("wallet stopping", extra=kv(reason=repr(exc)))
+    for _, exc in await until_stopped(stop, (lease_task, writer_task)):
+        level = log.error if not isinstance(exc, LeaseLost) else log.warning
+        level("wallet stopping", extra=kv(reason=repr(exc)))
     await service.stop()
     await node.writer.close()
     await writer_task
@@ -204,13 +200,8 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     node.writer.committed.set()  # wake the relay so it flushes what is left and sees the stop
     await asyncio.wait({relay_task}, timeout=10)
     lease_task.cancel()
-    stop_task.cancel()
     await lease.release()
-    try:
-        await nc.drain()
-    except Exception as exc:  # the server may already be gone; the data is safe in SQLite
-        log.warning("nats drain failed", extra=kv(error=repr(exc)))
-        await nc.close()
+    await disconnect(nc)
     node.close()
 
 

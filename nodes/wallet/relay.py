@@ -19,11 +19,15 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from contracts.subjects import WALLET_STREAM
+from mesh.backoff import Backoff
 from nodes.runtime.log import kv
 from nodes.runtime.pipeline import PipelinedPublisher
 from nodes.wallet.writer import Writer
 
 log = logging.getLogger(__name__)
+
+#: Waits between attempts to publish the outbox while NATS is away.
+PUBLISH_RETRY = Backoff()
 
 
 class OutboxRelay:
@@ -55,16 +59,16 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set and the outbox is empty; back off while NATS is away."""
         await self.resume()
-        delay = 0.05
+        delays = PUBLISH_RETRY.delays()
         while True:
             self.writer.committed.clear()  # before reading, so a commit during the read wakes us
             try:
                 sent = await self.flush_once()
-                delay = 0.05
+                delays = PUBLISH_RETRY.delays()
             except Exception as exc:
+                delay = next(delays)
                 log.warning("relay publish failed, retrying", extra=kv(error=repr(exc), delay_s=delay))
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
                 continue
             if sent:
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,20 @@ def test_a_ceiling_target_is_strict_unless_told_otherwise() -> None:
 
 def test_met_targets_are_not_listed_as_misses() -> None:
     assert misses([at_least("x", 1.0, 2.0, "2")]) == []
+
+
+def test_qt_bench_without_the_bench_extra_says_how_to_install_it() -> None:
+    # a fresh interpreter in which the bench-only package cannot be imported, as in a plain `pip install -e .`
+    hide = ("import sys, importlib.machinery as m\n"
+            "class Hide(m.PathFinder):\n"
+            "    @classmethod\n"
+            "    def find_spec(cls, name, path=None, target=None):\n"
+            "        return None if name == 'aiosqlite' else super().find_spec(name, path, target)\n"
+            "sys.meta_path = [f for f in sys.meta_path if f is not m.PathFinder] + [Hide]\n"
+            "sys.argv = ['qt', 'bench', 'engine', '--help']\n"
+            "from tooling.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "pip install -e '.[bench]'" in done.stderr
+    assert "aiosqlite" in done.stderr

@@ -15,8 +15,8 @@ from nats.aio.client import Client
 from contracts.clearing import FINAL_STATUSES
 from contracts.codec import Wire
 from contracts.errors import QtError
-from contracts.rpc import call
 from contracts.subjects import SAGAS_BUCKET, clearing_subject, wallet_subject
+from mesh.rpc import call
 from tests.conftest import wait_for_service
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer

@@ -6,8 +6,8 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.codec import Wire
-from contracts.rpc import call
 from contracts.subjects import matching_subject
+from mesh.rpc import call
 from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, totals
 from tests.clearing.test_place_order import acct
 

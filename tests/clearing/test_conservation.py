@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import random
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -22,6 +21,7 @@ from contracts.instruments import INSTRUMENTS
 from contracts.money import format_amount
 from nodes.clearing import amounts
 from tests.clearing.platform import FEES, Platform, balances, clearing, every_saga_final, fund, place, wallet
+from tests.polling import eventually
 
 ORDERS = int(os.environ.get("QT_CONSERVATION_ORDERS", "2000"))
 ACCOUNTS = [f"acc{i:02d}" for i in range(20)]
@@ -66,15 +66,16 @@ async def open_orders(platform: Platform, placed: list[tuple[str, str, str]]) ->
 
 async def clearing_order(platform: Platform, symbol: str, order_id: str) -> dict[str, Any]:
     """matching.order in integer units."""
-    from contracts.rpc import call
+    from mesh.rpc import call
 
     return await call(platform.nc, "matching.order", {"instrument": symbol, "order_id": order_id}, timeout=10)
 
 
-async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], deadline: float) -> str:
-    """'' once every account's held amounts equal what its open orders need; else the last difference."""
-    diff = ""
-    while time.monotonic() < deadline:
+async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], context: str) -> None:
+    """Wait until every account's held amounts equal what its open orders need (EXEC-driven releases are
+    asynchronous); fail with the last difference and `context` otherwise."""
+
+    async def difference() -> str:
         need: dict[tuple[str, str], int] = defaultdict(int)
         for order in await open_orders(platform, placed):
             spec = INSTRUMENTS[order["instrument"]]
@@ -85,10 +86,9 @@ async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], de
             for asset, (_, held) in (await balances(platform.nc, account)).items():
                 if held != need.get((account, asset), 0):
                     diff = f"{account} {asset}: held {held}, open orders need {need.get((account, asset), 0)}"
-        if not diff:
-            return ""
-        await asyncio.sleep(0.5)  # EXEC-driven releases are asynchronous
-    return diff
+        return diff
+
+    await eventually(difference, lambda diff: diff == "", every_s=0.5, what=f"holds equal to open orders ({context})")
 
 
 @pytest.mark.slow
@@ -135,12 +135,12 @@ async def test_random_orders_cancels_and_failures_conserve_money(fresh: Platform
         for asset, (available, held) in (await balances(nc, account)).items():
             totals[asset] += available + held
     assert dict(totals) == {asset: amount * len(ACCOUNTS) for asset, amount in DEPOSITS.items()}, context
-    assert await holds_match(fresh, placed, time.monotonic() + 30) == "", context
+    await holds_match(fresh, placed, context)
 
     for symbol, order_id, account in placed:  # close every order: nothing may stay held
         with contextlib.suppress(QtError):
             await clearing(nc, "cancel_order", account=account, order_id=order_id, instrument=symbol)
-    assert await holds_match(fresh, placed, time.monotonic() + 30) == "", context
+    await holds_match(fresh, placed, context)
     for account in ACCOUNTS:
         assert all(held == 0 for _, held in (await balances(nc, account)).values()), context
     sagas = await every_saga_final(nc)  # the whole bucket, not a page of the index

@@ -6,7 +6,6 @@ Every saga ends completed or compensated, no hold leaks, nothing is settled twic
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
@@ -16,8 +15,8 @@ from nats.aio.client import Client
 
 from contracts.clearing import COMPENSATIONS
 from contracts.errors import QtError
-from contracts.rpc import call
 from contracts.subjects import TRADES_STREAM
+from mesh.rpc import call
 from tests.clearing.platform import (
     FEES,
     Platform,
@@ -29,6 +28,7 @@ from tests.clearing.platform import (
     totals,
     wallet,
 )
+from tests.polling import eventually
 
 STEPS = ("reserve_funds", "submit_order", "process_fills", "settle")
 QUOTE = 82_436  # 2 x 412.18 USD
@@ -37,18 +37,9 @@ FEE = QUOTE * 5 // 10_000
 
 async def wait_final(nc: Client, saga_id: str, timeout_s: float = 40.0) -> dict[str, Any]:
     """Poll saga_get until the saga is final (recovery runs every second)."""
-    deadline = time.monotonic() + timeout_s
-    last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        try:
-            last = await clearing(nc, "saga_get", saga_id=saga_id, timeout=2)
-        except QtError:
-            await asyncio.sleep(0.2)
-            continue
-        if last["status"] in ("completed", "compensated", "failed"):
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"saga {saga_id} not final in {timeout_s}s: {last.get('status')}")
+    return await eventually(lambda: clearing(nc, "saga_get", saga_id=saga_id, timeout=2),
+                            lambda saga: saga["status"] in ("completed", "compensated", "failed"),
+                            timeout_s=timeout_s, every_s=0.2, ignoring=(QtError,), what=f"saga {saga_id} final")
 
 
 async def trades_of(nc: Client, trade_id: str) -> list[str]:
@@ -68,10 +59,7 @@ async def doomed(platform: Platform, proc_index: int, **body: Any) -> None:
     request = asyncio.create_task(place(platform.nc, timeout=20, **body))
     proc = platform.procs[proc_index].proc
     assert proc is not None
-    deadline = time.monotonic() + 20
-    while proc.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert proc.poll() is not None, "QT_CRASH_AT did not kill clearing"
+    await eventually(lambda: proc.poll() is not None, what="clearing killed by QT_CRASH_AT")
     request.cancel()
 
 
@@ -187,12 +175,10 @@ async def test_a_dependency_killed_mid_saga_makes_the_saga_wait_and_the_breaker_
 
     request = asyncio.create_task(place(nc, timeout=60, account=taker, instrument="MSFT", side="BUY",
                                         price="415.00", qty="2.0000"))
-    deadline = time.monotonic() + 20
-    state = ""
-    while time.monotonic() < deadline and state != "open":
-        state = (await clearing(nc, "breakers"))["breakers"][victim]["state"]
-        await asyncio.sleep(0.1)
-    assert state == "open"
+    async def breaker_state() -> str:
+        return str((await clearing(nc, "breakers"))["breakers"][victim]["state"])
+
+    await eventually(breaker_state, lambda state: state == "open", every_s=0.1, what=f"{victim} breaker open")
     assert not request.done()
 
     await fresh.start(victim)  # same data dir: it takes its lease back at once

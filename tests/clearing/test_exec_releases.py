@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+from typing import Any
 
 import pytest
+from nats.js.errors import NotFoundError
 
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import call
 from contracts.subjects import DLQ_STREAM, dlq_subject, matching_subject
+from mesh.rpc import call
 from tests.clearing.platform import Platform, balances, clearing, fund, place
 from tests.clearing.test_place_order import acct
+from tests.polling import eventually
 
 
 async def wait_balance(platform: Platform, account: str, asset: str, expected: tuple[int, int]) -> None:
     """Poll until (available, held) of `asset` is `expected` (EXEC is consumed asynchronously)."""
-    deadline = time.monotonic() + 20
-    got: tuple[int, int] | None = None
-    while time.monotonic() < deadline:
-        got = (await balances(platform.nc, account)).get(asset)
-        if got == expected:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{account} {asset}: {got} != {expected}")
+    async def held() -> tuple[int, int] | None:
+        return (await balances(platform.nc, account)).get(asset)
+
+    await eventually(held, lambda got: got == expected, what=f"{account} {asset} == {expected}")
 
 
 async def test_self_trade_prevention_cancelling_the_resting_order_releases_its_hold(shared: Platform) -> None:
@@ -66,27 +63,23 @@ async def test_a_release_that_keeps_failing_is_parked_in_dlq_and_replayed_once_f
     # An operator cancels in the engine directly while the wallet is down: the hold cannot be released.
     await call(nc, matching_subject("cancel"), {"order_id": order["order_id"], "account": trader,
                                                 "instrument": "AAPL"}, wire=Wire.JSON)
-    deadline = time.monotonic() + 30
-    parked = None
-    while time.monotonic() < deadline and parked is None:
-        try:
-            parked = await js.get_last_msg(DLQ_STREAM, subject)
-        except Exception:
-            await asyncio.sleep(0.2)
-    assert parked is not None, "the failing report was not dead-lettered"
+    parked = await eventually(lambda: js.get_last_msg(DLQ_STREAM, subject), ignoring=(NotFoundError,),
+                              what="the failing report dead-lettered")
     assert parked.headers is not None and parked.headers["Qt-Deliveries"] == "5"
     assert "wallet" in parked.headers["Qt-Last-Error"]
 
     await fresh.start("wallet")
     assert (await balances(nc, trader))["USD"] == (1_000_000 - 10_005, 10_005)  # still held
-    deadline = time.monotonic() + 20
-    while True:  # until the breaker lets a trial call through to the wallet that is back
+    async def replay() -> dict[str, Any] | None:
         try:
-            replayed = await clearing(nc, "dlq_replay", seq=parked.seq)
-            break
-        except QtError as exc:
-            assert exc.code is ErrorCode.UNAVAILABLE and time.monotonic() < deadline, exc
-            await asyncio.sleep(0.5)
+            return await clearing(nc, "dlq_replay", seq=parked.seq)
+        except QtError as exc:  # until the breaker lets a trial call through to the wallet that is back
+            if exc.code is ErrorCode.UNAVAILABLE:
+                return None
+            raise
+
+    replayed = await eventually(replay, every_s=0.5, what="the replay through the wallet that is back")
+    assert replayed is not None
     assert replayed["outcome"] == "replayed"
     with pytest.raises(QtError) as gone:  # replayed means no longer parked
         await clearing(nc, "dlq_replay", seq=parked.seq)

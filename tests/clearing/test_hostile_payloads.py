@@ -10,8 +10,8 @@ import msgpack
 import pytest
 
 from contracts.money import MAX_UNITS
-from contracts.rpc import QT_ERROR_HEADER, discover
 from contracts.subjects import MARKETDATA_SERVICE
+from mesh.rpc import QT_ERROR_HEADER, discover
 from tests.clearing.platform import Platform, balances, clearing, fund
 from tests.clearing.test_place_order import acct
 from tests.conftest import wait_for_service

@@ -3,21 +3,22 @@ status, busted fills shown as busts, and the fee per fill and per order."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
+from typing import Any
 
 from contracts.clearing import PlaceOrder, SagaStatus
 from contracts.codec import Wire
-from contracts.jetstream import ensure_named
 from contracts.matching import Side
-from contracts.rpc import call
 from contracts.subjects import SAGAS_BUCKET, matching_subject
+from mesh.jetstream import ensure_named
+from mesh.rpc import call
 from nodes.clearing import saga as machine
 from nodes.clearing.node import request_hash
 from nodes.clearing.store import encode
 from tests.clearing.platform import Platform, clearing, fund, place
 from tests.clearing.test_place_order import acct
+from tests.polling import eventually
 
 
 async def test_pages_hold_one_accounts_sagas_newest_first_and_complete(shared: Platform) -> None:
@@ -118,9 +119,10 @@ async def test_a_saga_a_crash_left_unindexed_is_indexed_when_recovery_takes_it(s
     saga.owner, saga.lease_until_ms = "elsewhere:1", 0  # its driver died between create and index
     await (await nc.jetstream().key_value(SAGAS_BUCKET)).create(saga_id, encode(saga))
 
-    async with asyncio.timeout(30):  # recovery scans every second
-        while not (listed := (await clearing(nc, "saga_list", account=account))["sagas"]):
-            await asyncio.sleep(0.2)
+    async def sagas() -> list[dict[str, Any]]:
+        return list((await clearing(nc, "saga_list", account=account))["sagas"])
+
+    listed = await eventually(sagas, every_s=0.2, what="the saga listed (recovery scans every second)")
     assert [s["saga_id"] for s in listed] == [saga_id]
 
 

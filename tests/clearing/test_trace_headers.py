@@ -9,8 +9,8 @@ import uuid
 from nats.aio.msg import Msg
 
 from contracts.codec import Wire
-from contracts.rpc import call
 from contracts.subjects import clearing_subject, exec_subject, orders_subject, trades_subject
+from mesh.rpc import call
 from tests.clearing.platform import Platform, fund, place
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from contracts.credentials import nkey_seed_path
 from contracts.gateway import JWT_AUDIENCE, JWT_ISSUER, Role
 from gateway.keys import ensure_key_pair, load_private
 from gateway.tokens import mint
+from tests.polling import eventually
 from tests.procs import REPO
 from tooling.natsserver import free_port
 
@@ -58,20 +58,15 @@ class GatewayProcess:
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Poll `/ready` until it answers 200 (fails fast if the process died)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
         async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
-            while loop.time() < deadline:
+            async def ready() -> int:
                 assert self.proc is not None
                 if self.proc.poll() is not None:
                     raise AssertionError(f"gateway exited {self.proc.returncode}:\n{self.log_path.read_text()}")
-                try:
-                    if (await client.get("/ready")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"gateway not ready in {timeout_s}s:\n{self.log_path.read_text()}")
+                return (await client.get("/ready")).status_code
+
+            await eventually(ready, lambda status: status == 200, timeout_s=timeout_s, every_s=0.1,
+                             ignoring=(httpx.TransportError,), what=f"gateway ready (log: {self.log_path})")
 
     def token(self, account: str, role: Role = Role.TRADER, *, ttl_s: int = 3600, now: float | None = None,
               audience: str = JWT_AUDIENCE, issuer: str = JWT_ISSUER) -> str:

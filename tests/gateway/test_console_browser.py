@@ -4,7 +4,6 @@ screenshot of its page into docs/screenshots/ (README links them)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +16,7 @@ from contracts.gateway import JWT_AUDIENCE, JWT_ISSUER, Role
 from gateway.keys import key_paths, load_private
 from gateway.tokens import mint
 from tests.gateway.test_docs_browser import chromium
+from tests.polling import eventually
 from tests.procs import REPO
 from tests.tooling.harness import QtUp
 
@@ -106,13 +106,9 @@ def qt_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QtUp]:
 async def venue(qt_up: QtUp) -> AsyncIterator[Venue]:
     made = Venue(qt_up)
     try:
-        for _ in range(600):  # the gateway starts alongside the nodes (and makes its key pair first)
-            try:
-                if (await made.http.get("/ready")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
+        # the gateway starts alongside the nodes (and makes its key pair first)
+        await eventually(lambda: made.http.get("/ready"), lambda r: r.status_code == 200, timeout_s=60, every_s=0.1,
+                         ignoring=(httpx.TransportError,), what="the gateway ready")
         assert key_paths(qt_up.data_dir)[0].exists(), "the gateway never became ready"
         yield made
     finally:

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from contracts.gateway import IDEMPOTENT_REPLAYED_HEADER, Role
-from contracts.jetstream import ensure_all
 from contracts.subjects import IDEMPOTENCY_BUCKET
 from gateway.settings import Settings
+from mesh.jetstream import ensure_all
 from tests.clearing.conftest import close_platform, make_platform
 from tests.clearing.platform import balances
 from tests.gateway.conftest import start_gateway

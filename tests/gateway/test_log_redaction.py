@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
@@ -11,18 +10,14 @@ import websockets
 
 from gateway.redact import REDACTED, redact
 from tests.gateway.harness import GatewayProcess, new_account
+from tests.polling import eventually
 
 
 async def log_line_with(gateway: GatewayProcess, marker: str, timeout_s: float = 15.0) -> str:
     """The first line of the gateway's log that contains `marker` (polled: the process writes it)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        lines = [line for line in gateway.log_path.read_text().splitlines() if marker in line]
-        if lines:
-            return lines[0]
-        assert loop.time() < deadline, f"{marker} never logged"
-        await asyncio.sleep(0.05)
+    lines = await eventually(lambda: [line for line in gateway.log_path.read_text().splitlines() if marker in line],
+                             timeout_s=timeout_s, what=f"{marker} logged")
+    return lines[0]
 
 
 async def test_a_websocket_token_in_the_url_is_not_logged(gateway: GatewayProcess) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from tests.clearing.platform import Platform, fund
 from tests.conftest import wait_for_service
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
+from tests.polling import eventually
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +19,6 @@ async def market_data(platform: Platform) -> AsyncIterator[None]:
     await platform.start("market_data", wait=False)
     await wait_for_service(platform.nc, "marketdata", timeout_s=30)
     yield
-
-
-async def until(read: Any, ready: Any, timeout_s: float = 20.0) -> Any:
-    """Poll `read()` until `ready(result)` (market data follows TRADES asynchronously)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = await read()
-        if ready(result) or loop.time() > deadline:
-            return result
-        await asyncio.sleep(0.1)
 
 
 async def test_a_trade_reaches_tape_candles_and_ticker(market_data: None, client: httpx.AsyncClient,
@@ -46,8 +34,9 @@ async def test_a_trade_reaches_tape_candles_and_ticker(market_data: None, client
     assert sold.status_code == bought.status_code == 201
     trade_id = bought.json()["fills"][0]["trade_id"]
 
-    tape = await until(lambda: client.get("/v1/markets/ETH-USD/trades", params={"limit": 5}),
-                       lambda r: any(t["trade_id"] == trade_id for t in r.json().get("trades", [])))
+    tape = await eventually(lambda: client.get("/v1/markets/ETH-USD/trades", params={"limit": 5}),
+                            lambda r: any(t["trade_id"] == trade_id for t in r.json().get("trades", [])),
+                            every_s=0.1, what=f"trade {trade_id} on the tape")
     assert tape.status_code == 200, tape.text
     mine = next(t for t in tape.json()["trades"] if t["trade_id"] == trade_id)
     assert (mine["price"], mine["qty"], mine["taker_side"]) == ("3450.00", "0.01000000", "BUY")

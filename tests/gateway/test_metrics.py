@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts.rpc import discover
+from mesh.rpc import discover
 from tests.clearing.platform import Platform
 from tests.conftest import wait_for_service
 from tests.gateway.harness import GatewayProcess, bearer

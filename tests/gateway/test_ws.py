@@ -18,6 +18,7 @@ from contracts.clearing import PlaceOrder
 from contracts.errors import QtError
 from tests.clearing.platform import Platform, clearing, fund, place
 from tests.gateway.harness import GatewayProcess, new_account
+from tests.polling import eventually
 
 SYMBOL = "ETH-USD"  # no other gateway test trades it
 
@@ -107,12 +108,12 @@ async def test_a_replayed_book_equals_the_engines_after_1000_random_orders(
                     placed.append((account, out["order_id"]))
 
         await asyncio.gather(*(trader_loop() for _ in range(8)))
-        engine: dict[str, Any] = {}
-        for _ in range(100):  # the last updates may still be on their way
-            engine = (await client.get(f"/v1/markets/{SYMBOL}/book", params={"depth": 500})).json()
-            if engine["seq"] == book.seq:
-                break
-            await asyncio.sleep(0.1)
+        async def engine_book() -> dict[str, Any]:
+            return dict((await client.get(f"/v1/markets/{SYMBOL}/book", params={"depth": 500})).json())
+
+        # the last updates may still be on their way
+        engine = await eventually(engine_book, lambda e: e["seq"] == book.seq, every_s=0.1,
+                                  what="the client's book at the engine's sequence")
         reading.cancel()
     assert book.snapshots == 1 and book.updates > 100
     assert engine["seq"] == book.seq

@@ -12,12 +12,13 @@ from typing import Any
 import httpx
 
 from contracts.errors import QtError
-from contracts.rpc import call
 from contracts.subjects import matching_subject
 from gateway.ws_hub import CATCH_UP, Hub, Subscriber
+from mesh.rpc import call
 from tests.clearing.platform import Platform, clearing, fund, place
 from tests.gateway.harness import GatewayProcess, new_account
 from tests.gateway.test_ws import BookClient
+from tests.polling import eventually
 
 SYMBOL = "BTC-USD"
 CHANNEL = f"book.{SYMBOL}"
@@ -33,12 +34,8 @@ async def engine_book(client: httpx.AsyncClient) -> dict[str, Any]:
 
 async def settled(hub: Hub, client: httpx.AsyncClient) -> dict[str, Any]:
     """The engine's book once the hub's channel has caught up with it."""
-    async with asyncio.timeout(20):
-        while True:
-            engine = await engine_book(client)
-            if hub.channels[CHANNEL].seq == engine["seq"]:
-                return engine
-            await asyncio.sleep(0.05)
+    return await eventually(lambda: engine_book(client), lambda engine: hub.channels[CHANNEL].seq == engine["seq"],
+                            timeout_s=20, what="the hub's channel at the engine's sequence")
 
 
 def assert_equal(book: BookClient, engine: dict[str, Any]) -> None:

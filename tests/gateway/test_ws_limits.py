@@ -113,3 +113,16 @@ async def test_oversize_frames_are_refused_by_the_protocol_and_memory_stays_boun
         assert json.loads(await ws.recv())["type"] == "authenticated"
         await ws.send("x" * 5000)
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["code"] == "payload_too_large"
+
+
+async def test_a_socket_sending_frames_past_its_rate_is_closed_4429(gateway: GatewayProcess) -> None:
+    ws = await authenticated(ws_url(gateway, new_account("chatty")))
+    with pytest.raises(ConnectionClosed) as closed:
+        # far past the burst (50) at any speed this machine sends; the close ends the loop early
+        for _ in range(5_000):
+            await ws.send(json.dumps({"op": "ping"}))
+        while True:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4429
+    assert "too many messages" in closed.value.rcvd.reason

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from contracts.jetstream import ensure_named
 from contracts.subjects import TRADES_STREAM
+from mesh.jetstream import ensure_named
 from tests.market_data.market import Market
 from tooling.natsserver import NatsServer
 

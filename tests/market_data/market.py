@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,11 @@ from nats.js.api import PubAck
 from contracts.clearing import TradeEvent
 from contracts.codec import Wire
 from contracts.instruments import instrument
-from contracts.rpc import call
 from contracts.subjects import MARKETDATA_SERVICE, TRADES_STREAM, marketdata_subject, trades_subject
+from mesh.rpc import call
 from nodes.market_data.candles import bucket
 from tests.conftest import wait_for_service
+from tests.polling import eventually
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
 
@@ -55,14 +55,8 @@ async def md(nc: Client, endpoint: str, wire: Wire = Wire.JSON, **body: Any) -> 
 
 async def wait_seq(nc: Client, symbol: str, seq: int, timeout_s: float = 20.0) -> dict[str, Any]:
     """Poll the ticker until it reflects TRADES sequence `seq` (the node folds asynchronously)."""
-    deadline = time.monotonic() + timeout_s
-    ticker = await md(nc, "ticker", instrument=symbol)
-    while ticker["seq"] < seq:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{symbol} ticker stuck at seq {ticker['seq']}, waiting for {seq}")
-        await asyncio.sleep(0.05)
-        ticker = await md(nc, "ticker", instrument=symbol)
-    return ticker
+    return await eventually(lambda: md(nc, "ticker", instrument=symbol), lambda ticker: ticker["seq"] >= seq,
+                            timeout_s=timeout_s, what=f"{symbol} ticker at seq {seq}")
 
 
 async def picture(nc: Client, symbol: str) -> dict[str, Any]:

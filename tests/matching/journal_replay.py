@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
@@ -12,8 +11,9 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.fencing import FenceGate
 from contracts.instruments import INSTRUMENTS
-from contracts.rpc import call
+from mesh.rpc import call
 from nodes.matching.engine import BATCH, InstrumentEngine
+from tests.polling import eventually
 
 
 async def read_stream(nc: Client, subject: str) -> list[Any]:
@@ -51,11 +51,11 @@ async def replay_journal(nc: Client, symbol: str) -> tuple[InstrumentEngine, Cou
 async def exec_reports(nc: Client, symbol: str) -> tuple[list[dict[str, Any]], int]:
     """EXEC reports that pass the fence, and how many stale ones it dropped (once the engine has
     published everything it applied: reports go out after the reply, in batches)."""
-    for _ in range(300):
-        status = (await call(nc, "matching.status", {"instrument": symbol}))["instruments"][0]
-        if status["exec_published_seq"] >= status["applied_seq"]:
-            break
-        await asyncio.sleep(0.05)
+    async def status() -> dict[str, Any]:
+        return dict((await call(nc, "matching.status", {"instrument": symbol}))["instruments"][0])
+
+    await eventually(status, lambda s: s["exec_published_seq"] >= s["applied_seq"],
+                     what=f"{symbol}'s EXEC reports all published")
     gate = FenceGate()
     kept, dropped = [], 0
     for msg in await read_stream(nc, f"exec.{symbol}"):

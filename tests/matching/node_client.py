@@ -8,8 +8,8 @@ from typing import Any
 from nats.aio.client import Client
 
 from contracts.codec import Wire
-from contracts.rpc import call
 from contracts.subjects import matching_subject
+from mesh.rpc import call
 from tests.conftest import wait_for_service
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer

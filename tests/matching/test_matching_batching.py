@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 from contracts.credentials import nkey_seed_path
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import call
+from mesh.rpc import call
 from nodes.matching.engine import BATCH, command_key
 from tests.matching.journal_replay import read_stream, replay_journal
 from tests.matching.node_client import start_matching

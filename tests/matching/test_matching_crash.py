@@ -13,7 +13,7 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.errors import QtError
-from contracts.rpc import call
+from mesh.rpc import call
 from tests.matching.journal_replay import exec_reports, read_stream, replay_journal
 from tests.matching.node_client import matching, start_matching
 from tests.procs import NodeProcess

@@ -14,7 +14,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import call
+from mesh.rpc import call
 from tests.matching.node_client import start_matching
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer

@@ -8,6 +8,7 @@ import signal
 from collections import Counter
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client
@@ -15,11 +16,12 @@ from nats.aio.msg import Msg
 
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS
-from contracts.rpc import call
 from contracts.subjects import FENCE_HEADER, exec_subject
+from mesh.rpc import call
 from tests.conftest import wait_for_service
 from tests.matching.journal_replay import exec_reports, replay_journal
 from tests.matching.node_client import matching, start_matching
+from tests.polling import eventually
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
 
@@ -36,14 +38,18 @@ def _order(i: int) -> dict:
 
 async def _submit_until_done(nc: Client, body: dict) -> dict:
     """A client that retries the same order id until some engine answers (bounded)."""
-    for _ in range(200):
+    async def submit() -> dict[str, Any] | None:
         try:
             return await call(nc, "matching.submit", body, timeout=2)
         except QtError as exc:  # only "no engine right now" is worth retrying
             if exc.code not in (ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT):
                 raise
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{body['order_id']} never answered")
+            return None
+
+    answered = await eventually(submit, lambda reply: reply is not None, every_s=0.1, timeout_s=60,
+                                what=f"{body['order_id']} answered")
+    assert answered is not None
+    return answered
 
 
 @pytest.mark.slow

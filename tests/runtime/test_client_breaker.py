@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -15,11 +14,12 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import discover
+from mesh.rpc import discover
 from nodes.runtime.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from nodes.runtime.client import ServiceClient
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
+from tests.polling import eventually
 from tooling import render
 
 
@@ -70,10 +70,8 @@ async def open_breaker(client: ServiceClient) -> None:
 
 
 async def until_half_open(breaker: CircuitBreaker, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while breaker.state(time.monotonic()) is not BreakerState.HALF_OPEN:
-        assert time.monotonic() < deadline, "breaker never became half_open"
-        await asyncio.sleep(0.02)
+    await eventually(lambda: breaker.state(time.monotonic()) is BreakerState.HALF_OPEN, timeout_s=timeout_s,
+                     every_s=0.02, what="breaker half_open")
 
 
 async def test_an_open_breaker_fails_fast_without_sending_a_request(nc: Client) -> None:

@@ -17,7 +17,6 @@ from nats.js.errors import NotFoundError
 
 from contracts.dlq import DlqReplayReply
 from contracts.errors import ErrorCode, QtError
-from contracts.jetstream import ensure_named
 from contracts.subjects import (
     DLQ_CONSUMER,
     DLQ_DELIVERIES,
@@ -30,9 +29,11 @@ from contracts.subjects import (
     MAX_DELIVER,
     dlq_subject,
 )
+from mesh.jetstream import ensure_named
 from nodes.runtime.durable import DeliveredMessage, DurableWorker, max_deliveries_advisory
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
+from tests.polling import eventually
 from tooling.natsserver import NatsServer
 
 QT = str(Path(sys.executable).parent / "qt")
@@ -220,11 +221,10 @@ async def test_a_handled_message_is_acked_and_never_parked(
     await js.publish(lane.subject, PAYLOAD)
     await asyncio.wait_for(handler.called.wait(), timeout=10)
 
-    async def acked() -> None:
-        while (await js.consumer_info(lane.stream, lane.consumer)).ack_floor.stream_seq != 1:
-            await asyncio.sleep(0.05)  # the ack is a fire-and-forget publish: poll its effect
+    async def ack_floor() -> int:  # the ack is a fire-and-forget publish: poll its effect
+        return (await js.consumer_info(lane.stream, lane.consumer)).ack_floor.stream_seq
 
-    await asyncio.wait_for(acked(), timeout=10)
+    await eventually(ack_floor, lambda seq: seq == 1, what="the message acked")
     assert [call.deliveries for call in handler.calls] == [1]
     with pytest.raises(NotFoundError):
         await js.get_msg(DLQ_STREAM, subject=lane.dlq)

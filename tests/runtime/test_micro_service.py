@@ -11,8 +11,8 @@ from nats.aio.client import Client
 from pydantic import BaseModel
 
 from contracts.codec import Wire
-from contracts.rpc import INSTANCE_HEADER, call, gather
 from contracts.subjects import WALLET_ENDPOINTS
+from mesh.rpc import INSTANCE_HEADER, call, gather
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
 from tests.conftest import InProcessWallet

@@ -14,8 +14,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from contracts.codec import Wire
-from contracts.rpc import call
 from contracts.subjects import MARKETDATA_SERVICE, marketdata_subject
+from mesh.rpc import call
 from tests.conftest import wait_for_service
 from tests.gateway.harness import GatewayProcess
 from tests.procs import NodeProcess

@@ -17,8 +17,8 @@ from nats.errors import NoRespondersError
 
 from contracts.credentials import nats_auth_path, nkey_seed_path
 from contracts.permissions import inbox_prefix
-from contracts.rpc import discover
 from contracts.subjects import ROLES
+from mesh.rpc import discover
 from tests.conftest import InProcessWallet
 from tooling.natsserver import NatsServer
 

@@ -23,12 +23,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from contracts.codec import Wire
 from contracts.credentials import nkey_seed_path
 from contracts.gateway import JWT_AUDIENCE, JWT_ISSUER, Role
-from contracts.rpc import call
 from contracts.subjects import clearing_subject, wallet_subject
 from gateway.app import create_app
 from gateway.keys import ensure_key_pair, load_private
 from gateway.settings import Settings
 from gateway.tokens import mint
+from mesh.rpc import call
 from nodes.runtime.config import NodeConfig
 from tests.conftest import node_config, wait_for_service
 from tooling.natsserver import NatsServer

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.polling import eventually_sync
 from tests.tooling.harness import QT, STARTED, QtUp, alive, usd_available
 from tooling.natsserver import free_port
 
@@ -24,11 +24,8 @@ def next_start(platform: QtUp, name: str, old_pid: int) -> int:
 
 def answer_after_restart(platform: QtUp, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
     """Poll `qt wallet balance alice` until the restarted wallet answers."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = platform.qt("wallet", "balance", "alice")
-        if result.returncode == 0 or time.monotonic() > deadline:
-            return result
+    return eventually_sync(lambda: platform.qt("wallet", "balance", "alice"), lambda result: result.returncode == 0,
+                           timeout_s=timeout_s, every_s=0, what="the restarted wallet answering")
 
 
 @pytest.mark.slow

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.polling import eventually_sync
 from tests.tooling.harness import QT, QtUp, alive
 from tooling.natsserver import permission_violations
 
@@ -47,13 +47,5 @@ def test_qt_up_then_qt_smoke_passes_every_time(tmp_path: Path) -> None:
 
 def _ready(client: httpx.Client, attempts: int = 300) -> httpx.Response:
     """`/ready` once the gateway has connected (it starts alongside the nodes)."""
-    response = httpx.Response(599)
-    for _ in range(attempts):
-        try:
-            response = client.get("/ready")
-        except httpx.TransportError:
-            response = httpx.Response(599)
-        if response.status_code == 200:
-            break
-        time.sleep(0.1)
-    return response
+    return eventually_sync(lambda: client.get("/ready"), lambda r: r.status_code == 200, timeout_s=attempts / 10,
+                           every_s=0.1, ignoring=(httpx.TransportError,), what="the gateway ready")

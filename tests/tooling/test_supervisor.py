@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import sys
 from collections.abc import Callable
@@ -10,11 +9,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tooling.supervisor import Backoff, ChildSpec, Supervisor
+from mesh.backoff import RESTART, Backoff
+from tests.polling import eventually
+from tooling.supervisor import ChildSpec, Supervisor
 
 
 def test_backoff_doubles_caps_and_resets_after_a_long_run() -> None:
-    backoff = Backoff()
+    backoff = RESTART
     delays: list[float] = []
     delay: float | None = None
     for _ in range(7):
@@ -31,9 +32,7 @@ def python_child(name: str, code: str, tmp_path: Path) -> ChildSpec:
 
 async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
     """Poll `condition()` until it is true, failing after `timeout_s`."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.01)
+    await eventually(condition, timeout_s=timeout_s, every_s=0.01)
 
 
 async def test_crashed_child_is_restarted_and_its_output_tagged(tmp_path: Path) -> None:

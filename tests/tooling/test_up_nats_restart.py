@@ -5,23 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.polling import eventually_sync
 from tests.tooling.harness import NATS_STARTED, QtUp, alive, available
 
 
 def until_ok(platform: QtUp, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run a `qt` command until it succeeds (the nodes reconnect at their own pace) or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = platform.qt(*args)
-        if result.returncode == 0 or time.monotonic() > deadline:
-            return result
+    return eventually_sync(lambda: platform.qt(*args), lambda result: result.returncode == 0, timeout_s=timeout_s,
+                           every_s=0, what=f"qt {' '.join(args)} succeeding")
 
 
 @pytest.mark.slow
@@ -57,10 +54,8 @@ def test_killed_nats_server_comes_back_with_balances_and_sagas_working(tmp_path:
 def gateway_balances(platform: QtUp, account: str, timeout_s: float = 60.0) -> dict[str, Any]:
     """The account's balances over the gateway's HTTP API, once it answers 200."""
     token = platform.qt("token", "--account", account).stdout.strip()
-    deadline = time.monotonic() + timeout_s
-    while True:
-        reply = httpx.get(f"http://127.0.0.1:{platform.http_port}/v1/accounts/{account}/balances",
-                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        if reply.status_code == 200 or time.monotonic() > deadline:
-            assert reply.status_code == 200, reply.text
-            return dict(reply.json()["balances"])
+    reply = eventually_sync(
+        lambda: httpx.get(f"http://127.0.0.1:{platform.http_port}/v1/accounts/{account}/balances",
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10),
+        lambda reply: reply.status_code == 200, timeout_s=timeout_s, every_s=0, what=f"{account}'s balances")
+    return dict(reply.json()["balances"])

@@ -8,8 +8,8 @@ from typing import Any
 from nats.aio.client import Client
 
 from contracts.codec import Wire
-from contracts.rpc import call
 from contracts.subjects import wallet_subject
+from mesh.rpc import call
 
 
 async def wallet_call(nc: Client, endpoint: str, wire: Wire = Wire.JSON, **body: Any) -> dict[str, Any]:

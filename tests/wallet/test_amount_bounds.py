@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
 from contracts.money import MAX_UNITS, format_amount
-from contracts.rpc import QT_ERROR_HEADER
+from mesh.rpc import QT_ERROR_HEADER
 from nodes.wallet.node import db_path
 from tests.conftest import InProcessWallet
 from tests.wallet.client import balance, event_count, new_account, wallet_call

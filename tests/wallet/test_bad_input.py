@@ -7,7 +7,7 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.codec import MAX_REQUEST_BYTES
-from contracts.rpc import ERROR_CODE_HEADER, QT_ERROR_HEADER
+from mesh.rpc import ERROR_CODE_HEADER, QT_ERROR_HEADER
 from tests.conftest import InProcessWallet
 from tests.wallet.client import balance, event_count, new_account, wallet_call
 

@@ -18,6 +18,7 @@ from nats.aio.client import Client
 from contracts.errors import QtError
 from nodes.wallet.node import db_path
 from tests.conftest import wait_for_service
+from tests.polling import eventually
 from tests.procs import NodeProcess
 from tests.wallet.client import balance, new_account, wallet_call
 from tooling.natsserver import NatsServer
@@ -52,8 +53,8 @@ def _sqlite_op_counts(path: Path, account: str) -> Counter[str]:
 async def _stream_op_counts(nc: Client, account: str, expected: int) -> Counter[str]:
     """Read every WALLET message of the account (waiting, bounded, for the relay to catch up)."""
     js = nc.jetstream()
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
+
+    async def read() -> Counter[str]:
         sub = await js.subscribe(f"wallet.events.{account}.>", ordered_consumer=True)
         counts: Counter[str] = Counter()
         try:
@@ -61,13 +62,13 @@ async def _stream_op_counts(nc: Client, account: str, expected: int) -> Counter[
                 try:
                     msg = await sub.next_msg(timeout=1)
                 except TimeoutError:
-                    break
+                    return counts
                 counts[msgpack.unpackb(msg.data)["op_id"]] += 1
         finally:
             await sub.unsubscribe()
-        if counts.total() >= expected or asyncio.get_running_loop().time() > deadline:
-            return counts
-        await asyncio.sleep(0.2)
+
+    return await eventually(read, lambda counts: counts.total() >= expected, every_s=0.2,
+                            what=f"{expected} of {account}'s events in WALLET")
 
 
 @pytest.mark.slow

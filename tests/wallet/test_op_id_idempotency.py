@@ -9,7 +9,7 @@ from nats.aio.client import Client
 
 from contracts.codec import Wire, encode, loads
 from contracts.errors import ErrorCode, QtError
-from contracts.rpc import REPLAYED_HEADER
+from mesh.rpc import REPLAYED_HEADER
 from tests.conftest import InProcessWallet
 from tests.wallet.client import balance, event_count, new_account, wallet_call
 

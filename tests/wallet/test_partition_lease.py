@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 
 from tests.conftest import wait_for_service
+from tests.polling import eventually
 from tests.procs import NodeProcess
 from tests.wallet.client import balance, new_account, wallet_call
 from tooling.natsserver import NatsServer
@@ -39,11 +39,7 @@ async def test_standby_serves_only_after_the_owner_leaves(
     standby = NodeProcess("nodes.wallet", nats_server.url, tmp_path / "b", nats_server.data_dir)
     processes.append(standby.start())
     log = tmp_path / "b" / "nodes.wallet.log"
-    for _ in range(200):
-        if log.exists() and "standing by" in log.read_text():
-            break
-        await asyncio.sleep(0.05)
-    assert "standing by" in log.read_text()
+    await eventually(lambda: log.exists() and "standing by" in log.read_text(), what="the standby standing by")
     assert await _ping_replies(nc) == 1
 
     assert owner.terminate() == 0  # a clean stop releases the lease at once

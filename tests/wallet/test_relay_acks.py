@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from contracts.jetstream import ensure_named
 from contracts.subjects import WALLET_STREAM
 from contracts.wallet import Deposit
+from mesh.jetstream import ensure_named
 from nodes.runtime.pipeline import PublishFailed
 from nodes.wallet.relay import OutboxRelay
 from nodes.wallet.writer import Writer

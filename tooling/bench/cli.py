@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 from rich.console import Console
@@ -28,9 +29,18 @@ app.command(name="saga")(saga)
 app.command(name="gateway")(gateway)
 
 
+#: What only the benchmarks import; they come with the `bench` extra.
+BENCH_ONLY: Final = ("aiosqlite",)
+
+
 @app.callback()
 def bench() -> None:
     """Benchmarks: each prints its tables and targets; `--write` refreshes its block in BENCHMARKS.md."""
+    missing = [name for name in BENCH_ONLY if importlib.util.find_spec(name) is None]
+    if missing:
+        Console(stderr=True).print(f"qt bench needs the bench extra ({', '.join(missing)} missing): "
+                                   "pip install -e '.[bench]'", markup=False)
+        raise typer.Exit(2)
 
 
 def _plan(quick: bool, duration: float | None, warmup: float | None, clients: str, open_rates: str,

@@ -29,8 +29,8 @@ from nats.aio.client import Client
 
 from contracts.codec import loads
 from contracts.instruments import instrument
-from contracts.rpc import call
 from contracts.subjects import book_feed_subject, matching_subject
+from mesh.rpc import call
 from tooling.bench.mesh import cpu_seconds, machine_busy_seconds, tree_cpu_seconds
 
 SYMBOL = "MSFT"

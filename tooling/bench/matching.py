@@ -27,8 +27,8 @@ from rich.console import Console
 from contracts.codec import loads
 from contracts.credentials import nkey_seed_path
 from contracts.errors import QtError
-from contracts.rpc import call
 from contracts.subjects import ORDERS_STREAM, SNAPSHOTS_OBJECTS, matching_subject, orders_subject
+from mesh.rpc import call
 from nodes.matching.engine import BATCH, command_key
 from nodes.matching.journal import MAX_BATCH, journal_message
 from tooling.bench import jetstream

@@ -29,8 +29,8 @@ from rich.console import Console
 from contracts.codec import loads
 from contracts.credentials import nkey_seed_path
 from contracts.instruments import instrument
-from contracts.rpc import QT_ERROR_HEADER, call
 from contracts.subjects import clearing_subject, wallet_subject
+from mesh.rpc import QT_ERROR_HEADER, call
 from tooling.bench.harness import BodyFactory, Check, client_counts, closed_loop, no_error, open_loop
 from tooling.bench.matching import spawn_matching
 from tooling.bench.mesh import (

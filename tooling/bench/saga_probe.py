@@ -12,8 +12,8 @@ from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.clearing import STEPS
-from contracts.rpc import discover
 from contracts.subjects import CLEARING_EXEC_CONSUMER, EXEC_STREAM, TRADES_STREAM, clearing_subject
+from mesh.rpc import discover
 from tooling.bench.mesh import machine_busy_seconds, tree_cpu_seconds
 
 SERVICES = ("wallet", "matching")
