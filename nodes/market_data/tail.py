@@ -26,7 +26,7 @@ from contracts.subjects import TRADES_STREAM
 from nodes.market_data.candles import Print
 from nodes.market_data.state import Change, MarketState
 from nodes.runtime.log import kv
-from nodes.runtime.tails import consumer_exists
+from nodes.runtime.tails import consumer_exists, stream_replicas
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class TradesTail:
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
             flow_control=False, mem_storage=True, inactive_threshold=300.0,
+            num_replicas=await stream_replicas(self.js, TRADES_STREAM),
         )
         return await self.js.subscribe("trades.>", stream=TRADES_STREAM, config=config, manual_ack=True,
                                        pending_msgs_limit=-1, pending_bytes_limit=-1)

@@ -56,7 +56,7 @@ from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.pipeline import PipelinedPublisher
 from nodes.runtime.service import NodeService
-from nodes.runtime.tails import until_consumer_lost
+from nodes.runtime.tails import stream_replicas, until_consumer_lost
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -206,6 +206,7 @@ class InstrumentRunner:
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
             flow_control=False, mem_storage=True, inactive_threshold=300.0,
+            num_replicas=await stream_replicas(self.js, ORDERS_STREAM),
         )
         return await self.js.subscribe(orders_subject(self.spec.symbol), config=config, manual_ack=True,
                                        pending_msgs_limit=-1, pending_bytes_limit=-1)
