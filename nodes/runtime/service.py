@@ -26,6 +26,7 @@ from contracts.errors import ErrorCode, QtError
 from contracts.permissions import METRICS_QUEUE_PREFIX, SERVICE_QUEUE
 from contracts.rpc import ERROR_CODE_HEADER, ERROR_HEADER, INSTANCE_HEADER, QT_ERROR_HEADER
 from nodes.runtime.breaker import BreakerRegistry
+from nodes.runtime.client import is_transient
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.tracing import extract
@@ -242,6 +243,8 @@ def as_qt_error(exc: BaseException) -> QtError:
         return QtError(
             ErrorCode.VALIDATION, f"{first['loc'] or 'body'}: {first['msg']}", {"errors": errors}
         )
+    if is_transient(exc):  # JetStream did not answer (a reconnect, a stream electing its leader): retry
+        return QtError(ErrorCode.UNAVAILABLE, "a dependency did not answer; retry the same request")
     return QtError(ErrorCode.INTERNAL, "internal error")
 
 
