@@ -3,7 +3,7 @@
 Each order has a saga id of its own, so a request that timed out (its reply lost with a server or a
 clearing instance) is retried with the same id until the saga answers final: an answer is what the
 venue acknowledged. Recovery time is measured from a kill to the moment every worker is acknowledged
-again.
+again with an order it sent after the kill.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ ATTEMPT_TIMEOUT_S = 3.0
 
 @dataclass
 class Recovery:
-    """What a kill cost: when it happened, the first ack after it, and when every worker was acked again."""
+    """What a kill cost: when it happened, the first order sent after it that was acknowledged, and when
+    every worker had one (seconds after the kill)."""
 
     component: str
     killed_at: float
@@ -57,7 +58,8 @@ class OrderFlow:
     """(instrument, saga id, account) of every order sent, answered or not."""
     outcomes: Counter[str] = field(default_factory=Counter)
     retries: int = 0
-    ack_times: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    ack_times: dict[int, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    """worker -> (sent, acknowledged) monotonic times of each of its orders."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -91,10 +93,10 @@ class OrderFlow:
             await asyncio.sleep(0.05)
 
     async def recovered(self, recovery: Recovery, timeout_s: float = 90.0) -> Recovery:
-        """Wait until every worker had an ack after the kill; fills in the recovery times."""
+        """Wait until every worker had an order sent after the kill acknowledged; fills in the recovery times."""
         deadline = time.monotonic() + timeout_s
         while True:
-            after = [next((t for t in times if t > recovery.killed_at), None) for times in
+            after = [next((acked for sent, acked in times if sent > recovery.killed_at), None) for times in
                      (self.ack_times[n] for n in range(self.workers))]
             firsts = [t for t in after if t is not None]
             if firsts and recovery.first_ack_s is None:
@@ -113,9 +115,10 @@ class OrderFlow:
             body = random_order(rng, account)
             saga_id = f"flow-{uuid.uuid4().hex[:20]}"
             self.placed.append((body["instrument"], saga_id, account))
+            sent = time.monotonic()
             outcome = await self._until_final(saga_id, body)
             self.outcomes[outcome] += 1
-            self.ack_times[worker].append(time.monotonic())
+            self.ack_times[worker].append((sent, time.monotonic()))
 
     async def _until_final(self, saga_id: str, body: dict[str, Any]) -> str:
         """Send (and resend, same saga id) until the saga's answer is final; returns the outcome."""

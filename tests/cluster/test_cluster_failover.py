@@ -5,6 +5,7 @@ SIGKILL one server under an order flow: orders keep being acknowledged, and noth
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -48,7 +49,7 @@ async def test_orders_keep_working_when_a_server_dies(cluster: Platform) -> None
     assert server.process is not None
     recovery = Recovery(f"nats-server {leader}", time.monotonic())
     server.process.kill()  # SIGKILL, by the PID we started
-    server.process.wait()
+    await asyncio.to_thread(server.process.wait)
     await flow.wait_acks(40)
     await flow.recovered(recovery)
     await flow.stop()
