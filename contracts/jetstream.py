@@ -7,11 +7,19 @@ missing with one replica and never changes the replicas of what exists.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError, ServiceUnavailableError
 
 from contracts.subjects import BUCKETS, SNAPSHOTS_OBJECTS, STREAMS, BucketSpec, StreamSpec
+
+#: Tries of one stream's or bucket's creation before a node gives up (about 5 s of waiting).
+ATTEMPTS = 4
 
 
 def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
@@ -68,10 +76,23 @@ async def ensure_named(js: JetStreamContext, *, streams: tuple[str, ...], bucket
     """The streams and buckets a node depends on, by name (a node needs no more than its own)."""
     for stream in STREAMS:
         if stream.name in streams:
-            await ensure_stream(js, stream, replicas)
+            await _patiently(lambda spec=stream: ensure_stream(js, spec, replicas))
     for bucket in BUCKETS:
         if bucket.name in buckets:
-            await ensure_bucket(js, bucket, replicas)
+            await _patiently(lambda spec=bucket: ensure_bucket(js, spec, replicas))
+
+
+async def _patiently(call: Callable[[], Awaitable[None]]) -> None:
+    """Run `call`, again while JetStream does not answer in time: a busy cluster starting up, or
+    electing a stream's leader, is slower than one request's timeout, and a node must not die of it."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            await call()
+            return
+        except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError):
+            if attempt == ATTEMPTS:
+                raise
+            await asyncio.sleep(0.5 * attempt)
 
 
 async def ensure_all(js: JetStreamContext, replicas: int = 1) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 
 from contracts.clearing import FINAL_STATUSES
 from contracts.errors import ErrorCode, QtError
@@ -60,6 +61,8 @@ class OrderFlow:
     retries: int = 0
     ack_times: dict[int, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     """worker -> (sent, acknowledged) monotonic times of each of its orders."""
+    current: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """worker -> (saga id, last answer) of the order it is waiting for (what a stall names)."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -89,7 +92,7 @@ class OrderFlow:
         deadline = time.monotonic() + timeout_s
         while self.acks < target:
             assert time.monotonic() < deadline, f"flow stalled at {self.acks} acks: {dict(self.outcomes)}"
-            assert not any(t.done() for t in self._tasks), [t.result() for t in self._tasks if t.done()]
+            assert not any(t.done() for t in self._tasks), [t.exception() for t in self._tasks if t.done()]
             await asyncio.sleep(0.05)
 
     async def recovered(self, recovery: Recovery, timeout_s: float = 90.0) -> Recovery:
@@ -104,7 +107,9 @@ class OrderFlow:
             if len(firsts) == self.workers:
                 recovery.all_workers_s = max(firsts) - recovery.killed_at
                 return recovery
-            assert time.monotonic() < deadline, f"{recovery.component}: flow not recovered: {dict(self.outcomes)}"
+            stalled = {n: self.current.get(n) for n, t in enumerate(after) if t is None}
+            assert not any(t.done() for t in self._tasks), [t.exception() for t in self._tasks if t.done()]
+            assert time.monotonic() < deadline, f"{recovery.component}: not recovered: {stalled} {dict(self.outcomes)}"
             await asyncio.sleep(0.05)
 
     async def _work(self, worker: int, rng: random.Random) -> None:
@@ -116,16 +121,23 @@ class OrderFlow:
             saga_id = f"flow-{uuid.uuid4().hex[:20]}"
             self.placed.append((body["instrument"], saga_id, account))
             sent = time.monotonic()
-            outcome = await self._until_final(saga_id, body)
+            outcome = await self._until_final(worker, saga_id, body)
             self.outcomes[outcome] += 1
             self.ack_times[worker].append((sent, time.monotonic()))
 
-    async def _until_final(self, saga_id: str, body: dict[str, Any]) -> str:
+    async def _until_final(self, worker: int, saga_id: str, body: dict[str, Any]) -> str:
         """Send (and resend, same saga id) until the saga's answer is final; returns the outcome."""
         while True:
+            self.current[worker] = (saga_id, "sent")
             try:
                 reply = await place(self.nc, timeout=ATTEMPT_TIMEOUT_S, saga_id=saga_id, **body)
+            except NatsError as exc:  # our own connection moving to another server: the request may be lost
+                self.current[worker] = (saga_id, repr(exc))
+                self.retries += 1
+                await asyncio.sleep(0.1)
+                continue
             except QtError as exc:
+                self.current[worker] = (saga_id, f"{exc.code}: {exc.message}")
                 if exc.code in TRANSIENT:
                     self.retries += 1
                     await asyncio.sleep(0.1)
@@ -135,11 +147,12 @@ class OrderFlow:
             if reply["status"] in FINAL_STATUSES:
                 self.acked[saga_id] = reply
                 return str(reply["status"])
+            self.current[worker] = (saga_id, str(reply["status"]))
             self.retries += 1  # a retry found the saga still running (recovering): ask again
 
     async def _cancel(self, order: tuple[str, str, str]) -> None:
         symbol, order_id, account = order
-        with contextlib.suppress(QtError):
+        with contextlib.suppress(QtError, NatsError):
             await clearing(self.nc, "cancel_order", timeout=ATTEMPT_TIMEOUT_S, account=account,
                            order_id=order_id, instrument=symbol)
 
@@ -175,3 +188,19 @@ async def check_invariants(platform: Platform, flow: OrderFlow, context: str) ->
         book = await call(nc, "matching.book", {"instrument": symbol, "depth": 500}, timeout=10)
         assert (book["checksum"], book["seq"]) == (expected.book.checksum(), expected.applied_seq), \
             f"{symbol}: the live book differs from a fresh replay of its journal {context}"
+
+
+async def wait_instances(nc: Client, service: str, count: int, timeout_s: float = 60.0) -> None:
+    """Until `count` instances of a micro service answer one PING (each instance of a queue group
+    answers discovery itself), or fail."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish(f"$SRV.PING.{service}", b"", reply=inbox)
+        await asyncio.sleep(0.5)
+        answered = sub.pending_msgs
+        await sub.unsubscribe()
+        if answered >= count:
+            return
+        assert time.monotonic() < deadline, f"{answered} of {count} {service} instances answer"

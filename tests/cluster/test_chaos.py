@@ -18,7 +18,7 @@ import pytest
 
 from contracts.subjects import ORDERS_STREAM
 from tests.clearing.platform import Platform
-from tests.cluster.flow import OrderFlow, Recovery, check_invariants
+from tests.cluster.flow import OrderFlow, Recovery, check_invariants, wait_instances
 from tests.procs import NodeProcess
 
 ACKS = int(os.environ.get("QT_CHAOS_ACKS", "40"))
@@ -41,6 +41,7 @@ async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Pl
     engine = await cluster.start("matching")
     clearing = await cluster.start("clearing")
     await cluster.start("clearing", instance="2")
+    await wait_instances(cluster.nc, "clearing", 2)
     await cluster.start("market_data", wait=False)
     flow = OrderFlow(cluster.nc, [f"ch{i:02d}" for i in range(10)], seed)
     await flow.fund()

@@ -14,7 +14,7 @@ import pytest
 
 from contracts.subjects import BUCKETS, ORDERS_STREAM, STREAMS
 from tests.clearing.platform import Platform
-from tests.cluster.flow import OrderFlow, Recovery, check_invariants
+from tests.cluster.flow import OrderFlow, Recovery, check_invariants, wait_instances
 
 
 async def stream_leader(platform: Platform, stream: str) -> str:
@@ -39,6 +39,7 @@ async def test_orders_keep_working_when_a_server_dies(cluster: Platform) -> None
     await cluster.start("matching")
     await cluster.start("clearing")
     await cluster.start("clearing", instance="2")
+    await wait_instances(cluster.nc, "clearing", 2)
     flow = OrderFlow(cluster.nc, [f"cl{i:02d}" for i in range(8)], seed)
     await flow.fund()
     flow.start()
