@@ -32,7 +32,7 @@ async def test_every_stream_and_bucket_is_kept_by_three_servers(cluster: Platfor
         assert info.cluster is not None and len(info.cluster.replicas or []) == 2, name
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # test_chaos.py runs the same fault first (and three more); this one alone, by hand
 async def test_orders_keep_working_when_a_server_dies(cluster: Platform) -> None:
     seed = int(os.environ.get("QT_PROPERTY_SEED", str(random.randrange(2**32))))
     await cluster.start("wallet")
