@@ -14,12 +14,20 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError, ServiceUnavailableError
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    NotFoundError,
+    ObjectNotFoundError,
+    ServiceUnavailableError,
+)
 
 from contracts.subjects import BUCKETS, SNAPSHOTS_OBJECTS, STREAMS, BucketSpec, StreamSpec
 
 #: Tries of one stream's or bucket's creation before a node gives up (about 5 s of waiting).
 ATTEMPTS = 4
+#: JetStream's error code for a replicated stream no set of current peers can hold yet.
+NO_PEERS = 10005
 
 
 def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
@@ -89,8 +97,9 @@ async def _patiently(call: Callable[[], Awaitable[None]]) -> None:
         try:
             await call()
             return
-        except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError):
-            if attempt == ATTEMPTS:
+        except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError, BadRequestError) as exc:
+            # 10005: "no suitable peers for placement": a cluster member not current with the others yet
+            if attempt == ATTEMPTS or (isinstance(exc, BadRequestError) and exc.err_code != NO_PEERS):
                 raise
             await asyncio.sleep(0.5 * attempt)
 
@@ -99,4 +108,4 @@ async def ensure_all(js: JetStreamContext, replicas: int = 1) -> None:
     """Every stream, bucket and object store of the platform, each kept by `replicas` servers."""
     await ensure_named(js, streams=tuple(s.name for s in STREAMS), buckets=tuple(b.name for b in BUCKETS),
                        replicas=replicas)
-    await ensure_snapshot_store(js, replicas)
+    await _patiently(lambda: ensure_snapshot_store(js, replicas))

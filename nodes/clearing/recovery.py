@@ -73,7 +73,10 @@ class Recovery:
                 self.open.setdefault(self.runner.dropped.pop(), 0)
             for saga_id in list(self.open):
                 if saga_id not in self.runner.driving:
-                    await self._try_claim(saga_id, now_ms)
+                    try:
+                        await self._try_claim(saga_id, now_ms)
+                    except Exception as exc:  # JetStream did not answer (a leader election): next sweep
+                        log.warning("saga claim failed", extra=kv(saga=saga_id, error=repr(exc)))
             await asyncio.sleep(self.every_s)
 
     async def _try_claim(self, saga_id: str, now_ms: int) -> None:
