@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tooling.harness import QtUp, alive, available, free_port_run
+from tests.tooling.harness import NATS_STARTED, QtUp, alive, available, free_port_run
 from tests.tooling.test_up_nats_restart import gateway_balances, until_ok
 
 
@@ -37,4 +37,6 @@ def test_cluster_of_three_keeps_working_when_a_server_dies(tmp_path: Path, platf
     assert available(platform, "alice", "AAPL") == "1.0000"
     assert available(platform, "bob", "AAPL") == "2.0000"
     assert gateway_balances(platform, "alice")["USD"]["held"] == "0.00"
+    restarted = int(platform.wait_for(NATS_STARTED, timeout_s=60).group(1))  # qt up brings the member back
+    assert restarted not in servers and alive(restarted)
     assert platform.interrupt() == 0
