@@ -21,6 +21,8 @@ QT_ERROR_HEADER: Final = "Qt-Error"
 REPLAYED_HEADER: Final = "Qt-Replayed"
 #: The micro instance id of the node that answered (on `metrics` replies, which every instance sends).
 INSTANCE_HEADER: Final = "Qt-Instance"
+#: How much longer than its reply timeout one request may take in all (publishing included).
+PUBLISH_GRACE_S: Final = 1.0
 
 
 async def call(
@@ -34,11 +36,16 @@ async def call(
 ) -> dict[str, Any]:
     """Send a request and return the decoded reply, raising `QtError` for error replies."""
     try:
-        msg = await nc.request(subject, encode(body, wire), timeout=timeout, headers=headers)
+        # nats.py applies `timeout` only once the request is published; a publish queued behind a flusher
+        # that a reconnect left behind (a cluster member died) can wait forever, so bound the whole call.
+        msg = await asyncio.wait_for(nc.request(subject, encode(body, wire), timeout=timeout, headers=headers),
+                                     timeout + PUBLISH_GRACE_S)
     except NoRespondersError:
         raise QtError(ErrorCode.UNAVAILABLE, f"no responders on {subject}") from None
     except NatsTimeoutError:
         raise QtError(ErrorCode.TIMEOUT, f"no reply on {subject} within {timeout}s") from None
+    except TimeoutError:
+        raise QtError(ErrorCode.TIMEOUT, f"no reply on {subject} within {timeout}s (publish stalled)") from None
     reply = loads(msg.data) if msg.data else {}
     if msg.headers and ERROR_CODE_HEADER in msg.headers:
         raise QtError.from_body(reply if isinstance(reply, dict) else {})

@@ -59,12 +59,17 @@ def up(
     port: Annotated[int, typer.Option("--port", help="NATS client port.")] = 4222,
     monitor_port: Annotated[int, typer.Option("--monitor-port", help="NATS HTTP monitoring port.")] = 8222,
     no_seed: Annotated[bool, typer.Option("--no-seed", help="Do not deposit the demo money.")] = False,
+    cluster: Annotated[int, typer.Option("--cluster", help="Run N nats-servers in one cluster (streams and "
+                                         "buckets R3); ports count up from --port, --monitor-port, "
+                                         "--cluster-port.")] = 1,
+    cluster_port: Annotated[int, typer.Option("--cluster-port", help="First cluster route port.")] = 6222,
 ) -> None:
     """Start nats-server and every node, supervised, in the foreground; Ctrl-C stops it all."""
     from tooling.up import up as start  # only `qt up` needs the supervisor machinery
 
     try:
-        start(target(ctx, None, data_dir).data_dir, port, monitor_port, not no_seed, out)
+        start(target(ctx, None, data_dir).data_dir, port, monitor_port, not no_seed, out, cluster=cluster,
+              cluster_port=cluster_port)
     except QtError as exc:
         fail(exc)
 

@@ -49,9 +49,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class ClusterSeat:
+    """A server's place in a JetStream cluster: its unique name, its route port, the routes to every member."""
+
+    name: str
+    """Server name, unique in the cluster (JetStream's RAFT groups know peers by it)."""
+    route_port: int
+    routes: tuple[str, ...]
+    """`nats-route://host:port` of every member (itself included: nats-server skips its own)."""
+    cluster: str = "qt"
+
+
 @dataclass
 class NatsServer:
-    """One nats-server process with JetStream, its store and generated auth under `data_dir`."""
+    """One nats-server process with JetStream, its store and generated auth under `data_dir`.
+
+    With a `seat` it is one member of a cluster: members share `data_dir` (so one set of nkeys and
+    one authorization include) and each keeps its store and config under its own name.
+    """
 
     data_dir: Path
     port: int = 4222
@@ -59,7 +75,13 @@ class NatsServer:
     host: str = "127.0.0.1"
     sync_interval: str | None = None
     """Override nats.conf's fsync policy (e.g. "2m" for the benchmark's comparison)."""
+    seat: ClusterSeat | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The server name (`-n`): the seat's in a cluster, else one derived from the port."""
+        return self.seat.name if self.seat else f"qt-{self.port}"
 
     @property
     def url(self) -> str:
@@ -84,13 +106,19 @@ class NatsServer:
             f'include "{os.path.relpath(base.resolve(), conf_dir.resolve())}"',
             f'include "{os.path.relpath(auth.resolve(), conf_dir.resolve())}"',
         ]
-        path = conf_dir / "server.conf"
+        if self.seat is not None:
+            routes = ", ".join(f'"{route}"' for route in self.seat.routes)
+            lines.append(f'cluster {{ name: "{self.seat.cluster}", listen: "{self.host}:{self.seat.route_port}", '
+                         f"routes: [{routes}] }}")
+        path = conf_dir / ("server.conf" if self.seat is None else f"{self.seat.name}.conf")
         path.write_text("\n".join(lines) + "\n")
         return path
 
     @property
     def store_dir(self) -> Path:
-        """Where JetStream keeps its files."""
+        """Where JetStream keeps its files (a cluster member: a store of its own)."""
+        if self.seat is not None:
+            return (self.data_dir / "cluster" / self.seat.name / "jetstream").resolve()
         return (self.data_dir / "jetstream").resolve()
 
     def start(self, *, timeout_s: float = 20.0, log_path: Path | None = None) -> None:
@@ -105,7 +133,7 @@ class NatsServer:
         try:
             self.process = subprocess.Popen(
                 [server_binary(), "-c", str(config), "-sd", str(self.store_dir), "-a", self.host,
-                 "-p", str(self.port), "-m", str(self.monitor_port), "-n", f"qt-{self.port}"],
+                 "-p", str(self.port), "-m", str(self.monitor_port), "-n", self.name],
                 stdout=log_file or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - one C call, resolved at import
                 umask=PRIVATE_UMASK,
@@ -115,9 +143,11 @@ class NatsServer:
                 log_file.close()
 
     def wait_healthy(self, timeout_s: float) -> None:
-        """Poll `/healthz?js-enabled-only=true` on the monitor port."""
+        """Poll `/healthz` on the monitor port: JetStream enabled, and in a cluster a meta leader known
+        and this member's streams current (so an R3 stream can be created or served)."""
         deadline = time.monotonic() + timeout_s
-        url = f"http://{self.host}:{self.monitor_port}/healthz?js-enabled-only=true"
+        query = "" if self.seat is not None else "?js-enabled-only=true"
+        url = f"http://{self.host}:{self.monitor_port}/healthz{query}"
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}")
@@ -141,3 +171,28 @@ class NatsServer:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def cluster_of(data_dir: Path, ports: list[int], monitor_ports: list[int], route_ports: list[int],
+               host: str = "127.0.0.1") -> list[NatsServer]:
+    """One cluster member per client port (names `qt-n1`, `qt-n2`, ...), all routed to each other."""
+    if not len(ports) == len(monitor_ports) == len(route_ports):
+        raise ValueError("a cluster needs as many client, monitor and route ports as members")
+    routes = tuple(f"nats-route://{host}:{port}" for port in route_ports)
+    return [NatsServer(data_dir, port=port, monitor_port=monitor, host=host,
+                       seat=ClusterSeat(f"qt-n{i}", route, routes))
+            for i, (port, monitor, route) in enumerate(zip(ports, monitor_ports, route_ports, strict=True), 1)]
+
+
+def servers_url(servers: list[NatsServer]) -> str:
+    """The comma-separated server list clients connect with (`QT_NATS_URL`)."""
+    return ",".join(server.url for server in servers)
+
+
+def start_all(servers: list[NatsServer], *, timeout_s: float = 30.0, log_paths: list[Path] | None = None) -> None:
+    """Spawn every member first (a cluster elects its meta leader only once a quorum runs), then wait."""
+    paths: list[Path | None] = list(log_paths) if log_paths else [None] * len(servers)
+    for server, log_path in zip(servers, paths, strict=True):
+        server.spawn(log_path=log_path)
+    for server in servers:
+        server.wait_healthy(timeout_s)

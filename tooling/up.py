@@ -22,7 +22,7 @@ from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
 from mesh.backoff import RESTART, Backoff
 from mesh.jetstream import ensure_all
-from tooling.natsserver import REPO_ROOT, NatsServer
+from tooling.natsserver import REPO_ROOT, NatsServer, cluster_of, servers_url, start_all
 from tooling.ops import Target, connect
 from tooling.private import make_private
 from tooling.seed import seed
@@ -33,6 +33,8 @@ SERVER_START_TIMEOUT_S = 20.0
 #: Instances per node; clearing is stateless (sagas live in the bucket), so two share its load and
 #: each recovers the other's sagas if it dies.
 REPLICAS = {"clearing": 2}
+#: Servers that keep each stream and bucket on a cluster: any one may die without losing a write.
+CLUSTER_REPLICAS = 3
 
 
 def discover_nodes(root: Path = REPO_ROOT) -> list[tuple[str, str]]:
@@ -109,11 +111,15 @@ def port_taken(host: str, port: int) -> bool:
     return False
 
 
-def refuse_taken_ports(server: NatsServer, with_gateway: bool) -> None:
+def refuse_taken_ports(servers: list[NatsServer], with_gateway: bool) -> None:
     """Refuse to start anything when a port we need is taken (another `qt up`, most likely): otherwise
     nodes and the seed would run against whichever server owns it."""
-    wanted = [("NATS client port, --port", server.host, server.port),
-              ("NATS monitor port, --monitor-port", server.host, server.monitor_port)]
+    wanted: list[tuple[str, str, int]] = []
+    for server in servers:
+        wanted += [("NATS client port, --port", server.host, server.port),
+                   ("NATS monitor port, --monitor-port", server.host, server.monitor_port)]
+        if server.seat is not None:
+            wanted.append(("NATS cluster route port, --cluster-port", server.host, server.seat.route_port))
     if with_gateway:
         wanted.append(("gateway HTTP port, QT_HTTP_PORT", *gateway_address()))
     ports = [port for _, _, port in wanted]
@@ -126,19 +132,23 @@ def refuse_taken_ports(server: NatsServer, with_gateway: bool) -> None:
                           "another qt up may be running; stop it or choose another port (nothing was started)")
 
 
-def summary(server: NatsServer, supervisor: Supervisor, data_dir: Path, console: Console) -> None:
+def summary(servers: list[NatsServer], supervisor: Supervisor, data_dir: Path, console: Console) -> None:
     """Where everything is, and what to type next."""
-    pid = server.process.pid if server.process else None
+    url = servers_url(servers)
     seed_path = nkey_seed_path(data_dir, "ops")
     with contextlib.suppress(ValueError):
         seed_path = seed_path.relative_to(Path.cwd())
-    server_flag = "" if server.port == 4222 else f" -s {server.url}"
-    env = "" if server.port == 4222 and data_dir == Path("data").resolve() else (
-        f"QT_NATS_URL={server.url} QT_DATA_DIR={shlex.quote(str(data_dir))} ")
-    lines = [
-        "",
-        f"  nats         {server.url}  (nats-server pid {pid})",
-        f"  monitor      http://{server.host}:{server.monitor_port}",
+    default = url == "nats://127.0.0.1:4222"
+    server_flag = "" if default else f" -s {url}"
+    env = "" if default and data_dir == Path("data").resolve() else (
+        f"QT_NATS_URL={url} QT_DATA_DIR={shlex.quote(str(data_dir))} ")
+    lines = [""]
+    for server in servers:
+        pid = server.process.pid if server.process else None
+        member = f", {server.name}" if server.seat is not None else ""
+        lines += [f"  nats         {server.url}  (nats-server pid {pid}{member})",
+                  f"  monitor      http://{server.host}:{server.monitor_port}"]
+    lines += [
         f"  gateway      {gateway_url()}  (OpenAPI at /docs, WebSocket at /v1/ws)",
         f"  data dir     {data_dir}",
         f"  logs dir     {data_dir / 'logs'}",
@@ -169,10 +179,17 @@ def last_fatal(log_path: Path) -> str | None:
     return None
 
 
+def server_log(data_dir: Path, server: NatsServer) -> Path:
+    """Where a server logs: `nats-server.log`, or `nats-<name>.log` for a cluster member."""
+    return data_dir / "logs" / ("nats-server.log" if server.seat is None else f"nats-{server.name}.log")
+
+
 async def keep_server(server: NatsServer, log_path: Path, stop: asyncio.Event, console: Console,
                       backoff: Backoff | None = None) -> None:
     """Restart our nats-server with backoff whenever it exits, until `stop`; its JetStream store under
-    the data dir survives, and the nodes reconnect on their own (unlimited reconnects)."""
+    the data dir survives, and the nodes reconnect on their own (unlimited reconnects; on a cluster,
+    to the other members meanwhile)."""
+    what = "nats-server" if server.seat is None else f"nats-server {server.name}"
     backoff = backoff or RESTART
     loop = asyncio.get_running_loop()
     delay: float | None = None
@@ -186,7 +203,7 @@ async def keep_server(server: NatsServer, log_path: Path, stop: asyncio.Event, c
             continue
         uptime = loop.time() - started
         delay = backoff.next_delay(delay, uptime)
-        say(console, f"nats-server exited ({describe_exit(proc.returncode if proc else None)}) after "
+        say(console, f"{what} exited ({describe_exit(proc.returncode if proc else None)}) after "
                      f"{uptime:.1f}s; restarting in {delay:g}s")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
@@ -198,17 +215,17 @@ async def keep_server(server: NatsServer, log_path: Path, stop: asyncio.Event, c
             server.spawn(log_path=log_path)
             await asyncio.to_thread(server.wait_healthy, SERVER_START_TIMEOUT_S)
         except (RuntimeError, TimeoutError, OSError) as exc:
-            say(console, f"nats-server did not start: {last_fatal(log_path) or exc} (see {log_path})")
+            say(console, f"{what} did not start: {last_fatal(log_path) or exc} (see {log_path})")
             server.stop()  # ours, by PID: an unhealthy one is replaced on the next round
             continue
         say(console, f"nats-server started (pid {server.process.pid if server.process else '?'}) on {server.url}")
 
 
 async def bring_up(nc: Client, supervisor: Supervisor, services: list[str], stop: asyncio.Event, *,
-                   seed_demo: bool, console: Console) -> list[str]:
+                   seed_demo: bool, console: Console, replicas: int = 1) -> list[str]:
     """Create streams and buckets, start the nodes, wait for them, seed; returns who did not answer."""
     try:
-        await ensure_all(nc.jetstream())
+        await ensure_all(nc.jetstream(), replicas)
     except Exception as exc:  # without the streams nothing works: refuse to go on
         raise QtError(ErrorCode.UNAVAILABLE, f"creating streams and buckets failed: {exc!r}") from None
     supervisor.start()
@@ -218,24 +235,28 @@ async def bring_up(nc: Client, supervisor: Supervisor, services: list[str], stop
     return missing
 
 
-async def serve(server: NatsServer, nodes: list[tuple[str, str]], data_dir: Path, *, seed_demo: bool,
+async def serve(servers: list[NatsServer], nodes: list[tuple[str, str]], data_dir: Path, *, seed_demo: bool,
                 console: Console) -> None:
-    """Run until SIGINT/SIGTERM, keeping nats-server and every node up, then stop each child by PID."""
+    """Run until SIGINT/SIGTERM, keeping every nats-server and node up, then stop each child by PID."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    keeper = asyncio.create_task(keep_server(server, data_dir / "logs" / "nats-server.log", stop, console))
+    keepers = [asyncio.create_task(keep_server(server, server_log(data_dir, server), stop, console))
+               for server in servers]
     services = [s for s in (service_name(n) for n, _ in nodes) if s]
-    supervisor = Supervisor(child_specs(nodes, server.url, data_dir), console)
+    url = servers_url(servers)
+    supervisor = Supervisor(child_specs(nodes, url, data_dir), console)
+    replicas = 1 if len(servers) == 1 else min(CLUSTER_REPLICAS, len(servers))
     try:
-        nc = await connect(Target(server.url, data_dir))
+        nc = await connect(Target(url, data_dir))
         try:
-            missing = await bring_up(nc, supervisor, services, stop, seed_demo=seed_demo, console=console)
+            missing = await bring_up(nc, supervisor, services, stop, seed_demo=seed_demo, console=console,
+                                     replicas=replicas)
         finally:
             await nc.close()
         if not stop.is_set():
-            summary(server, supervisor, data_dir, console)
+            summary(servers, supervisor, data_dir, console)
             if missing:
                 console.print(f"qt up: degraded: no answer from {', '.join(missing)} "
                               f"(see {data_dir / 'logs'})", markup=False)
@@ -246,32 +267,45 @@ async def serve(server: NatsServer, nodes: list[tuple[str, str]], data_dir: Path
     finally:
         stop.set()
         await supervisor.stop()
-        await keeper
+        await asyncio.gather(*keepers)
 
 
-def up(data_dir: Path, port: int, monitor_port: int, seed_demo: bool, console: Console) -> None:
+def platform_servers(data_dir: Path, port: int, monitor_port: int, cluster: int, cluster_port: int) -> list[NatsServer]:
+    """One server, or a cluster of `cluster` members on consecutive client, monitor and route ports."""
+    if cluster < 1:
+        raise QtError(ErrorCode.VALIDATION, f"--cluster must be at least 1, got {cluster}")
+    if cluster == 1:
+        return [NatsServer(data_dir, port=port, monitor_port=monitor_port)]
+    return cluster_of(data_dir, [port + i for i in range(cluster)], [monitor_port + i for i in range(cluster)],
+                      [cluster_port + i for i in range(cluster)])
+
+
+def up(data_dir: Path, port: int, monitor_port: int, seed_demo: bool, console: Console, *, cluster: int = 1,
+       cluster_port: int = 6222) -> None:
     """Run the platform in the foreground until Ctrl-C; raises `QtError` if it cannot run."""
     data_dir = data_dir.resolve()
-    server = NatsServer(data_dir, port=port, monitor_port=monitor_port)
+    servers = platform_servers(data_dir, port, monitor_port, cluster, cluster_port)
     nodes = discover_nodes()
-    refuse_taken_ports(server, with_gateway=any(name == "gateway" for name, _ in nodes))
+    refuse_taken_ports(servers, with_gateway=any(name == "gateway" for name, _ in nodes))
     # Logs, secrets, SQLite files and the JetStream store are the platform's alone: what exists is
     # made private now, and everything created later (by us, nats-server or a node) is by the umask.
     os.umask(PRIVATE_UMASK)
     make_private(data_dir)
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "logs" / "nats-server.log"
     try:
         try:
-            server.start(log_path=log_path, timeout_s=SERVER_START_TIMEOUT_S)
+            start_all(servers, timeout_s=SERVER_START_TIMEOUT_S, log_paths=[server_log(data_dir, s) for s in servers])
         except (RuntimeError, TimeoutError, OSError) as exc:
-            reason = last_fatal(log_path) or str(exc)
-            raise QtError(ErrorCode.UNAVAILABLE, f"nats-server did not start: {reason} (see {log_path})") from None
-        say(console, f"nats-server started (pid {server.process.pid if server.process else '?'}) on {server.url}")
-        asyncio.run(serve(server, nodes, data_dir, seed_demo=seed_demo, console=console))
+            reasons = [r for r in (last_fatal(server_log(data_dir, s)) for s in servers) if r]
+            raise QtError(ErrorCode.UNAVAILABLE, f"nats-server did not start: {reasons[0] if reasons else exc} "
+                          f"(see {data_dir / 'logs'})") from None
+        for server in servers:
+            say(console, f"nats-server started (pid {server.process.pid if server.process else '?'}) on {server.url}")
+        asyncio.run(serve(servers, nodes, data_dir, seed_demo=seed_demo, console=console))
     except KeyboardInterrupt:  # Ctrl-C before our handlers were installed: nothing else started yet
         pass
     finally:
-        if server.process is not None and server.process.poll() is None:
-            server.stop()
-            say(console, f"nats-server stopped (pid {server.process.pid})")
+        for server in servers:
+            if server.process is not None and server.process.poll() is None:
+                server.stop()
+                say(console, f"nats-server stopped (pid {server.process.pid})")

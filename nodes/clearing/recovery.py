@@ -69,9 +69,14 @@ class Recovery:
         await self.ready.wait()
         while not stop.is_set():
             now_ms = int(time.time() * 1000)
+            while self.runner.dropped:  # its writes were ours, skipped by the watch: look at it now
+                self.open.setdefault(self.runner.dropped.pop(), 0)
             for saga_id in list(self.open):
                 if saga_id not in self.runner.driving:
-                    await self._try_claim(saga_id, now_ms)
+                    try:
+                        await self._try_claim(saga_id, now_ms)
+                    except Exception as exc:  # JetStream did not answer (a leader election): next sweep
+                        log.warning("saga claim failed", extra=kv(saga=saga_id, error=repr(exc)))
             await asyncio.sleep(self.every_s)
 
     async def _try_claim(self, saga_id: str, now_ms: int) -> None:
@@ -80,6 +85,9 @@ class Recovery:
             self.open.pop(saga_id, None)
             return
         saga, revision = got
+        if saga.status in FINAL_STATUSES:  # a dropped saga whose final write landed after all
+            self.open.pop(saga_id, None)
+            return
         if not claimable(saga, self.runner.owner, now_ms):
             return
         previous = saga.owner

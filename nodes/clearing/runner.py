@@ -58,6 +58,9 @@ class SagaRunner:
         self.checkpoint_each = checkpoint_each
         self.crash_at = crash_at
         self.driving: set[str] = set()
+        self.dropped: set[str] = set()
+        """Sagas this instance stopped driving before their final write landed (JetStream did not answer):
+        its recovery skips what it drives, so they are handed to it here and claimed once their lease lapses."""
         self._finishing: set[asyncio.Task[None]] = set()
         registry = metrics.registry
         self.step_seconds = Histogram("qt_saga_step_seconds", "Saga step and compensation time", ["step"],
@@ -97,6 +100,7 @@ class SagaRunner:
             state = await self._drive(saga, revision)
         except BaseException:
             self.driving.discard(saga.saga_id)
+            self.dropped.add(saga.saga_id)
             raise
         if not reply_first:
             await self._finish(saga, state)
@@ -116,6 +120,7 @@ class SagaRunner:
             await self._persist(saga, state)
         except Exception as exc:  # recovery re-drives it from the last record to the same end
             log.warning("final saga write failed", extra=kv(saga=saga.saga_id, error=repr(exc)))
+            self.dropped.add(saga.saga_id)
             return
         finally:
             self.driving.discard(saga.saga_id)

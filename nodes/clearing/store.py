@@ -11,6 +11,10 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.clearing import SagaRecord
+from nodes.runtime.client import is_transient
+
+#: Writes of a created saga's index entry before the request fails (about 5 s of a stream's election).
+INDEX_ATTEMPTS = 10
 
 
 class SagaConflict(Exception):
@@ -47,9 +51,23 @@ class SagaStore:
             return None
         if isinstance(created, BaseException):
             raise created
-        if isinstance(indexed, BaseException):  # recovery indexes it when it claims the saga
-            raise indexed
+        if isinstance(indexed, BaseException):
+            # The record exists and this instance drives it, so no recovery claim will index it:
+            # write the entry again while JetStream recovers (a stream electing its leader).
+            await self._index_again(saga, indexed)
         return created
+
+    async def _index_again(self, saga: SagaRecord, error: BaseException) -> None:
+        for attempt in range(INDEX_ATTEMPTS):
+            if not is_transient(error):
+                raise error
+            await asyncio.sleep(0.1 * (attempt + 1))
+            try:
+                await self.index.add(saga)
+                return
+            except Exception as exc:
+                error = exc
+        raise error
 
     async def update(self, saga: SagaRecord, revision: int) -> int:
         """Replace revision `revision`; `SagaConflict` if it is not the latest any more."""

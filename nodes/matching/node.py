@@ -168,7 +168,8 @@ class InstrumentRunner:
 
     async def _apply_forever(self) -> None:
         since_snapshot = 0
-        tail = StreamTail(self.js, orders_subject(self.spec.symbol), check_every_s=CONSUMER_CHECK_S,
+        tail = StreamTail(self.js, orders_subject(self.spec.symbol), stream=ORDERS_STREAM,
+                          check_every_s=CONSUMER_CHECK_S,
                           label=f"journal {self.spec.symbol}")
         async with contextlib.aclosing(tail.messages(lambda: self.engine.applied_seq + 1)) as journal:
             async for msg in journal:

@@ -25,6 +25,10 @@ from nodes.runtime.log import kv
 log = logging.getLogger(__name__)
 
 
+#: Pause between renewal attempts the server did not answer.
+RETRY_S = 0.25
+
+
 class LeaseLost(Exception):
     """Another owner holds the lease now; the holder must stop acting on the partition."""
 
@@ -84,8 +88,25 @@ class Lease:
         try:
             self.revision = await self.bucket.update(self.key, self._value(), last=self.revision)
         except KeyWrongLastSequenceError:
-            raise LeaseLost(self.key) from None
+            # Our previous renewal may have been written with its answer lost (a server died, a
+            # cluster elected a new leader): the entry is then still ours, at a newer revision.
+            self.revision = await self._own_revision()
+            try:
+                self.revision = await self.bucket.update(self.key, self._value(), last=self.revision)
+            except KeyWrongLastSequenceError:
+                raise LeaseLost(self.key) from None
         self.renewed_at = time.monotonic()
+
+    async def _own_revision(self) -> int:
+        """The entry's revision when it is still ours; else `LeaseLost`."""
+        try:
+            entry = await self.bucket.get(self.key)
+        except KeyNotFoundError:
+            raise LeaseLost(self.key) from None
+        holder = json.loads(entry.value) if entry.value else {}
+        if not isinstance(holder, dict) or holder.get("owner") != self.owner:
+            raise LeaseLost(self.key)
+        return int(entry.revision or 0)
 
     def held(self) -> bool:
         """True while the lease surely has not expired: renewed within 80% of the TTL.
@@ -96,10 +117,23 @@ class Lease:
         return self.token > 0 and time.monotonic() - self.renewed_at < self.ttl_s * 0.8
 
     async def keep(self) -> None:
-        """Renew every third of the TTL until cancelled or lost."""
+        """Renew every third of the TTL until cancelled or lost. A renewal the server did not answer (a
+        reconnect, a cluster electing the bucket's new leader) is retried until the TTL has run out:
+        meanwhile `held()` turns false at 80% of it, so the holder stops acting before anyone else can
+        take over."""
         while True:
             await asyncio.sleep(self.ttl_s / 3)
-            await self.renew()
+            while True:
+                try:
+                    await self.renew()
+                    break
+                except LeaseLost:
+                    raise
+                except Exception as exc:  # the server did not answer; the TTL decides how long to try
+                    if time.monotonic() - self.renewed_at >= self.ttl_s:
+                        raise LeaseLost(self.key) from exc
+                    log.warning("lease renewal failed, retrying", extra=kv(key=self.key, error=repr(exc)))
+                    await asyncio.sleep(RETRY_S)
 
     async def release(self) -> None:
         """Give the lease up so a standby can take it at once."""

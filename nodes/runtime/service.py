@@ -26,6 +26,7 @@ from contracts.errors import ErrorCode, QtError, validation_error
 from contracts.permissions import METRICS_QUEUE_PREFIX, SERVICE_QUEUE
 from mesh.rpc import INSTANCE_HEADER, QT_ERROR_HEADER
 from nodes.runtime.breaker import BreakerRegistry
+from nodes.runtime.client import is_transient
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.tracing import fail, handling
@@ -233,6 +234,8 @@ def as_qt_error(exc: BaseException) -> QtError:
         return exc
     if isinstance(exc, ValidationError):
         return validation_error(exc.errors(include_url=False, include_input=False))
+    if is_transient(exc):  # JetStream did not answer (a reconnect, a stream electing its leader): retry
+        return QtError(ErrorCode.UNAVAILABLE, "a dependency did not answer; retry the same request")
     return QtError(ErrorCode.INTERNAL, "internal error")
 
 

@@ -5,6 +5,8 @@ that polls every 250 ms, which stalled an ordered consumer's live tail for that 
 here instead, by the consumer sequence, and heal by subscribing again from the first sequence not yet
 applied. A restarted nats-server keeps its streams but forgets an ephemeral in-memory consumer, and the
 client's re-sent SUB then waits for messages that never come: a watchdog notices and re-subscribes too.
+On a cluster a tail's consumer is replicated like its stream: an R1 consumer whose server died would
+neither deliver nor answer for itself (its info times out), so the tail would wait forever.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class StreamTail:
     """Every message on `subject` in stream order, forever, each consumer sequence once: after a gap or
     a lost consumer it subscribes again from `start()` (the caller skips what it already applied)."""
 
-    def __init__(self, js: JetStreamContext, subject: str, *, stream: str | None = None, check_every_s: float,
+    def __init__(self, js: JetStreamContext, subject: str, *, stream: str, check_every_s: float,
                  label: str) -> None:
         self.js = js
         self.subject = subject
@@ -92,6 +94,12 @@ class StreamTail:
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
             flow_control=False, mem_storage=True, inactive_threshold=300.0,
+            num_replicas=await stream_replicas(self.js, self.stream),
         )
         return await self.js.subscribe(self.subject, stream=self.stream, config=config, manual_ack=True,
                                        pending_msgs_limit=-1, pending_bytes_limit=-1)
+
+
+async def stream_replicas(js: JetStreamContext, stream: str) -> int:
+    """How many servers keep `stream`: the replicas a tail's consumer of it is given."""
+    return (await js.stream_info(stream)).config.num_replicas or 1

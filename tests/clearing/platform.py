@@ -32,11 +32,16 @@ class Platform:
     nc: Client
     root: Path
     procs: list[NodeProcess] = field(default_factory=list)
+    nats_url: str = ""
+    """The server list nodes connect with (a cluster's members); empty = `server.url`."""
+    members: list[NatsServer] = field(default_factory=list)
+    """Every server of a cluster (`server` is one of them); empty on a single server."""
 
     async def start(self, name: str, *, instance: str = "", wait: bool = True, **env: str) -> NodeProcess:
         """Start `python -m nodes.<name>` with its own data dir and wait until it answers PING."""
         data = self.root / f"{name}{instance}"
-        proc = NodeProcess(f"nodes.{name}", self.server.url, data, self.server.data_dir, extra_env=env).start()
+        proc = NodeProcess(f"nodes.{name}", self.nats_url or self.server.url, data, self.server.data_dir,
+                           extra_env=env).start()
         self.procs.append(proc)
         if wait:
             await wait_for_service(self.nc, name, timeout_s=30)

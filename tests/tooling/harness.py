@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from tooling.natsserver import free_port
 
 QT = str(Path(sys.executable).parent / "qt")
 READY = re.compile(r"^qt up: ready$")
-NATS_PID = re.compile(r"nats-server pid (\d+)\)")
+NATS_PID = re.compile(r"nats-server pid (\d+)[,)]")
 NATS_STARTED = re.compile(r"^\[qt\] nats-server started \(pid (\d+)\)")
 NODE_PID = re.compile(r"^\s+node (\w+)\s+pid (\d+)$")
 STARTED = re.compile(r"^\[qt\] (\w+) started \(pid (\d+)\)$")
@@ -39,8 +40,11 @@ class QtUp:
 
     data_dir: Path
     seed: bool = False
+    cluster: int = 1
+    """nats-servers (`--cluster`): client, monitor and route ports count up from the first."""
     port: int = field(default_factory=free_port)
     monitor_port: int = field(default_factory=free_port)
+    cluster_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -50,14 +54,17 @@ class QtUp:
     @property
     def env(self) -> dict[str, str]:
         """The environment a `qt` command needs to reach this platform."""
-        return dict(os.environ, QT_NATS_URL=f"nats://127.0.0.1:{self.port}", QT_DATA_DIR=str(self.data_dir),
+        urls = ",".join(f"nats://127.0.0.1:{self.port + n}" for n in range(self.cluster))
+        return dict(os.environ, QT_NATS_URL=urls, QT_DATA_DIR=str(self.data_dir),
                     QT_HTTP_PORT=str(self.http_port), QT_GATEWAY_URL=f"http://127.0.0.1:{self.http_port}")
 
     @property
     def argv(self) -> list[str]:
         """The `qt up` command line for this platform's ports and data dir."""
         return [QT, "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
-                "--monitor-port", str(self.monitor_port), *([] if self.seed else ["--no-seed"])]
+                "--monitor-port", str(self.monitor_port), *([] if self.seed else ["--no-seed"]),
+                *(["--cluster", str(self.cluster), "--cluster-port", str(self.cluster_port)]
+                  if self.cluster > 1 else [])]
 
     def start(self) -> QtUp:
         """Spawn `qt up`; a thread copies its output lines into a queue."""
@@ -90,6 +97,10 @@ class QtUp:
             if match := pattern.search(line):
                 return match
         raise AssertionError(f"no line matching {pattern.pattern!r}:\n" + "\n".join(self.output))
+
+    def nats_pids(self) -> list[int]:
+        """Every nats-server PID the summary printed (one per cluster member)."""
+        return [int(m.group(1)) for line in self.output if (m := NATS_PID.search(line))]
 
     def wait_ready(self) -> tuple[int, dict[str, int]]:
         """Wait for `qt up: ready`; returns the nats-server PID and each node's PID from the summary."""
@@ -148,3 +159,20 @@ def available(platform: QtUp, account: str, asset: str = "USD") -> str:
 def usd_available(platform: QtUp, account: str = "alice") -> str:
     """The USD available column of `qt wallet balance`, exactly as printed."""
     return available(platform, account)
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive loopback ports that were free a moment ago."""
+    while True:
+        base = free_port()
+        if base + count < 65536 and all(_free(base + n) for n in range(1, count)):
+            return base
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

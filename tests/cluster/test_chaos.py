@@ -1,0 +1,76 @@
+"""Chaos on the cluster: under a random order flow, SIGKILL a nats-server, then the wallet, the matching
+engine and a clearing instance, each brought back the way `qt up` supervises it (same data dir).
+
+Afterwards nothing acknowledged is lost, every asset is conserved with its fees, no hold outlives its
+order, every saga is final, the wallet's chain verifies and the books equal a fresh replay of the
+journal. Recovery time per component (SIGKILL until every worker is acknowledged again) and the load
+held are printed. `QT_CHAOS_ACKS` (orders acknowledged between faults) bounds the run; CI keeps it small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+
+import pytest
+
+from contracts.subjects import ORDERS_STREAM
+from tests.clearing.platform import Platform
+from tests.cluster.flow import OrderFlow, Recovery, check_invariants, wait_instances
+from tests.procs import NodeProcess
+
+ACKS = int(os.environ.get("QT_CHAOS_ACKS", "40"))
+
+
+async def kill_node(platform: Platform, proc: NodeProcess, flow: OrderFlow, name: str,
+                    instance: str = "") -> tuple[Recovery, NodeProcess]:
+    """SIGKILL a node we started, start it again on its data dir; returns its recovery and the new process."""
+    recovery = Recovery(name, time.monotonic())
+    await asyncio.to_thread(proc.kill9)  # off the loop: replies that arrive meanwhile keep their times
+    restarted = await platform.start(proc.module.removeprefix("nodes."), instance=instance, wait=False)
+    await flow.recovered(recovery)
+    return recovery, restarted
+
+
+@pytest.mark.slow
+async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Platform) -> None:
+    seed = int(os.environ.get("QT_PROPERTY_SEED", str(random.randrange(2**32))))
+    wallet = await cluster.start("wallet")
+    engine = await cluster.start("matching")
+    clearing = await cluster.start("clearing")
+    await cluster.start("clearing", instance="2")
+    await wait_instances(cluster.nc, "clearing", 2)
+    await cluster.start("market_data", wait=False)
+    flow = OrderFlow(cluster.nc, [f"ch{i:02d}" for i in range(10)], seed)
+    await flow.fund()
+    started = time.monotonic()
+    flow.start()
+    await flow.wait_acks(ACKS)
+    recoveries: list[Recovery] = []
+
+    info = await cluster.nc.jetstream().stream_info(ORDERS_STREAM)  # the journal's leader: the worst to lose
+    server = next(s for s in cluster.members if info.cluster is not None and s.name == info.cluster.leader)
+    assert server.process is not None
+    recovery = Recovery(f"nats-server ({server.name}, ORDERS leader)", time.monotonic())
+    server.process.kill()  # SIGKILL, by the PID we started
+    await asyncio.to_thread(server.process.wait)
+    recoveries.append(await flow.recovered(recovery))
+    await flow.wait_acks(ACKS)
+    server.spawn(log_path=cluster.root / f"{server.name}.log")  # as qt up's keeper does: same store
+    await asyncio.to_thread(server.wait_healthy, 60)
+
+    for proc, name, instance in ((wallet, "wallet", ""), (engine, "matching", ""), (clearing, "clearing", "")):
+        recovery, _ = await kill_node(cluster, proc, flow, name, instance)
+        recoveries.append(recovery)
+        await flow.wait_acks(ACKS)
+    await flow.stop()
+    elapsed = time.monotonic() - started
+
+    context = f"seed={seed} outcomes={dict(flow.outcomes)} retries={flow.retries}"
+    print(f"\nchaos: {flow.acks} orders acknowledged in {elapsed:.1f}s ({flow.acks / elapsed:.1f}/s, "
+          f"{flow.workers} clients) through 4 faults; {context}")
+    for r in recoveries:
+        print(f"RTO {r.component}: first ack after {r.first_ack_s:.2f}s, every client after {r.all_workers_s:.2f}s")
+    await check_invariants(cluster, flow, context)
