@@ -182,18 +182,23 @@ class Book:
             buy = False
         else:
             return [("rejected", order_id, "invalid_side")]
-        if type(qty) is not int or qty < self.min_qty or qty % self.lot:  # min_qty >= lot >= 1: covers qty <= 0
-            return [("rejected", order_id, self._qty_reason(qty))]
-        size: int = qty  # typed from here on: machine ints in the compiled build
+        if type(qty) is not int:
+            return [("rejected", order_id, "invalid_qty")]
+        size: int = qty  # typed from here on (checked first): machine-int arithmetic in the compiled build
+        if size < self.min_qty or size % self.lot:  # min_qty >= lot >= 1: covers size <= 0
+            return [("rejected", order_id, self._qty_reason(size))]
         lim: int
         if order_type == "LIMIT":
-            if type(price) is not int or price <= 0:
+            if type(price) is not int:
                 return [("rejected", order_id, "invalid_price")]
-            if price % self.tick:
+            px: int = price
+            if px <= 0:
+                return [("rejected", order_id, "invalid_price")]
+            if px % self.tick:
                 return [("rejected", order_id, "price_off_tick")]
             if max_quote is not None:
                 return [("rejected", order_id, "max_quote_not_allowed")]
-            lim = price if buy else -price
+            lim = px if buy else -px
         elif order_type == "MARKET":
             if price is not None:
                 return [("rejected", order_id, "market_with_price")]
@@ -289,14 +294,18 @@ class Book:
             return [(REJECTED, order_id, "unknown_order")]
         if account is not None and o.account != account:
             return [(REJECTED, order_id, "not_owner")]
-        if type(qty) is not int or qty < self.min_qty or qty % self.lot:
-            return [(REJECTED, order_id, self._qty_reason(qty))]
-        if type(price) is not int or price <= 0:
-            return [(REJECTED, order_id, "invalid_price")]
-        if price % self.tick:
-            return [(REJECTED, order_id, "price_off_tick")]
-        px: int = price
+        if type(qty) is not int:
+            return [(REJECTED, order_id, "invalid_qty")]
         size: int = qty
+        if size < self.min_qty or size % self.lot:
+            return [(REJECTED, order_id, self._qty_reason(size))]
+        if type(price) is not int:
+            return [(REJECTED, order_id, "invalid_price")]
+        px: int = price
+        if px <= 0:
+            return [(REJECTED, order_id, "invalid_price")]
+        if px % self.tick:
+            return [(REJECTED, order_id, "price_off_tick")]
         key = o.key
         buy = key < 0
         account = o.account
@@ -425,9 +434,9 @@ class Book:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _qty_reason(self, qty: object) -> str:
-        """Why a quantity is refused, in the documented order."""
-        if type(qty) is not int or qty <= 0:
+    def _qty_reason(self, qty: int) -> str:
+        """Why an int quantity is refused, in the documented order."""
+        if qty <= 0:
             return "invalid_qty"
         return "qty_off_step" if qty % self.lot else "qty_below_min"
 
