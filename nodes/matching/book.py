@@ -235,7 +235,9 @@ class Book:
             ev.append(("cancelled", order_id, account, rem,
                        "fok" if tif == "FOK" else "market" if price is None else "ioc"))
             return ev
-        key = -lim  # rest the (remaining) GTC LIMIT order: `_rest`, inlined for the common passive order
+        # Rest the (remaining) GTC LIMIT order: `_rest`, inlined for the common passive order. `key` is Any so
+        # that the compiled build boxes it once, not once per dict and list operation below.
+        key: Any = -lim
         levels = self._levels
         o = _Order(rem, order_id, account, key, size, stp, post_only)
         level = levels.get(key)
@@ -489,11 +491,12 @@ class Book:
         tid = self._trade_id
         spent = 0
         while keys:
-            key = keys[0]
-            if key > lim:
+            key: Any = keys[0]  # boxed once for the dict operations below; `k` is its machine int
+            k: int = key
+            if k > lim:
                 break
             level: list[Any] = levels[key]
-            price = key if buy else -key
+            price = k if buy else -k
             dirty[key] = None
             while True:
                 # Local annotations cost nothing in CPython; they let the mypyc build use machine ints.
