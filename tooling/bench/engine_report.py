@@ -188,7 +188,7 @@ def write_results(out: Path, report: Report, profile: str | None, build_note: st
         "are the signal).",
         "",
         "Each engine runs in its own process on the identical workload file: a batch-timed pass (ops/s without "
-        "per-op timing; best of 3 fresh runs when 3 fit in the time budget, else 1), a pass with "
+        "per-op timing; best of up to 5 fresh runs, as many as fit in the time budget), a pass with "
         "`perf_counter_ns` around every op (the percentiles), and an untimed "
         "recording pass whose trades, traded quantity, notional and final best bid/ask are compared with our "
         "book on the same ops. The GC policy of the engine (collect, `gc.freeze()`, `gc.disable()` around the "
