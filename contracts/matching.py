@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -288,3 +288,5 @@ class StatusReply(Message):
     """Engine status per instrument."""
 
     instruments: list[InstrumentStatus]
+    book: Literal["compiled", "python"]
+    """Which build of the order book the engine runs: mypyc-compiled, or the same source as Python."""

@@ -29,12 +29,14 @@ and CRC32 the ASCII. Computed on demand by `checksum()`.
 Performance layout (why it looks like this): one dict key -> level and one sorted key list per side,
 with bid keys negated so both sides are "ascending = best first" and one matching loop serves both;
 a level is a list [total_qty, dead_count, order, order, ...] (oldest first; a small list is far
-cheaper to create than a deque, and a thin book creates and drops levels all the time); an order is a
-list [remaining, order_id, account, key, qty, stp, post_only] (lists are several times cheaper to make
-than objects). Cancel is O(1): an order at either end of its level is removed, any other gets
+cheaper to create than a deque, and a thin book creates and drops levels all the time); an order is an
+`_Order` with slots (compiled, a C struct with machine-int fields: one memory read where a list needs
+three, which is what a deep book's random cancels pay for).
+Cancel is O(1): an order at either end of its level is removed, any other gets
 remaining 0 and stays until matching drops the run of them or the level is compacted or emptied.
 The module is longer than 400 lines because the hot paths are inlined on purpose: every helper call
-costs ~5% of an order here. The same source compiles with mypyc (`qt bench engine` builds it).
+costs ~5% of an order here. The package build compiles this same source with mypyc (setup.py;
+`nodes/matching/book_build.py` picks the build); the annotations on hot locals are what give it machine ints.
 
 GC: nothing here makes reference cycles, so refcounting frees everything the book drops. CPython's
 full collections still walk every tracked container the book holds (~23 ms per million), so the engine
@@ -49,7 +51,7 @@ import zlib
 from bisect import bisect_left, insort
 from collections.abc import Hashable
 from itertools import islice
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, final
 
 BUY: Final = "BUY"
 SELL: Final = "SELL"
@@ -120,6 +122,24 @@ class OrderState(NamedTuple):
     post_only: bool
 
 
+@final
+class _Order:
+    """A resting order; `remaining` 0 marks one cancelled lazily (it stays in its level until dropped)."""
+
+    __slots__ = ("account", "key", "order_id", "post_only", "qty", "remaining", "stp")
+
+    def __init__(self, remaining: int, order_id: Hashable, account: Hashable, key: int, qty: int, stp: str,
+                 post_only: bool) -> None:
+        self.remaining = remaining
+        self.order_id = order_id
+        self.account = account
+        self.key = key
+        self.qty = qty
+        self.stp = stp
+        self.post_only = post_only
+
+
+@final
 class Book:
     """One instrument's limit order book; every command returns its events."""
 
@@ -131,7 +151,7 @@ class Book:
         self.tick = tick
         self.lot = lot
         self.min_qty = min_qty
-        self._orders: dict[Hashable, list[Any]] = {}
+        self._orders: dict[Hashable, _Order] = {}
         self._levels: dict[int, list[Any]] = {}  # key (ask: price, bid: -price) -> [total, dead, orders...]
         self._bid_keys: list[int] = []  # ascending: best bid (most negative key) first
         self._ask_keys: list[int] = []
@@ -145,10 +165,13 @@ class Book:
 
     # -- commands ----------------------------------------------------------------------------------
 
-    def submit(self, order_id: Hashable, account: Hashable, side: str, order_type: str, qty: int,  # noqa: PLR0915
-               price: int | None = None, tif: str = GTC, post_only: bool = False, stp: str = "dc",
-               max_quote: int | None = None) -> list[Event]:
-        """Validate, match, then rest (GTC LIMIT) or cancel the remainder (IOC, FOK, MARKET)."""
+    def submit(self, order_id: Hashable, account: Hashable, side: str, order_type: str, qty: Any,  # noqa: PLR0915
+               price: Any = None, tif: str = GTC, post_only: bool = False, stp: str = "dc",
+               max_quote: Any = None) -> list[Event]:
+        """Validate, match, then rest (GTC LIMIT) or cancel the remainder (IOC, FOK, MARKET).
+
+        qty, price and max_quote are ints; typed Any so that the compiled build, like the pure one, rejects a
+        float or a bool with its reason rather than raising TypeError at the call."""
         # Literal strings rather than the module constants: a constant is a faster load than a global.
         orders = self._orders
         if order_id in orders:
@@ -159,16 +182,23 @@ class Book:
             buy = False
         else:
             return [("rejected", order_id, "invalid_side")]
-        if type(qty) is not int or qty < self.min_qty or qty % self.lot:  # min_qty >= lot >= 1: covers qty <= 0
-            return [("rejected", order_id, self._qty_reason(qty))]
+        if type(qty) is not int:
+            return [("rejected", order_id, "invalid_qty")]
+        size: int = qty  # typed from here on (checked first): machine-int arithmetic in the compiled build
+        if size < self.min_qty or size % self.lot:  # min_qty >= lot >= 1: covers size <= 0
+            return [("rejected", order_id, self._qty_reason(size))]
+        lim: int
         if order_type == "LIMIT":
-            if type(price) is not int or price <= 0:
+            if type(price) is not int:
                 return [("rejected", order_id, "invalid_price")]
-            if price % self.tick:
+            px: int = price
+            if px <= 0:
+                return [("rejected", order_id, "invalid_price")]
+            if px % self.tick:
                 return [("rejected", order_id, "price_off_tick")]
             if max_quote is not None:
                 return [("rejected", order_id, "max_quote_not_allowed")]
-            lim = price if buy else -price
+            lim = px if buy else -px
         elif order_type == "MARKET":
             if price is not None:
                 return [("rejected", order_id, "market_with_price")]
@@ -190,24 +220,26 @@ class Book:
         if stp != "dc" and stp not in STP_MODES:
             return [("rejected", order_id, "invalid_stp")]
         ev: list[Event] = [("accepted", order_id)]
-        rem = qty
+        rem = size
         opp = self._ask_keys if buy else self._bid_keys
         if opp and opp[0] <= lim:
             if post_only:
                 return [("rejected", order_id, "post_only_would_take")]
-            if tif == "FOK" and not self._fillable(opp, lim, qty, account, stp, max_quote, buy):
-                ev.append(("cancelled", order_id, account, qty, "fok"))
+            if tif == "FOK" and not self._fillable(opp, lim, size, account, stp, max_quote, buy):
+                ev.append(("cancelled", order_id, account, size, "fok"))
                 return ev
-            rem = self._take(order_id, account, side, buy, lim, qty, stp, max_quote, opp, ev)
+            rem = self._take(order_id, account, side, buy, lim, size, stp, max_quote, opp, ev)
             if not rem:
                 return ev
         if tif != "GTC" or price is None:  # nothing else rests: FOK (never partial), MARKET, IOC
             ev.append(("cancelled", order_id, account, rem,
                        "fok" if tif == "FOK" else "market" if price is None else "ioc"))
             return ev
-        key = -lim  # rest the (remaining) GTC LIMIT order: `_rest`, inlined for the common passive order
+        # Rest the (remaining) GTC LIMIT order: `_rest`, inlined for the common passive order. `key` is Any so
+        # that the compiled build boxes it once, not once per dict and list operation below.
+        key: Any = -lim
         levels = self._levels
-        o = [rem, order_id, account, key, qty, stp, post_only]
+        o = _Order(rem, order_id, account, key, size, stp, post_only)
         level = levels.get(key)
         if level is None:
             levels[key] = [rem, 0, o]
@@ -228,14 +260,14 @@ class Book:
         o = self._orders.pop(order_id, None)
         if o is None:
             return [("rejected", order_id, "unknown_order")]
-        if account is not None and o[2] != account:
+        if account is not None and o.account != account:
             self._orders[order_id] = o
             return [("rejected", order_id, "not_owner")]
-        rem: int = o[0]
-        key: int = o[3]  # `_unlink`, inlined: cancels are a third of a venue's traffic
+        rem: int = o.remaining
+        key: int = o.key  # `_unlink`, inlined: cancels are a third of a venue's traffic
         level = self._levels[key]
         total: int = level[0] - rem
-        o[0] = 0
+        o.remaining = 0
         self._dirty[key] = None
         if not total:
             del self._levels[key]
@@ -245,7 +277,7 @@ class Book:
             level[0] = total
             if level[-1] is o:
                 level.pop()
-                if not level[-1][0]:
+                if not level[-1].remaining:
                     _trim(level)
             elif level[2] is o:
                 del level[2]
@@ -254,42 +286,49 @@ class Book:
                 level[1] = dead
                 if dead > 64 and dead * 5 > (len(level) - 2) * 4:
                     _compact(level)
-        return [("cancelled", order_id, o[2], rem, "user")]
+        return [("cancelled", order_id, o.account, rem, "user")]
 
-    def replace(self, order_id: Hashable, price: int, qty: int, account: Hashable | None = None) -> list[Event]:
-        """Change a resting order's price and open size; a crossing replacement trades as a taker."""
+    def replace(self, order_id: Hashable, price: Any, qty: Any, account: Hashable | None = None) -> list[Event]:
+        """Change a resting order's price and open size; a crossing replacement trades as a taker (ints, typed
+        Any as in `submit`)."""
         o = self._orders.get(order_id)
         if o is None:
             return [(REJECTED, order_id, "unknown_order")]
-        if account is not None and o[2] != account:
+        if account is not None and o.account != account:
             return [(REJECTED, order_id, "not_owner")]
-        if type(qty) is not int or qty < self.min_qty or qty % self.lot:
-            return [(REJECTED, order_id, self._qty_reason(qty))]
-        if type(price) is not int or price <= 0:
+        if type(qty) is not int:
+            return [(REJECTED, order_id, "invalid_qty")]
+        size: int = qty
+        if size < self.min_qty or size % self.lot:
+            return [(REJECTED, order_id, self._qty_reason(size))]
+        if type(price) is not int:
             return [(REJECTED, order_id, "invalid_price")]
-        if price % self.tick:
+        px: int = price
+        if px <= 0:
+            return [(REJECTED, order_id, "invalid_price")]
+        if px % self.tick:
             return [(REJECTED, order_id, "price_off_tick")]
-        key = o[3]
+        key = o.key
         buy = key < 0
-        account = o[2]
-        if key == (-price if buy else price) and qty < o[0]:  # same price, smaller: keeps its priority
-            self._levels[key][0] -= o[0] - qty
-            o[0] = o[4] = qty
+        account = o.account
+        if key == (-px if buy else px) and size < o.remaining:  # same price, smaller: keeps its priority
+            self._levels[key][0] -= o.remaining - size
+            o.remaining = o.qty = size
             self._dirty[key] = None
-            return [(REPLACED, order_id, account, price, qty, True)]
-        lim = price if buy else -price
+            return [(REPLACED, order_id, account, px, size, True)]
+        lim = px if buy else -px
         opp = self._ask_keys if buy else self._bid_keys
         crosses = bool(opp) and opp[0] <= lim
-        if crosses and o[6]:
+        if crosses and o.post_only:
             return [(REJECTED, order_id, "post_only_would_take")]
         del self._orders[order_id]
         self._unlink(o)
-        ev: list[Event] = [(REPLACED, order_id, account, price, qty, False)]
-        rem = qty
+        ev: list[Event] = [(REPLACED, order_id, account, px, size, False)]
+        rem = size
         if crosses:
-            rem = self._take(order_id, account, BUY if buy else SELL, buy, lim, qty, o[5], None, opp, ev)
+            rem = self._take(order_id, account, BUY if buy else SELL, buy, lim, size, o.stp, None, opp, ev)
         if rem:
-            self._rest([rem, order_id, account, -lim, qty, o[5], o[6]])
+            self._rest(_Order(rem, order_id, account, -lim, size, o.stp, o.post_only))
         return ev
 
     # -- queries -----------------------------------------------------------------------------------
@@ -324,8 +363,9 @@ class Book:
         o = self._orders.get(order_id)
         if o is None:
             return None
-        key = o[3]
-        return OrderState(o[1], o[2], BUY if key < 0 else SELL, abs(key), o[0], o[4], o[5], o[6])
+        key = o.key
+        return OrderState(o.order_id, o.account, BUY if key < 0 else SELL, abs(key), o.remaining, o.qty, o.stp,
+                          o.post_only)
 
     def checksum(self) -> int:
         """CRC32 of the top 10 levels per side, Kraken v2 style (see the module docstring)."""
@@ -366,7 +406,8 @@ class Book:
         levels = self._levels
 
         def side(keys: list[int], sign: int) -> list[list[Any]]:
-            return [[sign * k, [[o[1], o[2], o[0], o[4], o[5], o[6]] for o in islice(levels[k], 2, None) if o[0]]]
+            return [[sign * k, [[o.order_id, o.account, o.remaining, o.qty, o.stp, o.post_only]
+                                for o in islice(levels[k], 2, None) if o.remaining]]
                     for k in keys]
 
         return {"version": 1, "tick": self.tick, "lot": self.lot, "min_qty": self.min_qty,
@@ -389,36 +430,36 @@ class Book:
                 for oid, account, remaining, qty, stp, post_only in entries:
                     if oid in book._orders or remaining <= 0:
                         raise ValueError(f"snapshot order {oid!r} duplicated or empty")
-                    book._rest([remaining, oid, account, key, qty, stp, bool(post_only)])
+                    book._rest(_Order(remaining, oid, account, key, qty, stp, bool(post_only)))
         book._dirty.clear()
         return book
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _qty_reason(self, qty: object) -> str:
-        """Why a quantity is refused, in the documented order."""
-        if type(qty) is not int or qty <= 0:
+    def _qty_reason(self, qty: int) -> str:
+        """Why an int quantity is refused, in the documented order."""
+        if qty <= 0:
             return "invalid_qty"
         return "qty_off_step" if qty % self.lot else "qty_below_min"
 
-    def _rest(self, o: list[Any]) -> None:
-        key = o[3]
+    def _rest(self, o: _Order) -> None:
+        key = o.key
         level = self._levels.get(key)
         if level is None:
-            self._levels[key] = [o[0], 0, o]
+            self._levels[key] = [o.remaining, 0, o]
             insort(self._bid_keys if key < 0 else self._ask_keys, key)
         else:
-            level[0] += o[0]
+            level[0] += o.remaining
             level.append(o)
-        self._orders[o[1]] = o
+        self._orders[o.order_id] = o
         self._dirty[key] = None
 
-    def _unlink(self, o: list[Any]) -> None:
+    def _unlink(self, o: _Order) -> None:
         """Take a resting order (already gone from `_orders`) out of its level."""
-        key = o[3]
+        key = o.key
         level = self._levels[key]
-        total = level[0] - o[0]
-        o[0] = 0
+        total = level[0] - o.remaining
+        o.remaining = 0
         self._dirty[key] = None
         if not total:
             del self._levels[key]
@@ -428,7 +469,7 @@ class Book:
         level[0] = total
         if level[-1] is o:  # the newest: drop it now (cancel-after-place is the common case)
             level.pop()
-            if not level[-1][0]:
+            if not level[-1].remaining:
                 _trim(level)
         elif level[2] is o:
             del level[2]
@@ -450,24 +491,25 @@ class Book:
         tid = self._trade_id
         spent = 0
         while keys:
-            key = keys[0]
-            if key > lim:
+            key: Any = keys[0]  # boxed once for the dict operations below; `k` is its machine int
+            k: int = key
+            if k > lim:
                 break
             level: list[Any] = levels[key]
-            price = key if buy else -key
+            price = k if buy else -k
             dirty[key] = None
             while True:
                 # Local annotations cost nothing in CPython; they let the mypyc build use machine ints.
-                m: list[Any] = level[2]  # the level's oldest order
-                mrem: int = m[0]
+                m: _Order = level[2]  # the level's oldest order
+                mrem: int = m.remaining
                 if not mrem:  # cancelled earlier, unlinked lazily: drop the whole run of them in one move
                     i = 3
-                    while not level[i][0]:  # a live order follows: the level's total is not 0
+                    while not level[i].remaining:  # a live order follows: the level's total is not 0
                         i += 1
                     del level[2:i]
                     level[1] -= i - 2
                     continue
-                if m[2] == acc:
+                if m.account == acc:
                     self._trade_id = tid
                     rem = self._self_trade(oid, acc, rem, stp, m, level, key, keys, ev)
                     if not rem:
@@ -490,16 +532,16 @@ class Book:
                 rem -= fill
                 mrem -= fill
                 if mrem:
-                    m[0] = mrem
+                    m.remaining = mrem
                     level[0] -= fill
-                    ev.append(("fill", tid, oid, acc, m[1], m[2], price, fill, mrem, side, rem))
+                    ev.append(("fill", tid, oid, acc, m.order_id, m.account, price, fill, mrem, side, rem))
                     if rem:
                         continue
                     self._trade_id = tid
                     return 0
                 del level[2]  # a fully filled maker leaves the book at once
-                del orders[m[1]]
-                ev.append(("fill", tid, oid, acc, m[1], m[2], price, fill, 0, side, rem))
+                del orders[m.order_id]
+                ev.append(("fill", tid, oid, acc, m.order_id, m.account, price, fill, 0, side, rem))
                 total: int = level[0] - fill
                 if total:
                     level[0] = total
@@ -515,29 +557,29 @@ class Book:
         self._trade_id = tid
         return rem
 
-    def _self_trade(self, oid: Hashable, acc: Hashable, rem: int, stp: str, m: list[Any], level: list[Any],
+    def _self_trade(self, oid: Hashable, acc: Hashable, rem: int, stp: str, m: _Order, level: list[Any],
                     key: int, keys: list[int], ev: list[Event]) -> int:
         """Apply the taker's STP mode against maker `m` (the front of `level`); the taker's remaining."""
-        mrem: int = m[0]
+        mrem: int = m.remaining
         if stp == "dc" and rem < mrem:  # the taker is the smaller: cancel it, decrease the maker
-            m[0] = mrem - rem
+            m.remaining = mrem - rem
             level[0] -= rem
-            ev.append((DECREASED, m[1], m[2], rem, mrem - rem, STP))
+            ev.append((DECREASED, m.order_id, m.account, rem, mrem - rem, STP))
             ev.append((CANCELLED, oid, acc, rem, STP))
             return 0
         if stp == "cn":
             ev.append((CANCELLED, oid, acc, rem, STP))
             return 0
         del level[2]  # co, cb, and dc with the maker the smaller (or equal): cancel the maker
-        del self._orders[m[1]]
-        m[0] = 0
+        del self._orders[m.order_id]
+        m.remaining = 0
         total = level[0] - mrem
         if total:
             level[0] = total
         else:
             del self._levels[key]
             del keys[0]
-        ev.append((CANCELLED, m[1], m[2], mrem, STP))
+        ev.append((CANCELLED, m.order_id, m.account, mrem, STP))
         if stp == "co":
             return rem
         if stp == "dc" and rem > mrem:
@@ -557,10 +599,10 @@ class Book:
                 break
             price = key if buy else -key
             for m in islice(levels[key], 2, None):
-                mrem = m[0]
+                mrem = m.remaining
                 if not mrem:
                     continue
-                if m[2] == acc:
+                if m.account == acc:
                     if stp == "co":
                         continue
                     return False  # dc, cn, cb all end or shrink the taker before it is filled
@@ -579,7 +621,7 @@ class Book:
 def _trim(level: list[Any]) -> None:
     """Pop lazily cancelled entries off the end of a level that still holds a live order."""
     n = 0
-    while not level[-1][0]:
+    while not level[-1].remaining:
         level.pop()
         n += 1
     level[1] -= n
@@ -587,5 +629,5 @@ def _trim(level: list[Any]) -> None:
 
 def _compact(level: list[Any]) -> None:
     """Rebuild a level without its lazily cancelled entries."""
-    level[2:] = [x for x in islice(level, 2, None) if x[0]]
+    level[2:] = [x for x in islice(level, 2, None) if x.remaining]
     level[1] = 0

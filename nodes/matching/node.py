@@ -49,6 +49,7 @@ from contracts.subjects import (
 )
 from mesh.backoff import Backoff
 from mesh.jetstream import ensure_named, ensure_snapshot_store
+from nodes.matching import BOOK_BUILD
 from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
 from nodes.matching.journal import JournalWriter
 from nodes.runtime.config import NodeConfig, env_int
@@ -320,7 +321,7 @@ class MatchingNode:
     async def status(self, query: StatusQuery) -> StatusReply:
         """Owner, lease token, applied sequence, resting orders and last snapshot per instrument."""
         runners = [self._runner(query.instrument)] if query.instrument else list(self.runners.values())
-        return StatusReply(instruments=[
+        return StatusReply(book=BOOK_BUILD.kind, instruments=[
             InstrumentStatus(instrument=r.spec.symbol, owner=self.owner, lease_token=r.lease.token,
                              applied_seq=r.engine.applied_seq, exec_published_seq=r.exec_published_upto,
                              resting_orders=len(r.engine.book),
@@ -410,7 +411,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     if replayed.done() and not stop.is_set():
         await service.start()
         log.info("matching serving", extra=kv(instruments=",".join(runners), tokens=",".join(
-            str(lease.token) for lease in leases.values())))
+            str(lease.token) for lease in leases.values()), book=BOOK_BUILD.kind, book_build=BOOK_BUILD.reason))
     replayed.cancel()
     failures = await until_stopped(stop, tasks)
     lost = any(isinstance(exc, LeaseLost) for _, exc in failures)

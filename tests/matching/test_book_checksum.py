@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
-from nodes.matching.book import Book
+if TYPE_CHECKING:
+    from nodes.matching.book import Book
 
 
 def crc32_bitwise(data: bytes) -> int:
@@ -17,8 +19,8 @@ def crc32_bitwise(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def test_checksum_of_a_small_book_matches_the_hand_computed_crc32() -> None:
-    book = Book()
+def test_checksum_of_a_small_book_matches_the_hand_computed_crc32(book_cls: type[Book]) -> None:
+    book = book_cls()
     book.submit("a1", "x", "SELL", "LIMIT", 150000000, 6750100)  # 1.5 BTC @ 67,501.00
     book.submit("a2", "x", "SELL", "LIMIT", 50000000, 6750100)
     book.submit("a3", "x", "SELL", "LIMIT", 1000, 6750200)
@@ -30,8 +32,8 @@ def test_checksum_of_a_small_book_matches_the_hand_computed_crc32() -> None:
     assert book.checksum() == 0xE31F1C64
 
 
-def test_checksum_covers_only_the_top_ten_levels_per_side() -> None:
-    book = Book()
+def test_checksum_covers_only_the_top_ten_levels_per_side(book_cls: type[Book]) -> None:
+    book = book_cls()
     for i in range(12):
         book.submit(f"b{i}", "y", "BUY", "LIMIT", 1, 100 - i)
     top = book.checksum()
@@ -41,13 +43,13 @@ def test_checksum_covers_only_the_top_ten_levels_per_side() -> None:
     assert book.checksum() != top
 
 
-def test_checksum_matches_an_independent_crc_on_a_restored_book() -> None:
-    book = Book(tick=5, lot=10, min_qty=10)
+def test_checksum_matches_an_independent_crc_on_a_restored_book(book_cls: type[Book]) -> None:
+    book = book_cls(tick=5, lot=10, min_qty=10)
     book.submit("a", "x", "SELL", "LIMIT", 30, 105)
     book.submit("b", "y", "BUY", "LIMIT", 20, 95)
-    restored = Book.restore(book.snapshot())
+    restored = book_cls.restore(book.snapshot())
     assert restored.checksum() == book.checksum() == crc32_bitwise(b"1053095" b"20")
 
 
-def test_empty_book_checksum_is_crc32_of_nothing() -> None:
-    assert Book().checksum() == zlib.crc32(b"") == 0
+def test_empty_book_checksum_is_crc32_of_nothing(book_cls: type[Book]) -> None:
+    assert book_cls().checksum() == zlib.crc32(b"") == 0

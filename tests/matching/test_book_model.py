@@ -12,12 +12,14 @@ import json
 import random
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodes.matching.book import Book
+if TYPE_CHECKING:
+    from nodes.matching.book import Book
+
 
 Event = tuple[Any, ...]
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -289,15 +291,15 @@ def apply(book: Any, cmd: tuple[Any, ...]) -> list[Event]:
 
 
 def roundtrip(book: Book) -> Book:
-    """Snapshot, through JSON (what a journal or a KV store would hold), and restore."""
-    return Book.restore(json.loads(json.dumps(book.snapshot())))
+    """Snapshot, through JSON (what a journal or a KV store would hold), and restore (same build)."""
+    return type(book).restore(json.loads(json.dumps(book.snapshot())))
 
 
-def run(rules: tuple[int, int, int], stream: list[tuple[Any, ...]],
+def run(book_cls: type[Book], rules: tuple[int, int, int], stream: list[tuple[Any, ...]],
         check: Callable[[Book, tuple[Any, ...], list[Event]], None] | None = None,
         snapshots: bool = True) -> tuple[Book, list[list[Event]]]:
     """Drive a Book through the stream (restoring at snapshot points), calling `check` after each command."""
-    book = Book(*rules)
+    book = book_cls(*rules)
     out = []
     for drawn in stream:
         if drawn[0] == "snapshot":
@@ -328,7 +330,8 @@ def assert_same_state(book: Book, ref: ReferenceBook) -> None:
 
 @PROPERTY
 @given(streams)
-def test_book_matches_reference_model(case: tuple[tuple[int, int, int], list[tuple[Any, ...]]]) -> None:
+def test_book_matches_reference_model(book_cls: type[Book],
+                                      case: tuple[tuple[int, int, int], list[tuple[Any, ...]]]) -> None:
     rules, stream = case
     ref = ReferenceBook(*rules)
     l2: dict[tuple[str, int], int] = {}
@@ -346,15 +349,16 @@ def test_book_matches_reference_model(case: tuple[tuple[int, int, int], list[tup
         best_bid, best_ask = book.best_bid(), book.best_ask()
         assert best_bid is None or best_ask is None or best_bid[0] < best_ask[0]  # never crossed at rest
 
-    run(rules, stream, check)
+    run(book_cls, rules, stream, check)
 
 
 @PROPERTY
 @given(streams)
-def test_snapshot_restore_continue_equals_no_snapshot(case: tuple[tuple[int, int, int], list[Any]]) -> None:
+def test_snapshot_restore_continue_equals_no_snapshot(book_cls: type[Book],
+                                                      case: tuple[tuple[int, int, int], list[Any]]) -> None:
     rules, stream = case
-    straight, events_straight = run(rules, stream, snapshots=False)
-    restored, events_restored = run(rules, stream, snapshots=True)
+    straight, events_straight = run(book_cls, rules, stream, snapshots=False)
+    restored, events_restored = run(book_cls, rules, stream, snapshots=True)
     assert events_restored == events_straight
     assert restored.snapshot() == straight.snapshot()
     assert restored.checksum() == straight.checksum()
@@ -362,7 +366,7 @@ def test_snapshot_restore_continue_equals_no_snapshot(case: tuple[tuple[int, int
 
 @PROPERTY
 @given(streams)
-def test_quantity_is_conserved_per_order(case: tuple[tuple[int, int, int], list[Any]]) -> None:
+def test_quantity_is_conserved_per_order(book_cls: type[Book], case: tuple[tuple[int, int, int], list[Any]]) -> None:
     rules, stream = case
     open_qty: dict[Any, int] = {}  # what each live order still has open, according to its events alone
 
@@ -382,12 +386,13 @@ def test_quantity_is_conserved_per_order(case: tuple[tuple[int, int, int], list[
             state = book.order(oid)
             assert left == (state.remaining if state else 0), oid
 
-    run(rules, stream, check)
+    run(book_cls, rules, stream, check)
 
 
 @PROPERTY
 @given(streams)
-def test_fok_ioc_market_post_only_and_max_quote_keep_their_promises(case: tuple[Any, list[Any]]) -> None:
+def test_fok_ioc_market_post_only_and_max_quote_keep_their_promises(book_cls: type[Book],
+                                                                    case: tuple[Any, list[Any]]) -> None:
     rules, stream = case
 
     def check(book: Book, cmd: tuple[Any, ...], events: list[Event]) -> None:
@@ -406,13 +411,13 @@ def test_fok_ioc_market_post_only_and_max_quote_keep_their_promises(case: tuple[
         if cap is not None:
             assert sum(e[6] * e[7] for e in taken) <= cap
 
-    run(rules, stream, check)
+    run(book_cls, rules, stream, check)
 
 
-def test_long_seeded_stream_matches_reference_model() -> None:
+def test_long_seeded_stream_matches_reference_model(book_cls: type[Book]) -> None:
     """Build deep levels, cancel most of them, then trade through: lazy unlinking and level compaction."""
     rng = random.Random(7)
-    book, ref = Book(), ReferenceBook(1, 1, 1)
+    book, ref = book_cls(), ReferenceBook(1, 1, 1)
     for n in range(2400):
         phase_cancels = 0.10 if n < 800 else 0.70 if n < 1600 else 0.30
         live = [o["id"] for o in ref.resting]

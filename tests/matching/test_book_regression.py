@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from nodes.matching.book import Book
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nodes.matching.book import Book
 
 
 def fills(events: list[tuple]) -> list[tuple]:
     return [e for e in events if e[0] == "fill"]
 
 
-def test_fully_filled_maker_leaves_and_the_level_keeps_serving() -> None:
+def test_fully_filled_maker_leaves_and_the_level_keeps_serving(book_cls: type[Book]) -> None:
     # The seed removed a fully filled maker from the wrong side, then looped on zero-quantity fills.
-    book = Book()
+    book = book_cls()
     book.submit("m1", "maker", "SELL", "LIMIT", 5, 100)
     book.submit("m2", "maker", "SELL", "LIMIT", 5, 100)
     first = book.submit("t1", "taker", "BUY", "LIMIT", 5, 100, "IOC")
@@ -27,9 +30,9 @@ def test_fully_filled_maker_leaves_and_the_level_keeps_serving() -> None:
     assert third == [("accepted", "t3")] and book.best_bid() == (100, 3)
 
 
-def test_no_fill_is_ever_zero_and_maker_order_is_time_priority() -> None:
+def test_no_fill_is_ever_zero_and_maker_order_is_time_priority(book_cls: type[Book]) -> None:
     # The seed smoke: an IOC BUY 5 @ 100.00 against two resting SELLs of 5 fills once, against the first.
-    book = Book()
+    book = book_cls()
     for i in range(2):
         book.submit(f"s{i}", "seller", "SELL", "LIMIT", 5, 10000)
     events = book.submit("b", "buyer", "BUY", "LIMIT", 5, 10000, "IOC")
@@ -37,8 +40,8 @@ def test_no_fill_is_ever_zero_and_maker_order_is_time_priority() -> None:
     assert book.order("s1") is not None and book.order("s1").remaining == 5
 
 
-def test_sweep_through_levels_trades_at_each_makers_price() -> None:
-    book = Book()
+def test_sweep_through_levels_trades_at_each_makers_price(book_cls: type[Book]) -> None:
+    book = book_cls()
     for i, price in enumerate((101, 102, 103)):
         book.submit(f"s{i}", "seller", "SELL", "LIMIT", 2, price)
     events = book.submit("b", "buyer", "BUY", "LIMIT", 10, 102)
@@ -46,9 +49,9 @@ def test_sweep_through_levels_trades_at_each_makers_price() -> None:
     assert book.best_bid() == (102, 6) and book.best_ask() == (103, 2)
 
 
-def test_market_order_never_rests() -> None:
+def test_market_order_never_rests(book_cls: type[Book]) -> None:
     # The seed left MARKET GTC orders open.
-    book = Book()
+    book = book_cls()
     book.submit("s", "seller", "SELL", "LIMIT", 3, 100)
     events = book.submit("m", "buyer", "BUY", "MARKET", 5)
     assert events[-1] == ("cancelled", "m", "buyer", 2, "market")
@@ -56,8 +59,8 @@ def test_market_order_never_rests() -> None:
     assert book.submit("m2", "buyer", "BUY", "MARKET", 5)[-1] == ("cancelled", "m2", "buyer", 5, "market")
 
 
-def test_market_buy_stops_before_max_quote() -> None:
-    book = Book()
+def test_market_buy_stops_before_max_quote(book_cls: type[Book]) -> None:
+    book = book_cls()
     book.submit("s1", "seller", "SELL", "LIMIT", 3, 100)
     book.submit("s2", "seller", "SELL", "LIMIT", 3, 110)
     events = book.submit("m", "buyer", "BUY", "MARKET", 6, max_quote=520)  # 300 + 2 * 110 = 520
@@ -66,9 +69,9 @@ def test_market_buy_stops_before_max_quote() -> None:
     assert book.best_ask() == (110, 1)
 
 
-def test_fok_is_all_or_nothing() -> None:
+def test_fok_is_all_or_nothing(book_cls: type[Book]) -> None:
     # The seed kept FOK partial fills.
-    book = Book()
+    book = book_cls()
     book.submit("s", "seller", "SELL", "LIMIT", 3, 100)
     before = book.snapshot()
     assert book.submit("f", "buyer", "BUY", "LIMIT", 5, 100, "FOK") == [
@@ -77,9 +80,9 @@ def test_fok_is_all_or_nothing() -> None:
     assert len(fills(book.submit("g", "buyer", "BUY", "LIMIT", 3, 100, "FOK"))) == 1
 
 
-def test_self_trade_modes() -> None:
+def test_self_trade_modes(book_cls: type[Book]) -> None:
     def setup() -> Book:
-        book = Book()
+        book = book_cls()
         book.submit("own", "me", "SELL", "LIMIT", 4, 100)
         book.submit("other", "you", "SELL", "LIMIT", 4, 100)
         return book
@@ -99,8 +102,8 @@ def test_self_trade_modes() -> None:
         ("cancelled", "own", "me", 4, "stp"), ("cancelled", "t", "me", 6, "stp")]
 
 
-def test_replace_keeps_priority_only_when_shrinking_at_the_same_price() -> None:
-    book = Book()
+def test_replace_keeps_priority_only_when_shrinking_at_the_same_price(book_cls: type[Book]) -> None:
+    book = book_cls()
     book.submit("a", "x", "BUY", "LIMIT", 5, 100)
     book.submit("b", "y", "BUY", "LIMIT", 5, 100)
     assert book.replace("a", 100, 3) == [("replaced", "a", "x", 100, 3, True)]
@@ -109,8 +112,8 @@ def test_replace_keeps_priority_only_when_shrinking_at_the_same_price() -> None:
     assert book.submit("s2", "z", "SELL", "LIMIT", 1, 100, "IOC")[1][4] == "b"
 
 
-def test_crossing_replace_trades_as_taker_at_the_makers_price() -> None:
-    book = Book()
+def test_crossing_replace_trades_as_taker_at_the_makers_price(book_cls: type[Book]) -> None:
+    book = book_cls()
     book.submit("ask", "x", "SELL", "LIMIT", 2, 105)
     book.submit("bid", "y", "BUY", "LIMIT", 5, 100)
     events = book.replace("bid", 106, 5)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from nodes.matching.book import Book
+if TYPE_CHECKING:
+    from nodes.matching.book import Book
 
 
 @pytest.fixture
-def book() -> Book:
+def book(book_cls: type[Book]) -> Book:
     """A book with tick 5, lot 10, minimum 20 and one order per side."""
-    book = Book(tick=5, lot=10, min_qty=20)
+    book = book_cls(tick=5, lot=10, min_qty=20)
     book.submit("bid", "alice", "BUY", "LIMIT", 20, 95)
     book.submit("ask", "bob", "SELL", "LIMIT", 30, 105)
     book.drain_deltas()

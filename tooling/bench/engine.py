@@ -1,4 +1,5 @@
-"""`qt bench engine`: our pure book (nodes/matching/book.py) against the published Python order books.
+"""`qt bench engine`: our book (nodes/matching/book.py, as installed: mypyc-compiled, and as pure Python)
+against the published order books.
 
 Each engine runs in its own process on the identical seeded workload (generated once, passed by file),
 with a time budget per pass and a hard timeout (a hung engine is killed by PID and reported as hung).
@@ -20,8 +21,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from nodes.matching import BOOK_BUILD
+from nodes.matching.book_build import PURE_ENV
 from tooling.bench.engine_report import Row, profile_ours, render, write_results
-from tooling.bench.engine_venv import ensure_mypyc, ensure_peers
+from tooling.bench.engine_venv import ensure_peers
 from tooling.bench.engine_workload import Workload, load
 from tooling.bench.report import BENCHMARKS_MD, WriteOption
 
@@ -42,10 +45,10 @@ class Plan:
 
 
 def run_engine(python: Path, name: str, workload: Workload, plan: Plan, policy: str = "quiet",
-               extra_path: Path | None = None) -> dict[str, Any]:
+               extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """One engine in its own process; a result dict, or {"error"/"hung": ...} with the last progress seen."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([*([str(extra_path)] if extra_path else []), str(REPO)])
+    env = {**os.environ, **(extra_env or {})}
+    env["PYTHONPATH"] = str(REPO)
     cmd = [str(python), "-m", "tooling.bench.engine_runner", name, str(workload.path), str(plan.ops),
            str(plan.budget_s), policy]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
@@ -97,8 +100,6 @@ def engine(
     only: Annotated[str, typer.Option(help="Comma-separated engines to run (default: all).")] = "",
     install: Annotated[bool | None, typer.Option("--install/--no-install",
                                                  help="Install missing peers (default: yes unless --quick).")] = None,
-    mypyc: Annotated[bool, typer.Option("--mypyc/--no-mypyc", help="Also build and run the mypyc-compiled book.")]
-    = True,
     write: WriteOption = False,
     out: Annotated[Path, typer.Option(help="Markdown file to write.")] = RESULTS_MD,
 ) -> None:
@@ -115,8 +116,8 @@ def engine(
 
     console.print(f"[bold]qt bench engine[/bold]: {n:,} ops per workload, seed {seed}, "
                   f"{budget_s:.1f} s budget per pass, {plan.timeout_s:.0f} s timeout per engine")
-    python, installed = ensure_peers(CACHE, install if install is not None else not quick)
-    build, build_note = (ensure_mypyc(CACHE) if mypyc and want("ours-mypyc") else (None, "mypyc build skipped"))
+    python, installed = ensure_peers(CACHE, install if install is not None else not quick, want)
+    build_note = f"Our book as installed: {BOOK_BUILD.kind} ({BOOK_BUILD.reason})"
     console.print(f"[dim]{build_note}[/dim]")
     rows: dict[str, list[Row]] = {}
     workloads = {}
@@ -127,14 +128,15 @@ def engine(
                       f"resting orders on {workload.levels} levels, "
                       f"{workload.checkpoints[len(workload.ops)]['trades']:,} trades")
         table: list[Row] = []
-        jobs: list[tuple[str, str, Path, str, Path | None, bool | None, str]] = [
-            ("ours", "ours (pure Python)", Path(sys.executable), "quiet", None, True, ""),
+        jobs: list[tuple[str, str, Path, str, dict[str, str] | None, bool | None, str]] = [
+            ("ours", f"ours ({BOOK_BUILD.kind}, as installed)", Path(sys.executable), "quiet", None,
+             BOOK_BUILD.kind == "python", ""),
+            ("ours-python", "ours (pure Python, same source)", Path(sys.executable), "quiet", {PURE_ENV: "1"}, True,
+             f"{PURE_ENV}=1"),
         ]
-        if build is not None:
-            jobs.append(("ours-mypyc", "ours (mypyc build, same source)", Path(sys.executable), "quiet", build,
-                         None, "optional compiled build"))
         if not quick:
-            jobs.append(("ours", "ours, CPython default GC", Path(sys.executable), "default", None, True,
+            jobs.append(("ours", "ours, CPython default GC", Path(sys.executable), "default", None,
+                         BOOK_BUILD.kind == "python",
                          "no freeze/disable: what the engine must avoid"))
         jobs.append(("bare", "bare dict+deque+bisect (no features)", Path(sys.executable), "quiet", None, True,
                      "baseline"))
@@ -143,11 +145,11 @@ def engine(
                 kind = "pure Python" if inst.peer.pure else inst.peer.note
                 jobs.append((inst.peer.key, f"{inst.peer.key} {inst.version}", python, "quiet", None,
                              inst.peer.pure, kind))
-        for key, label, interpreter, policy, extra, pure, note in jobs:
+        for key, label, interpreter, policy, extra_env, pure, note in jobs:
             if not want(key):
                 continue
             console.print(f"  {label} ...", end=" ")
-            result = run_engine(interpreter, key, workload, plan, policy, extra)
+            result = run_engine(interpreter, key, workload, plan, policy, extra_env)
             check = cross_check(result, workload) if "stats" in result else ("-", None)
             row = Row(label, key, pure, note, result, check[0], check[1])
             table.append(row)

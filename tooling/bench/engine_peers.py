@@ -102,7 +102,10 @@ def _price(x: Any) -> int | None:
 # -- ours and the baseline ---------------------------------------------------------------------------
 
 class Ours(Adapter):
-    """nodes.matching.book with every feature on: validation, events returned, STP, L2 deltas, checksum."""
+    """nodes.matching.book with every feature on: validation, events returned, STP, L2 deltas, checksum.
+
+    The build is whatever `nodes.matching` selects in the runner's process: the compiled one as installed, or
+    the pure source under QT_PURE_BOOK=1; `stats()` says which, so a row cannot silently run the other."""
 
     module = "nodes.matching.book"
 
@@ -134,13 +137,8 @@ class Ours(Adapter):
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         out["checksum"] = self.book.checksum()
+        out["build"] = importlib.import_module("nodes.matching").BOOK_BUILD.kind
         return out
-
-
-class OursCompiled(Ours):
-    """The same source compiled with mypyc (`qt bench engine` builds it into the cache dir)."""
-
-    module = "book"  # the build directory is put first on sys.path by the runner
 
 
 class Bare(Adapter):
@@ -577,7 +575,7 @@ class Nanobook(Adapter):
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "ours": Ours,
-    "ours-mypyc": OursCompiled,
+    "ours-python": Ours,  # run with QT_PURE_BOOK=1: the same source as plain Python
     "bare": Bare,
     "pyorderbook": PyOrderBook,
     "lightmatchingengine": LightMatchingEngine,
