@@ -1,0 +1,109 @@
+"""Smart batching (LMAX style): one batch in flight per destination; what queues meanwhile goes in the next.
+
+No timer: a request that finds nothing in flight is sent at once (the next loop turn) as a batch of
+one, so at low load a batch adds no latency; under load every request that arrived while a batch
+was travelling shares the next message (and whatever durable write the other side makes per message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+
+from nodes.runtime.log import kv
+
+log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+#: Sends one batch and answers one result (or the exception that item failed with) per item, in order.
+#: Raising fails every item of the batch with that exception.
+SendBatch = Callable[[list[Item]], Awaitable[Sequence["Result | BaseException"]]]
+
+#: Batch sizes worth telling apart (1 = no batching happened).
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class BatchMetrics:
+    """`qt_batch_items{batcher}` (items per batch sent) and `qt_batch_waiting{batcher}` (items queued
+    or in flight), on a node's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.items = Histogram("qt_batch_items", "Items per batch sent", ["batcher"], buckets=SIZE_BUCKETS,
+                               registry=registry)
+        self.waiting = Gauge("qt_batch_waiting", "Items queued or in flight", ["batcher"], registry=registry)
+
+
+class SmartBatcher(Generic[Item, Result]):
+    """Queues items for one destination and sends them through `send`, one batch in flight at a time."""
+
+    def __init__(self, name: str, send: SendBatch[Item, Result], *, max_batch: int,
+                 metrics: BatchMetrics | None = None) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.name = name
+        self.max_batch = max_batch
+        self._send = send
+        self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.waiting.labels(name).set_function(lambda: len(self._queue) + self._in_flight)
+
+    @property
+    def waiting(self) -> int:
+        """Items queued or in flight."""
+        return len(self._queue) + self._in_flight
+
+    async def submit(self, item: Item) -> Result:
+        """Queue `item` and return its own result once the batch that carried it is answered."""
+        return await self.enqueue(item)
+
+    def enqueue(self, item: Item) -> asyncio.Future[Result]:
+        """Queue `item` now (items enqueued in the same loop turn share a batch) and return its future."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._drain(), name=f"batcher-{self.name}")
+        return future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                self._in_flight = len(batch)
+                try:
+                    await self._one(batch)
+                finally:
+                    self._in_flight = 0
+        finally:
+            self._sender = None
+
+    async def _one(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        if self._metrics is not None:
+            self._metrics.items.labels(self.name).observe(len(batch))
+        try:
+            results = await self._send([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)} items")
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):  # cancelled (shutdown): the waiters got it too
+                raise
+            log.debug("batch failed", extra=kv(batcher=self.name, items=len(batch), error=repr(exc)))
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():  # its waiter gave up (cancelled): the item was still sent
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
