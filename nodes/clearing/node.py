@@ -52,7 +52,7 @@ from nodes.clearing.exec_releases import ExecReleases
 from nodes.clearing.recovery import Recovery
 from nodes.clearing.runner import SagaRunner
 from nodes.clearing.steps import SagaSteps, hold_asset_of
-from nodes.clearing.store import BustMarks, SagaIndex, SagaStore
+from nodes.clearing.store import BustMarks, KvWrites, SagaIndex, SagaStore
 from nodes.clearing.wallet_commands import WalletCommands
 from nodes.runtime.batcher import BatchMetrics
 from nodes.runtime.breaker import BreakerRegistry, CircuitBreaker
@@ -260,12 +260,15 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     matching = ServiceClient(nc, MATCHING_SERVICE, breaker=breakers.add(CircuitBreaker(MATCHING_SERVICE)),
                              timeout_s=timeout_s)
     metrics = NodeMetrics(CLEARING_SERVICE)
-    wallet_commands = WalletCommands(wallet, metrics=BatchMetrics(metrics.registry))
-    trades = PipelinedPublisher(nc, timeout_s=timeout_s)
-    await trades.start()
-    steps = SagaSteps(wallet_commands, matching, trades, fee_account=os.environ.get("QT_FEE_ACCOUNT", "venue-fees"),
+    batch_metrics = BatchMetrics(metrics.registry)
+    wallet_commands = WalletCommands(wallet, metrics=batch_metrics)
+    publisher = PipelinedPublisher(nc, timeout_s=timeout_s)  # TRADES and saga record writes
+    await publisher.start()
+    steps = SagaSteps(wallet_commands, matching, publisher, fee_account=os.environ.get("QT_FEE_ACCOUNT", "venue-fees"),
                       busts=BustMarks(await js.key_value(BUSTS_BUCKET)))
-    store = SagaStore(await js.key_value(SAGAS_BUCKET), SagaIndex(await js.key_value(SAGA_INDEX_BUCKET)))
+    writes = KvWrites(publisher, metrics=batch_metrics)
+    store = SagaStore(await js.key_value(SAGAS_BUCKET),
+                      SagaIndex(await js.key_value(SAGA_INDEX_BUCKET), writes, SAGA_INDEX_BUCKET), writes, SAGAS_BUCKET)
     indexed = await store.index.backfill(store.bucket)
     if indexed:
         log.info("saga index backfilled", extra=kv(sagas=indexed))

@@ -1,0 +1,88 @@
+"""The smart batcher: one batch in flight, what queues meanwhile goes in the next, no timer; each item
+gets its own result, and a failed send fails only the items it carried."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from nodes.runtime.batcher import SmartBatcher
+
+
+class Destination:
+    """Answers each batch when the test lets it (an event per batch), recording what each carried."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+        self.fail_next: Exception | None = None
+
+    async def send(self, items: list[int]) -> Sequence[int | BaseException]:
+        self.batches.append(items)
+        self.arrived.set()
+        await self.release.wait()
+        self.release.clear()
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+
+async def test_items_queued_while_a_batch_is_in_flight_share_the_next_one() -> None:
+    dest = Destination()
+    batcher: SmartBatcher[int, int] = SmartBatcher("t", dest.send, max_batch=100)
+
+    first = batcher.enqueue(0)
+    await dest.arrived.wait()  # batch [0] in flight
+    rest = [batcher.enqueue(i) for i in (2, 4, 6)]
+    assert batcher.waiting == 4
+    dest.release.set()
+    assert await first == 0
+    dest.release.set()
+
+    assert await asyncio.gather(*rest) == [20, 40, 60]
+    assert dest.batches == [[0], [2, 4, 6]]
+    assert batcher.waiting == 0
+
+
+async def test_each_item_gets_its_own_result_or_error() -> None:
+    dest = Destination()
+    batcher: SmartBatcher[int, int] = SmartBatcher("t", dest.send, max_batch=100)
+    dest.release.set()
+
+    results = await asyncio.gather(batcher.enqueue(2), batcher.enqueue(3), return_exceptions=True)
+
+    assert results[0] == 20 and isinstance(results[1], ValueError)
+    assert dest.batches == [[2, 3]]  # enqueued in one loop turn: one batch
+
+
+async def test_a_failed_send_fails_only_the_items_it_carried() -> None:
+    dest = Destination()
+    batcher: SmartBatcher[int, int] = SmartBatcher("t", dest.send, max_batch=100)
+    dest.fail_next = ConnectionError("down")
+    doomed = batcher.enqueue(0)
+    await dest.arrived.wait()
+    later = batcher.enqueue(2)
+    dest.release.set()
+
+    with pytest.raises(ConnectionError):
+        await doomed
+    dest.release.set()
+    assert await later == 20
+
+
+async def test_a_batch_carries_at_most_max_batch_items() -> None:
+    dest = Destination()
+    batcher: SmartBatcher[int, int] = SmartBatcher("t", dest.send, max_batch=2)
+    futures = [batcher.enqueue(i * 2) for i in range(5)]
+    for _ in range(3):
+        await dest.arrived.wait()
+        dest.arrived.clear()
+        dest.release.set()
+        await asyncio.sleep(0)
+
+    assert await asyncio.gather(*futures) == [0, 20, 40, 60, 80]
+    assert dest.batches == [[0, 2], [4, 6], [8]]
