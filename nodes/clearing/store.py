@@ -50,8 +50,10 @@ class KvWrites:
 
     def __init__(self, publisher: PipelinedPublisher, *, metrics: BatchMetrics | None = None) -> None:
         self.publisher = publisher
+        # Two flushes in flight: a saga's create never waits behind another saga's final write (JetStream
+        # fsyncs each message anyway, so a smaller batch costs no extra durable write).
         self.batcher: SmartBatcher[_Write, int] = SmartBatcher("kv", self._send, max_batch=MAX_KV_BATCH,
-                                                               metrics=metrics)
+                                                               max_in_flight=2, metrics=metrics)
 
     def put(self, bucket: str, key: str, value: bytes, *, last: int | None = None) -> Awaitable[int]:
         """Write `key`: the new revision. With `last`, only over that revision (0: only if absent), else

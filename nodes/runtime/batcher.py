@@ -3,6 +3,8 @@
 No timer: a request that finds nothing in flight is sent at once (the next loop turn) as a batch of
 one, so at low load a batch adds no latency; under load every request that arrived while a batch
 was travelling shares the next message (and whatever durable write the other side makes per message).
+A destination that gains nothing from bigger batches but must not make a request wait behind an
+unrelated one (JetStream, which fsyncs each message anyway) may allow a few batches in flight.
 """
 
 from __future__ import annotations
@@ -42,15 +44,16 @@ class BatchMetrics:
 class SmartBatcher(Generic[Item, Result]):
     """Queues items for one destination and sends them through `send`, one batch in flight at a time."""
 
-    def __init__(self, name: str, send: SendBatch[Item, Result], *, max_batch: int,
+    def __init__(self, name: str, send: SendBatch[Item, Result], *, max_batch: int, max_in_flight: int = 1,
                  metrics: BatchMetrics | None = None) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be >= 1")
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be >= 1")
         self.name = name
         self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
         self._send = send
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._senders: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._metrics = metrics
         if metrics is not None:
@@ -69,21 +72,20 @@ class SmartBatcher(Generic[Item, Result]):
         """Queue `item` now (items enqueued in the same loop turn share a batch) and return its future."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._drain(), name=f"batcher-{self.name}")
+        if len(self._senders) < self.max_in_flight:
+            sender = asyncio.create_task(self._drain(), name=f"batcher-{self.name}")
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
         return future
 
     async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-                self._in_flight = len(batch)
-                try:
-                    await self._one(batch)
-                finally:
-                    self._in_flight = 0
-        finally:
-            self._sender = None
+        while self._queue:
+            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            self._in_flight += len(batch)
+            try:
+                await self._one(batch)
+            finally:
+                self._in_flight -= len(batch)
 
     async def _one(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         if self._metrics is not None:

@@ -86,3 +86,20 @@ async def test_a_batch_carries_at_most_max_batch_items() -> None:
 
     assert await asyncio.gather(*futures) == [0, 20, 40, 60, 80]
     assert dest.batches == [[0, 2], [4, 6], [8]]
+
+
+async def test_with_two_in_flight_a_new_item_does_not_wait_behind_a_batch_in_flight() -> None:
+    dest = Destination()
+    batcher: SmartBatcher[int, int] = SmartBatcher("t", dest.send, max_batch=100, max_in_flight=2)
+    slow = batcher.enqueue(0)
+    await dest.arrived.wait()
+    dest.arrived.clear()
+
+    fast = batcher.enqueue(2)
+    await dest.arrived.wait()  # sent while [0] is still in flight
+
+    assert dest.batches == [[0], [2]] and batcher.waiting == 2
+    dest.release.set()
+    await asyncio.wait([slow, fast], return_when=asyncio.FIRST_COMPLETED)
+    dest.release.set()
+    assert await asyncio.gather(slow, fast) == [0, 20]
