@@ -53,7 +53,8 @@ class SmartBatcher(Generic[Item, Result]):
         self.max_in_flight = max_in_flight
         self._send = send
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._senders: set[asyncio.Task[None]] = set()
+        self._senders = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._metrics = metrics
         if metrics is not None:
@@ -72,20 +73,24 @@ class SmartBatcher(Generic[Item, Result]):
         """Queue `item` now (items enqueued in the same loop turn share a batch) and return its future."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if len(self._senders) < self.max_in_flight:
+        if self._senders < self.max_in_flight:
+            self._senders += 1  # counted here and uncounted by the sender itself: no window where both miss
             sender = asyncio.create_task(self._drain(), name=f"batcher-{self.name}")
-            self._senders.add(sender)
-            sender.add_done_callback(self._senders.discard)
+            self._tasks.add(sender)
+            sender.add_done_callback(self._tasks.discard)
         return future
 
     async def _drain(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-            self._in_flight += len(batch)
-            try:
-                await self._one(batch)
-            finally:
-                self._in_flight -= len(batch)
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                self._in_flight += len(batch)
+                try:
+                    await self._one(batch)
+                finally:
+                    self._in_flight -= len(batch)
+        finally:
+            self._senders -= 1
 
     async def _one(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         if self._metrics is not None:

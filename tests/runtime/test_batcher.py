@@ -103,3 +103,14 @@ async def test_with_two_in_flight_a_new_item_does_not_wait_behind_a_batch_in_fli
     await asyncio.wait([slow, fast], return_when=asyncio.FIRST_COMPLETED)
     dest.release.set()
     assert await asyncio.gather(slow, fast) == [0, 20]
+
+
+async def test_an_item_queued_as_the_last_sender_finishes_is_still_sent() -> None:
+    dest = Destination()
+    dest.release.set()
+    batcher: SmartBatcher[int, int] = SmartBatcher("t", dest.send, max_batch=100)
+
+    for i in range(20):  # each enqueued right as the previous batch's sender ends (a hang guard, not a timing)
+        async with asyncio.timeout(10):
+            assert await batcher.enqueue(i * 2) == i * 20
+        dest.release.set()
