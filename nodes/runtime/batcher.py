@@ -10,6 +10,7 @@ unrelated one (JetStream, which fsyncs each message anyway) may allow a few batc
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -75,7 +76,8 @@ class SmartBatcher(Generic[Item, Result]):
         self._queue.append((item, future))
         if self._senders < self.max_in_flight:
             self._senders += 1  # counted here and uncounted by the sender itself: no window where both miss
-            sender = asyncio.create_task(self._drain(), name=f"batcher-{self.name}")
+            # A fresh context: a sender carries many callers' items, so no caller's trace context is its own.
+            sender = asyncio.create_task(self._drain(), name=f"batcher-{self.name}", context=contextvars.Context())
             self._tasks.add(sender)
             sender.add_done_callback(self._tasks.discard)
         return future
