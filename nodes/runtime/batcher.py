@@ -53,7 +53,7 @@ class SmartBatcher(Generic[Item, Result]):
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._send = send
-        self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._queue: list[tuple[Item, asyncio.Future[Result], contextvars.Context]] = []
         self._senders = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
@@ -73,10 +73,11 @@ class SmartBatcher(Generic[Item, Result]):
     def enqueue(self, item: Item) -> asyncio.Future[Result]:
         """Queue `item` now (items enqueued in the same loop turn share a batch) and return its future."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
+        self._queue.append((item, future, contextvars.copy_context()))
         if self._senders < self.max_in_flight:
             self._senders += 1  # counted here and uncounted by the sender itself: no window where both miss
-            # A fresh context: a sender carries many callers' items, so no caller's trace context is its own.
+            # A fresh context: a sender outlives the caller that started it (each batch goes out in its own
+            # first caller's context, see `_one`).
             sender = asyncio.create_task(self._drain(), name=f"batcher-{self.name}", context=contextvars.Context())
             self._tasks.add(sender)
             sender.add_done_callback(self._tasks.discard)
@@ -94,22 +95,24 @@ class SmartBatcher(Generic[Item, Result]):
         finally:
             self._senders -= 1
 
-    async def _one(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _one(self, batch: list[tuple[Item, asyncio.Future[Result], contextvars.Context]]) -> None:
         if self._metrics is not None:
             self._metrics.items.labels(self.name).observe(len(batch))
         try:
-            results = await self._send([item for item, _ in batch])
+            # Sent in the context of the batch's first caller: its trace carries the batch (a batch of one
+            # is exactly the call it replaces).
+            results = await asyncio.create_task(self._send([item for item, _, _ in batch]), context=batch[0][2])
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)} items")
         except BaseException as exc:
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             if not isinstance(exc, Exception):  # cancelled (shutdown): the waiters got it too
                 raise
             log.debug("batch failed", extra=kv(batcher=self.name, items=len(batch), error=repr(exc)))
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        for (_, future, _), result in zip(batch, results, strict=True):
             if future.done():  # its waiter gave up (cancelled): the item was still sent
                 continue
             if isinstance(result, BaseException):

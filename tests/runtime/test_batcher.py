@@ -4,6 +4,7 @@ gets its own result, and a failed send fails only the items it carried."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 
 import pytest
@@ -114,3 +115,22 @@ async def test_an_item_queued_as_the_last_sender_finishes_is_still_sent() -> Non
         async with asyncio.timeout(10):
             assert await batcher.enqueue(i * 2) == i * 20
         dest.release.set()
+
+
+async def test_a_batch_is_sent_in_its_first_callers_context() -> None:
+    caller: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="none")
+    seen: list[str] = []
+
+    async def send(items: list[int]) -> list[int]:
+        seen.append(caller.get())
+        return items
+
+    batcher: SmartBatcher[int, int] = SmartBatcher("t", send, max_batch=100)
+
+    async def call(name: str, item: int) -> int:
+        caller.set(name)
+        return await batcher.enqueue(item)
+
+    assert await asyncio.gather(call("first", 1), call("second", 2)) == [1, 2]
+    assert await call("third", 3) == 3
+    assert seen == ["first", "third"]
