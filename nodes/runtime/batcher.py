@@ -73,35 +73,37 @@ class SmartBatcher(Generic[Item, Result]):
     def enqueue(self, item: Item) -> asyncio.Future[Result]:
         """Queue `item` now (items enqueued in the same loop turn share a batch) and return its future."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future, contextvars.copy_context()))
+        context = contextvars.copy_context()
+        self._queue.append((item, future, context))
         if self._senders < self.max_in_flight:
             self._senders += 1  # counted here and uncounted by the sender itself: no window where both miss
-            # A fresh context: a sender outlives the caller that started it (each batch goes out in its own
-            # first caller's context, see `_one`).
-            sender = asyncio.create_task(self._drain(), name=f"batcher-{self.name}", context=contextvars.Context())
+            sender = asyncio.create_task(self._drain(context), name=f"batcher-{self.name}", context=context)
             self._tasks.add(sender)
             sender.add_done_callback(self._tasks.discard)
         return future
 
-    async def _drain(self) -> None:
+    async def _drain(self, own: contextvars.Context) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
                 self._in_flight += len(batch)
                 try:
-                    await self._one(batch)
+                    await self._one(batch, own)
                 finally:
                     self._in_flight -= len(batch)
         finally:
             self._senders -= 1
 
-    async def _one(self, batch: list[tuple[Item, asyncio.Future[Result], contextvars.Context]]) -> None:
+    async def _one(self, batch: list[tuple[Item, asyncio.Future[Result], contextvars.Context]],
+                   own: contextvars.Context) -> None:
         if self._metrics is not None:
             self._metrics.items.labels(self.name).observe(len(batch))
         try:
             # Sent in the context of the batch's first caller: its trace carries the batch (a batch of one
-            # is exactly the call it replaces).
-            results = await asyncio.create_task(self._send([item for item, _, _ in batch]), context=batch[0][2])
+            # is exactly the call it replaces). The sender runs in its starter's context, so a batch that
+            # starter leads goes out at once; another needs a task of its own for its context.
+            send = self._send([item for item, _, _ in batch])
+            results = await (send if batch[0][2] is own else asyncio.create_task(send, context=batch[0][2]))
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)} items")
         except BaseException as exc:
