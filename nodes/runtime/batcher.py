@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
@@ -26,7 +26,7 @@ Result = TypeVar("Result")
 
 #: Sends one batch and answers one result (or the exception that item failed with) per item, in order.
 #: Raising fails every item of the batch with that exception.
-SendBatch = Callable[[list[Item]], Awaitable[Sequence["Result | BaseException"]]]
+SendBatch = Callable[[list[Item]], Coroutine[Any, Any, Sequence["Result | BaseException"]]]
 
 #: Batch sizes worth telling apart (1 = no batching happened).
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
