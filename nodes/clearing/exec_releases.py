@@ -11,10 +11,10 @@ from typing import Final
 
 import msgpack
 
-from contracts.errors import ErrorCode, QtError
 from contracts.instruments import instrument
 from nodes.clearing import amounts
 from nodes.clearing.steps import hold_asset_of
+from nodes.clearing.wallet_commands import WalletCommands
 from nodes.runtime.client import ServiceClient
 from nodes.runtime.durable import DeliveredMessage
 
@@ -25,7 +25,7 @@ SHRINKING: Final = frozenset({"cancelled", "decreased"})
 class ExecReleases:
     """The EXEC handler: one release per cancelled or decreased order, op_id from the report's msg-id."""
 
-    def __init__(self, wallet: ServiceClient, matching: ServiceClient) -> None:
+    def __init__(self, wallet: WalletCommands, matching: ServiceClient) -> None:
         self.wallet = wallet
         self.matching = matching
 
@@ -36,13 +36,6 @@ class ExecReleases:
         spec = instrument(report["instrument"])
         order = await self.matching.call("order", {"instrument": spec.symbol, "order_id": report["order_id"]},
                                          idempotent=True)
-        keep = amounts.of_order(spec, order)
         msg_id = msg.headers.get("Nats-Msg-Id") or f"{spec.symbol}:seq:{msg.stream_seq}"
-        try:
-            await self.wallet.call("release", {
-                "account": order["account"], "asset": hold_asset_of(spec, order["side"]),
-                "hold_id": order["order_id"], "total_debits": keep, "op_id": f"exec:{msg_id}",
-            }, idempotent=True)
-        except QtError as exc:
-            if exc.code is not ErrorCode.UNKNOWN_HOLD:  # an order placed without clearing holds nothing
-                raise
+        await self.wallet.release_down_to(order["account"], hold_asset_of(spec, order["side"]), order["order_id"],
+                                          amounts.of_order(spec, order), f"exec:{msg_id}")

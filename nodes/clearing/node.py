@@ -52,7 +52,9 @@ from nodes.clearing.exec_releases import ExecReleases
 from nodes.clearing.recovery import Recovery
 from nodes.clearing.runner import SagaRunner
 from nodes.clearing.steps import SagaSteps, hold_asset_of
-from nodes.clearing.store import BustMarks, SagaIndex, SagaStore
+from nodes.clearing.store import BustMarks, KvWrites, SagaIndex, SagaStore
+from nodes.clearing.wallet_commands import WalletCommands
+from nodes.runtime.batcher import BatchMetrics
 from nodes.runtime.breaker import BreakerRegistry, CircuitBreaker
 from nodes.runtime.client import ServiceClient
 from nodes.runtime.config import NodeConfig, env_int
@@ -61,6 +63,7 @@ from nodes.runtime.durable import DurableWorker
 from nodes.runtime.lifecycle import disconnect, until_stopped
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
+from nodes.runtime.pipeline import PipelinedPublisher
 from nodes.runtime.service import NodeService
 
 log = logging.getLogger(__name__)
@@ -180,15 +183,8 @@ class ClearingNode:
             raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
         spec = instrument(symbol)
         final = await self.steps.cancel(symbol, command.order_id, command.account)
-        keep = amounts.of_order(spec, final)
-        try:
-            await self.steps.wallet.call("release", {
-                "account": command.account, "asset": hold_asset_of(spec, final["side"]),
-                "hold_id": command.order_id, "total_debits": keep, "op_id": f"cancel:{command.order_id}",
-            }, idempotent=True)
-        except QtError as exc:
-            if exc.code is not ErrorCode.UNKNOWN_HOLD:
-                raise
+        await self.steps.wallet.release_down_to(command.account, hold_asset_of(spec, final["side"]), command.order_id,
+                                                amounts.of_order(spec, final), f"cancel:{command.order_id}")
         return OrderResult.model_validate(final)
 
     async def saga_get(self, query: SagaGet) -> SagaView:
@@ -265,9 +261,15 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     matching = ServiceClient(nc, MATCHING_SERVICE, breaker=breakers.add(CircuitBreaker(MATCHING_SERVICE)),
                              timeout_s=timeout_s)
     metrics = NodeMetrics(CLEARING_SERVICE)
-    steps = SagaSteps(wallet, matching, js, fee_account=os.environ.get("QT_FEE_ACCOUNT", "venue-fees"),
+    batch_metrics = BatchMetrics(metrics.registry)
+    wallet_commands = WalletCommands(wallet, metrics=batch_metrics)
+    publisher = PipelinedPublisher(nc, timeout_s=timeout_s)  # TRADES and saga record writes
+    await publisher.start()
+    steps = SagaSteps(wallet_commands, matching, publisher, fee_account=os.environ.get("QT_FEE_ACCOUNT", "venue-fees"),
                       busts=BustMarks(await js.key_value(BUSTS_BUCKET)))
-    store = SagaStore(await js.key_value(SAGAS_BUCKET), SagaIndex(await js.key_value(SAGA_INDEX_BUCKET)))
+    writes = KvWrites(publisher, metrics=batch_metrics)
+    store = SagaStore(await js.key_value(SAGAS_BUCKET),
+                      SagaIndex(await js.key_value(SAGA_INDEX_BUCKET), writes, SAGA_INDEX_BUCKET), writes, SAGAS_BUCKET)
     indexed = await store.index.backfill(store.bucket)
     if indexed:
         log.info("saga index backfilled", extra=kv(sagas=indexed))
@@ -279,7 +281,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
                           description="place-order saga: hold, match, settle, publish; recovery and DLQ")
     node.register(service)
     worker = DurableWorker(js, nc, stream=EXEC_STREAM, consumer=CLEARING_EXEC_CONSUMER, filter_subject="exec.>",
-                           service=CLEARING_SERVICE, handler=ExecReleases(wallet, matching))
+                           service=CLEARING_SERVICE, handler=ExecReleases(wallet_commands, matching))
     worker.register(service)
     recovery = Recovery(runner, store.bucket, every_s=env_int("QT_SAGA_RECOVERY_MS", 1000) / 1000)
     recovery_task = asyncio.create_task(recovery.run(stop), name="recovery")

@@ -11,18 +11,19 @@ import time
 from typing import Any
 
 import msgpack
-from nats.js import JetStreamContext
 
 from contracts.clearing import SagaRecord, TradeEvent
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import Instrument, instrument
 from contracts.matching import Side
 from contracts.orders import fill_fees
-from contracts.subjects import TRADES_STREAM, trades_subject
+from contracts.subjects import trades_subject
 from nodes.clearing import amounts
 from nodes.clearing.saga import taker_fills
 from nodes.clearing.store import BustMarks
+from nodes.clearing.wallet_commands import WalletCommands
 from nodes.runtime.client import ServiceClient, is_transient
+from nodes.runtime.pipeline import PipelinedPublisher, PublishFailed
 from nodes.runtime.tracing import inject
 
 #: Request fields that are the saga's, not the order's.
@@ -37,11 +38,11 @@ def hold_asset_of(spec: Instrument, side: str) -> str:
 class SagaSteps:
     """Runs step and compensation bodies against the wallet, the engine and the TRADES stream."""
 
-    def __init__(self, wallet: ServiceClient, matching: ServiceClient, js: JetStreamContext, fee_account: str,
+    def __init__(self, wallet: WalletCommands, matching: ServiceClient, trades: PipelinedPublisher, fee_account: str,
                  busts: BustMarks):
         self.wallet = wallet
         self.matching = matching
-        self.js = js
+        self.trades = trades
         self.fee_account = fee_account
         self.busts = busts
 
@@ -49,10 +50,10 @@ class SagaSteps:
 
     async def reserve_funds(self, saga: SagaRecord) -> dict[str, Any]:
         """Hold the order's funds under the order id."""
-        await self.wallet.call("hold", {
+        await self.wallet.hold({
             "account": saga.account, "asset": saga.hold_asset, "amount": saga.hold_amount,
             "hold_id": saga.order_id, "op_id": saga.step("reserve_funds").op_id,
-        }, idempotent=True)
+        })
         return {"hold_id": saga.order_id, "asset": saga.hold_asset, "amount": saga.hold_amount}
 
     async def submit_order(self, saga: SagaRecord) -> dict[str, Any]:
@@ -64,18 +65,31 @@ class SagaSteps:
                 "fills": len(result.get("fills", []))}
 
     async def process_fills(self, saga: SagaRecord) -> dict[str, Any]:
-        """Settle both sides of every fill, each fill atomically (they go to the wallet together)."""
+        """Settle both sides of every fill, each fill atomically, and release what the order no longer
+        needs: one wallet message and one group commit for all of them.
+
+        The release is the settle step's (its op_id): it converges on the order's total debits in any
+        order, so doing it with the fills leaves the settle step only the TRADES publish.
+        """
         fills = taker_fills(saga)
-        await asyncio.gather(*(self._settle_fill(saga, fill) for fill in fills))
-        return {"settled": [f["trade_id"] for f in fills]}
+        work = [self._settle_fill(saga, fill) for fill in fills]
+        keep = self._keep(saga)
+        if keep < saga.hold_amount:  # a plain resting order needs all of its hold: no call at all
+            work.append(self.wallet.release_down_to(saga.account, saga.hold_asset, saga.order_id, keep,
+                                                    saga.step("settle").op_id))
+        await asyncio.gather(*work)
+        return {"settled": [f["trade_id"] for f in fills], "hold_kept": keep}
 
     async def settle(self, saga: SagaRecord) -> dict[str, Any]:
-        """Publish the settled trades, then release what the order no longer needs."""
+        """Publish the settled trades (acks awaited together); release what the order no longer needs
+        unless process_fills did (a record written before it did so)."""
         fills = taker_fills(saga)
-        work = [self._publish(saga, fill, "trade") for fill in fills]
-        keep = amounts.of_order(instrument(saga.instrument), saga.order or {"side": saga.side})
-        if keep < saga.hold_amount:  # a plain resting order needs all of its hold: no call at all
-            work.append(self._release(saga.account, saga.hold_asset, saga.order_id, keep, saga.step("settle").op_id))
+        work = [self._publish(saga, fills, "trade")]
+        keep = self._keep(saga)
+        fills_step = saga.step("process_fills").result or {}
+        if keep < saga.hold_amount and "hold_kept" not in fills_step:
+            work.append(self.wallet.release_down_to(saga.account, saga.hold_asset, saga.order_id, keep,
+                                                    saga.step("settle").op_id))
         await asyncio.gather(*work)
         return {"published": [f["trade_id"] for f in fills], "hold_kept": keep}
 
@@ -84,7 +98,7 @@ class SagaSteps:
     async def unsettle(self, saga: SagaRecord) -> dict[str, Any]:
         """Publish a bust for every trade this saga may have published."""
         fills = taker_fills(saga)
-        await asyncio.gather(*(self._publish(saga, fill, "bust") for fill in fills))
+        await self._publish(saga, fills, "bust")
         return {"busted": [f["trade_id"] for f in fills]}
 
     async def reverse_fills(self, saga: SagaRecord) -> dict[str, Any]:
@@ -104,7 +118,7 @@ class SagaSteps:
                 voided.append(fill["trade_id"])
             else:
                 legs = amounts.bust_legs(spec, fill, self.fee_account)
-            await self.wallet.call("settle", {"op_id": f"{op_id}:{fill['trade_id']}", "legs": legs}, idempotent=True)
+            await self.wallet.settle(f"{op_id}:{fill['trade_id']}", legs)
             # after the reversal (a crash in between re-runs this body): both orders' views show the bust
             await asyncio.gather(self.busts.add(fill["maker_order_id"], fill["trade_id"]),
                                  self.busts.add(fill["taker_order_id"], fill["trade_id"]))
@@ -139,36 +153,44 @@ class SagaSteps:
         cancel = saga.step("cancel_order") if any(c.name == "cancel_order" for c in saga.compensations) else None
         final = cancel.result.get("order") if cancel is not None and cancel.result else saga.order
         keep = amounts.of_order(instrument(saga.instrument), final) if final is not None else 0
-        await self._release(saga.account, saga.hold_asset, saga.order_id, keep, saga.step("release_hold").op_id)
+        await self.wallet.release_down_to(saga.account, saga.hold_asset, saga.order_id, keep,
+                                          saga.step("release_hold").op_id)
         return {"hold_kept": keep}
 
     # --- shared ---------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _keep(saga: SagaRecord) -> int:
+        """What the order's hold still pays out, from the engine's answer to the submit."""
+        return amounts.of_order(instrument(saga.instrument), saga.order or {"side": saga.side})
+
     async def _settle_fill(self, saga: SagaRecord, fill: dict[str, Any]) -> None:
         legs = amounts.settle_legs(instrument(saga.instrument), fill, self.fee_account)
-        op_id = f"{saga.step('process_fills').op_id}:{fill['trade_id']}"
-        await self.wallet.call("settle", {"op_id": op_id, "legs": legs}, idempotent=True)
+        await self.wallet.settle(f"{saga.step('process_fills').op_id}:{fill['trade_id']}", legs)
 
-    async def _release(self, account: str, asset: str, hold_id: str, keep: int, op_id: str) -> None:
+    async def _publish(self, saga: SagaRecord, fills: list[dict[str, Any]], kind: str) -> None:
+        """One TRADES message per fill (msg-id: the trade id, or `bust:` + it), pipelined: acks awaited together."""
+        if not fills:
+            return
+        messages = [(trades_subject(saga.instrument), _trade_event(saga, fill, kind),
+                     inject({"Nats-Msg-Id": fill["trade_id"] if kind == "trade" else f"bust:{fill['trade_id']}"}))
+                    for fill in fills]
         try:
-            await self.wallet.call("release", {"account": account, "asset": asset, "hold_id": hold_id,
-                                               "total_debits": keep, "op_id": op_id}, idempotent=True)
-        except QtError as exc:
-            if exc.code is not ErrorCode.UNKNOWN_HOLD:  # never held (refused at reserve): nothing to free
-                raise
+            await self.trades.publish(messages)
+        except PublishFailed as exc:  # TRADES did not take them (yet): the msg-ids make a re-run harmless
+            raise QtError(ErrorCode.UNAVAILABLE, f"TRADES publish: {exc}"[:200]) from exc
 
-    async def _publish(self, saga: SagaRecord, fill: dict[str, Any], kind: str) -> None:
-        spec = instrument(saga.instrument)
-        quote, buyer_fee, seller_fee = fill_fees(spec, fill)
-        taker_buys = fill["taker_side"] == Side.BUY
-        event = TradeEvent(
-            kind=kind, trade_id=fill["trade_id"], instrument=saga.instrument, price=fill["price"], qty=fill["qty"],
-            quote=quote, maker_fee=seller_fee if taker_buys else buyer_fee,
-            taker_fee=buyer_fee if taker_buys else seller_fee, maker_order_id=fill["maker_order_id"],
-            taker_order_id=fill["taker_order_id"], maker_account=fill["maker_account"],
-            taker_account=fill["taker_account"], taker_side=fill["taker_side"], saga_id=saga.saga_id,
-            ts_ns=time.time_ns(),
-        )
-        msg_id = fill["trade_id"] if kind == "trade" else f"bust:{fill['trade_id']}"
-        await self.js.publish(trades_subject(saga.instrument), msgpack.packb(event.model_dump(mode="python")),
-                              headers=inject({"Nats-Msg-Id": msg_id}), stream=TRADES_STREAM)
+
+def _trade_event(saga: SagaRecord, fill: dict[str, Any], kind: str) -> bytes:
+    spec = instrument(saga.instrument)
+    quote, buyer_fee, seller_fee = fill_fees(spec, fill)
+    taker_buys = fill["taker_side"] == Side.BUY
+    event = TradeEvent(
+        kind=kind, trade_id=fill["trade_id"], instrument=saga.instrument, price=fill["price"], qty=fill["qty"],
+        quote=quote, maker_fee=seller_fee if taker_buys else buyer_fee,
+        taker_fee=buyer_fee if taker_buys else seller_fee, maker_order_id=fill["maker_order_id"],
+        taker_order_id=fill["taker_order_id"], maker_account=fill["maker_account"],
+        taker_account=fill["taker_account"], taker_side=fill["taker_side"], saga_id=saga.saga_id,
+        ts_ns=time.time_ns(),
+    )
+    return msgpack.packb(event.model_dump(mode="python"))

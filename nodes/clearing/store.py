@@ -1,20 +1,37 @@
 """Saga records in the `sagas` KV bucket (create-if-absent, compare-and-set on the revision), their
-index by account and time, and the busted trades of each order."""
+index by account and time, and the busted trades of each order.
+
+Record and index writes go through `KvWrites`: a KV write is a JetStream publish to `$KV.<bucket>.<key>`
+(the compare-and-set is the `Nats-Expected-Last-Subject-Sequence` header), so the writes of every saga
+waiting meanwhile go out as one pipelined flush whose acks are awaited together, each with its own
+answer (a conflict fails only its own saga).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, Final
 
 import msgpack
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.clearing import SagaRecord
+from mesh.backoff import Backoff
+from nodes.runtime.batcher import BatchMetrics, SmartBatcher
 from nodes.runtime.client import is_transient
+from nodes.runtime.pipeline import PipelinedPublisher
 
+#: JetStream's "wrong last sequence" error codes: the compare-and-set lost.
+WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
+#: KV writes one pipelined flush carries at most.
+MAX_KV_BATCH: Final = 512
+_Write = tuple[str, bytes, dict[str, str]]
 #: Writes of a created saga's index entry before the request fails (about 5 s of a stream's election).
 INDEX_ATTEMPTS = 10
+INDEX_BACKOFF = Backoff(initial_s=0.1, max_s=1.0)
 
 
 class SagaConflict(Exception):
@@ -32,12 +49,50 @@ def decode(blob: bytes) -> SagaRecord:
     return SagaRecord.model_validate(data, strict=False)
 
 
+class KvWrites:
+    """Puts and compare-and-set writes to KV buckets, smart-batched (one flush in flight; what queues
+    meanwhile goes in the next), each answered with its own revision or error."""
+
+    def __init__(self, publisher: PipelinedPublisher, *, metrics: BatchMetrics | None = None) -> None:
+        self.publisher = publisher
+        # Two flushes in flight: a saga's create never waits behind another saga's final write (JetStream
+        # fsyncs each message anyway, so a smaller batch costs no extra durable write).
+        self.batcher: SmartBatcher[_Write, int] = SmartBatcher("kv", self._send, max_batch=MAX_KV_BATCH,
+                                                               max_in_flight=2, metrics=metrics)
+
+    def put(self, bucket: str, key: str, value: bytes, *, last: int | None = None) -> Awaitable[int]:
+        """Write `key`: the new revision. With `last`, only over that revision (0: only if absent), else
+        `KeyWrongLastSequenceError`; a write whose ack never came is a `nats.errors.TimeoutError`."""
+        headers = {} if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)}
+        return self.batcher.enqueue((f"$KV.{bucket}.{key}", value, headers))
+
+    async def _send(self, writes: list[_Write]) -> Sequence[int | BaseException]:
+        return [_revision(ack) for ack in await self.publisher.publish_each(writes)]
+
+
+def _revision(ack: dict[str, Any] | None) -> int | BaseException:
+    if ack is None:
+        return NatsTimeoutError()
+    error = ack.get("error")
+    if error is None:
+        return int(ack["seq"])
+    if error.get("err_code") in WRONG_LAST_SEQUENCE:
+        return KeyWrongLastSequenceError(description=error.get("description"))
+    try:
+        APIError.from_error(error)
+    except APIError as exc:
+        return exc
+    return APIError(description=str(error))  # pragma: no cover - from_error always raises
+
+
 class SagaStore:
     """Read and write saga records; every write names the revision it replaces."""
 
-    def __init__(self, bucket: KeyValue, index: SagaIndex) -> None:
+    def __init__(self, bucket: KeyValue, index: SagaIndex, writes: KvWrites, bucket_name: str) -> None:
         self.bucket = bucket
         self.index = index
+        self.writes = writes
+        self.bucket_name = bucket_name
 
     async def create(self, saga: SagaRecord) -> int | None:
         """Store a new saga and index it; None if the id is taken (the caller then reads the existing one).
@@ -45,7 +100,7 @@ class SagaStore:
         Both writes go out together (one round trip on the order's path): an index entry whose create
         lost names a position no record has, and readers skip it (`SagaIndex.position` must match).
         """
-        created, indexed = await asyncio.gather(self.bucket.create(saga.saga_id, encode(saga)),
+        created, indexed = await asyncio.gather(self.writes.put(self.bucket_name, saga.saga_id, encode(saga), last=0),
                                                 self.index.add(saga), return_exceptions=True)
         if isinstance(created, KeyWrongLastSequenceError):
             return None
@@ -58,10 +113,11 @@ class SagaStore:
         return created
 
     async def _index_again(self, saga: SagaRecord, error: BaseException) -> None:
-        for attempt in range(INDEX_ATTEMPTS):
+        delays = INDEX_BACKOFF.delays()
+        for _ in range(INDEX_ATTEMPTS):
             if not is_transient(error):
                 raise error
-            await asyncio.sleep(0.1 * (attempt + 1))
+            await asyncio.sleep(next(delays))
             try:
                 await self.index.add(saga)
                 return
@@ -72,7 +128,7 @@ class SagaStore:
     async def update(self, saga: SagaRecord, revision: int) -> int:
         """Replace revision `revision`; `SagaConflict` if it is not the latest any more."""
         try:
-            return await self.bucket.update(saga.saga_id, encode(saga), last=revision)
+            return await self.writes.put(self.bucket_name, saga.saga_id, encode(saga), last=revision)
         except KeyWrongLastSequenceError as exc:
             raise SagaConflict(saga.saga_id) from exc
 
@@ -97,17 +153,19 @@ class SagaIndex:
     position is the stored record's (a create that lost to an existing id leaves a stray one).
     """
 
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, bucket: KeyValue, writes: KvWrites, bucket_name: str) -> None:
         self.bucket = bucket
+        self.writes = writes
+        self.bucket_name = bucket_name
 
     @staticmethod
     def position(saga: SagaRecord) -> str:
         """Where a saga sorts (and the cursor after it): creation time, then saga id."""
         return f"{saga.created_ns:020d}.{saga.saga_id}"
 
-    async def add(self, saga: SagaRecord) -> None:
-        """Index a saga under its account (idempotent)."""
-        await self.bucket.put(f"{saga.account}.{self.position(saga)}", b"")
+    def add(self, saga: SagaRecord) -> Awaitable[int]:
+        """Index a saga under its account (idempotent); queued at once, so it shares the record's batch."""
+        return self.writes.put(self.bucket_name, f"{saga.account}.{self.position(saga)}", b"")
 
     async def newest(self, account: str | None, before: str | None = None) -> list[tuple[str, str]]:
         """(position, saga id) of one account's sagas (every account's when None), newest first,

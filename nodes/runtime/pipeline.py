@@ -4,14 +4,18 @@ nats.py's `publish_async` costs a future, a random token, a semaphore `wait_for`
 PubAck per message; here every message of a batch carries the same reply subject and the acks are
 only counted (an ack that is an error fails the batch). Re-sending a failed batch is safe because
 every message has its own `Nats-Msg-Id`: the stream keeps the first copy and acks the rest as duplicates.
+`publish_each` is the same pipeline for writers that need each message's own answer (compare-and-set
+KV writes, where one refusal must fail only its own write): every message gets its own reply token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -27,6 +31,7 @@ class _Batch:
     done: asyncio.Future[None]
     acked: int = 0
     errors: list[bytes] = field(default_factory=list)
+    answers: dict[int, bytes] | None = None
 
 
 class PipelinedPublisher:
@@ -42,7 +47,7 @@ class PipelinedPublisher:
     async def start(self) -> None:
         """Subscribe the inbox every batch's acks come back to."""
         self._prefix = self.nc.new_inbox()
-        await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_ack)
+        await self.nc.subscribe(f"{self._prefix}.>", cb=self._on_ack)
 
     async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> None:
         """Send (subject, payload, headers) in order and return once the streams acknowledged every one."""
@@ -68,12 +73,43 @@ class PipelinedPublisher:
         finally:
             del self._batches[token]
 
+    async def publish_each(self, messages: Sequence[tuple[str, bytes, dict[str, str]]],
+                           ) -> list[dict[str, Any] | None]:
+        """Send (subject, payload, headers) in order; return each message's decoded ack (`{"stream", "seq"}`
+        or `{"error": {...}}`), in order, None where no ack came back within the timeout."""
+        if not messages:
+            return []
+        if not self._prefix:
+            await self.start()
+        token = str(next(self._ids))
+        batch = self._batches[token] = _Batch(len(messages), asyncio.get_running_loop().create_future(), answers={})
+        publish = self.nc.publish
+        try:
+            for i, (subject, payload, headers) in enumerate(messages):
+                await publish(subject, payload, reply=f"{self._prefix}.{token}.{i}", headers=headers)
+            await asyncio.wait({batch.done}, timeout=self.timeout_s)
+            answers = batch.answers or {}
+            return [_decode_ack(answers[i]) if i in answers else None for i in range(len(messages))]
+        finally:
+            del self._batches[token]
+
     async def _on_ack(self, msg: Msg) -> None:
-        batch = self._batches.get(msg.subject.rpartition(".")[2])
+        token, _, index = msg.subject[len(self._prefix) + 1:].partition(".")
+        batch = self._batches.get(token)
         if batch is None:  # a late ack of a batch that already timed out
             return
-        if not msg.data or b'"error"' in msg.data:  # an API error, or a 503 status: no stream took it
+        if batch.answers is not None:
+            batch.answers[int(index)] = msg.data or b""
+        elif not msg.data or b'"error"' in msg.data:  # an API error, or a 503 status: no stream took it
             batch.errors.append(msg.data or str(msg.headers).encode())
         batch.acked += 1
         if batch.acked == batch.expected and not batch.done.done():
             batch.done.set_result(None)
+
+
+def _decode_ack(data: bytes) -> dict[str, Any]:
+    """A PubAck, or `{"error": {"code": 503, ...}}` for an empty ack (no stream took the message)."""
+    if not data:
+        return {"error": {"code": 503, "description": "no stream response"}}
+    ack: dict[str, Any] = json.loads(data)
+    return ack
