@@ -158,7 +158,7 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
     "clearing": _role(
         "clearing",
         publish=(
-            *_call(WALLET_SERVICE, "hold", "release", "settle", "batch"),
+            *_call(WALLET_SERVICE, "batch"),  # every wallet command clearing makes goes in a batch
             *_call(MATCHING_SERVICE, "submit", "cancel", "order"),
             "trades.>", *_ensure(TRADES_STREAM),
             *_ensure(EXEC_STREAM), *_read(EXEC_STREAM), *_consume(EXEC_STREAM, durable=CLEARING_EXEC_CONSUMER),

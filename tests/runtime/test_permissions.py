@@ -146,6 +146,7 @@ REFUSED = [
     ("clearing", "pub", "$JS.API.CONSUMER.CREATE.EXEC"),  # only its durable, no ephemeral reader of EXEC
     ("clearing", "pub", "$JS.API.CONSUMER.CREATE.EXEC.other.exec.>"),
     ("clearing", "sub:q", "marketdata.ticker"),
+    ("clearing", "pub", "wallet.hold"),  # it batches every wallet command: single ones are not its to send
 ]
 
 ALLOWED = [
@@ -172,7 +173,7 @@ ALLOWED = [
     ("matching", "pub", "exec.AAPL"),
     ("matching", "pub", "md.book.AAPL"),
     ("matching", "sub:q", "matching.submit"),
-    ("clearing", "pub", "wallet.hold"),
+    ("clearing", "pub", "wallet.batch"),
     ("clearing", "pub", "matching.submit"),
     ("clearing", "pub", "trades.AAPL"),
     ("clearing", "pub", "$JS.ACK.EXEC.clearing-exec.1.2.3.4.5"),
