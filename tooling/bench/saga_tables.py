@@ -241,9 +241,10 @@ def _round_trips(res: Results) -> Section:
                    "releases the holds of orders the engine cancelled; here it finds none) and, through its "
                    "recovery watcher, receives every `sagas` KV write back and decodes it.")
     s.notes.append("A resting saga is hold + submit + 2 KV writes (create, final; the final one after the "
-                   "reply); a crossing one adds a settle per fill and a TRADES publish per fill, with the "
-                   "release of a BUY's excess hold sent alongside the publish. The matching node's own journal "
-                   "publish per order is not counted.")
+                   "reply); a crossing one adds one wallet message for every fill's settlement and the release "
+                   "of the excess hold, and a pipelined TRADES publish per fill. Every wallet command goes in a "
+                   "`wallet.batch` shared with the sagas waiting meanwhile, so `wallet.batch` per saga falls "
+                   "below one under load. The matching node's own journal publish per order is not counted.")
     return s
 
 
