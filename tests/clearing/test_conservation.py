@@ -71,7 +71,8 @@ async def clearing_order(platform: Platform, symbol: str, order_id: str) -> dict
     return await call(platform.nc, "matching.order", {"instrument": symbol, "order_id": order_id}, timeout=10)
 
 
-async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], context: str) -> None:
+async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], context: str,
+                      timeout_s: float = 30.0) -> None:
     """Wait until every account's held amounts equal what its open orders need (EXEC-driven releases are
     asynchronous); fail with the last difference and `context` otherwise."""
 
@@ -88,7 +89,8 @@ async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], co
                     diff = f"{account} {asset}: held {held}, open orders need {need.get((account, asset), 0)}"
         return diff
 
-    await eventually(difference, lambda diff: diff == "", every_s=0.5, what=f"holds equal to open orders ({context})")
+    await eventually(difference, lambda diff: diff == "", timeout_s=timeout_s, every_s=0.5,
+                     what=f"holds equal to open orders ({context})")
 
 
 @pytest.mark.slow
