@@ -228,7 +228,7 @@ async def test_without_a_token_the_market_page_polls_http(console: Console, venu
     await venue.order(maker, instrument="NVDA", side="SELL", price="990.00", qty="1.0000")  # seen by the next poll
     await console.until("() => [...document.querySelectorAll('#asks tr.ask')].some(r => r.dataset.price === '990.00')")
     await console.page.click("#tab-trade")
-    assert await console.page.is_visible(".need-token")
+    await console.page.wait_for_selector(".need-token", state="visible", timeout=WAIT_MS)
 
     # Keyboard: every control has a label, and the arrow keys walk the tabs.
     unlabelled = await console.page.evaluate("""() => [...document.querySelectorAll('input, select, button')]
@@ -237,7 +237,9 @@ async def test_without_a_token_the_market_page_polls_http(console: Console, venu
     await console.page.focus("#tab-trade")
     await console.page.keyboard.press("ArrowRight")
     assert await console.page.evaluate("() => [location.hash, document.activeElement.id]") == ["#sagas", "tab-sagas"]
-    assert await console.page.is_visible("#page-sagas") and await console.page.is_hidden("#page-trade")
+    # the page switch follows the hash change a moment later: wait for it (bounded), do not sample it
+    await console.page.wait_for_selector("#page-sagas", state="visible", timeout=WAIT_MS)
+    await console.page.wait_for_selector("#page-trade", state="hidden", timeout=WAIT_MS)
 
 
 async def test_form_order_rests_in_the_book_then_trades_on_the_tape(console: Console, venue: Venue) -> None:
