@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.tooling.harness import NATS_STARTED, QtUp, alive, available, free_port_run
-from tests.tooling.test_up_nats_restart import gateway_balances, until_ok
+from tests.tooling.harness import NATS_STARTED, QtUp, alive, free_port_run
+from tests.tooling.test_up_nats_restart import bob_sells_alice_one_share, gateway_balances
 
 
 @pytest.mark.slow
@@ -30,12 +30,7 @@ def test_cluster_of_three_keeps_working_when_a_server_dies(tmp_path: Path, platf
 
     os.kill(servers[0], signal.SIGKILL)  # one member, by the PID qt up printed
 
-    sell = until_ok(platform, "order", "place", "bob", "AAPL", "SELL", "1", "--price", "187.45")
-    assert sell.returncode == 0 and "completed" in sell.stdout, sell.stdout + sell.stderr
-    buy = until_ok(platform, "order", "place", "alice", "AAPL", "BUY", "1", "--price", "187.45")
-    assert buy.returncode == 0 and "completed" in buy.stdout, buy.stdout + buy.stderr
-    assert available(platform, "alice", "AAPL") == "1.0000"
-    assert available(platform, "bob", "AAPL") == "2.0000"
+    bob_sells_alice_one_share(platform)
     assert gateway_balances(platform, "alice")["USD"]["held"] == "0.00"
     restarted = int(platform.wait_for(NATS_STARTED, timeout_s=60).group(1))  # qt up brings the member back
     assert restarted not in servers and alive(restarted)

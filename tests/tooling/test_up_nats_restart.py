@@ -40,12 +40,7 @@ def test_killed_nats_server_comes_back_with_balances_and_sagas_working(tmp_path:
     assert available(platform, "alice") == "1000.00" and available(platform, "bob", "AAPL") == "3.0000"
     deposit = until_ok(platform, "wallet", "deposit", "carol", "USD", "7.00")
     assert deposit.returncode == 0, deposit.stderr
-    sell = until_ok(platform, "order", "place", "bob", "AAPL", "SELL", "1", "--price", "187.45")
-    assert sell.returncode == 0 and "completed" in sell.stdout, sell.stdout + sell.stderr
-    buy = until_ok(platform, "order", "place", "alice", "AAPL", "BUY", "1", "--price", "187.45")
-    assert buy.returncode == 0 and "completed" in buy.stdout, buy.stdout + buy.stderr
-    assert available(platform, "alice", "AAPL") == "1.0000"
-    assert available(platform, "bob", "AAPL") == "2.0000"
+    bob_sells_alice_one_share(platform)
     assert available(platform, "carol") == "7.00"
     assert gateway_balances(platform, "alice")["USD"]["held"] == "0.00"  # the gateway reconnected too
     assert platform.interrupt() == 0
@@ -59,3 +54,13 @@ def gateway_balances(platform: QtUp, account: str, timeout_s: float = 60.0) -> d
                           headers={"Authorization": f"Bearer {token}"}, timeout=10),
         lambda reply: reply.status_code == 200, timeout_s=timeout_s, every_s=0, what=f"{account}'s balances")
     return dict(reply.json()["balances"])
+
+
+def bob_sells_alice_one_share(platform: QtUp) -> None:
+    """Bob rests one AAPL share, Alice takes it (each retried while the mesh recovers): both complete."""
+    sell = until_ok(platform, "order", "place", "bob", "AAPL", "SELL", "1", "--price", "187.45")
+    assert sell.returncode == 0 and "completed" in sell.stdout, sell.stdout + sell.stderr
+    buy = until_ok(platform, "order", "place", "alice", "AAPL", "BUY", "1", "--price", "187.45")
+    assert buy.returncode == 0 and "completed" in buy.stdout, buy.stdout + buy.stderr
+    assert available(platform, "alice", "AAPL") == "1.0000"
+    assert available(platform, "bob", "AAPL") == "2.0000"
