@@ -14,7 +14,7 @@ from nodes.wallet.node import db_path
 from tests.conftest import wait_for_service
 from tests.procs import NodeProcess
 from tests.wallet.client import balance, new_account, wallet_call
-from tests.wallet.test_crash_recovery import _sqlite_op_counts, _stream_op_counts
+from tests.wallet.test_crash_recovery import _sqlite_op_counts, _stream_op_counts, sigkill_under_load
 from tooling.natsserver import NatsServer
 
 BATCHES = 80
@@ -55,13 +55,8 @@ async def test_sigkill_mid_batch_loses_nothing_acknowledged_and_applies_nothing_
 
     acked: set[int] = set()
     killed = asyncio.Event()
-    workers = [asyncio.create_task(_send_until_killed(nc, account, acked, killed, w)) for w in range(WORKERS)]
-    while len(acked) < KILL_AFTER_BATCHES and not all(w.done() for w in workers):
-        await asyncio.sleep(0.005)
-    node.kill9()
-    killed.set()
-    await asyncio.gather(*workers)
-    assert len(acked) >= KILL_AFTER_BATCHES
+    await sigkill_under_load(node, [_send_until_killed(nc, account, acked, killed, w) for w in range(WORKERS)],
+                             acked, KILL_AFTER_BATCHES, killed)
 
     restarted = NodeProcess("nodes.wallet", nats_server.url, data, nats_server.data_dir)
     processes.append(restarted.start())

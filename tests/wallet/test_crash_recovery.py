@@ -9,7 +9,9 @@ import os
 import random
 import sqlite3
 from collections import Counter
+from collections.abc import Coroutine, Sized
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -50,6 +52,27 @@ def _sqlite_op_counts(path: Path, account: str) -> Counter[str]:
         db.close()
 
 
+async def sigkill_under_load(node: NodeProcess, senders: list[Coroutine[Any, Any, None]], acked: Sized, target: int,
+                             stop: asyncio.Event, *, settle_s: float = 0.0, cancel_in_flight: bool = False) -> None:
+    """Run `senders` until `target` acknowledgements (plus `settle_s`), SIGKILL `node`, set `stop` and wait for
+    the senders (a reply already on its way still counts), or cancel them (`cancel_in_flight`: a request in
+    flight then has an unknown outcome, instead of waiting for its timeout). A sender's own failure is raised."""
+    workers = [asyncio.create_task(sender) for sender in senders]
+    async with asyncio.timeout(60):
+        while len(acked) < target:
+            assert not all(w.done() for w in workers), f"every sender stopped at {len(acked)} of {target} acks"
+            await asyncio.sleep(0.002)
+    await asyncio.sleep(settle_s)
+    node.kill9()
+    stop.set()
+    if cancel_in_flight:
+        for worker in workers:
+            worker.cancel()
+    for outcome in await asyncio.gather(*workers, return_exceptions=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+
+
 async def _stream_op_counts(nc: Client, account: str, expected: int) -> Counter[str]:
     """Read every WALLET message of the account (waiting, bounded, for the relay to catch up)."""
     js = nc.jetstream()
@@ -83,13 +106,8 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged_and_duplicates_noth
 
     acked: set[str] = set()
     killed = asyncio.Event()
-    workers = [asyncio.create_task(_deposit_until_killed(nc, account, acked, killed, w)) for w in range(WORKERS)]
-    while len(acked) < KILL_AFTER_ACKS and not all(w.done() for w in workers):
-        await asyncio.sleep(0.005)
-    node.kill9()
-    killed.set()
-    await asyncio.gather(*workers)
-    assert len(acked) >= KILL_AFTER_ACKS
+    await sigkill_under_load(node, [_deposit_until_killed(nc, account, acked, killed, w) for w in range(WORKERS)],
+                             acked, KILL_AFTER_ACKS, killed)
 
     restarted = NodeProcess("nodes.wallet", nats_server.url, data, nats_server.data_dir)
     processes.append(restarted.start())
@@ -152,16 +170,8 @@ async def test_repeated_sigkills_at_random_moments_lose_nothing_acknowledged_and
         # a random moment: right after boot (the relay catching up), or after some acknowledged deposits
         target = len(acked) + rng.choice([0, rng.randint(1, 50), rng.randint(50, 400)])
         gone = asyncio.Event()
-        workers = [asyncio.create_task(deposit_until_gone(gone)) for _ in range(WORKERS)]
-        async with asyncio.timeout(60):
-            while len(acked) < target:
-                await asyncio.sleep(0.002)
-        await asyncio.sleep(rng.uniform(0, 0.02))
-        node.kill9()
-        gone.set()
-        for worker in workers:  # a request in flight has no answer coming: its outcome is unknown
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await sigkill_under_load(node, [deposit_until_gone(gone) for _ in range(WORKERS)], acked, target, gone,
+                                 settle_s=rng.uniform(0, 0.02), cancel_in_flight=True)
 
     restarted = NodeProcess("nodes.wallet", nats_server.url, data, nats_server.data_dir)
     processes.append(restarted.start())
