@@ -90,3 +90,11 @@ def instrument(symbol: str) -> Instrument:
     except KeyError:
         raise QtError(ErrorCode.UNKNOWN_INSTRUMENT, f"unknown instrument {symbol!r}",
                       {"instrument": symbol}) from None
+
+
+def engine_instruments(index: int, engines: int) -> tuple[str, ...]:
+    """The instruments engine `index` of `engines` owns: sorted symbols dealt out in turn, so every
+    engine gets a share and the split is the same wherever it is computed (`qt up`, the bench)."""
+    if engines < 1 or not 0 <= index < engines:
+        raise ValueError(f"engine {index} of {engines}")
+    return tuple(sorted(INSTRUMENTS)[index::engines])

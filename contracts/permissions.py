@@ -81,6 +81,11 @@ def _call(service: str, *endpoints: str) -> tuple[str, ...]:
     return tuple(f"{service}.{endpoint}" for endpoint in endpoints)
 
 
+def _call_instrument(service: str, *endpoints: str) -> tuple[str, ...]:
+    """Endpoints a service answers per instrument: `<service>.<instrument>.<endpoint>`, any instrument."""
+    return tuple(f"{service}.*.{endpoint}" for endpoint in endpoints)
+
+
 def _ensure(stream: str, *, update: bool = True) -> tuple[str, ...]:
     """`mesh.jetstream.ensure_*`: look the stream up, create it, and (streams, not buckets) update it."""
     return tuple(f"{JS_API}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", *(("UPDATE",) if update else ())))
@@ -152,14 +157,17 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
             *_ensure(EXEC_STREAM), *_read(EXEC_STREAM),
             *_bucket(LEASES_BUCKET), *_objects(SNAPSHOTS_OBJECTS),
         ),
-        subscribe=_serve(MATCHING_SERVICE),
+        # per instrument: `matching.<instrument>.<endpoint>` (only the owner subscribes); `status`
+        # like `metrics` in a queue group of each engine's own, so ops hear every engine
+        subscribe=(*_serve(MATCHING_SERVICE), f"{MATCHING_SERVICE}.*.* {SERVICE_QUEUE}",
+                   f"{MATCHING_SERVICE}.status {METRICS_QUEUE_PREFIX}*"),
     ),
     # Drives sagas: calls wallet and matching, publishes TRADES, consumes EXEC (durable), parks in DLQ.
     "clearing": _role(
         "clearing",
         publish=(
             *_call(WALLET_SERVICE, "batch"),  # every wallet command clearing makes goes in a batch
-            *_call(MATCHING_SERVICE, "submit", "cancel", "order"),
+            *_call_instrument(MATCHING_SERVICE, "submit", "cancel", "order"),
             "trades.>", *_ensure(TRADES_STREAM),
             *_ensure(EXEC_STREAM), *_read(EXEC_STREAM), *_consume(EXEC_STREAM, durable=CLEARING_EXEC_CONSUMER),
             f"$JS.ACK.{EXEC_STREAM}.{CLEARING_EXEC_CONSUMER}.>",
@@ -183,7 +191,8 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
         publish=(
             *_call(WALLET_SERVICE, "deposit", "withdraw", "balance", "events", "verify", "rebuild", "metrics",
                    "dlq_replay"),
-            *_call(MATCHING_SERVICE, "book", "order", "metrics", "dlq_replay"),
+            *_call(MATCHING_SERVICE, "metrics", "status", "dlq_replay"),
+            *_call_instrument(MATCHING_SERVICE, "book", "order"),
             *_call(CLEARING_SERVICE, "place_order", "cancel_order", "saga_get", "saga_list", "metrics",
                    "dlq_replay"),
             *_call(MARKETDATA_SERVICE, "ticker", "candles", "trades", "metrics", "dlq_replay"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from contracts.instruments import instrument as listed
+
 # --- micro services (request-reply) -------------------------------------------------------------
 WALLET_SERVICE: Final = "wallet"
 WALLET_ENDPOINTS: Final = (
@@ -19,11 +21,24 @@ def wallet_subject(endpoint: str) -> str:
 
 
 MATCHING_SERVICE: Final = "matching"
-MATCHING_ENDPOINTS: Final = ("submit", "cancel", "replace", "order", "book", "status", "metrics")
+#: Endpoints of one instrument, answered only by the engine that owns it: `matching.<instrument>.<endpoint>`.
+MATCHING_INSTRUMENT_ENDPOINTS: Final = ("submit", "cancel", "replace", "order", "book", "status")
+#: Endpoints of one engine, each answered by every engine (callers gather the replies).
+MATCHING_ENGINE_ENDPOINTS: Final = ("status", "metrics")
+MATCHING_ENDPOINTS: Final = tuple(dict.fromkeys((*MATCHING_INSTRUMENT_ENDPOINTS, *MATCHING_ENGINE_ENDPOINTS)))
 
 
-def matching_subject(endpoint: str) -> str:
-    """Request subject of a matching endpoint, e.g. `matching.submit`."""
+def matching_subject(instrument: str, endpoint: str) -> str:
+    """Request subject of one instrument's matching endpoint, e.g. `matching.AAPL.submit`: only the
+    engine that owns the instrument subscribes it, so a request reaches the owner or no one.
+
+    An unlisted instrument is refused (`unknown_instrument`) before any subject is built from it.
+    """
+    return f"{MATCHING_SERVICE}.{listed(instrument).symbol}.{endpoint}"
+
+
+def matching_engine_subject(endpoint: str) -> str:
+    """Request subject every matching engine answers, e.g. `matching.status` (each engine's instruments)."""
     return f"{MATCHING_SERVICE}.{endpoint}"
 
 

@@ -120,5 +120,6 @@ def _mount_console(app: FastAPI) -> None:
 
 async def book_snapshot(bridge: NatsBridge, symbol: str) -> dict[str, Any]:
     """The engine's whole L2 book (integer units) for a WebSocket mirror to start from."""
-    return await call(bridge.client(), matching_subject("book"), {"instrument": symbol, "depth": 500}, timeout=5)
+    return await call(bridge.client(), matching_subject(symbol, "book"), {"instrument": symbol, "depth": 500},
+                      timeout=5)
 

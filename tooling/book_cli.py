@@ -45,5 +45,5 @@ def book(
 ) -> None:
     """Print the order book ladder of an instrument (L2, best prices nearest the spread)."""
     query = validate(BookQuery, {"instrument": instrument, "depth": depth})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, matching_subject("book"), query))
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, matching_subject(instrument, "book"), query))
     out.print(ladder(reply))

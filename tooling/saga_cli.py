@@ -100,7 +100,7 @@ def order_show(
     if instrument is not None:
         query = validate(OrderQuery, {"instrument": instrument, "order_id": order_id})
         out.print(render.order(run(target(ctx, nats_url, data_dir),
-                                   lambda nc: request(nc, matching_subject("order"), query))))
+                                   lambda nc: request(nc, matching_subject(query.instrument, "order"), query))))
         return
     saga = validate(SagaGet, {"saga_id": order_id})
     reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, clearing_subject("saga_get"), saga))

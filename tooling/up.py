@@ -20,6 +20,8 @@ from rich.console import Console
 
 from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
+from contracts.instruments import INSTRUMENTS, engine_instruments
+from contracts.subjects import MATCHING_SERVICE, matching_subject
 from mesh.backoff import RESTART, Backoff
 from mesh.jetstream import ensure_all
 from tooling.natsserver import REPO_ROOT, NatsServer, cluster_of, servers_url, start_all
@@ -32,7 +34,8 @@ READY_TIMEOUT_S = 60.0
 SERVER_START_TIMEOUT_S = 20.0
 #: Instances per node; clearing is stateless (sagas live in the bucket), so two share its load and
 #: each recovers the other's sagas if it dies.
-REPLICAS = {"clearing": 2}
+#: Matching runs as engines that split the listed instruments (`engine_instruments`), a lease each.
+REPLICAS = {"clearing": 2, "matching": 2}
 #: Servers that keep each stream and bucket on a cluster: any one may die without losing a write.
 CLUSTER_REPLICAS = 3
 
@@ -53,24 +56,35 @@ def service_name(node: str) -> str | None:
 
 def child_specs(nodes: Iterable[tuple[str, str]], nats_url: str, data_dir: Path) -> list[ChildSpec]:
     """How the supervisor starts each node: `python -m <module>` with the platform's env; stateless
-    nodes run `REPLICAS` instances (`clearing`, `clearing2`) in one queue group."""
+    nodes run `REPLICAS` instances (`clearing`, `clearing2`) in one queue group, and matching runs
+    `REPLICAS` engines (`matching`, `matching2`), each given its share of the instruments."""
     env = dict(os.environ, QT_NATS_URL=nats_url, QT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
     env.pop("QT_NKEY_SEED", None)  # each node finds its own role's seed under the data dir
-    return [
-        ChildSpec(tag, (sys.executable, "-m", module), env, REPO_ROOT, data_dir / "logs" / f"{tag}.log")
-        for name, module in nodes
-        for tag in [name if n == 1 else f"{name}{n}" for n in range(1, REPLICAS.get(name, 1) + 1)]
-    ]
+    specs = []
+    for name, module in nodes:
+        count = REPLICAS.get(name, 1)
+        for n in range(1, count + 1):
+            tag = name if n == 1 else f"{name}{n}"
+            own = env
+            if name == "matching":
+                own = dict(env, QT_MATCHING_INSTRUMENTS=",".join(engine_instruments(n - 1, count)))
+            specs.append(ChildSpec(tag, (sys.executable, "-m", module), own, REPO_ROOT,
+                                   data_dir / "logs" / f"{tag}.log"))
+    return specs
 
 
 async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeout_s: float) -> list[str]:
-    """PING each service until it answers; returns those that did not (empty = all ready)."""
+    """PING each service until it answers (matching: until every instrument's engine answers, since
+    each engine serves only its share); returns those that did not (empty = all ready)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    waiting = list(services)
+    probes = {f"$SRV.PING.{s}": s for s in services if s != MATCHING_SERVICE}
+    if MATCHING_SERVICE in services:
+        probes.update({matching_subject(symbol, "status"): f"{MATCHING_SERVICE} ({symbol})" for symbol in INSTRUMENTS})
+    waiting = list(probes)
     while waiting and not stop.is_set() and loop.time() < deadline:
         try:
-            await nc.request(f"$SRV.PING.{waiting[0]}", b"", timeout=0.5)
+            await nc.request(waiting[0], b"{}", timeout=0.5)
             waiting.pop(0)
             continue
         except (NoRespondersError, NatsTimeoutError):
@@ -78,7 +92,7 @@ async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeo
         # Not up yet; poll again shortly unless asked to stop.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.1)
-    return waiting
+    return [probes[subject] for subject in waiting]
 
 
 def gateway_address() -> tuple[str, int]:

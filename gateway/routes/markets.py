@@ -42,7 +42,7 @@ async def one(symbol: str) -> Response:
 async def book(request: Request, symbol: str, gw: Gw, depth: Annotated[int, Query(ge=1, le=500)] = 10) -> Response:
     """Aggregated depth, best first, with the journal sequence it reflects and its checksum."""
     query = validate(BookQuery, {"instrument": symbol, "depth": depth})
-    return await gw.query(request, matching_subject("book"), query)
+    return await gw.query(request, matching_subject(query.instrument, "book"), query)
 
 
 @router.get("/{symbol}/trades", summary="Recent trades", **doc(reply=schema(TradesReply), auth=False))

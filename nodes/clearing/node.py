@@ -39,7 +39,6 @@ from contracts.subjects import (
     CLEARING_SERVICE,
     DLQ_STREAM,
     EXEC_STREAM,
-    MATCHING_SERVICE,
     SAGA_INDEX_BUCKET,
     SAGAS_BUCKET,
     TRADES_STREAM,
@@ -49,6 +48,7 @@ from mesh.jetstream import ensure_named
 from nodes.clearing import amounts
 from nodes.clearing import saga as machine
 from nodes.clearing.exec_releases import ExecReleases
+from nodes.clearing.matching_clients import MatchingClients
 from nodes.clearing.recovery import Recovery
 from nodes.clearing.runner import SagaRunner
 from nodes.clearing.steps import SagaSteps, hold_asset_of
@@ -258,8 +258,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     timeout_s = env_int("QT_CLEARING_CALL_TIMEOUT_MS", 5000) / 1000
     wallet = ServiceClient(nc, WALLET_SERVICE, breaker=breakers.add(CircuitBreaker(WALLET_SERVICE)),
                            timeout_s=timeout_s)
-    matching = ServiceClient(nc, MATCHING_SERVICE, breaker=breakers.add(CircuitBreaker(MATCHING_SERVICE)),
-                             timeout_s=timeout_s)
+    matching = MatchingClients(nc, breakers, timeout_s=timeout_s)
     metrics = NodeMetrics(CLEARING_SERVICE)
     batch_metrics = BatchMetrics(metrics.registry)
     wallet_commands = WalletCommands(wallet, metrics=batch_metrics)

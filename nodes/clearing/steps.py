@@ -19,10 +19,11 @@ from contracts.matching import Side
 from contracts.orders import fill_fees
 from contracts.subjects import trades_subject
 from nodes.clearing import amounts
+from nodes.clearing.matching_clients import MatchingClients
 from nodes.clearing.saga import taker_fills
 from nodes.clearing.store import BustMarks
 from nodes.clearing.wallet_commands import WalletCommands
-from nodes.runtime.client import ServiceClient, is_transient
+from nodes.runtime.client import is_transient
 from nodes.runtime.pipeline import PipelinedPublisher, PublishFailed
 from nodes.runtime.tracing import inject
 
@@ -38,7 +39,7 @@ def hold_asset_of(spec: Instrument, side: str) -> str:
 class SagaSteps:
     """Runs step and compensation bodies against the wallet, the engine and the TRADES stream."""
 
-    def __init__(self, wallet: WalletCommands, matching: ServiceClient, trades: PipelinedPublisher, fee_account: str,
+    def __init__(self, wallet: WalletCommands, matching: MatchingClients, trades: PipelinedPublisher, fee_account: str,
                  busts: BustMarks):
         self.wallet = wallet
         self.matching = matching

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from pydantic import BaseModel
 
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS, Instrument, instrument
@@ -39,12 +40,14 @@ from contracts.subjects import (
     EXEC_STREAM,
     FENCE_HEADER,
     LEASES_BUCKET,
+    MATCHING_INSTRUMENT_ENDPOINTS,
     MATCHING_SERVICE,
     ORDERS_STREAM,
     SNAPSHOTS_OBJECTS,
     book_feed_subject,
     exec_msg_id,
     exec_subject,
+    matching_subject,
     orders_subject,
 )
 from mesh.backoff import Backoff
@@ -59,7 +62,7 @@ from nodes.runtime.lifecycle import disconnect, until_stopped
 from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.pipeline import PipelinedPublisher
-from nodes.runtime.service import NodeService
+from nodes.runtime.service import Handler, NodeService
 from nodes.runtime.tails import StreamTail
 from nodes.runtime.tracing import handling, inject, trace_headers
 
@@ -277,13 +280,19 @@ class MatchingNode:
         self.owner = owner
 
     def register(self, service: NodeService) -> None:
-        """Bind the matching endpoints."""
-        service.route("submit", SubmitOrder)(self.submit)
-        service.route("cancel", CancelOrder)(self.cancel)
-        service.route("replace", ReplaceOrder)(self.replace)
-        service.route("order", OrderQuery)(self.order)
-        service.route("book", BookQuery)(self.book)
-        service.route("status", StatusQuery)(self.status)
+        """Bind each owned instrument's endpoints on `matching.<instrument>.<endpoint>`, and `status`
+        on `matching.status`, which every engine answers with its own instruments."""
+        handlers: dict[str, tuple[type[BaseModel], Handler]] = {
+            "submit": (SubmitOrder, self.submit), "cancel": (CancelOrder, self.cancel),
+            "replace": (ReplaceOrder, self.replace), "order": (OrderQuery, self.order),
+            "book": (BookQuery, self.book), "status": (StatusQuery, self.status),
+        }
+        for symbol in self.runners:
+            for endpoint in MATCHING_INSTRUMENT_ENDPOINTS:
+                model, handler = handlers[endpoint]
+                service.route(f"{symbol}-{endpoint}", model, subject=matching_subject(symbol, endpoint))(
+                    _for_instrument(symbol, handler))
+        service.route("status", StatusQuery, every_instance=True)(self.status)
 
     async def submit(self, command: SubmitOrder) -> OrderResultView:
         """Journal a new order; reply with its state and immediate fills once applied."""
@@ -349,6 +358,31 @@ class MatchingNode:
         return runner
 
 
+def _for_instrument(symbol: str, handler: Handler) -> Handler:
+    """`handler` on one instrument's subject: a body naming another instrument is refused, and a status
+    query naming none is about this one."""
+    async def serve(command: Any) -> Any:
+        named = command.instrument
+        if named is None:
+            command = StatusQuery(instrument=symbol)
+        elif named != symbol:
+            raise QtError(ErrorCode.VALIDATION, f"instrument {named!r} sent to {symbol}'s subject",
+                          {"instrument": named, "subject_instrument": symbol})
+        return await handler(command)
+
+    return serve
+
+
+def owned_instruments(setting: str | None) -> tuple[str, ...]:
+    """The instruments `QT_MATCHING_INSTRUMENTS` (a comma list) gives this engine; unset, every listed one."""
+    if setting is None or not setting.strip():
+        return tuple(INSTRUMENTS)
+    symbols = tuple(dict.fromkeys(s.strip() for s in setting.split(",") if s.strip()))
+    for symbol in symbols:
+        instrument(symbol)  # an unlisted symbol is a configuration error: refuse to start
+    return symbols
+
+
 async def _all_current(runners: Iterable[InstrumentRunner]) -> None:
     for runner in runners:
         await runner.current.wait()
@@ -372,13 +406,15 @@ async def _wind_down(engines: set[asyncio.Task[None]], keepers: set[asyncio.Task
 
 
 async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
-    """Own every instrument's lease (standing by until then), replay, serve until `stop`."""
+    """Own the lease of each instrument this engine is given (standing by until then), replay them all,
+    and only then subscribe their endpoints; serve until `stop`."""
     nc = await connect(config, name=f"{MATCHING_SERVICE}-{os.getpid()}")
     js = nc.jetstream()
     await ensure_named(js, streams=(ORDERS_STREAM, EXEC_STREAM), buckets=(LEASES_BUCKET,))
     await ensure_snapshot_store(js)
     leases_kv = await js.key_value(LEASES_BUCKET)
-    leases = {symbol: Lease(leases_kv, f"matching.{symbol}", config.data_dir) for symbol in INSTRUMENTS}
+    owned = owned_instruments(os.environ.get("QT_MATCHING_INSTRUMENTS"))
+    leases = {symbol: Lease(leases_kv, f"matching.{symbol}", config.data_dir) for symbol in owned}
     try:
         for lease in leases.values():
             await lease.acquire(stop)
@@ -389,7 +425,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
         await nc.close()
         return
     snapshot_every = env_int("QT_MATCHING_SNAPSHOT_EVERY", 10_000)
-    runners = {s: InstrumentRunner(js, nc, INSTRUMENTS[s], leases[s], snapshot_every) for s in INSTRUMENTS}
+    runners = {s: InstrumentRunner(js, nc, INSTRUMENTS[s], leases[s], snapshot_every) for s in owned}
     for runner in runners.values():
         await runner.load()
     # The books make no reference cycles: collect once, freeze what was loaded (it is long-lived),

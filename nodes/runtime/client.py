@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from nats.aio.client import Client
@@ -49,9 +50,12 @@ class ServiceClient:
     """Calls `<service>.<endpoint>` through a circuit breaker (its own unless one is given)."""
 
     def __init__(self, nc: Client, service: str, *, breaker: CircuitBreaker | None = None,
-                 timeout_s: float = 5.0, retries: int = 2, backoff_s: float = 0.05) -> None:
+                 timeout_s: float = 5.0, retries: int = 2, backoff_s: float = 0.05,
+                 subject: Callable[[str], str] | None = None) -> None:
         self.nc = nc
         self.service = service
+        self.subject = subject if subject is not None else (lambda endpoint: f"{service}.{endpoint}")
+        """Endpoint -> request subject (`<service>.<endpoint>` unless given, e.g. one instrument's)."""
         self.breaker = breaker if breaker is not None else CircuitBreaker(service)
         self.timeout_s = timeout_s
         self.retries = retries
@@ -64,7 +68,7 @@ class ServiceClient:
 
         An open breaker fails the call with `unavailable` before any request is sent.
         """
-        subject = f"{self.service}.{endpoint}"
+        subject = self.subject(endpoint)
         timeout = self.timeout_s if timeout_s is None else timeout_s
         headers = inject(headers) or None
         attempt = 0

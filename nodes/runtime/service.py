@@ -107,6 +107,10 @@ class Route:
     name: str
     model: type[BaseModel]
     handler: Handler
+    subject: str | None = None
+    """The whole subject when it is not `<service>.<name>` (matching's `matching.<instrument>.submit`)."""
+    every_instance: bool = False
+    """Each instance answers, in a queue group of its own (as `metrics`): a caller gathers the replies."""
 
 
 class NodeService:
@@ -135,11 +139,12 @@ class NodeService:
         """This instance's micro id (in `$SRV.*` replies and the `instance` label of its metrics); "" before start."""
         return self._service.id if self._service is not None else ""
 
-    def route(self, name: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:
-        """Decorator: serve `handler(validated_model)` on `<service>.<name>`."""
+    def route(self, name: str, model: type[BaseModel], *, subject: str | None = None,
+              every_instance: bool = False) -> Callable[[Handler], Handler]:
+        """Decorator: serve `handler(validated_model)` on `<service>.<name>` (or on `subject`)."""
 
         def register(handler: Handler) -> Handler:
-            self.routes.append(Route(name, model, handler))
+            self.routes.append(Route(name, model, handler, subject, every_instance))
             return handler
 
         return register
@@ -158,10 +163,12 @@ class NodeService:
             self._times,
         )
         group = self._service.add_group(name=self.name)
+        own_queue = f"{METRICS_QUEUE_PREFIX}{self._service.id}"
         for route in self.routes:
-            await group.add_endpoint(EndpointConfig(name=route.name, handler=self._spawner(route)))
-        await group.add_endpoint(EndpointConfig(name="metrics", handler=self._metrics,
-                                                queue_group=f"{METRICS_QUEUE_PREFIX}{self._service.id}"))
+            config = EndpointConfig(name=route.name, handler=self._spawner(route), subject=route.subject,
+                                    queue_group=own_queue if route.every_instance else None)
+            await (group if route.subject is None else self._service).add_endpoint(config)
+        await group.add_endpoint(EndpointConfig(name="metrics", handler=self._metrics, queue_group=own_queue))
         if self.breakers is not None:
             await group.add_endpoint(EndpointConfig(name=BREAKERS_ENDPOINT, handler=self._breakers))
         # Discovery last: the server sees every endpoint's SUB before the PING one, so a client that
@@ -188,7 +195,8 @@ class NodeService:
         started = time.perf_counter_ns()
         wire = sniff(request.data)
         failed: QtError | None = None
-        with handling(self._tracer, f"{self.name}.{route.name}", request.headers, SpanKind.SERVER) as span:
+        with handling(self._tracer, route.subject or f"{self.name}.{route.name}", request.headers,
+                      SpanKind.SERVER) as span:
             try:
                 if not self._accepting:
                     raise QtError(ErrorCode.UNAVAILABLE, f"{self.name} is shutting down")

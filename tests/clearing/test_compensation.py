@@ -51,7 +51,7 @@ async def _fail_and_check(nc: Client, inject: str, maker: str, taker: str) -> No
     if inject in ("after:reserve_funds", "submit_order"):  # never reached the engine
         assert set(comps) == {"release_hold"}
         return
-    order = await call(nc, matching_subject("order"), {"instrument": "NVDA", "order_id": out["order_id"]},
+    order = await call(nc, matching_subject("NVDA", "order"), {"instrument": "NVDA", "order_id": out["order_id"]},
                        wire=Wire.JSON)
     assert order["status"] == "cancelled" and order["remaining"] == "0.0000"
     assert len(order["fills"]) == 1  # the engine's trade stands in its history; the money is busted

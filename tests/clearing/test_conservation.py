@@ -19,6 +19,7 @@ import pytest
 from contracts.errors import QtError
 from contracts.instruments import INSTRUMENTS
 from contracts.money import format_amount
+from contracts.subjects import matching_subject
 from nodes.clearing import amounts
 from tests.clearing.platform import FEES, Platform, balances, clearing, every_saga_final, fund, place, wallet
 from tests.polling import eventually
@@ -65,10 +66,11 @@ async def open_orders(platform: Platform, placed: list[tuple[str, str, str]]) ->
 
 
 async def clearing_order(platform: Platform, symbol: str, order_id: str) -> dict[str, Any]:
-    """matching.order in integer units."""
+    """matching.<instrument>.order in integer units."""
     from mesh.rpc import call
 
-    return await call(platform.nc, "matching.order", {"instrument": symbol, "order_id": order_id}, timeout=10)
+    return await call(platform.nc, matching_subject(symbol, "order"), {"instrument": symbol, "order_id": order_id},
+                      timeout=10)
 
 
 async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], context: str,

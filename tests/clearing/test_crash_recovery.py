@@ -128,7 +128,7 @@ async def test_sigkill_during_a_compensation_then_restart_finishes_unwinding(
     assert await balances(nc, taker) == {"USD": (1_000_000, 0), "MSFT": (0, 0)}
     assert (await balances(nc, maker))["MSFT"] == (50_000, 0)
     assert (await balances(nc, FEES)).get("USD", (0, 0)) == (0, 0)
-    order = await call(nc, "matching.order", {"instrument": "MSFT", "order_id": saga_id}, timeout=10)
+    order = await call(nc, "matching.MSFT.order", {"instrument": "MSFT", "order_id": saga_id}, timeout=10)
     assert order["status"] == "cancelled" and order["remaining"] == 0, order
     assert await trades_of(nc, saga["fills"][0]["trade_id"]) == ["trade", "bust"]
     assert (await wallet(nc, "verify"))["ok"]

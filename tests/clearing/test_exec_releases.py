@@ -61,7 +61,7 @@ async def test_a_release_that_keeps_failing_is_parked_in_dlq_and_replayed_once_f
     wallet_proc.kill9()
 
     # An operator cancels in the engine directly while the wallet is down: the hold cannot be released.
-    await call(nc, matching_subject("cancel"), {"order_id": order["order_id"], "account": trader,
+    await call(nc, matching_subject("AAPL", "cancel"), {"order_id": order["order_id"], "account": trader,
                                                 "instrument": "AAPL"}, wire=Wire.JSON)
     parked = await eventually(lambda: js.get_last_msg(DLQ_STREAM, subject), ignoring=(NotFoundError,),
                               what="the failing report dead-lettered")

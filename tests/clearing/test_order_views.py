@@ -56,7 +56,7 @@ async def test_the_list_shows_the_orders_current_status(shared: Platform) -> Non
     await fund(nc, filled, MSFT=10_000)
     await fund(nc, buyer, USD=1_000_000)
     kept = await place(nc, account=resting, instrument="AAPL", side="BUY", price="2.00", qty="1.0000")
-    await call(nc, matching_subject("cancel"), {"order_id": kept["order_id"], "account": resting,
+    await call(nc, matching_subject("AAPL", "cancel"), {"order_id": kept["order_id"], "account": resting,
                                                  "instrument": "AAPL"}, wire=Wire.JSON)
     maker = await place(nc, account=filled, instrument="MSFT", side="SELL", price="400.00", qty="1.0000")
     assert maker["order_status"] == "new"

@@ -22,6 +22,7 @@ from nats.errors import Error as NatsError
 
 from contracts.clearing import FINAL_STATUSES
 from contracts.errors import ErrorCode, QtError
+from contracts.subjects import matching_subject
 from mesh.rpc import call
 from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, wallet
 from tests.clearing.test_conservation import holds_match, random_order
@@ -185,7 +186,7 @@ async def check_invariants(platform: Platform, flow: OrderFlow, context: str) ->
     assert (await wallet(nc, "verify"))["ok"], context
     for symbol in sorted({symbol for symbol, _, _ in flow.placed}):
         expected, _ = await replay_journal(nc, symbol)
-        book = await call(nc, "matching.book", {"instrument": symbol, "depth": 500}, timeout=10)
+        book = await call(nc, matching_subject(symbol, "book"), {"instrument": symbol, "depth": 500}, timeout=10)
         assert (book["checksum"], book["seq"]) == (expected.book.checksum(), expected.applied_seq), \
             f"{symbol}: the live book differs from a fresh replay of its journal {context}"
 

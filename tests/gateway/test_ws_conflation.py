@@ -71,7 +71,7 @@ async def test_a_paused_subscriber_gets_one_snapshot_then_updates_and_the_others
 ) -> None:
     trader = new_account("wsc")
     await fund(platform.nc, trader, USD=10_000_000)
-    hub = Hub(platform.nc, lambda symbol: call(platform.nc, matching_subject("book"),
+    hub = Hub(platform.nc, lambda symbol: call(platform.nc, matching_subject(symbol, "book"),
                                                {"instrument": symbol, "depth": 500}, timeout=5))
     paused, paused_too = Subscriber("paused"), Subscriber("paused-too")
     for who in (live_who := Subscriber("live"), paused, paused_too):

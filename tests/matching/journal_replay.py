@@ -11,6 +11,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.fencing import FenceGate
 from contracts.instruments import INSTRUMENTS
+from contracts.subjects import matching_subject
 from mesh.rpc import call
 from nodes.matching.engine import BATCH, InstrumentEngine
 from tests.polling import eventually
@@ -52,7 +53,7 @@ async def exec_reports(nc: Client, symbol: str) -> tuple[list[dict[str, Any]], i
     """EXEC reports that pass the fence, and how many stale ones it dropped (once the engine has
     published everything it applied: reports go out after the reply, in batches)."""
     async def status() -> dict[str, Any]:
-        return dict((await call(nc, "matching.status", {"instrument": symbol}))["instruments"][0])
+        return dict((await call(nc, matching_subject(symbol, "status"), {"instrument": symbol}))["instruments"][0])
 
     await eventually(status, lambda s: s["exec_published_seq"] >= s["applied_seq"],
                      what=f"{symbol}'s EXEC reports all published")

@@ -8,7 +8,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from contracts.codec import Wire
-from contracts.subjects import matching_subject
+from contracts.subjects import matching_engine_subject, matching_subject
 from mesh.rpc import call
 from tests.conftest import wait_for_service
 from tests.procs import NodeProcess
@@ -23,8 +23,11 @@ async def start_matching(server: NatsServer, data_dir: Path, nc: Client, **env: 
 
 
 async def matching(nc: Client, endpoint: str, **body: Any) -> dict[str, Any]:
-    """Call `matching.<endpoint>` on the JSON wire (decimal strings)."""
-    return await call(nc, matching_subject(endpoint), body, wire=Wire.JSON, timeout=10)
+    """Call `matching.<instrument>.<endpoint>` (or, naming no instrument, `matching.<endpoint>`) on the JSON
+    wire (decimal strings)."""
+    symbol = body.get("instrument")
+    subject = matching_engine_subject(endpoint) if symbol is None else matching_subject(symbol, endpoint)
+    return await call(nc, subject, body, wire=Wire.JSON, timeout=10)
 
 
 def order(order_id: str, account: str, side: str, price: str | None, qty: str, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from nats.aio.client import Client
 
 from contracts.codec import Wire
 from contracts.matching import SubmitOrder
-from contracts.subjects import EXEC_STREAM, ORDERS_STREAM, exec_msg_id, exec_subject, orders_subject
+from contracts.subjects import EXEC_STREAM, ORDERS_STREAM, exec_msg_id, exec_subject, matching_subject, orders_subject
 from mesh.jetstream import ensure_named
 from mesh.rpc import call
 from nodes.matching.engine import NEW, command_key
@@ -43,7 +43,7 @@ async def test_reports_cut_short_by_a_crash_are_published_on_restart(
     processes.append(await start_matching(own_nats, tmp_path / "matching", own_nc))
 
     async def status() -> dict[str, Any]:
-        return dict((await call(own_nc, "matching.status", {"instrument": "AAPL"}))["instruments"][0])
+        return dict((await call(own_nc, matching_subject("AAPL", "status"), {"instrument": "AAPL"}))["instruments"][0])
 
     await eventually(status, lambda s: s["exec_published_seq"] >= s["applied_seq"] >= entry_seq,
                      what="the replayed entry's reports published")

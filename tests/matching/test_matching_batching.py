@@ -16,12 +16,17 @@ from nats.aio.client import Client
 
 from contracts.credentials import nkey_seed_path
 from contracts.errors import ErrorCode, QtError
+from contracts.subjects import matching_subject
 from mesh.rpc import call
 from nodes.matching.engine import BATCH, command_key
 from tests.matching.journal_replay import read_stream, replay_journal
 from tests.matching.node_client import start_matching
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
+
+SUBMIT = matching_subject("BTC-USD", "submit")
+BOOK = matching_subject("BTC-USD", "book")
+ORDER = matching_subject("BTC-USD", "order")
 
 MID = 6_750_000
 CLIENTS = 4
@@ -64,7 +69,7 @@ async def test_concurrent_submits_share_journal_messages_and_each_is_applied_onc
     repeats = burst[::40]  # the same command sent twice at once: journaled once, both get its result
     conns = await clients(own_nats, CLIENTS)
     try:
-        sends = [call(conns[i % CLIENTS], "matching.submit", body, timeout=20)
+        sends = [call(conns[i % CLIENTS], SUBMIT, body, timeout=20)
                  for i, body in enumerate(burst + repeats)]
         replies = await asyncio.gather(*sends)
     finally:
@@ -80,7 +85,7 @@ async def test_concurrent_submits_share_journal_messages_and_each_is_applied_onc
         # each reply is the deterministic replay's result of that command, at the message that holds it
         assert reply == expected.results[command_key({"op": "new", **body})]
         assert reply["journal_seq"] == seq_of[body["order_id"]]
-    book = await call(own_nc, "matching.book", {"instrument": "BTC-USD", "depth": 500})
+    book = await call(own_nc, BOOK, {"instrument": "BTC-USD", "depth": 500})
     assert (book["checksum"], book["seq"]) == (expected.book.checksum(), expected.applied_seq)
 
 
@@ -90,13 +95,13 @@ async def test_a_batch_with_one_rejected_order_rejects_only_that_one(
     processes.append(await start_matching(own_nats, tmp_path / "matching", own_nc))
     ask = {"order_id": "ask", "account": "maker", "instrument": "BTC-USD", "side": "SELL", "price": MID,
            "qty": 5000}
-    await call(own_nc, "matching.submit", ask)
+    await call(own_nc, SUBMIT, ask)
     bids = [{"order_id": f"bid{i}", "account": f"acct{i}", "instrument": "BTC-USD", "side": "BUY",
              "price": MID - 100 - i, "qty": 1000} for i in range(30)]
     taker = {"order_id": "po", "account": "taker", "instrument": "BTC-USD", "side": "BUY", "price": MID,
              "qty": 1000, "post_only": True}  # would take the ask: the engine refuses it
 
-    replies = await asyncio.gather(*(call(own_nc, "matching.submit", b) for b in [*bids[:15], taker, *bids[15:]]),
+    replies = await asyncio.gather(*(call(own_nc, SUBMIT, b) for b in [*bids[:15], taker, *bids[15:]]),
                                    return_exceptions=True)
 
     refused = replies[15]
@@ -105,7 +110,7 @@ async def test_a_batch_with_one_rejected_order_rejects_only_that_one(
     holding = next(commands for _seq, commands in await journal_commands(own_nc, "BTC-USD")
                    if any(c["order_id"] == "po" for c in commands))
     assert len(holding) > 1, "the refused order was journaled alone: this did not test a batch"
-    book = await call(own_nc, "matching.book", {"instrument": "BTC-USD", "depth": 50})
+    book = await call(own_nc, BOOK, {"instrument": "BTC-USD", "depth": 50})
     assert book["asks"] == [[MID, 5000]]  # the refused taker changed nothing
     assert sorted(p for p, _q in book["bids"]) == sorted(b["price"] for b in bids)
 
@@ -118,15 +123,15 @@ async def test_a_restart_replays_batch_entries_to_the_live_book(
     node = await start_matching(own_nats, data, own_nc, **ENV)
     processes.append(node)
     burst = orders(600, seed=5)
-    await asyncio.gather(*(call(own_nc, "matching.submit", body, timeout=20) for body in burst))
+    await asyncio.gather(*(call(own_nc, SUBMIT, body, timeout=20) for body in burst))
     assert len(await journal_commands(own_nc, "BTC-USD")) < len(burst)
-    live = await call(own_nc, "matching.book", {"instrument": "BTC-USD", "depth": 500})
+    live = await call(own_nc, BOOK, {"instrument": "BTC-USD", "depth": 500})
     probes = [o["order_id"] for o in burst[::50]]
-    live_orders = [await call(own_nc, "matching.order", {"instrument": "BTC-USD", "order_id": p}) for p in probes]
+    live_orders = [await call(own_nc, ORDER, {"instrument": "BTC-USD", "order_id": p}) for p in probes]
     node.kill9()  # no snapshot on the way out: the restart replays every batch entry
 
     processes.append(await start_matching(own_nats, data, own_nc, **ENV))
 
-    assert await call(own_nc, "matching.book", {"instrument": "BTC-USD", "depth": 500}) == live
-    assert [await call(own_nc, "matching.order", {"instrument": "BTC-USD", "order_id": p})
+    assert await call(own_nc, BOOK, {"instrument": "BTC-USD", "depth": 500}) == live
+    assert [await call(own_nc, ORDER, {"instrument": "BTC-USD", "order_id": p})
             for p in probes] == live_orders

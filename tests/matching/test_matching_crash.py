@@ -13,11 +13,15 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.errors import QtError
+from contracts.subjects import matching_subject
 from mesh.rpc import call
 from tests.matching.journal_replay import exec_reports, read_stream, replay_journal
 from tests.matching.node_client import matching, start_matching
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
+
+SUBMIT = matching_subject("BTC-USD", "submit")
+ORDER = matching_subject("BTC-USD", "order")
 
 TOTAL = 10_000
 IN_FLIGHT = 64
@@ -45,7 +49,7 @@ async def _send(nc: Client, orders: list[dict], acked: dict[str, dict], stop: as
         while queue and not (stop and stop.is_set()):
             body = queue.pop()
             try:
-                acked[body["order_id"]] = await call(nc, "matching.submit", body, timeout=5)
+                acked[body["order_id"]] = await call(nc, SUBMIT, body, timeout=5)
             except QtError:
                 if stop is None:
                     raise
@@ -83,7 +87,7 @@ async def test_sigkill_mid_burst_applies_every_acknowledged_order_exactly_once(
     book = await matching(own_nc, "book", instrument="BTC-USD", depth=500)
     assert (book["checksum"], book["seq"]) == (expected.book.checksum(), expected.applied_seq)
     for order_id, first_reply in list(before_restart.items())[::250]:
-        now = await call(own_nc, "matching.order", {"instrument": "BTC-USD", "order_id": order_id})
+        now = await call(own_nc, ORDER, {"instrument": "BTC-USD", "order_id": order_id})
         assert now["journal_seq"] >= first_reply["journal_seq"]
         assert now["filled"] >= first_reply["filled"]
     reports, stale = await exec_reports(own_nc, "BTC-USD")

@@ -14,10 +14,15 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from contracts.errors import ErrorCode, QtError
+from contracts.subjects import matching_subject
 from mesh.rpc import call
 from tests.matching.node_client import start_matching
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
+
+SUBMIT = matching_subject("BTC-USD", "submit")
+BOOK = matching_subject("BTC-USD", "book")
+ORDER = matching_subject("BTC-USD", "order")
 
 ORDERS = 4_000
 IN_FLIGHT = 64
@@ -42,7 +47,7 @@ async def submit_all(nc: Client, orders: list[dict[str, Any]]) -> None:
 
     async def worker() -> None:
         while queue:
-            await call(nc, "matching.submit", queue.pop(), timeout=10)
+            await call(nc, SUBMIT, queue.pop(), timeout=10)
 
     await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
 
@@ -74,9 +79,9 @@ async def test_restarted_engine_answers_only_its_complete_state(
     processes.append(node)
     await submit_all(own_nc, journal())
     book_query = {"instrument": "BTC-USD", "depth": 500}
-    before = await call(own_nc, "matching.book", book_query)
+    before = await call(own_nc, BOOK, book_query)
     probes = [f"r{i}" for i in range(0, ORDERS, ORDERS // 40)]
-    orders_before = {oid: await call(own_nc, "matching.order", {"instrument": "BTC-USD", "order_id": oid})
+    orders_before = {oid: await call(own_nc, ORDER, {"instrument": "BTC-USD", "order_id": oid})
                      for oid in probes}
     assert sum(o["remaining"] == 0 for o in orders_before.values()) >= 5, "the probes must include filled orders"
     node.kill9()
@@ -92,8 +97,8 @@ async def test_restarted_engine_answers_only_its_complete_state(
         n += 1
         ping_ok = await pinged(own_nc)
         book, order = await asyncio.gather(
-            ask(own_nc, "matching.book", book_query),
-            ask(own_nc, "matching.order", {"instrument": "BTC-USD", "order_id": oid}))
+            ask(own_nc, BOOK, book_query),
+            ask(own_nc, ORDER, {"instrument": "BTC-USD", "order_id": oid}))
         if book is not None:
             complete["book"] += 1
             if book != before:

@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS
-from contracts.subjects import FENCE_HEADER, exec_subject
+from contracts.subjects import FENCE_HEADER, exec_subject, matching_subject
 from mesh.rpc import call
 from tests.conftest import wait_for_service
 from tests.matching.journal_replay import exec_reports, replay_journal
@@ -40,7 +40,7 @@ async def _submit_until_done(nc: Client, body: dict) -> dict:
     """A client that retries the same order id until some engine answers (bounded)."""
     async def submit() -> dict[str, Any] | None:
         try:
-            return await call(nc, "matching.submit", body, timeout=2)
+            return await call(nc, matching_subject("ETH-USD", "submit"), body, timeout=2)
         except QtError as exc:  # only "no engine right now" is worth retrying
             if exc.code not in (ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT):
                 raise

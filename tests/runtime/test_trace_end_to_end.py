@@ -127,7 +127,7 @@ async def test_one_order_is_one_trace_with_every_hop_under_the_http_span(
     def ours() -> list[ReadableSpan]:
         return [s for s in spans.get_finished_spans() if s.context is not None and s.context.trace_id == trace_id]
 
-    hops = {"POST /v1/orders", "clearing.place_order", "matching.submit", "orders.append", "orders.apply",
+    hops = {"POST /v1/orders", "clearing.place_order", "matching.NVDA.submit", "orders.append", "orders.apply",
             "trades.fold", "EXEC.clearing-exec"}
     await until(lambda: hops <= {s.name for s in ours()}, f"every hop of {sorted(hops)}")
     traced = ours()

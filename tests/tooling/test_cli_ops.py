@@ -87,7 +87,7 @@ def test_micro_ls_lists_every_instance_with_its_endpoints(platform: QtUp) -> Non
     services = [row.split("│")[1].strip() for row in rows if row.split("│")[1].strip()]
     assert sorted(set(services)) == ["clearing", "marketdata", "matching", "wallet"], listed.stdout
     assert services.count("clearing") == 2  # both instances, each with its own id
-    for endpoint in ("wallet.deposit", "matching.submit", "clearing.place_order", "marketdata.ticker"):
+    for endpoint in ("wallet.deposit", "matching.AAPL.submit", "clearing.place_order", "marketdata.ticker"):
         assert endpoint in listed.stdout
 
 

@@ -63,8 +63,8 @@ from tooling.natsserver import NatsServer
 
 SYMBOL = "BTC-USD"
 MID = 6_750_000  # 67,500.00 USD in cents
-SUBMIT = matching_subject("submit")
-STATUS = matching_subject("status")
+SUBMIT = matching_subject(SYMBOL, "submit")
+STATUS = matching_subject(SYMBOL, "status")
 SNAPSHOT_OBJECT = f"matching.{SYMBOL}"
 
 
