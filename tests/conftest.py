@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import nats
@@ -12,6 +13,9 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from contracts.credentials import nkey_seed_path
+from contracts.errors import QtError
+from contracts.subjects import matching_subject
+from mesh.rpc import call
 from nodes.runtime.config import NodeConfig
 from tests.polling import eventually
 from tests.procs import NodeProcess
@@ -106,6 +110,13 @@ async def wait_for_service(
 
     await eventually(ping, lambda _: True, timeout_s=timeout_s, ignoring=(NatsError, TimeoutError),
                      what=f"service {name} answering PING")
+
+
+async def wait_for_instruments(client: Client, symbols: Iterable[str], timeout_s: float = 30.0) -> None:
+    """Wait until an engine answers on each instrument's subject (each engine serves only its own)."""
+    for subject in [matching_subject(symbol, "status") for symbol in symbols]:
+        await eventually(partial(call, client, subject, {}, timeout=0.5), timeout_s=timeout_s, ignoring=(QtError,),
+                         what=f"an engine answering {subject}")
 
 
 @pytest.fixture

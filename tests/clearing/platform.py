@@ -15,9 +15,10 @@ from nats.aio.client import Client
 from contracts.clearing import FINAL_STATUSES
 from contracts.codec import Wire
 from contracts.errors import QtError
+from contracts.instruments import INSTRUMENTS, engine_instruments
 from contracts.subjects import SAGAS_BUCKET, clearing_subject, wallet_subject
 from mesh.rpc import call
-from tests.conftest import wait_for_service
+from tests.conftest import wait_for_instruments, wait_for_service
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
 
@@ -46,6 +47,15 @@ class Platform:
         if wait:
             await wait_for_service(self.nc, name, timeout_s=30)
         return proc
+
+    async def start_engines(self, engines: int = 2) -> list[NodeProcess]:
+        """`engines` matching engines splitting the listed instruments as `qt up` does (`matching`,
+        `matching2`, ...); waits until every instrument is served."""
+        procs = [await self.start("matching", instance="" if n == 0 else str(n + 1), wait=False,
+                                  QT_MATCHING_INSTRUMENTS=",".join(engine_instruments(n, engines)))
+                 for n in range(engines)]
+        await wait_for_instruments(self.nc, INSTRUMENTS)
+        return procs
 
     async def start_all(self, **clearing_env: str) -> None:
         """Wallet, matching and one clearing instance."""

@@ -8,9 +8,10 @@ from typing import Any
 from nats.aio.client import Client
 
 from contracts.codec import Wire
+from contracts.instruments import INSTRUMENTS, engine_instruments
 from contracts.subjects import matching_engine_subject, matching_subject
 from mesh.rpc import call
-from tests.conftest import wait_for_service
+from tests.conftest import wait_for_instruments, wait_for_service
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
 
@@ -20,6 +21,20 @@ async def start_matching(server: NatsServer, data_dir: Path, nc: Client, **env: 
     node = NodeProcess("nodes.matching", server.url, data_dir, server.data_dir, extra_env=env).start()
     await wait_for_service(nc, "matching", timeout_s=30)
     return node
+
+
+async def start_engines(server: NatsServer, root: Path, nc: Client, processes: list[NodeProcess],
+                        engines: int = 2) -> list[NodeProcess]:
+    """`engines` engine processes splitting the listed instruments as `qt up` does, each on its own data dir
+    under `root` (`engine0`, ...) and added to `processes`; waits until every instrument is served."""
+    started = []
+    for n in range(engines):
+        env = {"QT_MATCHING_INSTRUMENTS": ",".join(engine_instruments(n, engines))}
+        started.append(NodeProcess("nodes.matching", server.url, root / f"engine{n}", server.data_dir,
+                                   extra_env=env).start())
+        processes.append(started[-1])
+    await wait_for_instruments(nc, INSTRUMENTS)
+    return started
 
 
 async def matching(nc: Client, endpoint: str, **body: Any) -> dict[str, Any]:
