@@ -1,5 +1,6 @@
-"""Chaos on the cluster: under a random order flow, SIGKILL a nats-server, then the wallet, the matching
-engine and a clearing instance, each brought back the way `qt up` supervises it (same data dir).
+"""Chaos on the cluster: under a random order flow, SIGKILL a nats-server, then the wallet, one of the two
+matching engines and a clearing instance, each brought back the way `qt up` supervises it (same data dir
+and, for the engine, the same instruments).
 
 Afterwards nothing acknowledged is lost, every asset is conserved with its fees, no hold outlives its
 order, every saga is final, the wallet's chain verifies and the books equal a fresh replay of the
@@ -29,7 +30,8 @@ async def kill_node(platform: Platform, proc: NodeProcess, flow: OrderFlow, name
     """SIGKILL a node we started, start it again on its data dir; returns its recovery and the new process."""
     recovery = Recovery(name, time.monotonic())
     await asyncio.to_thread(proc.kill9)  # off the loop: replies that arrive meanwhile keep their times
-    restarted = await platform.start(proc.module.removeprefix("nodes."), instance=instance, wait=False)
+    restarted = await platform.start(proc.module.removeprefix("nodes."), instance=instance, wait=False,
+                                     **proc.extra_env)
     await flow.recovered(recovery)
     return recovery, restarted
 
@@ -38,7 +40,7 @@ async def kill_node(platform: Platform, proc: NodeProcess, flow: OrderFlow, name
 async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Platform) -> None:
     seed = int(os.environ.get("QT_PROPERTY_SEED", str(random.randrange(2**32))))
     wallet = await cluster.start("wallet")
-    engine = await cluster.start("matching")
+    engine, _ = await cluster.start_engines()  # the flow's AAPL and BTC-USD are on different engines
     clearing = await cluster.start("clearing")
     await cluster.start("clearing", instance="2")
     await wait_instances(cluster.nc, "clearing", 2)

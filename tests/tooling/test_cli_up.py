@@ -52,6 +52,9 @@ def test_up_wallet_commands_restart_and_clean_stop(tmp_path: Path, platforms: li
     services = platform.qt("services")
     assert services.returncode == 0, services.stderr
     assert "wallet" in services.stdout and "wallet.deposit" in services.stdout
+    # two engines, each listing only its own instruments' endpoints (`engine_instruments`)
+    assert {"matching", "matching2"} <= set(nodes)
+    assert "matching.AAPL.submit" in services.stdout and "matching.BTC-USD.submit" in services.stdout
     streams = platform.qt("streams")
     assert streams.returncode == 0, streams.stderr
     assert "WALLET" in streams.stdout and "leases" in streams.stdout and "wallet.p0" in streams.stdout
@@ -64,8 +67,15 @@ def test_up_wallet_commands_restart_and_clean_stop(tmp_path: Path, platforms: li
     assert usd_available(platform) == "12.34"
     assert alive(new) and not alive(old)
 
+    engine = nodes["matching2"]  # owns BTC-USD: the supervisor restarts it with the same instruments
+    os.kill(engine, signal.SIGKILL)
+    engine_again = next_start(platform, "matching2", engine)
+    book = eventually_sync(lambda: platform.qt("book", "BTC-USD"), lambda result: result.returncode == 0,
+                           timeout_s=30, every_s=0, what="BTC-USD served again")
+    assert "BTC-USD" in book.stdout
+
     assert platform.interrupt(timeout_s=30) == 0
-    for pid in (nats_pid, *nodes.values(), new):
+    for pid in (nats_pid, *nodes.values(), new, engine_again):
         assert not alive(pid), (pid, platform.output)
 
 

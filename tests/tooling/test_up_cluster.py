@@ -19,7 +19,8 @@ def test_cluster_of_three_keeps_working_when_a_server_dies(tmp_path: Path, platf
     platform = QtUp(tmp_path / "data", cluster=3, port=free_port_run(3), monitor_port=free_port_run(3),
                     cluster_port=free_port_run(3)).start()
     platforms.append(platform)
-    platform.wait_ready()
+    _, nodes = platform.wait_ready()
+    assert {"matching", "matching2"} <= set(nodes)  # the instruments split over two engines
     servers = platform.nats_pids()
     assert len(servers) == 3 and all(alive(pid) for pid in servers)
     replicas = platform.qt("req", "$JS.API.STREAM.INFO.ORDERS", "{}")
