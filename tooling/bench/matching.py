@@ -33,11 +33,13 @@ from nodes.matching.engine import BATCH, command_key
 from nodes.matching.journal import MAX_BATCH, journal_message
 from tooling.bench import jetstream
 from tooling.bench.harness import BodyFactory, client_counts, closed_loop, no_error, open_loop
+from tooling.bench.matching_engines import spread
 from tooling.bench.matching_tables import (
     CLIENTS_TARGET,
     REPLAY_TARGET,
     Results,
     caveats,
+    engines_section,
     markdown,
     profile_section,
     replay_profile_section,
@@ -346,8 +348,11 @@ def matching(
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, data, profile).")] = False,
     wait_quiet_s: Annotated[float, typer.Option("--wait-quiet", help="Wait up to this many seconds before each "
                                                 "point for other processes to go quiet (shared machines).")] = 0.0,
+    engines: Annotated[int, typer.Option("--engines", min=1, help="Engine processes the instruments are spread "
+                                         "over for the spread table (measured against one engine).")] = 2,
 ) -> None:
-    """Matching: journaled orders/s through `matching.submit` (1/16/64 clients), p99 at 1,000/s, replay rate."""
+    """Matching: journaled orders/s through `matching.<instrument>.submit` (1/16/64 clients), p99 at 1,000/s,
+    replay rate; then the instruments spread over `--engines` processes against one engine."""
     counts = client_counts(clients)
     console = Console() if Console().is_terminal else Console(width=200)
     res = Results()
@@ -361,16 +366,19 @@ def matching(
                         (20_000 if quick else 60_000),
                         profile_s=profile_duration if profile_duration is not None else (0.0 if quick else 4.0),
                         quiet_s=wait_quiet_s))
+        res.engines = asyncio.run(spread(mesh, console, engines, clients=max(counts),
+                                         duration_s=duration or (1.5 if quick else 5.0),
+                                         warmup_s=0.3 if quick else 1.0))
         report.targets = targets(res, max(counts))
         report.sections = sections(res)
-        for extra in (profile_section(res), replay_profile_section(res)):
+        for extra in (engines_section(res.engines), profile_section(res), replay_profile_section(res)):
             if extra is not None:
                 report.sections.append(extra)
         reason = why(res, max(counts))  # reads the profiles: before the work dir goes
     report.setup = [
         "one nats-server 127.0.0.1, our nats.conf (`sync_interval: always`: every journal append fsynced)",
         "one `python -m nodes.matching` process (all instruments; load on BTC-USD only), default "
-        "`QT_MATCHING_SNAPSHOT_EVERY`",
+        "`QT_MATCHING_SNAPSHOT_EVERY`; the spread table: 1 and `--engines` processes, load on every instrument",
         "clients: nats-py in this process, msgpack bodies (integer units), unique order ids, one request in "
         "flight per client; the node replies once the engine applied the journaled order",
     ]

@@ -14,6 +14,45 @@ REPLAY_TARGET = 50_000.0
 CLIENTS_TARGET = 10_000.0
 
 
+@dataclass(frozen=True)
+class EnginesRun:
+    """One layout of `--engines`: the instruments over `engines` processes, submit load on all, replay."""
+
+    engines: int
+    submitted: Run
+    """Closed-loop submits across every instrument (clients split evenly), summed."""
+    replay_orders: int
+    replay_s: float
+    """Spawning the engines until every instrument's engine applied its whole journal."""
+
+    @property
+    def replay_rate(self) -> float | None:
+        """Orders/s replayed over all engines, start-up included."""
+        return self.replay_orders / self.replay_s if self.replay_s > 0 else None
+
+
+def engines_section(layouts: dict[int, EnginesRun]) -> Section | None:
+    """N engines against one, same run: submitted orders/s and replay rate, each with its ratio to one engine."""
+    if not layouts:
+        return None
+    one = layouts.get(1)
+    section = Section("Instruments spread over engines (`--engines`): every listed instrument under load",
+                      ["engines", "clients", "orders/s submitted", "p99 (worst instrument)", "errors",
+                       "x one engine", "replayed orders", "replay s", "replay orders/s", "x one engine"])
+    for count, run in sorted(layouts.items()):
+        section.add(str(count), run.submitted.label.split()[0], fmt_rate(run.submitted.rate),
+                    fmt_ms(run.submitted.p99), str(run.submitted.errors),
+                    ratio(run.submitted.rate, one.submitted.rate) if one else "-", f"{run.replay_orders:,}",
+                    fmt_s(run.replay_s), fmt_rate(run.replay_rate),
+                    ratio(run.replay_rate, one.replay_rate) if one and one.replay_rate else "-")
+    section.notes.append("Each layout on a fresh nats-server: engines get the sorted symbols dealt out in turn "
+                         "(`QT_MATCHING_INSTRUMENTS`), clients submit the closed-loop mix on every instrument at "
+                         "once (each on `matching.<instrument>.submit`); then the engines are stopped, their "
+                         "snapshots deleted and restarted, timed until every journal is applied. On a machine "
+                         "with fewer free cores than engines the ratio measures contention, not the layout.")
+    return section
+
+
 @dataclass
 class Results:
     """Everything one run measured."""
@@ -45,6 +84,8 @@ class Results:
     profile: Path | None = None
     profile_run: Run | None = None
     replay_profile: Path | None = None
+    engines: dict[int, EnginesRun] = field(default_factory=dict)
+    """`--engines`: one engine and N engines, by engine count."""
 
     @property
     def replay_rate(self) -> float | None:
