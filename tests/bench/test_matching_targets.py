@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tooling.bench.matching_tables import Results, targets
+from tooling.bench.matching_tables import EnginesRun, Results, engines_section, targets
 from tooling.bench.stats import Run
 
 
@@ -44,3 +44,16 @@ def test_a_replay_shorter_than_the_empty_start_up_is_judged_on_its_start_up_incl
     assert not replay.met and replay.by == "0.69x" and "a lower bound" in replay.ours
     res.replay_orders = 200_000  # 68,966/s even with start-up included
     assert targets(res, 64)[1].met
+
+
+def test_the_spread_table_gives_each_layout_its_ratio_to_one_engine() -> None:
+    one = EnginesRun(1, Run("5 clients", 5_000, 0, 1.0, p99=0.004), 50_000, 2.0)
+    two = EnginesRun(2, Run("5 clients", 8_000, 1, 1.0, p99=0.003), 60_000, 1.5)
+
+    section = engines_section({2: two, 1: one})
+
+    assert section is not None
+    assert [row[0] for row in section.rows] == ["1", "2"]
+    assert section.rows[1][2:6] == ["8,000/s", "3.00 ms", "1", "1.60x"]
+    assert section.rows[1][8:] == ["40,000/s", "1.60x"]
+    assert engines_section({}) is None
