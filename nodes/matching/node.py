@@ -378,6 +378,8 @@ def owned_instruments(setting: str | None) -> tuple[str, ...]:
     if setting is None or not setting.strip():
         return tuple(INSTRUMENTS)
     symbols = tuple(dict.fromkeys(s.strip() for s in setting.split(",") if s.strip()))
+    if not symbols:
+        raise QtError(ErrorCode.VALIDATION, f"QT_MATCHING_INSTRUMENTS names no instrument: {setting!r}")
     for symbol in symbols:
         instrument(symbol)  # an unlisted symbol is a configuration error: refuse to start
     return symbols

@@ -12,10 +12,11 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.codec import Wire
-from contracts.errors import ErrorCode
-from contracts.instruments import engine_instruments
+from contracts.errors import ErrorCode, QtError
+from contracts.instruments import INSTRUMENTS, engine_instruments
 from contracts.subjects import ORDERS_STREAM, matching_engine_subject, matching_subject, orders_subject
 from mesh.rpc import call, gather
+from nodes.matching.node import owned_instruments
 from tests.clearing.platform import refused
 from tests.conftest import wait_for_instruments
 from tests.matching.journal_replay import replay_journal
@@ -146,3 +147,12 @@ def test_the_split_deals_every_listed_instrument_to_exactly_one_engine() -> None
         assert all(shares)
     with pytest.raises(ValueError, match="engine 2 of 2"):
         engine_instruments(2, 2)
+
+
+def test_the_engine_setting_is_a_comma_list_of_listed_instruments() -> None:
+    assert owned_instruments(None) == owned_instruments(" ") == tuple(INSTRUMENTS)
+    assert owned_instruments("BTC-USD, AAPL,BTC-USD") == ("BTC-USD", "AAPL")
+    for bad, code in ((",", ErrorCode.VALIDATION), ("AAPL,aapl", ErrorCode.UNKNOWN_INSTRUMENT)):
+        with pytest.raises(QtError) as refused_setting:
+            owned_instruments(bad)
+        assert refused_setting.value.code is code
