@@ -26,9 +26,5 @@ class MatchingClients:
 
     async def call(self, endpoint: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
         """`endpoint` of the instrument `body` names (`unknown_instrument` if it names no listed one)."""
-        symbol = str(body.get("instrument"))
-        client = self.clients.get(symbol)
-        if client is None:
-            instrument(symbol)  # raises unknown_instrument
-            raise AssertionError(symbol)  # every listed instrument has a client
-        return await client.call(endpoint, body, idempotent=idempotent)
+        symbol = instrument(str(body.get("instrument"))).symbol
+        return await self.clients[symbol].call(endpoint, body, idempotent=idempotent)
