@@ -115,6 +115,8 @@ async def test_instruments_are_listed(client: httpx.AsyncClient) -> None:
     symbols = {i["instrument"]: i for i in listed.json()["instruments"]}
     assert symbols["BTC-USD"]["min_qty"] == "0.00001000" and symbols["AAPL"]["tick"] == "0.01"
     problem(await client.get("/v1/markets/DOGE-USD"), 422, "unknown_instrument")
+    # refused before any subject is built from it (`matching.<instrument>.book` exists only for listed ones)
+    problem(await client.get("/v1/markets/DOGE-USD/book"), 422, "unknown_instrument")
 
 
 async def test_services_show_stats_and_breakers(client: httpx.AsyncClient, gateway: GatewayProcess,
