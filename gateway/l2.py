@@ -1,6 +1,6 @@
 """A gateway-side mirror of one instrument's L2 book, kept from a snapshot plus the engine's deltas.
 
-Pure (no I/O): the WebSocket hub feeds it `matching.book` snapshots and `md.book.<instrument>`
+Pure (no I/O): the WebSocket hub feeds it `matching.<instrument>.book` snapshots and `md.book.<instrument>`
 messages. Each message carries absolute level totals, the journal sequence it reflects and the
 previous message's sequence, so the mirror can tell a continuation from a gap, and its checksum
 (CRC32 of the top 10 levels, as the engine computes it) proves the result.

@@ -264,7 +264,8 @@ def _reads(res: Results) -> Section:
               f"{cores.get('nats-server', 0.0):.2f}", f"{r.usage.others:.2f}")
     s.notes.append("`/health` runs no NATS request, no token, no rate limit: the gateway's HTTP stack and its "
                    "middleware (uvicorn on uvloop with the h11 parser, FastAPI, trace/auth/rate-limit wrappers). The "
-                   "book read is public (no token) and makes one `matching.book` request on the JSON wire. The peer "
+                   "book read is public (no token) and makes one `matching.<instrument>.book` request on the JSON "
+                   "wire. The peer "
                    "is FastAPI alone on the same uvicorn options, one `/health` route, no middleware, no NATS "
                    "(`tooling.bench.gateway_peer`); on its row the `gateway` columns are the peer process's.")
     s.notes.append("The bench client (httpx, one event loop) shares the machine: when it reaches 1.00 core the req/s "
@@ -290,7 +291,7 @@ def _fanout(res: Results) -> Section:
               ", ".join(f"{n} x {code}" for code, n in closes.items()) or "0",
               f"p99 < 50 ms, none dropped: {status(fanout_met(res, w))} ({ratio(w.delay(0.99), FANOUT_P99_TARGET_S)})"
               if w is res.judged() else "-")
-    s.notes.append(f"Engine feed: this process sends `matching.submit` / `matching.cancel` for {SYMBOL} (no saga "
+    s.notes.append(f"Engine feed: this process sends `matching.{SYMBOL}.submit` / `.cancel` (no saga "
                    f"uses it) straight to the engine at the offered commands/s (open loop): resting 1-lot limits of "
                    f"one account 1-{BAND} ticks either side of the reference and, once {RESTING} rest, every other "
                    "command cancels the oldest. Matching holds no funds, so no wallet is involved. The engine "
