@@ -40,7 +40,8 @@ class SagaConflict(Exception):
 
 def encode(saga: SagaRecord) -> bytes:
     """The stored form: msgpack of the record's fields (integer units)."""
-    return msgpack.packb(saga.model_dump(mode="python"), use_bin_type=True)
+    blob: bytes = msgpack.packb(saga.model_dump(mode="python"), use_bin_type=True)
+    return blob
 
 
 def decode(blob: bytes) -> SagaRecord:
@@ -180,7 +181,7 @@ class SagaIndex:
                 if before is None or position < before:
                     found.append((position, position.split(".", 1)[1]))
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats.py leaves it unannotated
         found.sort(reverse=True)
         return found
 
@@ -198,7 +199,7 @@ class SagaIndex:
                     await self.add(decode(entry.value))
                     count += 1
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats.py leaves it unannotated
         return count
 
 
