@@ -42,6 +42,7 @@ from contracts.subjects import (
     MATCHING_SERVICE,
     ORDERS_STREAM,
     SNAPSHOTS_OBJECTS,
+    MatchingEndpoint,
     book_feed_subject,
     exec_msg_id,
     exec_subject,
@@ -278,12 +279,12 @@ class MatchingNode:
 
     def register(self, service: NodeService) -> None:
         """Bind the matching endpoints."""
-        service.route("submit", SubmitOrder)(self.submit)
-        service.route("cancel", CancelOrder)(self.cancel)
-        service.route("replace", ReplaceOrder)(self.replace)
-        service.route("order", OrderQuery)(self.order)
-        service.route("book", BookQuery)(self.book)
-        service.route("status", StatusQuery)(self.status)
+        service.route(MatchingEndpoint.SUBMIT, SubmitOrder)(self.submit)
+        service.route(MatchingEndpoint.CANCEL, CancelOrder)(self.cancel)
+        service.route(MatchingEndpoint.REPLACE, ReplaceOrder)(self.replace)
+        service.route(MatchingEndpoint.ORDER, OrderQuery)(self.order)
+        service.route(MatchingEndpoint.BOOK, BookQuery)(self.book)
+        service.route(MatchingEndpoint.STATUS, StatusQuery)(self.status)
 
     async def submit(self, command: SubmitOrder) -> OrderResultView:
         """Journal a new order; reply with its state and immediate fills once applied."""
