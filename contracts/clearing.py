@@ -5,13 +5,22 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
-from pydantic import ConfigDict, Field, SerializeAsAny, model_validator
+from pydantic import ConfigDict, Field, SerializeAsAny, ValidationInfo, model_validator
 
 from contracts.base import Account, Message, dump
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import instrument
-from contracts.matching import Fill, InstrumentMoney, OrderResult, OrderStatus, OrderTerms, OrderType, Side
+from contracts.matching import (
+    Fill,
+    InstrumentMoney,
+    OrderResult,
+    OrderStatus,
+    OrderTerms,
+    OrderType,
+    Side,
+    is_stored,
+)
 from contracts.money import format_amount
 from contracts.orders import ClientFill
 
@@ -62,7 +71,9 @@ class PlaceOrder(OrderTerms):
     """Fail this step (or right after it committed) on purpose, to exercise the compensations."""
 
     @model_validator(mode="after")
-    def _holdable(self) -> PlaceOrder:
+    def _holdable(self, info: ValidationInfo) -> PlaceOrder:
+        if is_stored(info):  # a saga record's request: checked when it was placed
+            return self
         if self.type is OrderType.MARKET and self.side is Side.BUY and self.max_quote is None:
             raise QtError(ErrorCode.VALIDATION, "a MARKET BUY needs max_quote: the most quote it may spend")
         spec = instrument(self.instrument)
@@ -189,13 +200,13 @@ class StepRecord(Message):
 
     @model_validator(mode="before")
     @classmethod
-    def _typed_result(cls, data: Any) -> Any:
+    def _typed_result(cls, data: Any, info: ValidationInfo) -> Any:
         # A stored result carries no type tag: the step's name says which model it is.
         if isinstance(data, dict) and isinstance(data.get("result"), dict):
             model = STEP_RESULTS.get(data.get("name", ""))
             if model is None:
                 raise ValueError(f"no result model for step {data.get('name')!r}")
-            return {**data, "result": model.model_validate(data["result"], strict=False)}
+            return {**data, "result": model.model_validate(data["result"], strict=False, context=info.context)}
         return data
 
 

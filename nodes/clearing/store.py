@@ -19,6 +19,7 @@ from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.clearing import SagaRecord
+from contracts.matching import STORED
 from mesh.backoff import Backoff
 from nodes.runtime.batcher import BatchMetrics, SmartBatcher
 from nodes.runtime.client import is_transient
@@ -45,9 +46,10 @@ def encode(saga: SagaRecord) -> bytes:
 
 
 def decode(blob: bytes) -> SagaRecord:
-    """A stored record back as a model (validated: the bucket is shared with every instance)."""
+    """A stored record back as a model (validated: the bucket is shared with every instance; its request's
+    terms are not checked again, so a rule changed since does not make it unreadable)."""
     data: dict[str, Any] = msgpack.unpackb(blob, raw=False)
-    return SagaRecord.model_validate(data, strict=False)
+    return SagaRecord.model_validate(data, strict=False, context={STORED: True})
 
 
 class KvWrites:

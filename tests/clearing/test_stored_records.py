@@ -152,3 +152,13 @@ async def test_a_saga_stored_in_the_old_shape_is_recovered_to_completed(shared: 
     fee = 40_000 * 5 // 10_000
     assert await balances(nc, buyer) == {"USD": (1_000_000 - 40_000 - fee, 0), "MSFT": (10_000, 0)}
     assert await balances(nc, seller) == {"MSFT": (0, 0), "USD": (40_000 - fee, 0)}
+
+
+def test_a_request_placed_under_rules_changed_since_still_loads() -> None:
+    saga_id, account = "old-3", "carol"
+    request = old_request(saga_id, account, 40_000, 10_050)  # 1.005 shares: off today's lot step of 0.01
+    blob = msgpack.packb(old_record(saga_id, request, 40_221, None, [old_step(saga_id, "reserve_funds", "started")],
+                                    [], "in_progress"), use_bin_type=True)
+
+    assert decode(blob).request.qty == 10_050
+    assert encode(decode(blob)) == blob
