@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
-from pydantic import ConfigDict, Field, SerializeAsAny, ValidationInfo, model_validator
+from pydantic import ConfigDict, Field, SerializeAsAny, ValidationInfo, WithJsonSchema, model_validator
 
 from contracts.base import Account, Message, dump
 from contracts.codec import Wire
@@ -181,6 +181,9 @@ STEP_RESULTS: Final[dict[str, type[StepResult]]] = {
 
 
 R = TypeVar("R", bound=StepResult)
+#: How a step result is documented at the edge: an object whose shape depends on the step (the gateway
+#: cuts an order record in it down to a summary for clients).
+_ANY_OBJECT: Final = {"anyOf": [{"type": "object", "additionalProperties": True}, {"type": "null"}]}
 
 
 class StepRecord(Message):
@@ -194,7 +197,7 @@ class StepRecord(Message):
     started_ns: int | None = None
     ended_ns: int | None = None
     attempts: int = 0
-    result: SerializeAsAny[StepResult] | None = None
+    result: Annotated[SerializeAsAny[StepResult] | None, WithJsonSchema(_ANY_OBJECT), Field(title="Result")] = None
     """The step's own result model (`STEP_RESULTS[name]`); stored as that model's fields."""
     error: dict[str, Any] | None = None
 

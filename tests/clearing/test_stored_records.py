@@ -10,6 +10,7 @@ from typing import Any
 import msgpack
 
 from contracts.clearing import (
+    ClientSagaView,
     FillsReversed,
     FillsSettled,
     HoldReleased,
@@ -162,3 +163,11 @@ def test_a_request_placed_under_rules_changed_since_still_loads() -> None:
 
     assert decode(blob).request.qty == 10_050
     assert encode(decode(blob)) == blob
+
+
+def test_the_saga_detail_schema_documents_a_step_result_as_an_object_as_before() -> None:
+    # the typed result must not show in the published schema as the empty, closed `StepResult`
+    schema = ClientSagaView.model_json_schema(mode="serialization")
+    result = schema["$defs"]["StepRecord"]["properties"]["result"]
+    assert result["anyOf"] == [{"type": "object", "additionalProperties": True}, {"type": "null"}]
+    assert "StepResult" not in schema["$defs"]
