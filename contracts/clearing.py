@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, SerializeAsAny, ValidationInfo, WithJsonSchema, model_validator
 
 from contracts.base import Account, Message, dump
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import instrument
-from contracts.matching import Fill, InstrumentMoney, OrderTerms, OrderType, Side
+from contracts.matching import (
+    Fill,
+    InstrumentMoney,
+    OrderResult,
+    OrderStatus,
+    OrderTerms,
+    OrderType,
+    Side,
+    is_stored,
+)
 from contracts.money import format_amount
 from contracts.orders import ClientFill
 
@@ -62,7 +71,9 @@ class PlaceOrder(OrderTerms):
     """Fail this step (or right after it committed) on purpose, to exercise the compensations."""
 
     @model_validator(mode="after")
-    def _holdable(self) -> PlaceOrder:
+    def _holdable(self, info: ValidationInfo) -> PlaceOrder:
+        if is_stored(info):  # a saga record's request: checked when it was placed
+            return self
         if self.type is OrderType.MARKET and self.side is Side.BUY and self.max_quote is None:
             raise QtError(ErrorCode.VALIDATION, "a MARKET BUY needs max_quote: the most quote it may spend")
         spec = instrument(self.instrument)
@@ -101,6 +112,80 @@ class SagaList(Message):
     """`next_cursor` of the previous page: this page starts with the sagas created before it."""
 
 
+class StepResult(Message):
+    """What a step or compensation reports once it committed; one subclass per step (`STEP_RESULTS`)."""
+
+
+class HoldTaken(StepResult):
+    """reserve_funds: the hold placed under the order id."""
+
+    hold_id: str
+    asset: str
+    amount: int
+
+
+class OrderSubmitted(StepResult):
+    """submit_order: the engine's answer in short (the full record is `SagaRecord.order`)."""
+
+    status: Annotated[OrderStatus, Field(strict=False)]
+    filled: int
+    remaining: int
+    fills: int
+
+
+class FillsSettled(StepResult):
+    """process_fills: the trades settled; `hold_kept` is None in records written before it released."""
+
+    settled: list[str]
+    hold_kept: int | None = None
+
+
+class TradesPublished(StepResult):
+    """settle: the trades published on TRADES and what stays held behind the order."""
+
+    published: list[str]
+    hold_kept: int
+
+
+class TradesBusted(StepResult):
+    """unsettle: the trades a bust was published for."""
+
+    busted: list[str]
+
+
+class FillsReversed(StepResult):
+    """reverse_fills: the fills reversed, and those of them voided (their settlement was refused)."""
+
+    reversed: list[str]
+    voided: list[str] = Field(default_factory=list)
+
+
+class OrderCancelled(StepResult):
+    """cancel_order: the order's final engine record (None when the engine never had it)."""
+
+    order: OrderResult | None
+
+
+class HoldReleased(StepResult):
+    """release_hold: what stays held behind the order (its fills' share)."""
+
+    hold_kept: int
+
+
+#: The result model of each step and compensation, by name.
+STEP_RESULTS: Final[dict[str, type[StepResult]]] = {
+    "reserve_funds": HoldTaken, "submit_order": OrderSubmitted, "process_fills": FillsSettled,
+    "settle": TradesPublished, "unsettle": TradesBusted, "reverse_fills": FillsReversed,
+    "cancel_order": OrderCancelled, "release_hold": HoldReleased,
+}
+
+
+R = TypeVar("R", bound=StepResult)
+#: How a step result is documented at the edge: an object whose shape depends on the step (the gateway
+#: cuts an order record in it down to a summary for clients).
+_ANY_OBJECT: Final = {"anyOf": [{"type": "object", "additionalProperties": True}, {"type": "null"}]}
+
+
 class StepRecord(Message):
     """One step or compensation as it ran: op_id, timestamps, attempts, result or error."""
 
@@ -112,8 +197,20 @@ class StepRecord(Message):
     started_ns: int | None = None
     ended_ns: int | None = None
     attempts: int = 0
-    result: dict[str, Any] | None = None
+    result: Annotated[SerializeAsAny[StepResult] | None, WithJsonSchema(_ANY_OBJECT), Field(title="Result")] = None
+    """The step's own result model (`STEP_RESULTS[name]`); stored as that model's fields."""
     error: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_result(cls, data: Any, info: ValidationInfo) -> Any:
+        # A stored result carries no type tag: the step's name says which model it is.
+        if isinstance(data, dict) and isinstance(data.get("result"), dict):
+            model = STEP_RESULTS.get(data.get("name", ""))
+            if model is None:
+                raise ValueError(f"no result model for step {data.get('name')!r}")
+            return {**data, "result": model.model_validate(data["result"], strict=False, context=info.context)}
+        return data
 
 
 class SagaRecord(Message):
@@ -126,15 +223,16 @@ class SagaRecord(Message):
     account: str
     instrument: str
     side: Annotated[Side, Field(strict=False)]
-    request: dict[str, Any]
+    request: PlaceOrder
+    """The request as placed, its `saga_id` set."""
     request_hash: str
     hold_asset: str
     hold_amount: int
     status: Annotated[SagaStatus, Field(strict=False)] = SagaStatus.PENDING
     steps: list[StepRecord]
     compensations: list[StepRecord] = Field(default_factory=list)
-    order: dict[str, Any] | None = None
-    """The engine's answer to submit_order (OrderResult, integer units), fills included."""
+    order: OrderResult | None = None
+    """The engine's answer to submit_order (integer units), fills included."""
     error: dict[str, Any] | None = None
     owner: str = ""
     lease_until_ms: int = 0
@@ -147,6 +245,13 @@ class SagaRecord(Message):
             if record.name == name:
                 return record
         raise KeyError(name)
+
+    def result(self, name: str, model: type[R]) -> R | None:
+        """The result of step or compensation `name` if it is in the record and committed one."""
+        for record in (*self.steps, *self.compensations):
+            if record.name == name and isinstance(record.result, model):
+                return record.result
+        return None
 
 
 class SagaView(Message):

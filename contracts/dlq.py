@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Final
+from typing import Annotated
 
 from pydantic import Field
 
@@ -16,11 +16,9 @@ from contracts.subjects import (
     DLQ_ORIGIN_SEQ,
     DLQ_ORIGIN_STREAM,
     DLQ_ORIGIN_SUBJECT,
+    DLQ_REPLAY_ENDPOINT,
     DLQ_SERVICE,
 )
-
-#: Every service with durable consumers serves `<service>.dlq_replay`.
-DLQ_REPLAY_ENDPOINT: Final = "dlq_replay"
 
 
 def dlq_replay_subject(service: str) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from contracts.base import Account, Message, MoneyMessage, OpId, dump
 from contracts.codec import Wire
@@ -76,6 +76,16 @@ class InstrumentMoney(MoneyMessage):
         return out
 
 
+#: Validation context key of a record read back from storage: its terms were checked when it was made,
+#: and a rule changed since (a tick, a lot step) must not make the stored record unreadable.
+STORED: Final = "stored"
+
+
+def is_stored(info: ValidationInfo) -> bool:
+    """Whether this validation reads a stored record back (context `{STORED: True}`)."""
+    return isinstance(info.context, dict) and bool(info.context.get(STORED))
+
+
 def check_tick(spec: Instrument, price: int) -> None:
     """Refuse a price off the instrument's tick with `price_off_tick`, the tick as a decimal string."""
     if price % spec.tick:
@@ -112,7 +122,9 @@ class OrderTerms(InstrumentMoney):
     """MARKET BUY only: the most quote currency the order may spend (what clearing holds)."""
 
     @model_validator(mode="after")
-    def _shape(self) -> OrderTerms:
+    def _shape(self, info: ValidationInfo) -> OrderTerms:
+        if is_stored(info):
+            return self
         spec = instrument(self.instrument)
         if self.type is OrderType.MARKET and self.price is not None:
             raise QtError(ErrorCode.MARKET_WITH_PRICE, "a MARKET order takes no price")

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Final
 from pydantic import Field
 
 from contracts.instruments import Instrument, instrument
-from contracts.matching import InstrumentMoney, OrderResult, OrderStatus, Side
+from contracts.matching import Fill, InstrumentMoney, OrderResult, OrderStatus, Side
 
 #: Display status of a closed order one of whose fills was reversed by a saga's compensation.
 BUSTED: Final = "busted"
@@ -33,13 +33,19 @@ def fee(spec: Instrument, quote: int) -> int:
     return spec.fee(quote)
 
 
-def fill_fees(spec: Instrument, fill: Mapping[str, Any]) -> tuple[int, int, int]:
+def fill_fees(spec: Instrument, fill: Fill | Mapping[str, Any]) -> tuple[int, int, int]:
     """(quote amount, buyer's fee, seller's fee) of one fill, from each side's executed value: a fill
     pays `fee(value after) - fee(value before)`, so an order pays `fee(executed value)` however split."""
-    quote = spec.notional(int(fill["price"]), int(fill["qty"]))[0]
-    taker_buys = fill["taker_side"] == Side.BUY
-    buyer_value = int(fill["taker_executed_value"] if taker_buys else fill["maker_executed_value"])
-    seller_value = int(fill["maker_executed_value"] if taker_buys else fill["taker_executed_value"])
+    if isinstance(fill, Fill):
+        price, qty, taker_side = fill.price, fill.qty, fill.taker_side
+        maker_value, taker_value = fill.maker_executed_value, fill.taker_executed_value
+    else:  # an EXEC report or a wire body (integer units)
+        price, qty, taker_side = int(fill["price"]), int(fill["qty"]), fill["taker_side"]
+        maker_value, taker_value = int(fill["maker_executed_value"]), int(fill["taker_executed_value"])
+    quote = spec.notional(price, qty)[0]
+    taker_buys = taker_side == Side.BUY
+    buyer_value = taker_value if taker_buys else maker_value
+    seller_value = maker_value if taker_buys else taker_value
     return quote, _fee_step(spec, buyer_value, quote), _fee_step(spec, seller_value, quote)
 
 
@@ -67,18 +73,25 @@ class ClientFill(InstrumentMoney):
     """Reversed by a saga's compensation: the trade no longer stands and its fee was refunded."""
 
 
-def client_fill(fill: Mapping[str, Any], order_id: str, *, busted: bool = False) -> ClientFill:
+def client_fill(fill: Fill | Mapping[str, Any], order_id: str, *, busted: bool = False) -> ClientFill:
     """The side of `fill` that belongs to order `order_id` (integer units in, integer units out)."""
-    spec = instrument(str(fill["instrument"]))
-    taker = fill["taker_order_id"] == order_id
-    if not taker and fill["maker_order_id"] != order_id:
-        raise ValueError(f"fill {fill['trade_id']} is not order {order_id}'s")
+    if isinstance(fill, Fill):
+        trade_id, symbol = fill.trade_id, fill.instrument
+        taker_order, maker_order = fill.taker_order_id, fill.maker_order_id
+        price, qty, taker_side = fill.price, fill.qty, fill.taker_side
+    else:  # an EXEC report or a wire body: read as it is, the gateway's hot path
+        trade_id, symbol = str(fill["trade_id"]), str(fill["instrument"])
+        taker_order, maker_order = fill["taker_order_id"], fill["maker_order_id"]
+        price, qty, taker_side = int(fill["price"]), int(fill["qty"]), Side(fill["taker_side"])
+    spec = instrument(symbol)
+    taker = taker_order == order_id
+    if not taker and maker_order != order_id:
+        raise ValueError(f"fill {trade_id} is not order {order_id}'s")
     _, buyer_fee, seller_fee = fill_fees(spec, fill)
-    taker_side = Side(fill["taker_side"])
     side = taker_side if taker else (Side.SELL if taker_side is Side.BUY else Side.BUY)
     return ClientFill(
-        trade_id=str(fill["trade_id"]), instrument=spec.symbol, order_id=order_id, side=side,
-        liquidity=Liquidity.TAKER if taker else Liquidity.MAKER, price=int(fill["price"]), qty=int(fill["qty"]),
+        trade_id=trade_id, instrument=spec.symbol, order_id=order_id, side=side,
+        liquidity=Liquidity.TAKER if taker else Liquidity.MAKER, price=price, qty=qty,
         fee=buyer_fee if side is Side.BUY else seller_fee, fee_asset=spec.quote, busted=busted,
     )
 

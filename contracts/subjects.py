@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Final
 
 from contracts.instruments import instrument as listed
 
 # --- micro services (request-reply) -------------------------------------------------------------
+# Each service's endpoints are a StrEnum: nodes register them and callers name them from here, so a
+# renamed endpoint is one edit. `*_ENDPOINTS` is everything a node's micro INFO lists: its own
+# endpoints plus the ones its runtime adds (metrics always; dlq_replay with a durable consumer;
+# breakers with circuit breakers).
+METRICS_ENDPOINT: Final = "metrics"
+#: Answers with the node's circuit breaker states (nodes that call other services through breakers).
+BREAKERS_ENDPOINT: Final = "breakers"
+#: Replays parked messages of a node's durable consumers (`contracts.dlq`).
+DLQ_REPLAY_ENDPOINT: Final = "dlq_replay"
+
 WALLET_SERVICE: Final = "wallet"
-WALLET_ENDPOINTS: Final = (
-    "deposit", "withdraw", "hold", "release", "debit", "credit", "settle", "batch",
-    "balance", "events", "rebuild", "verify", "metrics",
-)
+
+
+class WalletEndpoint(StrEnum):
+    """The wallet's endpoints: `wallet.<name>`."""
+
+    DEPOSIT = "deposit"
+    WITHDRAW = "withdraw"
+    HOLD = "hold"
+    RELEASE = "release"
+    DEBIT = "debit"
+    CREDIT = "credit"
+    SETTLE = "settle"
+    BATCH = "batch"
+    BALANCE = "balance"
+    EVENTS = "events"
+    REBUILD = "rebuild"
+    VERIFY = "verify"
+
+
+WALLET_ENDPOINTS: Final = (*WalletEndpoint, METRICS_ENDPOINT)
 
 
 def wallet_subject(endpoint: str) -> str:
@@ -21,11 +48,23 @@ def wallet_subject(endpoint: str) -> str:
 
 
 MATCHING_SERVICE: Final = "matching"
+
+
+class MatchingEndpoint(StrEnum):
+    """The matching engine's endpoints: `matching.<instrument>.<name>` (status also `matching.status`)."""
+
+    SUBMIT = "submit"
+    CANCEL = "cancel"
+    REPLACE = "replace"
+    ORDER = "order"
+    BOOK = "book"
+    STATUS = "status"
+
+
 #: Endpoints of one instrument, answered only by the engine that owns it: `matching.<instrument>.<endpoint>`.
-MATCHING_INSTRUMENT_ENDPOINTS: Final = ("submit", "cancel", "replace", "order", "book", "status")
+MATCHING_INSTRUMENT_ENDPOINTS: Final = tuple(MatchingEndpoint)
 #: Endpoints of one engine, each answered by every engine (callers gather the replies).
-MATCHING_ENGINE_ENDPOINTS: Final = ("status", "metrics")
-MATCHING_ENDPOINTS: Final = tuple(dict.fromkeys((*MATCHING_INSTRUMENT_ENDPOINTS, *MATCHING_ENGINE_ENDPOINTS)))
+MATCHING_ENGINE_ENDPOINTS: Final = (MatchingEndpoint.STATUS, METRICS_ENDPOINT)
 
 
 def matching_subject(instrument: str, endpoint: str) -> str:
@@ -43,7 +82,18 @@ def matching_engine_subject(endpoint: str) -> str:
 
 
 CLEARING_SERVICE: Final = "clearing"
-CLEARING_ENDPOINTS: Final = ("place_order", "cancel_order", "saga_get", "saga_list", "dlq_replay", "metrics")
+
+
+class ClearingEndpoint(StrEnum):
+    """Clearing's endpoints: `clearing.<name>`."""
+
+    PLACE_ORDER = "place_order"
+    CANCEL_ORDER = "cancel_order"
+    SAGA_GET = "saga_get"
+    SAGA_LIST = "saga_list"
+
+
+CLEARING_ENDPOINTS: Final = (*ClearingEndpoint, DLQ_REPLAY_ENDPOINT, METRICS_ENDPOINT, BREAKERS_ENDPOINT)
 
 
 def clearing_subject(endpoint: str) -> str:
@@ -52,7 +102,17 @@ def clearing_subject(endpoint: str) -> str:
 
 
 MARKETDATA_SERVICE: Final = "marketdata"
-MARKETDATA_ENDPOINTS: Final = ("ticker", "candles", "trades", "metrics")
+
+
+class MarketDataEndpoint(StrEnum):
+    """Market data's endpoints: `marketdata.<name>`."""
+
+    TICKER = "ticker"
+    CANDLES = "candles"
+    TRADES = "trades"
+
+
+MARKETDATA_ENDPOINTS: Final = (*MarketDataEndpoint, METRICS_ENDPOINT)
 
 
 def marketdata_subject(endpoint: str) -> str:

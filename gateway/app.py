@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 
-from contracts.subjects import matching_subject
+from contracts.subjects import MatchingEndpoint, matching_subject
 from gateway import openapi, problems
 from gateway.auth import AuthMiddleware
 from gateway.idempotency import IdempotencyRecords
@@ -120,6 +120,6 @@ def _mount_console(app: FastAPI) -> None:
 
 async def book_snapshot(bridge: NatsBridge, symbol: str) -> dict[str, Any]:
     """The engine's whole L2 book (integer units) for a WebSocket mirror to start from."""
-    return await call(bridge.client(), matching_subject(symbol, "book"), {"instrument": symbol, "depth": 500},
-                      timeout=5)
+    return await call(bridge.client(), matching_subject(symbol, MatchingEndpoint.BOOK),
+                      {"instrument": symbol, "depth": 500}, timeout=5)
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from contracts.instruments import instrument
 from contracts.matching import BookQuery
 from contracts.money import format_amount, parse_amount
-from contracts.subjects import matching_subject
+from contracts.subjects import MatchingEndpoint, matching_subject
 from tooling.ops import DataDirOption, NatsUrlOption, out, request, run, target, validate
 
 
@@ -45,5 +45,6 @@ def book(
 ) -> None:
     """Print the order book ladder of an instrument (L2, best prices nearest the spread)."""
     query = validate(BookQuery, {"instrument": instrument, "depth": depth})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, matching_subject(instrument, "book"), query))
+    subject = matching_subject(instrument, MatchingEndpoint.BOOK)
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, subject, query))
     out.print(ladder(reply))

@@ -223,7 +223,7 @@ def fills(rows: list[dict[str, Any]], busts: set[str] | None = None) -> Table:
     for row in rows:
         fill = Fill.model_validate(row, context={"wire": Wire.JSON})
         spec = instrument(fill.instrument)
-        _, buyer_fee, seller_fee = fill_fees(spec, fill.model_dump(mode="python"))
+        _, buyer_fee, seller_fee = fill_fees(spec, fill)
         maker_fee, taker_fee = (seller_fee, buyer_fee) if fill.taker_side is Side.BUY else (buyer_fee, seller_fee)
         table.add_row(row["trade_id"], str(row["price"]), str(row["qty"]), row["maker_order_id"],
                       row["maker_account"], format_amount(spec.quote, maker_fee), row["taker_order_id"],

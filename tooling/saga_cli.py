@@ -8,7 +8,7 @@ import typer
 
 from contracts.clearing import CancelRequest, PlaceOrder, SagaGet, SagaList
 from contracts.matching import OrderQuery
-from contracts.subjects import clearing_subject, matching_subject
+from contracts.subjects import ClearingEndpoint, MatchingEndpoint, clearing_subject, matching_subject
 from tooling import render
 from tooling.ops import DataDirOption, NatsUrlOption, out, request, run, target, validate
 
@@ -30,7 +30,8 @@ def saga_ls(
 ) -> None:
     """Sagas newest first with their outcome and their order's current status, a page at a time."""
     query = validate(SagaList, {"status": status, "account": account, "limit": limit, "cursor": cursor})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, clearing_subject("saga_list"), query))
+    reply = run(target(ctx, nats_url, data_dir),
+                lambda nc: request(nc, clearing_subject(ClearingEndpoint.SAGA_LIST), query))
     out.print(render.sagas(reply["sagas"], reply.get("next_cursor")))
 
 
@@ -39,7 +40,8 @@ def saga_show(ctx: typer.Context, saga_id: Annotated[str, typer.Argument(help="S
               nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
     """Every step and compensation of a saga: op_ids, timestamps, attempts, results, errors."""
     query = validate(SagaGet, {"saga_id": saga_id})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, clearing_subject("saga_get"), query))
+    reply = run(target(ctx, nats_url, data_dir),
+                lambda nc: request(nc, clearing_subject(ClearingEndpoint.SAGA_GET), query))
     out.print(render.saga(reply))
 
 
@@ -67,7 +69,7 @@ def order_place(
             "inject_failure_step": inject}
     command = validate(PlaceOrder, {k: v for k, v in body.items() if v is not None})
     reply = run(target(ctx, nats_url, data_dir),
-                lambda nc: request(nc, clearing_subject("place_order"), command, timeout=30))
+                lambda nc: request(nc, clearing_subject(ClearingEndpoint.PLACE_ORDER), command, timeout=30))
     out.print(render.saga(reply))
 
 
@@ -83,7 +85,8 @@ def order_cancel(
 ) -> None:
     """Cancel an order and release what is left of its hold."""
     command = validate(CancelRequest, {"account": account, "order_id": order_id, "instrument": instrument})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, clearing_subject("cancel_order"), command))
+    reply = run(target(ctx, nats_url, data_dir),
+                lambda nc: request(nc, clearing_subject(ClearingEndpoint.CANCEL_ORDER), command))
     out.print(render.order(reply))
 
 
@@ -99,11 +102,12 @@ def order_show(
     """An order as it stands: status, filled, busted, remaining, fee, every fill (busts flagged)."""
     if instrument is not None:
         query = validate(OrderQuery, {"instrument": instrument, "order_id": order_id})
-        out.print(render.order(run(target(ctx, nats_url, data_dir),
-                                   lambda nc: request(nc, matching_subject(query.instrument, "order"), query))))
+        subject = matching_subject(query.instrument, MatchingEndpoint.ORDER)
+        out.print(render.order(run(target(ctx, nats_url, data_dir), lambda nc: request(nc, subject, query))))
         return
     saga = validate(SagaGet, {"saga_id": order_id})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, clearing_subject("saga_get"), saga))
+    reply = run(target(ctx, nats_url, data_dir),
+                lambda nc: request(nc, clearing_subject(ClearingEndpoint.SAGA_GET), saga))
     reply.pop("steps", None)
     reply.pop("compensations", None)
     out.print(render.saga(reply))

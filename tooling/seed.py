@@ -19,7 +19,7 @@ from contracts.clearing import PlaceOrder
 from contracts.errors import QtError
 from contracts.instruments import INSTRUMENTS, Instrument
 from contracts.money import format_amount
-from contracts.subjects import clearing_subject, wallet_subject
+from contracts.subjects import ClearingEndpoint, WalletEndpoint, clearing_subject, wallet_subject
 from contracts.wallet import Deposit
 from tooling.ops import request
 from tooling.supervisor import say
@@ -59,13 +59,13 @@ async def deposit(nc: Client, account: str, asset: str, amount: str, op_id: str)
     """One idempotent deposit (a repeat replays the first answer)."""
     command = Deposit.model_validate({"account": account, "asset": asset, "amount": amount, "op_id": op_id},
                                      context={"wire": "json"})
-    await request(nc, wallet_subject("deposit"), command)
+    await request(nc, wallet_subject(WalletEndpoint.DEPOSIT), command)
 
 
 async def place(nc: Client, body: dict[str, Any]) -> dict[str, Any]:
     """One order through the saga on the JSON wire."""
     command = PlaceOrder.model_validate(body, context={"wire": "json"})
-    return await request(nc, clearing_subject("place_order"), command, timeout=30)
+    return await request(nc, clearing_subject(ClearingEndpoint.PLACE_ORDER), command, timeout=30)
 
 
 async def fund(nc: Client, console: Console) -> int:

@@ -21,7 +21,7 @@ from rich.console import Console
 from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS, engine_instruments
-from contracts.subjects import MATCHING_SERVICE, matching_subject
+from contracts.subjects import MATCHING_SERVICE, MatchingEndpoint, matching_subject
 from mesh.backoff import RESTART, Backoff
 from mesh.jetstream import ensure_all
 from tooling.natsserver import REPO_ROOT, NatsServer, cluster_of, servers_url, start_all
@@ -80,7 +80,8 @@ async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeo
     deadline = loop.time() + timeout_s
     probes = {f"$SRV.PING.{s}": s for s in services if s != MATCHING_SERVICE}
     if MATCHING_SERVICE in services:
-        probes.update({matching_subject(symbol, "status"): f"{MATCHING_SERVICE} ({symbol})" for symbol in INSTRUMENTS})
+        probes.update({matching_subject(symbol, MatchingEndpoint.STATUS): f"{MATCHING_SERVICE} ({symbol})"
+                       for symbol in INSTRUMENTS})
     waiting = list(probes)
     while waiting and not stop.is_set() and loop.time() < deadline:
         try:

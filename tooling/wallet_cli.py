@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from contracts.errors import ErrorCode, QtError
-from contracts.subjects import wallet_subject
+from contracts.subjects import WalletEndpoint, wallet_subject
 from contracts.wallet import (
     BalanceQuery,
     Deposit,
@@ -70,7 +70,7 @@ def balance(ctx: typer.Context, account: AccountArg, nats_url: NatsUrlOption = N
             data_dir: DataDirOption = None) -> None:
     """Every asset of an account: available and held."""
     query = validate(BalanceQuery, {"account": account})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("balance"), query))
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject(WalletEndpoint.BALANCE), query))
     if not reply.get("balances"):  # the wallet knows an account only by the money it ever held
         fail(QtError(ErrorCode.UNKNOWN_ACCOUNT, f"unknown account {account}: no money was ever deposited to it"))
     out.print(render.balances(reply))
@@ -99,7 +99,7 @@ def events(
     if before is not None:
         body["before"] = before
     query = validate(EventsQuery, body)
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("events"), query))
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject(WalletEndpoint.EVENTS), query))
     out.print(render.events(reply, account))
     flag, cursor = ("--after", reply.get("next_after")) if oldest_first else ("--before", reply.get("next_before"))
     more = f"next: {flag} {cursor}" + (" --oldest-first" if oldest_first else "")
@@ -112,7 +112,8 @@ def rebuild(ctx: typer.Context,
             nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
     """Replay events from the latest snapshots and prove the projections identical (repairs drift)."""
     command = validate(RebuildCommand, {"account": account} if account else {})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("rebuild"), command))
+    reply = run(target(ctx, nats_url, data_dir),
+                lambda nc: request(nc, wallet_subject(WalletEndpoint.REBUILD), command))
     out.print(render.rebuild(reply))
     if reply["mismatches"]:
         out.print(render.mismatches(reply))
@@ -124,7 +125,7 @@ def verify(ctx: typer.Context,
            nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
     """Check the hash chain and every snapshot from genesis; exit 1 unless all is well."""
     command = validate(VerifyCommand, {"account": account} if account else {})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject("verify"), command))
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject(WalletEndpoint.VERIFY), command))
     out.print(render.verify(reply))
     if not reply["ok"]:
         raise typer.Exit(1)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from contracts.base import INT64_MAX
-from contracts.subjects import wallet_subject
+from contracts.subjects import WalletEndpoint, wallet_subject
 from contracts.wallet import (
     BalanceQuery,
     BalanceReply,
@@ -73,7 +73,7 @@ async def _move(request: Request, account: str, who: Principal, gw: Gateway, end
 @router.get("/{account}/balances", summary="Balances of an account", **doc(reply=schema(BalanceReply)))
 async def balances(request: Request, account: str, who: Who, gw: Gw) -> Response:
     """Available and held per asset."""
-    return await gw.query(request, wallet_subject("balance"),
+    return await gw.query(request, wallet_subject(WalletEndpoint.BALANCE),
                           validate(BalanceQuery, {"account": who.acting_on(account)}))
 
 
@@ -83,14 +83,14 @@ async def events(request: Request, account: str, who: Who, gw: Gw, asset: str | 
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """The account's hash-chained events after the `after` cursor, oldest first."""
     query = validate(EventsQuery, {"account": who.acting_on(account), "asset": asset, "after": after, "limit": limit})
-    return await gw.query(request, wallet_subject("events"), query)
+    return await gw.query(request, wallet_subject(WalletEndpoint.EVENTS), query)
 
 
 @router.get("/{account}/verify", summary="Verify an account's hash chain", **doc(reply=schema(VerifyReply)))
 async def verify(request: Request, account: str, who: Who, gw: Gw) -> Response:
     """Recompute the account's hash chain and snapshots from genesis; name the first bad event."""
     command = validate(VerifyCommand, {"account": who.acting_on(account)})
-    return await gw.query(request, wallet_subject("verify"), command)
+    return await gw.query(request, wallet_subject(WalletEndpoint.VERIFY), command)
 
 
 @router.post("/{account}/rebuild", summary="Rebuild an account's balances (ops)",
@@ -102,4 +102,4 @@ async def rebuild(request: Request, account: str, who: Ops, gw: Gw) -> Response:
     refuse_fields(body, ("account",))
     command = validate(RebuildCommand, {**body, "account": account})
     return await gw.once(request, who, key, account, body,
-                         gw.forward(request, wallet_subject("rebuild"), command, timeout=60))
+                         gw.forward(request, wallet_subject(WalletEndpoint.REBUILD), command, timeout=60))

@@ -17,7 +17,7 @@ from contracts.instruments import INSTRUMENTS, Instrument, instrument
 from contracts.market_data import CandlesQuery, CandlesReply, Ticker, TickerQuery, TradesQuery, TradesReply
 from contracts.matching import BookQuery, BookView
 from contracts.money import format_amount
-from contracts.subjects import marketdata_subject, matching_subject
+from contracts.subjects import MarketDataEndpoint, MatchingEndpoint, marketdata_subject, matching_subject
 from gateway.openapi import doc, schema
 from gateway.payload import validate
 from gateway.state import Gateway, gateway, json_response
@@ -42,7 +42,7 @@ async def one(symbol: str) -> Response:
 async def book(request: Request, symbol: str, gw: Gw, depth: Annotated[int, Query(ge=1, le=500)] = 10) -> Response:
     """Aggregated depth, best first, with the journal sequence it reflects and its checksum."""
     query = validate(BookQuery, {"instrument": symbol, "depth": depth})
-    return await gw.query(request, matching_subject(query.instrument, "book"), query)
+    return await gw.query(request, matching_subject(query.instrument, MatchingEndpoint.BOOK), query)
 
 
 @router.get("/{symbol}/trades", summary="Recent trades", **doc(reply=schema(TradesReply), auth=False))
@@ -50,7 +50,7 @@ async def trades(request: Request, symbol: str, gw: Gw, limit: Annotated[int, Qu
                  ) -> Response:
     """The tape, newest first."""
     query = validate(TradesQuery, {"instrument": symbol, "limit": limit})
-    return await gw.query(request, marketdata_subject("trades"), query)
+    return await gw.query(request, marketdata_subject(MarketDataEndpoint.TRADES), query)
 
 
 @router.get("/{symbol}/candles", summary="Candles", **doc(reply=schema(CandlesReply), auth=False))
@@ -62,13 +62,14 @@ async def candles(request: Request, symbol: str, gw: Gw, tf: str = "1m",
     """OHLCV candles of a timeframe (`1m`, `5m`, `1h`), oldest first; `before`/`after` in epoch ms."""
     body: dict[str, Any] = {"instrument": symbol, "tf": tf, "limit": limit, "before": before, "after": after}
     query = validate(CandlesQuery, {k: v for k, v in body.items() if v is not None})
-    return await gw.query(request, marketdata_subject("candles"), query)
+    return await gw.query(request, marketdata_subject(MarketDataEndpoint.CANDLES), query)
 
 
 @router.get("/{symbol}/ticker", summary="Ticker", **doc(reply=schema(Ticker), auth=False))
 async def ticker(request: Request, symbol: str, gw: Gw) -> Response:
     """Last price and the last 24 hours: open, high, low, change, volume."""
-    return await gw.query(request, marketdata_subject("ticker"), validate(TickerQuery, {"instrument": symbol}))
+    return await gw.query(request, marketdata_subject(MarketDataEndpoint.TICKER),
+                          validate(TickerQuery, {"instrument": symbol}))
 
 
 def _describe(spec: Instrument) -> InstrumentView:

@@ -12,7 +12,7 @@ from contracts.dlq import DlqList, DlqReplay, DlqReplayReply, dlq_replay_subject
 from contracts.errors import ErrorCode, QtError
 from contracts.gateway import EndpointView, ServiceInstance, ServicesReply
 from contracts.streams import StreamsReply
-from contracts.subjects import DLQ_SERVICE, wallet_subject
+from contracts.subjects import DLQ_SERVICE, WalletEndpoint, wallet_subject
 from contracts.wallet import RebuildCommand, RebuildReply, VerifyCommand, VerifyReply
 from gateway.auth import ops
 from gateway.idempotency import Outcome
@@ -75,13 +75,13 @@ async def rebuild_all(request: Request, who: Ops, gw: Gw) -> Response:
     body = await read_object(request)
     command = validate(RebuildCommand, body)
     return await gw.once(request, who, key, who.account, body,
-                         gw.forward(request, wallet_subject("rebuild"), command, timeout=120))
+                         gw.forward(request, wallet_subject(WalletEndpoint.REBUILD), command, timeout=120))
 
 
 @router.get("/ops/verify", summary="Verify every account (ops)", **doc(reply=schema(VerifyReply)))
 async def verify_all(request: Request, who: Ops, gw: Gw) -> Response:
     """Check the whole hash chain and every snapshot from genesis."""
-    reply = await gw.call(request, wallet_subject("verify"), VerifyCommand(), timeout=120)
+    reply = await gw.call(request, wallet_subject(WalletEndpoint.VERIFY), VerifyCommand(), timeout=120)
     return json_response(reply)
 
 

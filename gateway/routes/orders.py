@@ -20,7 +20,7 @@ from contracts.errors import ErrorCode, QtError
 from contracts.gateway import GatewayCode
 from contracts.matching import OrderResult
 from contracts.orders import ClientOrderResult
-from contracts.subjects import clearing_subject
+from contracts.subjects import ClearingEndpoint, clearing_subject
 from gateway.auth import principal
 from gateway.openapi import doc, schema
 from gateway.payload import derived_id, idempotency_key, read_object, refuse_fields, validate
@@ -47,7 +47,7 @@ async def place(request: Request, who: Who, gw: Gw) -> Response:
     acting = who.acting_on(body.get("account"))
     saga_id = derived_id(who, acting, key)
     command = validate(PlaceOrder, {**body, "account": acting, "saga_id": saga_id})
-    execute = gw.forward(request, clearing_subject("place_order"), command, status=201,
+    execute = gw.forward(request, clearing_subject(ClearingEndpoint.PLACE_ORDER), command, status=201,
                          headers={"Location": f"/v1/orders/{saga_id}"}, timeout=gw.settings.order_timeout_s,
                          shape=client_saga, reply=SagaView)
     # clearing runs a saga id once, so the key's record is written once, with the answer
@@ -62,8 +62,8 @@ async def cancel(request: Request, order_id: str, who: Who, gw: Gw, account: str
     body = await read_object(request)
     refuse_fields(body, ("account", "order_id"))
     command = validate(CancelRequest, {**body, "account": acting, "order_id": order_id})
-    execute = gw.forward(request, clearing_subject("cancel_order"), command, timeout=gw.settings.order_timeout_s,
-                         shape=client_order, reply=OrderResult)
+    execute = gw.forward(request, clearing_subject(ClearingEndpoint.CANCEL_ORDER), command,
+                         timeout=gw.settings.order_timeout_s, shape=client_order, reply=OrderResult)
     return await gw.once(request, who, key, acting, body, execute)
 
 
@@ -73,7 +73,7 @@ async def show(request: Request, order_id: str, who: Who, gw: Gw) -> Response:
     (busted fills flagged)."""
     query = validate(SagaGet, {"saga_id": order_id})
     try:
-        saga = await gw.call(request, clearing_subject("saga_get"), query)
+        saga = await gw.call(request, clearing_subject(ClearingEndpoint.SAGA_GET), query)
     except QtError as exc:
         if exc.code is not ErrorCode.NOT_FOUND:
             raise
@@ -92,4 +92,4 @@ async def list_orders(request: Request, who: Who, gw: Gw, status: str | None = N
     name any `account`. `next_cursor` in the reply asks for the next page."""
     query = validate(SagaList, {"account": who.acting_on(account), "status": status, "limit": limit,
                                 "cursor": cursor})
-    return json_response(client_saga_list(await gw.call(request, clearing_subject("saga_list"), query)))
+    return json_response(client_saga_list(await gw.call(request, clearing_subject(ClearingEndpoint.SAGA_LIST), query)))

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from contracts.clearing import ClientSagaList, ClientSagaView, SagaGet, SagaList
 from contracts.errors import ErrorCode
-from contracts.subjects import clearing_subject
+from contracts.subjects import ClearingEndpoint, clearing_subject
 from gateway.auth import principal
 from gateway.openapi import doc, schema
 from gateway.payload import validate
@@ -30,13 +30,13 @@ async def list_sagas(request: Request, who: Who, gw: Gw, status: str | None = No
     named. `next_cursor` in the reply asks for the next page."""
     scope = account if who.is_ops else who.acting_on(account)
     query = validate(SagaList, {"account": scope, "status": status, "limit": limit, "cursor": cursor})
-    return json_response(client_saga_list(await gw.call(request, clearing_subject("saga_list"), query)))
+    return json_response(client_saga_list(await gw.call(request, clearing_subject(ClearingEndpoint.SAGA_LIST), query)))
 
 
 @router.get("/{saga_id}", summary="Show a saga", **doc(reply=schema(ClientSagaView, name="SagaDetail")))
 async def show(request: Request, saga_id: str, who: Who, gw: Gw) -> Response:
     """Every step and compensation of a saga: op_ids, timestamps, attempts, results, errors."""
-    saga = await gw.call(request, clearing_subject("saga_get"), validate(SagaGet, {"saga_id": saga_id}))
+    saga = await gw.call(request, clearing_subject(ClearingEndpoint.SAGA_GET), validate(SagaGet, {"saga_id": saga_id}))
     if saga.get("account") != who.account and not who.is_ops:  # existence is not disclosed
         raise Problem(ErrorCode.NOT_FOUND, f"no saga {saga_id!r}", {"saga_id": saga_id})
     return json_response(client_saga(saga))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.instruments import Instrument
-from contracts.matching import OrderType, Side
+from contracts.matching import Fill, OrderResult, OrderType, Side
 from contracts.orders import fee, fill_fees
 
 
@@ -43,33 +43,32 @@ def total_debits(spec: Instrument, side: str, price: int | None, executed_value:
     return bound + fee(spec, bound)
 
 
-def of_order(spec: Instrument, order: dict[str, Any]) -> int:
+def of_order(spec: Instrument, order: OrderResult) -> int:
     """`total_debits` of an engine order record (`matching.order`, a submit or cancel result)."""
-    return total_debits(spec, order["side"], order.get("price"), int(order.get("executed_value", 0)),
-                        int(order.get("filled", 0)), int(order.get("remaining", 0)))
+    return total_debits(spec, order.side, order.price, order.executed_value, order.filled, order.remaining)
 
 
-def hold_left(spec: Instrument, order: dict[str, Any]) -> int:
+def hold_left(spec: Instrument, order: OrderResult) -> int:
     """What stays held behind an order once everything so far is settled: what its open rest needs."""
-    value = int(order.get("executed_value", 0))
-    paid = int(order.get("filled", 0)) if order["side"] == Side.SELL else value + fee(spec, value)
+    value = order.executed_value
+    paid = order.filled if order.side is Side.SELL else value + fee(spec, value)
     return of_order(spec, order) - paid
 
 
-def _parties(fill: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+def _parties(fill: Fill) -> tuple[tuple[str, str], tuple[str, str]]:
     """((buyer account, buyer order), (seller account, seller order))."""
-    taker = (fill["taker_account"], fill["taker_order_id"])
-    maker = (fill["maker_account"], fill["maker_order_id"])
-    return (taker, maker) if fill["taker_side"] == Side.BUY else (maker, taker)
+    taker = (fill.taker_account, fill.taker_order_id)
+    maker = (fill.maker_account, fill.maker_order_id)
+    return (taker, maker) if fill.taker_side is Side.BUY else (maker, taker)
 
 
-def settle_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> list[dict[str, Any]]:
+def settle_legs(spec: Instrument, fill: Fill, fee_account: str) -> list[dict[str, Any]]:
     """One fill, atomically: the buyer's quote and the seller's base leave their order holds, each
     side is credited what it bought (the seller less its fee), the venue gets both fees, and a
     buying maker's hold is brought down to what its rest still needs. Every asset sums to zero."""
     (buyer, buy_order), (seller, sell_order) = _parties(fill)
     quote, buyer_fee, seller_fee = fill_fees(spec, fill)
-    qty = int(fill["qty"])
+    qty = fill.qty
     legs = _nonzero([
         {"kind": "debit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee, "hold_id": buy_order},
         {"kind": "credit", "account": buyer, "asset": spec.base, "amount": qty},
@@ -80,22 +79,22 @@ def settle_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> lis
     return legs + _maker_trim(spec, fill)
 
 
-def _maker_trim(spec: Instrument, fill: dict[str, Any]) -> list[dict[str, Any]]:
+def _maker_trim(spec: Instrument, fill: Fill) -> list[dict[str, Any]]:
     """When the maker buys, its price rounding and fee headroom shrink: release its hold down to its rest."""
-    if fill["taker_side"] != Side.SELL:
+    if fill.taker_side is not Side.SELL:
         return []
-    keep = total_debits(spec, Side.BUY, fill["price"], fill["maker_executed_value"], 0, int(fill["maker_remaining"]))
-    return [{"kind": "release", "account": fill["maker_account"], "asset": spec.quote,
-             "hold_id": fill["maker_order_id"], "total_debits": keep}]
+    keep = total_debits(spec, Side.BUY, fill.price, fill.maker_executed_value, 0, fill.maker_remaining)
+    return [{"kind": "release", "account": fill.maker_account, "asset": spec.quote,
+             "hold_id": fill.maker_order_id, "total_debits": keep}]
 
 
-def bust_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> list[dict[str, Any]]:
+def bust_legs(spec: Instrument, fill: Fill, fee_account: str) -> list[dict[str, Any]]:
     """The exact reversal of a fill's settlement into available balances: what each side paid out of
     its hold comes back as available (the hold for the busted quantity is released), what it
     received is charged back."""
     (buyer, _), (seller, _) = _parties(fill)
     quote, buyer_fee, seller_fee = fill_fees(spec, fill)
-    qty = int(fill["qty"])
+    qty = fill.qty
     return _nonzero([
         {"kind": "charge", "account": buyer, "asset": spec.base, "amount": qty},
         {"kind": "credit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee},
@@ -105,14 +104,14 @@ def bust_legs(spec: Instrument, fill: dict[str, Any], fee_account: str) -> list[
     ])
 
 
-def void_legs(spec: Instrument, fill: dict[str, Any]) -> list[dict[str, Any]]:
+def void_legs(spec: Instrument, fill: Fill) -> list[dict[str, Any]]:
     """The bust of a fill whose settlement was refused (e.g. a credit past the maximum balance):
     nothing changes hands; what each side's hold would have paid for it returns to its own available
     balance. Its net effect is exactly `settle_legs` followed by `bust_legs`, and it raises no
     account's total, so it cannot be refused the way the settlement was."""
     (buyer, buy_order), (seller, sell_order) = _parties(fill)
     quote, buyer_fee, _ = fill_fees(spec, fill)
-    qty = int(fill["qty"])
+    qty = fill.qty
     return _nonzero([
         {"kind": "debit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee, "hold_id": buy_order},
         {"kind": "credit", "account": buyer, "asset": spec.quote, "amount": quote + buyer_fee},

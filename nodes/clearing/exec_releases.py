@@ -12,6 +12,8 @@ from typing import Final
 import msgpack
 
 from contracts.instruments import instrument
+from contracts.matching import OrderResult
+from contracts.subjects import MatchingEndpoint
 from nodes.clearing import amounts
 from nodes.clearing.matching_clients import MatchingClients
 from nodes.clearing.steps import hold_asset_of
@@ -34,8 +36,9 @@ class ExecReleases:
         if report.get("kind") not in SHRINKING:
             return
         spec = instrument(report["instrument"])
-        order = await self.matching.call("order", {"instrument": spec.symbol, "order_id": report["order_id"]},
-                                         idempotent=True)
+        reply = await self.matching.call(MatchingEndpoint.ORDER,
+                                         {"instrument": spec.symbol, "order_id": report["order_id"]}, idempotent=True)
+        order = OrderResult.model_validate(reply)
         msg_id = msg.headers.get("Nats-Msg-Id") or f"{spec.symbol}:seq:{msg.stream_seq}"
-        await self.wallet.release_down_to(order["account"], hold_asset_of(spec, order["side"]), order["order_id"],
+        await self.wallet.release_down_to(order.account, hold_asset_of(spec, order.side), order.order_id,
                                           amounts.of_order(spec, order), f"exec:{msg_id}")

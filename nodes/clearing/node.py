@@ -20,6 +20,7 @@ from contracts.clearing import (
     FINAL_STATUSES,
     INJECTED,
     CancelRequest,
+    OrderCancelled,
     PlaceOrder,
     SagaGet,
     SagaList,
@@ -31,7 +32,7 @@ from contracts.clearing import (
 )
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import instrument
-from contracts.matching import Fill, OrderResult
+from contracts.matching import OrderResult
 from contracts.orders import OPEN, client_fill, display_status, order_totals
 from contracts.subjects import (
     BUSTS_BUCKET,
@@ -43,6 +44,7 @@ from contracts.subjects import (
     SAGAS_BUCKET,
     TRADES_STREAM,
     WALLET_SERVICE,
+    ClearingEndpoint,
 )
 from mesh.jetstream import ensure_named
 from nodes.clearing import amounts
@@ -86,26 +88,25 @@ def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(msgpack.packb(sorted(body.items()), use_bin_type=True)).hexdigest()
 
 
-def view(saga: SagaRecord, *, detail: bool = False, order: dict[str, Any] | None = None,
+def view(saga: SagaRecord, *, detail: bool = False, order: OrderResult | None = None,
          busts: frozenset[str] = frozenset()) -> SagaView:
     """What callers see of a saga: outcome, the order as `order` (default: as the saga last saw it)
     with its busted fills, its fee, and what is still held behind it."""
     spec = instrument(saga.instrument)
-    order = order if order is not None else (saga.order or {})
-    raw = order.get("fills", [])
+    order = order if order is not None else saga.order
+    raw = order.fills if order is not None else []
     busts = busts | own_busts(saga)
-    mine = [client_fill(f, saga.order_id, busted=f["trade_id"] in busts) for f in raw]
+    mine = [client_fill(f, saga.order_id, busted=f.trade_id in busts) for f in raw]
     filled, busted_qty, fee = order_totals(mine)
     completed = saga.status is SagaStatus.COMPLETED
-    remaining = int(order.get("remaining", 0)) if completed else 0
-    hold_left = amounts.hold_left(spec, order) if completed and order else 0
-    status = order.get("status")
+    remaining = order.remaining if completed and order is not None else 0
+    hold_left = amounts.hold_left(spec, order) if completed and order is not None else 0
     return SagaView(
         saga_id=saga.saga_id, order_id=saga.order_id, account=saga.account, instrument=saga.instrument,
         side=str(saga.side), status=str(saga.status),
-        order_status=None if status is None else display_status(str(status), filled, busted_qty),
-        qty=int(order.get("qty", saga.request["qty"])),
-        fills=[Fill.model_validate(f) for f in raw], busts=[f.trade_id for f in mine if f.busted],
+        order_status=None if order is None else display_status(str(order.status), filled, busted_qty),
+        qty=order.qty if order is not None else saga.request.qty,
+        fills=list(raw), busts=[f.trade_id for f in mine if f.busted],
         filled=filled, busted_qty=busted_qty, remaining=remaining, fee=fee, fee_asset=spec.quote,
         hold_asset=saga.hold_asset, hold_left=hold_left, error=saga.error,
         steps=saga.steps if detail else None, compensations=saga.compensations if detail else None,
@@ -115,7 +116,7 @@ def view(saga: SagaRecord, *, detail: bool = False, order: dict[str, Any] | None
 def own_busts(saga: SagaRecord) -> frozenset[str]:
     """The taker fills this saga reversed itself (known from its record, marks or not)."""
     if any(c.name == "reverse_fills" and c.status is StepStatus.DONE for c in saga.compensations):
-        return frozenset(f["trade_id"] for f in machine.taker_fills(saga))
+        return frozenset(f.trade_id for f in machine.taker_fills(saga))
     return frozenset()
 
 
@@ -130,19 +131,19 @@ class ClearingNode:
 
     def register(self, service: NodeService) -> None:
         """Bind the clearing endpoints."""
-        service.route("place_order", PlaceOrder)(self.place_order)
-        service.route("cancel_order", CancelRequest)(self.cancel_order)
-        service.route("saga_get", SagaGet)(self.saga_get)
-        service.route("saga_list", SagaList)(self.saga_list)
+        service.route(ClearingEndpoint.PLACE_ORDER, PlaceOrder)(self.place_order)
+        service.route(ClearingEndpoint.CANCEL_ORDER, CancelRequest)(self.cancel_order)
+        service.route(ClearingEndpoint.SAGA_GET, SagaGet)(self.saga_get)
+        service.route(ClearingEndpoint.SAGA_LIST, SagaList)(self.saga_list)
 
     async def place_order(self, command: PlaceOrder) -> SagaView:
         """Run the saga to its end; a refusal is an error reply, an injected failure a `compensated` view."""
         saga_id = command.saga_id or new_saga_id()
-        body = command.model_dump(mode="python")
-        body["saga_id"] = saga_id
+        request = command if command.saga_id else command.model_copy(update={"saga_id": saga_id})
         spec = instrument(command.instrument)
         hold = amounts.hold_for(spec, command.side, command.type, command.price, command.qty, command.max_quote)
-        saga = machine.new_saga(saga_id, command, body, request_hash(body), hold, time.time_ns())
+        saga = machine.new_saga(saga_id, request, request_hash(request.model_dump(mode="python")), hold,
+                                time.time_ns())
         revision = await self.runner.create(saga)
         if revision is None:
             saga = await self._first(saga)
@@ -183,9 +184,9 @@ class ClearingNode:
             raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
         spec = instrument(symbol)
         final = await self.steps.cancel(symbol, command.order_id, command.account)
-        await self.steps.wallet.release_down_to(command.account, hold_asset_of(spec, final["side"]), command.order_id,
+        await self.steps.wallet.release_down_to(command.account, hold_asset_of(spec, final.side), command.order_id,
                                                 amounts.of_order(spec, final), f"cancel:{command.order_id}")
-        return OrderResult.model_validate(final)
+        return final
 
     async def saga_get(self, query: SagaGet) -> SagaView:
         """One saga with every step and compensation, and its order as it stands now."""
@@ -226,10 +227,10 @@ class ClearingNode:
         it open (it may have filled as maker or been cancelled since), and its busted trades."""
         async with self._reads:
             order = saga.order
-            cancelled = next((c.result for c in saga.compensations if c.name == "cancel_order" and c.result), None)
-            if cancelled and cancelled.get("order"):
-                order = cancelled["order"]
-            elif saga.status is SagaStatus.COMPLETED and order and order.get("status") in OPEN:
+            cancelled = saga.result("cancel_order", OrderCancelled)
+            if cancelled is not None and cancelled.order is not None:
+                order = cancelled.order
+            elif saga.status is SagaStatus.COMPLETED and order is not None and order.status in OPEN:
                 order = await self.steps.order(saga.instrument, saga.order_id)
             busts = await self.steps.busts.of(saga.order_id)
         return view(saga, detail=detail, order=order, busts=busts)
@@ -240,7 +241,7 @@ def _outcome(saga: SagaRecord) -> SagaView:
     error = saga.error
     if saga.status in (SagaStatus.COMPENSATED, SagaStatus.FAILED) and error and error.get("code") != INJECTED:
         try:
-            code = ErrorCode(error.get("code"))
+            code = ErrorCode(str(error.get("code")))
         except ValueError:
             code = ErrorCode.INTERNAL
         raise QtError(code, str(error.get("message", "")), {"saga_id": saga.saga_id, "status": str(saga.status),

@@ -42,7 +42,7 @@ class Recovery:
         try:
             while not stop.is_set():
                 try:
-                    entry = await watcher.updates(timeout=0.5)
+                    entry = await watcher.updates(timeout=0.5)  # type: ignore[no-untyped-call]  # unannotated
                 except NatsTimeoutError:
                     continue
                 if entry is None:  # end of the initial values
@@ -61,7 +61,7 @@ class Recovery:
         finally:
             sweeper.cancel()
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]  # nats.py leaves it unannotated
             for task in list(self._tasks):
                 task.cancel()
 

@@ -16,16 +16,16 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
-from contracts.clearing import FINAL_STATUSES, SagaRecord, SagaStatus
+from contracts.clearing import COMPENSATIONS, FINAL_STATUSES, STEPS, SagaRecord, SagaStatus, StepResult
 from contracts.errors import ErrorCode, QtError
 from mesh.backoff import Backoff
 from nodes.clearing import saga as machine
-from nodes.clearing.steps import SagaSteps
+from nodes.clearing.steps import Body, SagaSteps
 from nodes.clearing.store import SagaConflict, SagaStore
 from nodes.runtime.client import is_transient
 from nodes.runtime.lease import process_gone
@@ -37,7 +37,23 @@ log = logging.getLogger(__name__)
 #: Waits between attempts of a step whose dependency is down (half jitter: waiting sagas spread out).
 STEP_RETRY = Backoff(jitter=0.5)
 
-Body = Callable[[SagaRecord], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class _Written:
+    """The revision this driver last wrote and when (monotonic s): the next write's CAS, and its lease."""
+
+    revision: int
+    at: float
+
+
+def check_table(table: Mapping[str, Body]) -> dict[str, Body]:
+    """The step table as given, once it names exactly the contract's steps and compensations."""
+    wanted = {*STEPS, *COMPENSATIONS}
+    if set(table) != wanted:
+        missing, extra = sorted(wanted - set(table)), sorted(set(table) - wanted)
+        raise ValueError(f"saga step table: missing {missing}, unknown {extra}")
+    return dict(table)
 
 
 def instance_id() -> str:
@@ -52,6 +68,7 @@ class SagaRunner:
                  checkpoint_each: bool = False, crash_at: str | None = None) -> None:
         self.store = store
         self.steps = steps
+        self.bodies = check_table(steps.table())
         self.metrics = metrics
         self.owner = instance_id()
         self.lease_s = lease_s
@@ -115,7 +132,7 @@ class SagaRunner:
         if self._finishing:
             await asyncio.wait(set(self._finishing), timeout=10)
 
-    async def _finish(self, saga: SagaRecord, state: dict[str, Any]) -> None:
+    async def _finish(self, saga: SagaRecord, state: _Written) -> None:
         try:
             await self._persist(saga, state)
         except Exception as exc:  # recovery re-drives it from the last record to the same end
@@ -129,8 +146,8 @@ class SagaRunner:
         log.log(logging.DEBUG if saga.status is SagaStatus.COMPLETED else logging.INFO, "saga final",
                 extra=kv(saga=saga.saga_id, status=saga.status, error=(saga.error or {}).get("code")))
 
-    async def _drive(self, saga: SagaRecord, revision: int) -> dict[str, Any]:
-        state = {"revision": revision, "written": time.monotonic()}
+    async def _drive(self, saga: SagaRecord, revision: int) -> _Written:
+        state = _Written(revision, time.monotonic())
         fresh = saga.steps[0].attempts == 1 and saga.status is SagaStatus.IN_PROGRESS
         while True:
             action = machine.next_action(saga)
@@ -148,7 +165,7 @@ class SagaRunner:
                     await self._persist(saga, state)
                     continue
                 try:
-                    result = await self._run(getattr(self.steps, name), saga, name, state)
+                    result = await self._run(self.bodies[name], saga, name, state)
                 except QtError as exc:
                     machine.fail(saga, name, exc.to_body(), time.time_ns())
                     await self._persist(saga, state)
@@ -163,7 +180,7 @@ class SagaRunner:
                 if self.checkpoint_each:
                     await self._persist(saga, state)
                 try:
-                    result = await self._run(getattr(self.steps, name), saga, name, state)
+                    result = await self._run(self.bodies[name], saga, name, state)
                 except QtError as exc:
                     machine.compensation_failed(saga, name, exc.to_body(), time.time_ns())
                     log.error("compensation failed", extra=kv(saga=saga.saga_id, step=name, error=exc.code))
@@ -171,7 +188,7 @@ class SagaRunner:
                 self._maybe_crash(f"compensate:{name}")
                 machine.done(saga, name, result, time.time_ns())
 
-    async def _run(self, body: Body, saga: SagaRecord, name: str, state: dict[str, Any]) -> dict[str, Any]:
+    async def _run(self, body: Body, saga: SagaRecord, name: str, state: _Written) -> StepResult:
         """Run a body until it answers; transient failures (dependency down) are retried forever,
         renewing the saga's lease so no other instance takes it over meanwhile. Anything else is a
         deterministic refusal, raised as a `QtError` at once: retrying it would stall the saga forever."""
@@ -188,13 +205,13 @@ class SagaRunner:
                 error = exc.code if isinstance(exc, QtError) else repr(exc)
                 log.warning("saga step waiting", extra=kv(saga=saga.saga_id, step=name, error=error))
             await asyncio.sleep(next(delays))
-            if time.monotonic() - state["written"] > self.lease_s / 3:
+            if time.monotonic() - state.at > self.lease_s / 3:
                 await self._persist(saga, state)
 
-    async def _persist(self, saga: SagaRecord, state: dict[str, Any]) -> None:
+    async def _persist(self, saga: SagaRecord, state: _Written) -> None:
         self._lease(saga)
-        state["revision"] = await self.store.update(saga, state["revision"])
-        state["written"] = time.monotonic()
+        state.revision = await self.store.update(saga, state.revision)
+        state.at = time.monotonic()
         self.kv_writes.inc()
 
     def _lease(self, saga: SagaRecord) -> None:

@@ -16,9 +16,11 @@ from contracts.clearing import (
     SagaRecord,
     SagaStatus,
     StepRecord,
+    StepResult,
     StepStatus,
 )
 from contracts.errors import BUSINESS_CODES, ErrorCode
+from contracts.matching import Fill
 
 #: Steps that are one call: refused means nothing happened.
 ATOMIC_STEPS = frozenset({"reserve_funds", "submit_order"})
@@ -34,12 +36,13 @@ class Action:
     name: str = ""
 
 
-def new_saga(saga_id: str, request: PlaceOrder, request_body: dict[str, Any], request_hash: str,
-             hold: tuple[str, int], now_ns: int) -> SagaRecord:
-    """A fresh saga: every step pending, nothing held yet."""
+def new_saga(saga_id: str, request: PlaceOrder, request_hash: str, hold: tuple[str, int], now_ns: int) -> SagaRecord:
+    """A fresh saga of `request` (stored with its `saga_id` set): every step pending, nothing held yet."""
+    if request.saga_id != saga_id:
+        request = request.model_copy(update={"saga_id": saga_id})
     return SagaRecord(
         saga_id=saga_id, order_id=saga_id, account=request.account, instrument=request.instrument,
-        side=request.side, request=request_body, request_hash=request_hash, hold_asset=hold[0],
+        side=request.side, request=request, request_hash=request_hash, hold_asset=hold[0],
         hold_amount=hold[1], status=SagaStatus.PENDING,
         steps=[StepRecord(name=name, op_id=f"{saga_id}:{name}") for name in STEPS],
         created_ns=now_ns, updated_ns=now_ns,
@@ -63,12 +66,12 @@ def next_action(saga: SagaRecord) -> Action:
 
 def injected_before(saga: SagaRecord, step: str) -> bool:
     """Whether the input asks this step to fail instead of running."""
-    return saga.request.get("inject_failure_step") == step
+    return saga.request.inject_failure_step == step
 
 
 def injected_after(saga: SagaRecord, step: str) -> bool:
     """Whether the input asks the saga to fail right after this step committed."""
-    return saga.request.get("inject_failure_step") == f"after:{step}"
+    return saga.request.inject_failure_step == f"after:{step}"
 
 
 def start(saga: SagaRecord, name: str, now_ns: int) -> None:
@@ -82,7 +85,7 @@ def start(saga: SagaRecord, name: str, now_ns: int) -> None:
     saga.updated_ns = now_ns
 
 
-def done(saga: SagaRecord, name: str, result: dict[str, Any] | None, now_ns: int) -> None:
+def done(saga: SagaRecord, name: str, result: StepResult | None, now_ns: int) -> None:
     """A step or compensation committed; the saga completes or finishes compensating after the last."""
     record = saga.step(name)
     record.status = StepStatus.DONE
@@ -168,15 +171,15 @@ def _may_have_acted(step: StepRecord) -> bool:
     return step.name not in ATOMIC_STEPS
 
 
-def taker_fills(saga: SagaRecord) -> list[dict[str, Any]]:
+def taker_fills(saga: SagaRecord) -> list[Fill]:
     """The fills this saga's order made as taker (the ones this saga settles)."""
     if saga.order is None:
         return []
-    return [f for f in saga.order.get("fills", []) if f["taker_order_id"] == saga.order_id]
+    return [f for f in saga.order.fills if f.taker_order_id == saga.order_id]
 
 
 def _is_refusal(error: dict[str, Any] | None) -> bool:
-    return bool(error) and error.get("code") in {str(c) for c in BUSINESS_CODES} | {
+    return error is not None and error.get("code") in {str(c) for c in BUSINESS_CODES} | {
         str(ErrorCode.UNKNOWN_ACCOUNT)} and error.get("step") == STEPS[0]
 
 

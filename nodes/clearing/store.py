@@ -19,6 +19,7 @@ from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.clearing import SagaRecord
+from contracts.matching import STORED
 from mesh.backoff import Backoff
 from nodes.runtime.batcher import BatchMetrics, SmartBatcher
 from nodes.runtime.client import is_transient
@@ -40,13 +41,15 @@ class SagaConflict(Exception):
 
 def encode(saga: SagaRecord) -> bytes:
     """The stored form: msgpack of the record's fields (integer units)."""
-    return msgpack.packb(saga.model_dump(mode="python"), use_bin_type=True)
+    blob: bytes = msgpack.packb(saga.model_dump(mode="python"), use_bin_type=True)
+    return blob
 
 
 def decode(blob: bytes) -> SagaRecord:
-    """A stored record back as a model (validated: the bucket is shared with every instance)."""
+    """A stored record back as a model (validated: the bucket is shared with every instance; its request's
+    terms are not checked again, so a rule changed since does not make it unreadable)."""
     data: dict[str, Any] = msgpack.unpackb(blob, raw=False)
-    return SagaRecord.model_validate(data, strict=False)
+    return SagaRecord.model_validate(data, strict=False, context={STORED: True})
 
 
 class KvWrites:
@@ -180,7 +183,7 @@ class SagaIndex:
                 if before is None or position < before:
                     found.append((position, position.split(".", 1)[1]))
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats.py leaves it unannotated
         found.sort(reverse=True)
         return found
 
@@ -198,7 +201,7 @@ class SagaIndex:
                     await self.add(decode(entry.value))
                     count += 1
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats.py leaves it unannotated
         return count
 
 

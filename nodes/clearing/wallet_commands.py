@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from contracts.errors import ErrorCode, QtError
+from contracts.subjects import WalletEndpoint
 from contracts.wallet import MAX_BATCH_COMMANDS
 from nodes.runtime.batcher import BatchMetrics, SmartBatcher
 from nodes.runtime.client import ServiceClient, is_transient
@@ -31,7 +32,7 @@ class WalletCommands:
                  max_batch: int = MAX_BATCH_COMMANDS) -> None:
         self.client = client
         self.batcher: SmartBatcher[dict[str, Any], Reply] = SmartBatcher(
-            f"{client.service}.batch", self._send, max_batch=max_batch, metrics=metrics)
+            f"{client.service}.{WalletEndpoint.BATCH}", self._send, max_batch=max_batch, metrics=metrics)
 
     def hold(self, body: dict[str, Any]) -> Awaitable[Reply]:
         """`Hold` (account, asset, amount, hold_id, op_id): its `MutationReply`, or its refusal as `QtError`."""
@@ -54,7 +55,7 @@ class WalletCommands:
     async def _send(self, items: list[dict[str, Any]]) -> Sequence[Reply | BaseException]:
         """One `wallet.batch`: idempotent (every item has its op_id), so the client's retries and breaker apply."""
         try:
-            reply = await self.client.call("batch", {"commands": items}, idempotent=True)
+            reply = await self.client.call(WalletEndpoint.BATCH, {"commands": items}, idempotent=True)
         except QtError as exc:
             if is_transient(exc) or len(items) == 1:
                 raise

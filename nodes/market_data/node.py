@@ -14,7 +14,7 @@ from nats.aio.client import Client
 
 from contracts.instruments import INSTRUMENTS
 from contracts.market_data import CandlesQuery, CandlesReply, Ticker, TickerQuery, TradesQuery, TradesReply
-from contracts.subjects import MARKETDATA_SERVICE, TRADES_STREAM
+from contracts.subjects import MARKETDATA_SERVICE, TRADES_STREAM, MarketDataEndpoint
 from mesh.jetstream import ensure_named
 from nodes.market_data.state import Change, MarketState
 from nodes.market_data.tail import TradesTail
@@ -43,9 +43,9 @@ class MarketDataNode:
 
     def register(self, service: NodeService) -> None:
         """Bind the market data endpoints."""
-        service.route("ticker", TickerQuery)(self.ticker)
-        service.route("candles", CandlesQuery)(self.candles)
-        service.route("trades", TradesQuery)(self.trades)
+        service.route(MarketDataEndpoint.TICKER, TickerQuery)(self.ticker)
+        service.route(MarketDataEndpoint.CANDLES, CandlesQuery)(self.candles)
+        service.route(MarketDataEndpoint.TRADES, TradesQuery)(self.trades)
 
     async def ticker(self, query: TickerQuery) -> Ticker:
         """Last price and 24h stats."""

@@ -44,6 +44,7 @@ from contracts.subjects import (
     MATCHING_SERVICE,
     ORDERS_STREAM,
     SNAPSHOTS_OBJECTS,
+    MatchingEndpoint,
     book_feed_subject,
     exec_msg_id,
     exec_subject,
@@ -282,17 +283,17 @@ class MatchingNode:
     def register(self, service: NodeService) -> None:
         """Bind each owned instrument's endpoints on `matching.<instrument>.<endpoint>`, and `status`
         on `matching.status`, which every engine answers with its own instruments."""
-        handlers: dict[str, tuple[type[BaseModel], Handler]] = {
-            "submit": (SubmitOrder, self.submit), "cancel": (CancelOrder, self.cancel),
-            "replace": (ReplaceOrder, self.replace), "order": (OrderQuery, self.order),
-            "book": (BookQuery, self.book), "status": (StatusQuery, self.status),
+        handlers: dict[MatchingEndpoint, tuple[type[BaseModel], Handler]] = {
+            MatchingEndpoint.SUBMIT: (SubmitOrder, self.submit), MatchingEndpoint.CANCEL: (CancelOrder, self.cancel),
+            MatchingEndpoint.REPLACE: (ReplaceOrder, self.replace), MatchingEndpoint.ORDER: (OrderQuery, self.order),
+            MatchingEndpoint.BOOK: (BookQuery, self.book), MatchingEndpoint.STATUS: (StatusQuery, self.status),
         }
         for symbol in self.runners:
             for endpoint in MATCHING_INSTRUMENT_ENDPOINTS:
                 model, handler = handlers[endpoint]
                 service.route(f"{symbol}-{endpoint}", model, subject=matching_subject(symbol, endpoint))(
                     _for_instrument(symbol, handler))
-        service.route("status", StatusQuery, every_instance=True)(self.status)
+        service.route(MatchingEndpoint.STATUS, StatusQuery, every_instance=True)(self.status)
 
     async def submit(self, command: SubmitOrder) -> OrderResultView:
         """Journal a new order; reply with its state and immediate fills once applied."""

@@ -27,7 +27,7 @@ from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from contracts.dlq import DLQ_REPLAY_ENDPOINT, DlqEntry, DlqReplay, DlqReplayReply
+from contracts.dlq import DlqEntry, DlqReplay, DlqReplayReply
 from contracts.errors import ErrorCode, QtError
 from contracts.subjects import (
     DLQ_CONSUMER,
@@ -36,6 +36,7 @@ from contracts.subjects import (
     DLQ_ORIGIN_SEQ,
     DLQ_ORIGIN_STREAM,
     DLQ_ORIGIN_SUBJECT,
+    DLQ_REPLAY_ENDPOINT,
     DLQ_SERVICE,
     DLQ_STREAM,
     MAX_DELIVER,

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from contracts.codec import Wire, decode, encode, sniff
 from contracts.errors import ErrorCode, QtError, validation_error
 from contracts.permissions import METRICS_QUEUE_PREFIX, SERVICE_QUEUE
+from contracts.subjects import BREAKERS_ENDPOINT, METRICS_ENDPOINT
 from mesh.rpc import INSTANCE_HEADER, QT_ERROR_HEADER
 from nodes.runtime.breaker import BreakerRegistry
 from nodes.runtime.client import is_transient
@@ -33,8 +34,6 @@ from nodes.runtime.tracing import fail, handling
 
 log = logging.getLogger(__name__)
 
-#: The endpoint that answers with the node's breaker states and carries them in its `$SRV.STATS` data.
-BREAKERS_ENDPOINT = "breakers"
 
 
 class WireView(Protocol):
@@ -168,7 +167,7 @@ class NodeService:
             config = EndpointConfig(name=route.name, handler=self._spawner(route), subject=route.subject,
                                     queue_group=own_queue if route.every_instance else None)
             await (group if route.subject is None else self._service).add_endpoint(config)
-        await group.add_endpoint(EndpointConfig(name="metrics", handler=self._metrics, queue_group=own_queue))
+        await group.add_endpoint(EndpointConfig(name=METRICS_ENDPOINT, handler=self._metrics, queue_group=own_queue))
         if self.breakers is not None:
             await group.add_endpoint(EndpointConfig(name=BREAKERS_ENDPOINT, handler=self._breakers))
         # Discovery last: the server sees every endpoint's SUB before the PING one, so a client that

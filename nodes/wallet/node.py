@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.subjects import LEASES_BUCKET, WALLET_SERVICE, WALLET_STREAM
+from contracts.subjects import LEASES_BUCKET, WALLET_SERVICE, WALLET_STREAM, WalletEndpoint
 from contracts.wallet import (
     BalanceQuery,
     BalanceReply,
@@ -72,15 +72,16 @@ class WalletNode:
     def register(self, service: NodeService) -> None:
         """Bind every wallet endpoint to the service."""
         for name, model in (
-            ("deposit", Deposit), ("withdraw", Withdraw), ("credit", Credit), ("hold", Hold),
-            ("release", Release), ("debit", Debit), ("settle", Settle),
+            (WalletEndpoint.DEPOSIT, Deposit), (WalletEndpoint.WITHDRAW, Withdraw), (WalletEndpoint.CREDIT, Credit),
+            (WalletEndpoint.HOLD, Hold), (WalletEndpoint.RELEASE, Release), (WalletEndpoint.DEBIT, Debit),
+            (WalletEndpoint.SETTLE, Settle),
         ):
             service.route(name, model)(self.mutate)
-        service.route("batch", WalletBatch)(self.batch)
-        service.route("balance", BalanceQuery)(self.balance)
-        service.route("events", EventsQuery)(self.events)
-        service.route("rebuild", RebuildCommand)(self.rebuild)
-        service.route("verify", VerifyCommand)(self.verify)
+        service.route(WalletEndpoint.BATCH, WalletBatch)(self.batch)
+        service.route(WalletEndpoint.BALANCE, BalanceQuery)(self.balance)
+        service.route(WalletEndpoint.EVENTS, EventsQuery)(self.events)
+        service.route(WalletEndpoint.REBUILD, RebuildCommand)(self.rebuild)
+        service.route(WalletEndpoint.VERIFY, VerifyCommand)(self.verify)
 
     async def mutate(self, command: Command) -> Reply:
         """Every money-moving command: durable (and recorded by op_id) before the reply."""

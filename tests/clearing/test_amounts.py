@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.instruments import INSTRUMENTS
-from contracts.matching import OrderType, Side
+from contracts.matching import Fill, OrderType, Side
 from contracts.orders import fill_fees
 from nodes.clearing import amounts
 
@@ -84,10 +84,11 @@ def test_settle_legs_conserve_every_asset_and_a_bust_undoes_them(
     spec = INSTRUMENTS[symbol]
     price, qty = ticks * spec.tick, lots * spec.lot
     quote = amounts.fill_quote(spec, price, qty)
-    fill = {"trade_id": "t", "instrument": symbol, "price": price, "qty": qty, "maker_order_id": "m",
-            "taker_order_id": "o", "maker_account": "mk", "taker_account": "tk", "taker_side": taker_side,
-            "maker_remaining": rem * spec.lot, "maker_executed_value": maker_before + quote,
-            "taker_executed_value": taker_before + quote}
+    fill = Fill.model_validate({
+        "trade_id": "t", "instrument": symbol, "price": price, "qty": qty, "maker_order_id": "m",
+        "taker_order_id": "o", "maker_account": "mk", "taker_account": "tk", "taker_side": taker_side,
+        "maker_remaining": rem * spec.lot, "maker_executed_value": maker_before + quote,
+        "taker_executed_value": taker_before + quote})
     net: dict[tuple[str, str], int] = defaultdict(int)
     per_asset: dict[str, int] = defaultdict(int)
     sign = {"debit": -1, "charge": -1, "credit": 1}
@@ -118,10 +119,11 @@ def test_voiding_a_fill_nets_exactly_like_settling_then_busting_it_and_raises_no
     spec = INSTRUMENTS[symbol]
     price, qty = ticks * spec.tick, lots * spec.lot
     quote = amounts.fill_quote(spec, price, qty)
-    fill = {"trade_id": "t", "instrument": symbol, "price": price, "qty": qty, "maker_order_id": "m",
-            "taker_order_id": "o", "maker_account": "mk", "taker_account": "tk", "taker_side": taker_side,
-            "maker_remaining": rem * spec.lot, "maker_executed_value": maker_before + quote,
-            "taker_executed_value": taker_before + quote}
+    fill = Fill.model_validate({
+        "trade_id": "t", "instrument": symbol, "price": price, "qty": qty, "maker_order_id": "m",
+        "taker_order_id": "o", "maker_account": "mk", "taker_account": "tk", "taker_side": taker_side,
+        "maker_remaining": rem * spec.lot, "maker_executed_value": maker_before + quote,
+        "taker_executed_value": taker_before + quote})
 
     def effect(legs: list[dict[str, Any]]) -> tuple[dict[tuple[str, str, str], int], list[dict[str, Any]]]:
         """Net (account, asset, available|held) moves, and the release legs (their amount is the wallet's)."""

@@ -18,6 +18,7 @@ import pytest
 
 from contracts.errors import QtError
 from contracts.instruments import INSTRUMENTS
+from contracts.matching import OrderResult
 from contracts.money import format_amount
 from contracts.subjects import matching_subject
 from nodes.clearing import amounts
@@ -83,7 +84,7 @@ async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], co
         for order in await open_orders(platform, placed):
             spec = INSTRUMENTS[order["instrument"]]
             asset = spec.quote if order["side"] == "BUY" else spec.base
-            need[(order["account"], asset)] += amounts.hold_left(spec, order)
+            need[(order["account"], asset)] += amounts.hold_left(spec, OrderResult.model_validate(order))
         diff = ""
         for account in ACCOUNTS:
             for asset, (_, held) in (await balances(platform.nc, account)).items():

@@ -113,8 +113,8 @@ async def test_a_saga_a_crash_left_unindexed_is_indexed_when_recovery_takes_it(s
     await fund(nc, account, USD=100_000)
     saga_id = f"crash-{uuid.uuid4().hex[:8]}"
     command = PlaceOrder(account=account, instrument="AAPL", side=Side.BUY, price=100, qty=10_000, saga_id=saga_id)
-    body = command.model_dump(mode="python")
-    saga = machine.new_saga(saga_id, command, body, request_hash(body), ("USD", 101), time.time_ns())
+    saga = machine.new_saga(saga_id, command, request_hash(command.model_dump(mode="python")), ("USD", 101),
+                            time.time_ns())
     machine.start(saga, "reserve_funds", time.time_ns())
     saga.owner, saga.lease_until_ms = "elsewhere:1", 0  # its driver died between create and index
     await (await nc.jetstream().key_value(SAGAS_BUCKET)).create(saga_id, encode(saga))
@@ -133,8 +133,8 @@ async def test_sagas_stored_before_the_index_existed_are_indexed_on_start(fresh:
     stored = []
     for n in range(3):
         command = PlaceOrder(account="legacy", instrument="AAPL", side=Side.BUY, price=100, qty=10_000)
-        body = command.model_dump(mode="python")
-        saga = machine.new_saga(f"old-{n}", command, body, request_hash(body), ("USD", 101), time.time_ns())
+        saga = machine.new_saga(f"old-{n}", command, request_hash(command.model_dump(mode="python")),
+                                ("USD", 101), time.time_ns())
         saga.status = SagaStatus.FAILED  # final: recovery never touches it, only the backfill can index it
         await sagas.create(saga.saga_id, encode(saga))
         stored.append(saga.saga_id)

@@ -6,18 +6,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.clearing import COMPENSATIONS, STEPS, PlaceOrder, SagaStatus, StepStatus
+from contracts.matching import Fill, OrderResult
 from nodes.clearing import saga as machine
 
 INJECTS = [None, *STEPS, *(f"after:{s}" for s in STEPS)]
 REFUSAL = {"code": "insufficient_funds", "message": "no"}
-FILL = {"trade_id": "AAPL-1", "taker_order_id": "s1", "maker_order_id": "m", "price": 1, "qty": 100}
+FILL = Fill(trade_id="AAPL-1", instrument="AAPL", price=1, qty=100, maker_order_id="m", taker_order_id="s1",
+            maker_account="b", taker_account="a", taker_side="BUY", maker_remaining=0, maker_executed_value=1,
+            taker_executed_value=1)
+
+
+def filled(fills: bool) -> OrderResult:
+    """The engine's answer to the saga's submit: filled by FILL, or (no fills) cancelled."""
+    return OrderResult(order_id="s1", instrument="AAPL", account="a", side="BUY", status="filled" if fills else
+                       "cancelled", price=100, qty=100, filled=100 if fills else 0, executed_value=1 if fills else 0,
+                       remaining=0, fills=[FILL] if fills else [], journal_seq=1)
 
 
 def new(inject: str | None) -> machine.SagaRecord:
     order = PlaceOrder.model_validate({"account": "a", "instrument": "AAPL", "side": "BUY", "price": 100,
                                        "qty": 100, "inject_failure_step": inject})
-    body = order.model_dump(mode="python")
-    return machine.new_saga("s1", order, body, "h", ("USD", 101), 0)
+    return machine.new_saga("s1", order, "h", ("USD", 101), 0)
 
 
 @settings(max_examples=500, deadline=None)
@@ -44,8 +53,8 @@ def test_every_run_ends_final_and_undoes_only_what_happened(
                 continue
             ran.append(action.name)
             if action.name == "submit_order":
-                saga.order = {"fills": [FILL] if fills else [], "status": "filled"}
-            machine.done(saga, action.name, {}, 2)
+                saga.order = filled(fills)
+            machine.done(saga, action.name, None, 2)
             if machine.injected_after(saga, action.name):
                 machine.fail(saga, action.name, machine.injected_error(action.name, after=True), 3)
         else:
@@ -53,7 +62,7 @@ def test_every_run_ends_final_and_undoes_only_what_happened(
             if action.name == unapplied:
                 machine.compensation_failed(saga, action.name, REFUSAL, 2)
                 continue
-            machine.done(saga, action.name, {}, 2)
+            machine.done(saga, action.name, None, 2)
     else:
         raise AssertionError("the saga did not end")
 

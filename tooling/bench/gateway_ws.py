@@ -29,7 +29,7 @@ from nats.aio.client import Client
 
 from contracts.codec import loads
 from contracts.instruments import instrument
-from contracts.subjects import book_feed_subject, matching_subject
+from contracts.subjects import MatchingEndpoint, book_feed_subject, matching_subject
 from mesh.rpc import call
 from tooling.bench.mesh import cpu_seconds, machine_busy_seconds, tree_cpu_seconds
 
@@ -79,12 +79,12 @@ class BookDriver:
         self.n += 1
         if self.n % 2 == 0 and len(self.resting) >= RESTING:
             order_id = self.resting.popleft()
-            return matching_subject(SYMBOL, "cancel"), msgpack.packb(
+            return matching_subject(SYMBOL, MatchingEndpoint.CANCEL), msgpack.packb(
                 {"order_id": order_id, "account": ACCOUNT, "instrument": SYMBOL}, use_bin_type=True)
         buy = self.n % 4 < 2
         offset = 1 + (self.n * 7) % BAND
         price = SPEC.reference_price - offset * SPEC.tick if buy else SPEC.reference_price + offset * SPEC.tick
-        return matching_subject(SYMBOL, "submit"), msgpack.packb(
+        return matching_subject(SYMBOL, MatchingEndpoint.SUBMIT), msgpack.packb(
             {"order_id": f"fan-{self.n}", "account": ACCOUNT, "instrument": SYMBOL, "side": "BUY" if buy else "SELL",
              "type": "LIMIT", "tif": "GTC", "price": price, "qty": SPEC.min_qty}, use_bin_type=True)
 
@@ -141,7 +141,8 @@ class SyntheticFeed:
 
     async def drive(self, rate: float, duration_s: float) -> Driven:
         """Read the engine's book (what the gateway's mirror loaded), then one level change per message."""
-        book = await call(self.nc, matching_subject(SYMBOL, "book"), {"instrument": SYMBOL, "depth": 500}, timeout=10)
+        book = await call(self.nc, matching_subject(SYMBOL, MatchingEndpoint.BOOK),
+                          {"instrument": SYMBOL, "depth": 500}, timeout=10)
         bids = {int(p): int(q) for p, q in book["bids"]}
         asks = {int(p): int(q) for p, q in book["asks"]}
         if checksum(bids, asks) != book["checksum"]:

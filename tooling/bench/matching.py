@@ -27,7 +27,7 @@ from rich.console import Console
 from contracts.codec import loads
 from contracts.credentials import nkey_seed_path
 from contracts.errors import QtError
-from contracts.subjects import ORDERS_STREAM, SNAPSHOTS_OBJECTS, matching_subject, orders_subject
+from contracts.subjects import ORDERS_STREAM, SNAPSHOTS_OBJECTS, MatchingEndpoint, matching_subject, orders_subject
 from mesh.rpc import call
 from nodes.matching.engine import BATCH, command_key
 from nodes.matching.journal import MAX_BATCH, journal_message
@@ -65,8 +65,8 @@ from tooling.natsserver import NatsServer
 
 SYMBOL = "BTC-USD"
 MID = 6_750_000  # 67,500.00 USD in cents
-SUBMIT = matching_subject(SYMBOL, "submit")
-STATUS = matching_subject(SYMBOL, "status")
+SUBMIT = matching_subject(SYMBOL, MatchingEndpoint.SUBMIT)
+STATUS = matching_subject(SYMBOL, MatchingEndpoint.STATUS)
 SNAPSHOT_OBJECT = f"matching.{SYMBOL}"
 
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from contracts.credentials import nkey_seed_path
 from contracts.errors import QtError
 from contracts.instruments import INSTRUMENTS, engine_instruments
-from contracts.subjects import ORDERS_STREAM, SNAPSHOTS_OBJECTS, matching_subject, orders_subject
+from contracts.subjects import ORDERS_STREAM, SNAPSHOTS_OBJECTS, MatchingEndpoint, matching_subject, orders_subject
 from mesh.rpc import call
 from tooling.bench.harness import BodyFactory, closed_loop
 from tooling.bench.matching_tables import EnginesRun
@@ -69,7 +69,7 @@ async def serving(nc: Client, children: list[Child], engines: int) -> None:
     """Until every instrument answers on its own subject (its engine has replayed and subscribed)."""
     for n, child in enumerate(children):
         for symbol in engine_instruments(n, engines):
-            await wait_ready(nc, matching_subject(symbol, "status"), child, timeout_s=300.0)
+            await wait_ready(nc, matching_subject(symbol, MatchingEndpoint.STATUS), child, timeout_s=300.0)
 
 
 async def applied_commands(nc: Client) -> dict[str, tuple[int, int]] | None:
@@ -77,7 +77,8 @@ async def applied_commands(nc: Client) -> dict[str, tuple[int, int]] | None:
     out = {}
     for symbol in INSTRUMENTS:
         try:
-            reply = await call(nc, matching_subject(symbol, "status"), {"instrument": symbol}, timeout=0.5)
+            reply = await call(nc, matching_subject(symbol, MatchingEndpoint.STATUS), {"instrument": symbol},
+                               timeout=0.5)
         except (QtError, TimeoutError):
             return None
         status = reply["instruments"][0]
@@ -100,7 +101,7 @@ async def submit_everywhere(nc: Client, clients: int, duration_s: float, warmup_
     """The closed-loop mix on every instrument at once, `clients` split evenly; one Run summed over them."""
     per = max(1, clients // len(INSTRUMENTS))
     runs = await asyncio.gather(*(
-        closed_loop(nc, matching_subject(symbol, "submit"), instrument_order(symbol, f"{tag}-{symbol}"),
+        closed_loop(nc, matching_subject(symbol, MatchingEndpoint.SUBMIT), instrument_order(symbol, f"{tag}-{symbol}"),
                     clients=per, duration_s=duration_s, warmup_s=warmup_s, label=symbol)
         for symbol in INSTRUMENTS))
     ok, errors = sum(r.ok for r, _ in runs), sum(r.errors for r, _ in runs)

@@ -1,0 +1,42 @@
+"""Each node registers exactly the endpoints its contract lists (`contracts.subjects.*_ENDPOINTS`), as
+micro discovery (`$SRV.INFO`) shows them on a real server."""
+
+from __future__ import annotations
+
+import json
+
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from contracts.instruments import INSTRUMENTS
+from contracts.subjects import (
+    CLEARING_ENDPOINTS,
+    CLEARING_SERVICE,
+    MARKETDATA_ENDPOINTS,
+    MARKETDATA_SERVICE,
+    MATCHING_ENGINE_ENDPOINTS,
+    MATCHING_INSTRUMENT_ENDPOINTS,
+    MATCHING_SERVICE,
+    WALLET_ENDPOINTS,
+    WALLET_SERVICE,
+)
+from tests.clearing.platform import Platform
+from tests.polling import eventually
+
+
+async def test_every_node_serves_exactly_its_contracts_endpoints(fresh: Platform) -> None:
+    await fresh.start_all()
+    await fresh.start("market_data", wait=False)  # its service is `marketdata`: awaited below
+    contract = {service: [(name, f"{service}.{name}") for name in endpoints] for service, endpoints in (
+        (WALLET_SERVICE, WALLET_ENDPOINTS), (CLEARING_SERVICE, CLEARING_ENDPOINTS),
+        (MARKETDATA_SERVICE, MARKETDATA_ENDPOINTS), (MATCHING_SERVICE, MATCHING_ENGINE_ENDPOINTS))}
+    # one engine owning every instrument: each instrument's endpoints on `matching.<instrument>.<name>`
+    contract[MATCHING_SERVICE] += [(f"{symbol}-{name}", f"{MATCHING_SERVICE}.{symbol}.{name}")
+                                   for symbol in INSTRUMENTS for name in MATCHING_INSTRUMENT_ENDPOINTS]
+
+    for service, endpoints in contract.items():
+        reply = await eventually(lambda s=service: fresh.nc.request(f"$SRV.INFO.{s}", b"", timeout=2),
+                                 ignoring=(NoRespondersError, NatsTimeoutError), what=f"{service} INFO")
+        info = json.loads(reply.data)
+        registered = sorted((e["name"], e["subject"]) for e in info["endpoints"])
+        assert registered == sorted(endpoints), service
