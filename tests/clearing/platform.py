@@ -19,6 +19,7 @@ from contracts.instruments import INSTRUMENTS, engine_instruments
 from contracts.subjects import SAGAS_BUCKET, clearing_subject, wallet_subject
 from mesh.rpc import call
 from tests.conftest import wait_for_instruments, wait_for_service
+from tests.polling import eventually
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
 
@@ -77,6 +78,14 @@ async def place(nc: Client, timeout: float = 15.0, **body: Any) -> dict[str, Any
 async def clearing(nc: Client, endpoint: str, timeout: float = 15.0, **body: Any) -> dict[str, Any]:
     """Any clearing endpoint on the JSON wire."""
     return await call(nc, clearing_subject(endpoint), body, wire=Wire.JSON, timeout=timeout)
+
+
+async def wait_final(nc: Client, saga_id: str, timeout_s: float = 40.0) -> dict[str, Any]:
+    """Poll saga_get until the saga's record is final: the final write may trail the reply, and recovery
+    runs every second."""
+    return await eventually(lambda: clearing(nc, "saga_get", saga_id=saga_id, timeout=2),
+                            lambda saga: saga["status"] in FINAL_STATUSES,
+                            timeout_s=timeout_s, every_s=0.2, ignoring=(QtError,), what=f"saga {saga_id} final")
 
 
 async def wallet(nc: Client, endpoint: str, **body: Any) -> dict[str, Any]:

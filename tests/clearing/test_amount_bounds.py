@@ -7,7 +7,7 @@ import pytest
 
 from contracts.errors import ErrorCode
 from contracts.money import MAX_UNITS, format_amount
-from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, refused
+from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, refused, wait_final
 from tests.clearing.test_cli import qt
 from tests.clearing.test_place_order import acct
 
@@ -37,7 +37,7 @@ async def test_a_fill_that_would_overflow_a_balance_ends_compensated_with_nothin
 
     assert error.code is ErrorCode.AMOUNT_OUT_OF_RANGE, error
     assert error.detail["status"] == "compensated" and error.detail["step"] == "process_fills"
-    saga = await clearing(nc, "saga_get", saga_id=error.detail["saga_id"])
+    saga = await wait_final(nc, error.detail["saga_id"])
     assert saga["status"] == "compensated" and saga["error"]["code"] == "amount_out_of_range"
     assert [(c["name"], c["status"]) for c in saga["compensations"]] == [
         ("reverse_fills", "done"), ("cancel_order", "done"), ("release_hold", "done")]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from contracts.errors import ErrorCode
-from tests.clearing.platform import Platform, balances, clearing, fund, place, refused
+from tests.clearing.platform import Platform, balances, clearing, fund, place, refused, wait_final
 from tests.clearing.test_place_order import acct
 
 GOOD: dict[str, Any] = {"instrument": "AAPL", "side": "BUY", "price": "100.00", "qty": "1.0000"}
@@ -59,7 +59,7 @@ async def test_unknown_account_and_insufficient_funds_are_refused_at_reserve_fun
     await fund(nc, poor, USD=5_000)  # 50.00 USD, the order needs 100.05
     error = await refused(place(nc, account=poor, **GOOD))
     assert error.code is ErrorCode.INSUFFICIENT_FUNDS
-    saga = await clearing(nc, "saga_get", saga_id=error.detail["saga_id"])
+    saga = await wait_final(nc, error.detail["saga_id"])
     assert saga["status"] == "failed" and saga["compensations"] == []
     assert [s["status"] for s in saga["steps"]] == ["failed", "pending", "pending", "pending"]
     assert await balances(nc, poor) == {"USD": (5_000, 0)}

@@ -8,7 +8,7 @@ from nats.aio.client import Client
 from contracts.codec import Wire
 from contracts.subjects import matching_subject
 from mesh.rpc import call
-from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, totals
+from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, totals, wait_final
 from tests.clearing.test_place_order import acct
 
 STEPS = ("reserve_funds", "submit_order", "process_fills", "settle")
@@ -39,7 +39,7 @@ async def _fail_and_check(nc: Client, inject: str, maker: str, taker: str) -> No
 
     assert out["status"] == "compensated", out
     assert out["error"]["code"] == "injected_failure" and out["hold_left"] == "0.00"
-    saga = await clearing(nc, "saga_get", saga_id=out["saga_id"])
+    saga = await wait_final(nc, out["saga_id"])  # the final record may trail the reply
     comps = {c["name"]: c["status"] for c in saga["compensations"]}
     assert set(comps.values()) <= {"done"}
     assert await totals(nc, accounts) == before  # nothing created or lost, fees included

@@ -26,6 +26,7 @@ from tests.clearing.platform import (
     fund,
     place,
     totals,
+    wait_final,
     wallet,
 )
 from tests.polling import eventually
@@ -33,13 +34,6 @@ from tests.polling import eventually
 STEPS = ("reserve_funds", "submit_order", "process_fills", "settle")
 QUOTE = 82_436  # 2 x 412.18 USD
 FEE = QUOTE * 5 // 10_000
-
-
-async def wait_final(nc: Client, saga_id: str, timeout_s: float = 40.0) -> dict[str, Any]:
-    """Poll saga_get until the saga is final (recovery runs every second)."""
-    return await eventually(lambda: clearing(nc, "saga_get", saga_id=saga_id, timeout=2),
-                            lambda saga: saga["status"] in ("completed", "compensated", "failed"),
-                            timeout_s=timeout_s, every_s=0.2, ignoring=(QtError,), what=f"saga {saga_id} final")
 
 
 async def trades_of(nc: Client, trade_id: str) -> list[str]:

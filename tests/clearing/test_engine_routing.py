@@ -7,8 +7,7 @@ import asyncio
 import uuid
 
 from contracts.instruments import engine_instruments
-from tests.clearing.platform import Platform, balances, clearing, fund, place
-from tests.clearing.test_crash_recovery import wait_final
+from tests.clearing.platform import Platform, balances, clearing, fund, place, wait_final
 from tests.conftest import wait_for_instruments
 from tests.polling import eventually
 

@@ -29,8 +29,7 @@ from mesh.rpc import call
 from nodes.clearing import amounts
 from nodes.clearing.node import request_hash
 from nodes.clearing.store import decode, encode
-from tests.clearing.platform import Platform, balances, fund, place, wallet
-from tests.clearing.test_crash_recovery import wait_final
+from tests.clearing.platform import Platform, balances, fund, place, wait_final, wallet
 from tests.clearing.test_place_order import acct
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from contracts.errors import QtError
-from tests.clearing.platform import Platform, balances, clearing, place, wallet
-from tests.clearing.test_crash_recovery import FEE, QUOTE, doomed, two_sided, wait_final
+from tests.clearing.platform import Platform, balances, clearing, place, wait_final, wallet
+from tests.clearing.test_crash_recovery import FEE, QUOTE, doomed, two_sided
 
 
 async def test_a_bust_that_cannot_apply_still_cancels_the_rest_and_releases_the_hold(fresh: Platform) -> None:

@@ -24,8 +24,7 @@ from nats.aio.client import Client
 
 from contracts.errors import ErrorCode, QtError
 from tests.clearing.conftest import close_platform, make_platform
-from tests.clearing.platform import Platform, balances, clearing, fund, place, wallet
-from tests.clearing.test_crash_recovery import wait_final
+from tests.clearing.platform import Platform, balances, clearing, fund, place, wait_final, wallet
 from tests.procs import NodeProcess
 
 #: A resting BUY 1 AAPL @ 100.00 on an empty book holds 100.00 + 0.05 fee and makes no other wallet call.

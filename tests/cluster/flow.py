@@ -24,9 +24,8 @@ from contracts.clearing import FINAL_STATUSES
 from contracts.errors import ErrorCode, QtError
 from contracts.subjects import matching_subject
 from mesh.rpc import call
-from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, wallet
+from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, wait_final, wallet
 from tests.clearing.test_conservation import holds_match, random_order
-from tests.clearing.test_crash_recovery import wait_final
 from tests.matching.journal_replay import replay_journal
 
 TRANSIENT = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT})
