@@ -45,6 +45,6 @@ def book(
 ) -> None:
     """Print the order book ladder of an instrument (L2, best prices nearest the spread)."""
     query = validate(BookQuery, {"instrument": instrument, "depth": depth})
-    subject = matching_subject(instrument, MatchingEndpoint.BOOK)
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, subject, query))
+    reply = run(target(ctx, nats_url, data_dir),
+                lambda nc: request(nc, matching_subject(query.instrument, MatchingEndpoint.BOOK), query))
     out.print(ladder(reply))

@@ -102,8 +102,8 @@ def order_show(
     """An order as it stands: status, filled, busted, remaining, fee, every fill (busts flagged)."""
     if instrument is not None:
         query = validate(OrderQuery, {"instrument": instrument, "order_id": order_id})
-        subject = matching_subject(query.instrument, MatchingEndpoint.ORDER)
-        out.print(render.order(run(target(ctx, nats_url, data_dir), lambda nc: request(nc, subject, query))))
+        out.print(render.order(run(target(ctx, nats_url, data_dir), lambda nc: request(
+            nc, matching_subject(query.instrument, MatchingEndpoint.ORDER), query))))
         return
     saga = validate(SagaGet, {"saga_id": order_id})
     reply = run(target(ctx, nats_url, data_dir),

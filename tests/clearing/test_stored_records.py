@@ -131,7 +131,7 @@ async def test_a_saga_stored_in_the_old_shape_is_recovered_to_completed(shared: 
     await wallet(nc, "hold", account=buyer, asset="USD", amount=hold, hold_id=saga_id,
                  op_id=f"{saga_id}:reserve_funds")
     body = {k: v for k, v in request.items() if k not in ("saga_id", "inject_failure_step") and v is not None}
-    order = await call(nc, matching_subject(MatchingEndpoint.SUBMIT), {**body, "order_id": saga_id}, timeout=10)
+    order = await call(nc, matching_subject("MSFT", MatchingEndpoint.SUBMIT), {**body, "order_id": saga_id}, timeout=10)
     assert len(order["fills"]) == 1
     steps = [
         old_step(saga_id, "reserve_funds", "done", {"hold_id": saga_id, "asset": "USD", "amount": hold}),
