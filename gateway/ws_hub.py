@@ -30,6 +30,7 @@ from contracts.instruments import instrument
 from contracts.money import format_amount
 from contracts.subjects import book_feed_subject, wallet_event_subject
 from gateway.l2 import Applied, L2Mirror
+from gateway.problems import encode_json
 from gateway.views import client_exec
 
 log = logging.getLogger(__name__)
@@ -331,7 +332,7 @@ def _levels(spec: Any, levels: list[tuple[int, int]]) -> list[list[str]]:
 
 
 def _dumps(body: dict[str, Any]) -> str:
-    return json.dumps(body, separators=(",", ":"))
+    return encode_json(body).decode()
 
 
 def _public(name: str, data: bytes) -> str | None:
