@@ -199,7 +199,7 @@ async def read_points(mesh: Mesh, http: list[Connection], res: Results, console:
     mesh.stop(peer)
 
 
-async def wait_http(http: httpx.AsyncClient, path: str, child: Child, timeout_s: float = 30.0) -> None:
+async def wait_http(http: httpx.AsyncClient | Connection, path: str, child: Child, timeout_s: float = 30.0) -> None:
     """Wait until `path` answers 200, failing fast if the child died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -208,7 +208,7 @@ async def wait_http(http: httpx.AsyncClient, path: str, child: Child, timeout_s:
         try:
             if (await http.get(path)).status_code == 200:
                 return
-        except httpx.TransportError:
+        except (httpx.TransportError, OSError):  # not listening yet
             pass
         await asyncio.sleep(0.1)
     raise TimeoutError(f"{child.name} did not answer {path} within {timeout_s}s; see {child.log}")
