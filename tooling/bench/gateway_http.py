@@ -57,15 +57,28 @@ class Connection:
 
     async def request(self, method: str, path: str, body: bytes = b"",
                       headers: dict[str, str] | None = None) -> Reply:
-        """Send one request and read its whole response; reconnects when the server closed the connection."""
+        """Send one request and read its whole response; a kept-alive connection the server closed while it
+        idled (uvicorn's keep-alive timeout) is opened again and the request sent once more, as httpx does."""
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        reused = self._streams is not None
         if self._streams is None:
             self._streams = await asyncio.open_connection(self.host, self.port)
         reader, writer = self._streams
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         try:
-            status_line, _, rest = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").partition("\r\n")
+            writer.write(request)
+            head_bytes = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            await self.close()
+            if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            self._streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self._streams
+            writer.write(request)
+            head_bytes = await self._read(reader.readuntil(b"\r\n\r\n"))
+        try:
+            status_line, _, rest = head_bytes.decode("latin-1").partition("\r\n")
             found = dict(line.split(":", 1) for line in rest.split("\r\n") if ":" in line)
             got = {name.strip().lower(): value.strip() for name, value in found.items()}
             if "content-length" not in got:  # every gateway response has one; nothing else is read here
@@ -77,6 +90,13 @@ class Connection:
         if got.get("connection", "").lower() == "close":
             await self.close()
         return Reply(int(status_line.split(" ", 2)[1]), got, content)
+
+    async def _read(self, reading: Awaitable[bytes]) -> bytes:
+        try:
+            return await reading
+        except BaseException:
+            await self.close()
+            raise
 
     async def post(self, path: str, content: bytes, headers: dict[str, str]) -> Reply:
         """POST `content`."""
