@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from contracts.errors import ErrorCode, QtError
 from contracts.gateway import IDEMPOTENT_REPLAYED_HEADER, GatewayCode
-from gateway.problems import PROBLEM_TYPE, Problem
+from gateway.problems import PROBLEM_TYPE, Problem, encode_json
 from gateway.tokens import Principal
 from mesh.backoff import Backoff
 
@@ -220,7 +220,7 @@ async def _release(kv: KeyValue, name: str, revision: int) -> None:
 
 
 def _encode(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_json(record)
 
 
 def _now_ms() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -64,8 +65,12 @@ class Problem(Exception):
 
 
 def encode_json(body: Any) -> bytes:
-    """Compact UTF-8 JSON, the one encoding every gateway response uses (replays are byte-identical)."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON, the one encoding every gateway response and WebSocket frame uses (replays are
+    byte-identical: they replay the recorded bytes)."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # an integer beyond 64 bits or a type orjson does not know: the standard library's way
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def validation_problem(exc: ValidationError | RequestValidationError) -> Problem:

@@ -214,3 +214,19 @@ async def test_an_order_writes_its_record_once_and_a_replay_not_at_all(client: h
     problem(await client.post("/v1/orders", json={**order, "price": "51.00"}, headers=headers), 422,
             "idempotency_conflict")
     assert await balances(platform.nc, account) == held  # neither the replay nor the conflict ran anything
+
+
+async def test_a_key_used_for_a_deposit_places_no_order(client: httpx.AsyncClient, ops_token: str,
+                                                        platform: Platform) -> None:
+    # Why an order reads the key's record before its saga: clearing's saga id only dedups orders, so a key
+    # another route used first would otherwise run a saga before the conflict is found.
+    account = new_account("crossroute")
+    headers = bearer(ops_token, new_key())
+    deposited = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "500.00"},
+                                  headers=headers)
+    assert deposited.status_code == 200, deposited.text
+    order = {"account": account, "instrument": "AAPL", "side": "BUY", "price": "50.00", "qty": "1.0000"}
+    problem(await client.post("/v1/orders", json=order, headers=headers), 422, "idempotency_conflict")
+    assert await balances(platform.nc, account) == {"USD": (50_000, 0)}  # no hold: no saga ran
+    listed = await client.get("/v1/orders", params={"account": account}, headers=bearer(ops_token))
+    assert listed.status_code == 200 and listed.json()["sagas"] == [], listed.text

@@ -12,6 +12,7 @@ judged by staleness per book seq over update and snapshot frames (`tooling.bench
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from typing import Annotated
 import httpx
 import typer
 from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
 from rich.console import Console
 
 from contracts.credentials import nkey_seed_path
@@ -32,7 +34,7 @@ from gateway.keys import key_paths, load_private
 from gateway.tokens import mint
 from tooling.bench import gateway_ws as ws
 from tooling.bench.gateway_fanout import Clients, Drive, window
-from tooling.bench.gateway_http import Send, get, http_clients, place_orders
+from tooling.bench.gateway_http import Connection, Send, get, http_clients, place_orders
 from tooling.bench.gateway_http import closed_loop as http_loop
 from tooling.bench.gateway_reasons import why
 from tooling.bench.gateway_tables import Read, Results, sections, setup, targets
@@ -129,18 +131,19 @@ async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
 
 
 async def kv_probe(nc: Client, res: Results, pairs: int) -> None:
-    """Time the gateway's two record writes alone: `create` then `update` of a fresh key, one pair at a time."""
+    """Time an order's record round trips alone: `get` of a fresh key (not found), then its `create`."""
     kv = await nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
     for k in range(pairs):
         started = time.perf_counter()
-        revision = await kv.create(f"bench.kv-probe-{k}", b'{"state":"pending"}')
-        created = time.perf_counter()
-        await kv.update(f"bench.kv-probe-{k}", b'{"state":"done"}', last=revision)
-        res.kv.create.append(created - started)
-        res.kv.update.append(time.perf_counter() - created)
+        with contextlib.suppress(KeyNotFoundError):
+            await kv.get(f"bench.kv-probe-{k}")
+        read = time.perf_counter()
+        await kv.create(f"bench.kv-probe-{k}", b'{"state":"done"}')
+        res.kv.read.append(read - started)
+        res.kv.create.append(time.perf_counter() - read)
 
 
-async def saga_points(nc: Client, http: list[httpx.AsyncClient], tokens: dict[str, str], probe: Probe, res: Results,
+async def saga_points(nc: Client, http: list[Connection], tokens: dict[str, str], probe: Probe, res: Results,
                       console: Console, plan: Plan, n: int) -> None:
     """The same closed loop of `n` clients over raw NATS, then through the gateway."""
     for path in ("nats", "http"):
@@ -165,7 +168,7 @@ async def saga_points(nc: Client, http: list[httpx.AsyncClient], tokens: dict[st
                       f"{stats.cpu_us.get('gateway', 0.0):,.0f} µs/saga  others {stats.others:.2f} cores")
 
 
-async def read_points(mesh: Mesh, http: list[httpx.AsyncClient], res: Results, console: Console, plan: Plan) -> None:
+async def read_points(mesh: Mesh, http: list[Connection], res: Results, console: Console, plan: Plan) -> None:
     """GET `/health` (no NATS) and the AAPL book (one `matching.book` request) at the highest client count,
     then `/health` of the bare FastAPI peer (`tooling.bench.gateway_peer`) the same way."""
     n = max(plan.clients)
@@ -196,7 +199,7 @@ async def read_points(mesh: Mesh, http: list[httpx.AsyncClient], res: Results, c
     mesh.stop(peer)
 
 
-async def wait_http(http: httpx.AsyncClient, path: str, child: Child, timeout_s: float = 30.0) -> None:
+async def wait_http(http: httpx.AsyncClient | Connection, path: str, child: Child, timeout_s: float = 30.0) -> None:
     """Wait until `path` answers 200, failing fast if the child died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -205,7 +208,7 @@ async def wait_http(http: httpx.AsyncClient, path: str, child: Child, timeout_s:
         try:
             if (await http.get(path)).status_code == 200:
                 return
-        except httpx.TransportError:
+        except (httpx.TransportError, OSError):  # not listening yet
             pass
         await asyncio.sleep(0.1)
     raise TimeoutError(f"{child.name} did not answer {path} within {timeout_s}s; see {child.log}")

@@ -23,7 +23,8 @@ async def health() -> Response:
 
 def main() -> None:
     """Serve on 127.0.0.1:PORT with the options `python -m gateway` uses."""
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", lifespan="off", proxy_headers=False,
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools", lifespan="off",
+                proxy_headers=False,
                 server_header=False, access_log=False, log_config=None, timeout_graceful_shutdown=5)
 
 

@@ -31,9 +31,10 @@ def _overhead_reason(res: Results) -> str | None:
     text = (f"with {low} client{'s' if low > 1 else ''} the gateway adds {fmt_ms(overhead(res, low))} at p50; with "
             f"one order in flight the added CPU is time on its path: the gateway {gw:,.0f} µs per order "
             f"({loop:,.0f} of it on its event loop: HTTP parsing, JWT, validation, JSON, the NATS requests), "
-            f"the bench's httpx client {_delta(res, low, 'client'):+,.0f} µs against nats-py, clearing "
-            f"{_delta(res, low, 'clearing'):+,.0f} µs (the JSON wire instead of msgpack) and nats-server "
-            f"{_delta(res, low, 'nats-server'):+,.0f} µs, plus two fsynced idempotency writes in series")
+            f"the bench's HTTP client {_delta(res, low, 'client'):+,.0f} µs against nats-py, clearing "
+            f"{_delta(res, low, 'clearing'):+,.0f} µs and nats-server "
+            f"{_delta(res, low, 'nats-server'):+,.0f} µs, plus the idempotency record's read and its one fsynced "
+            "write in series")
     kv = res.kv.p50()
     if kv is not None:
         text += f" ({fmt_ms(kv)} at p50 for the pair alone)"
@@ -46,8 +47,8 @@ def _overhead_reason(res: Results) -> str | None:
         if book is not None:
             extra = book.cpu_us() - health.cpu_us()
             text += (f", a GET with one NATS request behind it {book.cpu_us():,.0f} (+{extra:,.0f} for the request "
-                     "through nats-py), and an order makes three (idempotency create, "
-                     "`clearing.place_order`, idempotency update) plus a token check and validation")
+                     "through nats-py), and an order makes three (idempotency record read, "
+                     "`clearing.place_order`, record create) plus a token check and validation")
         text += f" (the overhead is {ratio(overhead(res, low), OVERHEAD_TARGET_S)} the 2 ms target)"
     if high != low:
         hp, hn = res.points[f"http {high}"], res.points[f"nats {high}"]

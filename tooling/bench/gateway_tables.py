@@ -47,14 +47,15 @@ class Read:
 
 @dataclass
 class KvProbe:
-    """Sequential `create` then `update` of one key in the `idempotency` bucket: the gateway's two record writes."""
+    """Sequential `get` (the key is not there) then `create` of one key in the `idempotency` bucket: an order's
+    record read before the saga and its one record write after it."""
 
+    read: list[float] = field(default_factory=list)
     create: list[float] = field(default_factory=list)
-    update: list[float] = field(default_factory=list)
 
     def p50(self) -> float | None:
-        """Median of create + update, pair by pair."""
-        return percentile(sorted(a + b for a, b in zip(self.create, self.update, strict=True)), 0.5)
+        """Median of read + create, pair by pair."""
+        return percentile(sorted(a + b for a, b in zip(self.read, self.create, strict=True)), 0.5)
 
 
 @dataclass
@@ -218,12 +219,12 @@ def _overhead(res: Results) -> Section:
               fmt_ms(b.p99), fmt_ms(overhead(res, n, "p99")), ratio(b.p99, a.p99), ratio(b.rate, a.rate),
               "; ".join(verdicts) or "-")
     if res.kv.create:
-        c, u = sorted(res.kv.create), sorted(res.kv.update)
-        s.notes.append(f"The gateway's two idempotency record writes, alone ({len(c)} sequential pairs on the same "
-                       f"server before the points): `kv.create` p50 {fmt_ms(percentile(c, 0.5))} (p99 "
-                       f"{fmt_ms(percentile(c, 0.99))}), `kv.update` p50 {fmt_ms(percentile(u, 0.5))} (p99 "
-                       f"{fmt_ms(percentile(u, 0.99))}); both are in every order's path (create before the saga, "
-                       "update after it, then the response), each an fsynced JetStream write.")
+        r, c = sorted(res.kv.read), sorted(res.kv.create)
+        s.notes.append(f"The gateway's idempotency record round trips, alone ({len(c)} sequential pairs on the same "
+                       f"server before the points): `kv.get` of a missing key p50 {fmt_ms(percentile(r, 0.5))} (p99 "
+                       f"{fmt_ms(percentile(r, 0.99))}), `kv.create` p50 {fmt_ms(percentile(c, 0.5))} (p99 "
+                       f"{fmt_ms(percentile(c, 0.99))}); both are in every order's path (the read before the saga, "
+                       "the create, an fsynced JetStream write, after it and before the response).")
     s.notes.append("A negative overhead is noise between two runs of a loaded mesh (the points run one after "
                    "the other), not a gateway that saves time.")
     return s
@@ -241,11 +242,12 @@ def _cpu(res: Results) -> Section:
               f"{loop:,.0f} + {max(0.0, gw - loop):,.0f}", f"{total:,.0f}", f"{sum(p.cores.values()):.2f}",
               f"{p.others:.2f}")
     s.notes.append("CPU seconds of each process over the point (/proc) divided by the sagas clearing finished in "
-                   "it. `client` is this bench process (nats-py on the raw path, httpx on the HTTP path). The "
-                   "gateway's split: its main thread (the uvicorn/uvloop event loop) and every other thread (the "
-                   "worker threads FastAPI runs plain `def` dependencies on), from /proc/<pid>/task. The "
-                   "gateway idles on the raw NATS path; on the HTTP path it also makes clearing answer on the "
-                   "JSON wire instead of msgpack, and makes nats-server store two idempotency records per order.")
+                   "it. `client` is this bench process (nats-py on the raw path, its own HTTP/1.1 client on the "
+                   "HTTP path). The gateway's split: its main thread (the uvicorn/uvloop event loop) and every "
+                   "other thread (the worker threads FastAPI runs plain `def` dependencies on), from "
+                   "/proc/<pid>/task. The gateway idles on the raw NATS path; on the HTTP path it also makes "
+                   "nats-server read and store one idempotency record per order (clearing answers on msgpack "
+                   "both ways).")
     return s
 
 
@@ -263,12 +265,13 @@ def _reads(res: Results) -> Section:
               f"{cores.get('client', 0.0):.2f}", f"{cores.get('matching', 0.0):.2f}",
               f"{cores.get('nats-server', 0.0):.2f}", f"{r.usage.others:.2f}")
     s.notes.append("`/health` runs no NATS request, no token, no rate limit: the gateway's HTTP stack and its "
-                   "middleware (uvicorn on uvloop with the h11 parser, FastAPI, trace/auth/rate-limit wrappers). The "
-                   "book read is public (no token) and makes one `matching.<instrument>.book` request on the JSON "
-                   "wire. The peer "
-                   "is FastAPI alone on the same uvicorn options, one `/health` route, no middleware, no NATS "
-                   "(`tooling.bench.gateway_peer`); on its row the `gateway` columns are the peer process's.")
-    s.notes.append("The bench client (httpx, one event loop) shares the machine: when it reaches 1.00 core the req/s "
+                   "middleware (uvicorn on uvloop with the httptools parser, FastAPI, trace/auth/rate-limit "
+                   "wrappers). The book read is public (no token) and makes one `matching.<instrument>.book` request on the "
+                   "JSON wire. The peer is FastAPI alone on the same uvicorn options, one `/health` route, no "
+                   "middleware, no NATS (`tooling.bench.gateway_peer`); on its row the `gateway` columns are the "
+                   "peer process's.")
+    s.notes.append("The bench client (one event loop, `gateway_http.Connection`) shares the machine: when it "
+                   "reaches 1.00 core the req/s "
                    "column is the client's ceiling, not the server's. `ceiling` = 1 s / the server process's CPU "
                    "per request: what one server process could answer with a core to itself.")
     return s
@@ -356,9 +359,9 @@ def setup(res: Results, ws_duration_s: float) -> list[str]:
         "(uvicorn on uvloop, one process; rate limits raised to 1,000,000/s since every client is 127.0.0.1)",
         "book: AAPL seeded through clearing as in `qt bench saga` (4 market makers, 20 levels of 50 shares a side); "
         f"{SYMBOL} (fan-out only) starts empty",
-        "clients in this process: nats-py for the raw NATS saga (the saga bench's own `closed_loop`), one httpx "
-        "AsyncClient per closed-loop client (one HTTP/1.1 keep-alive connection each) for HTTP; at each client "
-        "count the raw NATS point runs first, then the HTTP one with the same orders",
+        "clients in this process: nats-py for the raw NATS saga (the saga bench's own `closed_loop`), one "
+        "HTTP/1.1 keep-alive connection per closed-loop client (`gateway_http.Connection`, no httpx) for HTTP; at "
+        "each client count the raw NATS point runs first, then the HTTP one with the same orders",
         f"fan-out: {res.subscribers} WebSocket subscribers in {res.ws_procs} processes, fresh for each window; the "
         f"feed driven {ws_duration_s:g} s per window: first through the engine, then synthetic, lower rates first",
         "counters per saga point as in `qt bench saga`: clearing's metrics and `$SRV.STATS` before and after, CPU "
