@@ -266,8 +266,8 @@ def _reads(res: Results) -> Section:
               f"{cores.get('nats-server', 0.0):.2f}", f"{r.usage.others:.2f}")
     s.notes.append("`/health` runs no NATS request, no token, no rate limit: the gateway's HTTP stack and its "
                    "middleware (uvicorn on uvloop with the httptools parser, FastAPI, trace/auth/rate-limit "
-                   "wrappers). The book read is public (no token) and makes one `matching.<instrument>.book` request on the "
-                   "JSON wire. The peer is FastAPI alone on the same uvicorn options, one `/health` route, no "
+                   "wrappers). The book read is public (no token) and makes one `matching.<instrument>.book` "
+                   "request on the JSON wire. The peer is FastAPI alone on the same uvicorn options, one `/health` route, no "
                    "middleware, no NATS (`tooling.bench.gateway_peer`); on its row the `gateway` columns are the "
                    "peer process's.")
     s.notes.append("The bench client (one event loop, `gateway_http.Connection`) shares the machine: when it "
