@@ -14,7 +14,7 @@ import msgpack
 from contracts.instruments import instrument
 from nodes.clearing import amounts
 from nodes.clearing.steps import hold_asset_of
-from nodes.clearing.wallet_commands import WalletCommands
+from nodes.clearing.wallet_commands import WalletRouter
 from nodes.runtime.client import ServiceClient
 from nodes.runtime.durable import DeliveredMessage
 
@@ -25,7 +25,7 @@ SHRINKING: Final = frozenset({"cancelled", "decreased"})
 class ExecReleases:
     """The EXEC handler: one release per cancelled or decreased order, op_id from the report's msg-id."""
 
-    def __init__(self, wallet: WalletCommands, matching: ServiceClient) -> None:
+    def __init__(self, wallet: WalletRouter, matching: ServiceClient) -> None:
         self.wallet = wallet
         self.matching = matching
 

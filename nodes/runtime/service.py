@@ -110,14 +110,20 @@ class Route:
 
 
 class NodeService:
-    """Registers routes as `<name>.<endpoint>` micro endpoints and serves them concurrently."""
+    """Registers routes as `<group>.<endpoint>` micro endpoints and serves them concurrently."""
 
     def __init__(
         self, nc: Client, *, name: str, version: str, description: str, metrics: NodeMetrics,
-        max_inflight: int = 10_000, breakers: BreakerRegistry | None = None,
+        max_inflight: int = 10_000, breakers: BreakerRegistry | None = None, group: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.nc = nc
         self.name = name
+        #: Subject prefix of the routes (`<group>.<endpoint>`); `name` unless the service is partitioned
+        #: (`wallet.p1`). `metrics` and `breakers` stay on `<name>.*`, where a scrape hears every instance.
+        self.group = group or name
+        #: micro's service metadata (`$SRV.INFO`), e.g. a wallet's partition and the mesh's partition count.
+        self.metadata = dict(metadata or {})
         self.version = version
         self.description = description
         self.metrics = metrics
@@ -136,7 +142,7 @@ class NodeService:
         return self._service.id if self._service is not None else ""
 
     def route(self, name: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:
-        """Decorator: serve `handler(validated_model)` on `<service>.<name>`."""
+        """Decorator: serve `handler(validated_model)` on `<group>.<name>`."""
 
         def register(handler: Handler) -> Handler:
             self.routes.append(Route(name, model, handler))
@@ -154,12 +160,13 @@ class NodeService:
         self._service = TimedService(
             self.nc,
             ServiceConfig(name=self.name, version=self.version, description=self.description,
-                          queue_group=SERVICE_QUEUE, stats_handler=self._endpoint_data),
+                          queue_group=SERVICE_QUEUE, stats_handler=self._endpoint_data, metadata=self.metadata),
             self._times,
         )
-        group = self._service.add_group(name=self.name)
+        routes = self._service.add_group(name=self.group)
         for route in self.routes:
-            await group.add_endpoint(EndpointConfig(name=route.name, handler=self._spawner(route)))
+            await routes.add_endpoint(EndpointConfig(name=route.name, handler=self._spawner(route)))
+        group = self._service.add_group(name=self.name)
         await group.add_endpoint(EndpointConfig(name="metrics", handler=self._metrics,
                                                 queue_group=f"{METRICS_QUEUE_PREFIX}{self._service.id}"))
         if self.breakers is not None:

@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from contracts.clearing import FINAL_STATUSES
 from contracts.codec import Wire
 from contracts.errors import QtError
-from contracts.subjects import SAGAS_BUCKET, clearing_subject, wallet_subject
+from contracts.subjects import SAGAS_BUCKET, clearing_subject, wallet_partition, wallet_subject
 from mesh.rpc import call
 from tests.conftest import wait_for_service
 from tests.procs import NodeProcess
@@ -69,9 +69,10 @@ async def clearing(nc: Client, endpoint: str, timeout: float = 15.0, **body: Any
     return await call(nc, clearing_subject(endpoint), body, wire=Wire.JSON, timeout=timeout)
 
 
-async def wallet(nc: Client, endpoint: str, **body: Any) -> dict[str, Any]:
-    """Any wallet endpoint, msgpack wire (integer units)."""
-    return await call(nc, wallet_subject(endpoint), body, timeout=15)
+async def wallet(nc: Client, endpoint: str, partitions: int = 1, **body: Any) -> dict[str, Any]:
+    """Any wallet endpoint on the partition of `body["account"]` (p0 without one), msgpack wire (integer units)."""
+    partition = wallet_partition(body["account"], partitions) if "account" in body else 0
+    return await call(nc, wallet_subject(endpoint, partition), body, timeout=15)
 
 
 async def fund(nc: Client, account: str, **amounts: int) -> None:

@@ -169,7 +169,7 @@ async def test_the_gateway_speaks_msgpack_to_the_nodes_and_decimal_strings_to_cl
 
     # plain subscribers get a copy of each request; the nodes (queue groups) still answer them
     subs = [await platform.nc.subscribe(subject, cb=watch) for subject in
-            (wallet_subject("deposit"), clearing_subject("place_order"), clearing_subject("cancel_order"))]
+            (wallet_subject("deposit", 0), clearing_subject("place_order"), clearing_subject("cancel_order"))]
     try:
         await platform.nc.flush()
         deposit = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "1000.00"},

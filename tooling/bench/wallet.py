@@ -33,7 +33,7 @@ from tooling.bench.stats import Run, fmt_ms, fmt_rate
 from tooling.natsserver import NatsServer
 
 ACCOUNTS = 1000
-DEPOSIT = wallet_subject("deposit")
+DEPOSIT = wallet_subject("deposit", 0)
 
 
 @dataclass(frozen=True)
