@@ -20,6 +20,7 @@ from rich.console import Console
 
 from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
+from contracts.subjects import WALLET_PARTITION_ENV, WALLET_PARTITIONS_ENV, wallet_account_subject
 from mesh.backoff import RESTART, Backoff
 from mesh.jetstream import ensure_all
 from tooling.natsserver import REPO_ROOT, NatsServer, cluster_of, servers_url, start_all
@@ -35,6 +36,9 @@ SERVER_START_TIMEOUT_S = 20.0
 REPLICAS = {"clearing": 2}
 #: Servers that keep each stream and bucket on a cluster: any one may die without losing a write.
 CLUSTER_REPLICAS = 3
+#: Wallet partitions `qt up` runs unless `QT_WALLET_PARTITIONS` says otherwise: one process each
+#: (`wallet-p0`, `wallet-p1`), each with its own lease and SQLite file.
+WALLET_PARTITIONS = 2
 
 
 def discover_nodes(root: Path = REPO_ROOT) -> list[tuple[str, str]]:
@@ -51,16 +55,31 @@ def service_name(node: str) -> str | None:
     return None if node == "gateway" else node.replace("_", "")
 
 
+def wallet_partitions() -> int:
+    """The mesh's wallet partition count: `QT_WALLET_PARTITIONS`, else `WALLET_PARTITIONS`."""
+    raw = os.environ.get(WALLET_PARTITIONS_ENV) or str(WALLET_PARTITIONS)
+    if not raw.isdigit() or int(raw) < 1:
+        raise QtError(ErrorCode.VALIDATION, f"{WALLET_PARTITIONS_ENV} must be a whole number >= 1, got {raw!r}")
+    return int(raw)
+
+
 def child_specs(nodes: Iterable[tuple[str, str]], nats_url: str, data_dir: Path) -> list[ChildSpec]:
     """How the supervisor starts each node: `python -m <module>` with the platform's env; stateless
-    nodes run `REPLICAS` instances (`clearing`, `clearing2`) in one queue group."""
-    env = dict(os.environ, QT_NATS_URL=nats_url, QT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    nodes run `REPLICAS` instances (`clearing`, `clearing2`) in one queue group, the wallet one process
+    per partition (`wallet-p0`, `wallet-p1`). Every node is told the partition count (callers route by it)."""
+    partitions = wallet_partitions()
+    env = dict(os.environ, QT_NATS_URL=nats_url, QT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
+               **{WALLET_PARTITIONS_ENV: str(partitions)})
     env.pop("QT_NKEY_SEED", None)  # each node finds its own role's seed under the data dir
-    return [
-        ChildSpec(tag, (sys.executable, "-m", module), env, REPO_ROOT, data_dir / "logs" / f"{tag}.log")
-        for name, module in nodes
-        for tag in [name if n == 1 else f"{name}{n}" for n in range(1, REPLICAS.get(name, 1) + 1)]
-    ]
+    specs: list[ChildSpec] = []
+    for name, module in nodes:
+        if name == "wallet":
+            instances = [(f"wallet-p{p}", {**env, WALLET_PARTITION_ENV: str(p)}) for p in range(partitions)]
+        else:
+            instances = [(name if n == 1 else f"{name}{n}", env) for n in range(1, REPLICAS.get(name, 1) + 1)]
+        specs += [ChildSpec(tag, (sys.executable, "-m", module), tag_env, REPO_ROOT, data_dir / "logs" / f"{tag}.log")
+                  for tag, tag_env in instances]
+    return specs
 
 
 async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeout_s: float) -> list[str]:
@@ -142,6 +161,7 @@ def summary(servers: list[NatsServer], supervisor: Supervisor, data_dir: Path, c
     server_flag = "" if default else f" -s {url}"
     env = "" if default and data_dir == Path("data").resolve() else (
         f"QT_NATS_URL={url} QT_DATA_DIR={shlex.quote(str(data_dir))} ")
+    alice_balance = wallet_account_subject("balance", "alice", wallet_partitions())
     lines = [""]
     for server in servers:
         pid = server.process.pid if server.process else None
@@ -161,8 +181,8 @@ def summary(servers: list[NatsServer], supervisor: Supervisor, data_dir: Path, c
         f"    curl -H \"Authorization: Bearer $({env}qt token --account alice)\" "
         f"{gateway_url()}/v1/accounts/alice/balances",
         f"    {env}qt services",
-        f"    {env}qt req wallet.balance '{{\"account\":\"alice\"}}'",
-        f"    nats req wallet.balance '{{\"account\":\"alice\"}}' --nkey {seed_path}{server_flag}  "
+        f"    {env}qt req {alice_balance} '{{\"account\":\"alice\"}}'",
+        f"    nats req {alice_balance} '{{\"account\":\"alice\"}}' --nkey {seed_path}{server_flag}  "
         "(optional: the nats CLI)",
         "",
     ]
