@@ -60,7 +60,8 @@ def test_req_sends_json_and_prints_the_json_reply(platform: QtUp) -> None:
 
 def test_req_error_reply_exits_1_and_changes_nothing(platform: QtUp) -> None:
     req(platform, on("deposit", "sam"), '{"account":"sam","asset":"USD","amount":"1.00","op_id":"req-sam-1"}')
-    refused = req(platform, on("withdraw", "sam"), '{"account":"sam","asset":"USD","amount":"5.00","op_id":"req-sam-2"}')
+    body = '{"account":"sam","asset":"USD","amount":"5.00","op_id":"req-sam-2"}'
+    refused = req(platform, on("withdraw", "sam"), body)
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.startswith("error insufficient_funds: "), refused.stderr
     assert usd_of(platform, "sam") == "1.00"
@@ -94,7 +95,8 @@ def test_micro_ls_lists_every_instance_with_its_endpoints(platform: QtUp) -> Non
     assert sorted(set(services)) == ["clearing", "marketdata", "matching", "wallet"], listed.stdout
     assert services.count("clearing") == 2  # both instances, each with its own id
     assert services.count("wallet") == 2  # one instance per partition
-    for endpoint in ("wallet.p0.deposit", "wallet.p1.deposit", "matching.submit", "clearing.place_order", "marketdata.ticker"):
+    for endpoint in ("wallet.p0.deposit", "wallet.p1.deposit", "matching.submit", "clearing.place_order",
+                     "marketdata.ticker"):
         assert endpoint in listed.stdout
 
 
