@@ -84,7 +84,7 @@ async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], co
             need[(order["account"], asset)] += amounts.hold_left(spec, order)
         diff = ""
         for account in ACCOUNTS:
-            for asset, (_, held) in (await balances(platform.nc, account)).items():
+            for asset, (_, held) in (await balances(platform.nc, account, platform.partitions)).items():
                 if held != need.get((account, asset), 0):
                     diff = f"{account} {asset}: held {held}, open orders need {need.get((account, asset), 0)}"
         return diff

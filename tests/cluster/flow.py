@@ -23,7 +23,7 @@ from nats.errors import Error as NatsError
 from contracts.clearing import FINAL_STATUSES
 from contracts.errors import ErrorCode, QtError
 from mesh.rpc import call
-from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, wallet
+from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, verify_all
 from tests.clearing.test_conservation import holds_match, random_order
 from tests.clearing.test_crash_recovery import wait_final
 from tests.matching.journal_replay import replay_journal
@@ -53,6 +53,8 @@ class OrderFlow:
     accounts: list[str]
     seed: int
     workers: int = 6
+    partitions: int = 1
+    """Wallet partitions of the platform (deposits and balance reads go to each account's own)."""
     acked: dict[str, dict[str, Any]] = field(default_factory=dict)
     """saga id -> the final saga the venue answered."""
     placed: list[tuple[str, str, str]] = field(default_factory=list)
@@ -69,7 +71,7 @@ class OrderFlow:
     async def fund(self) -> None:
         """Deposit the same amounts into every account."""
         for account in self.accounts:
-            await fund(self.nc, account, **DEPOSITS)
+            await fund(self.nc, account, self.partitions, **DEPOSITS)
 
     def start(self) -> None:
         """Run the workers in the background."""
@@ -159,7 +161,7 @@ class OrderFlow:
 
 async def check_invariants(platform: Platform, flow: OrderFlow, context: str) -> None:
     """Nothing acknowledged lost, every asset conserved with fees, no hold without an open order,
-    every saga final, the wallet's chain verified, the books equal a fresh replay of the journal."""
+    every saga final, every wallet partition's chain verified, the books equal a fresh replay of the journal."""
     nc = platform.nc
     for saga_id, answer in flow.acked.items():  # every acknowledged answer is still what the venue says
         if answer["status"] == "refused":
@@ -169,7 +171,7 @@ async def check_invariants(platform: Platform, flow: OrderFlow, context: str) ->
         assert {f["trade_id"] for f in answer["fills"]} <= {f["trade_id"] for f in saga["fills"]}, saga_id
     totals: dict[str, int] = defaultdict(int)
     for account in [*flow.accounts, FEES]:
-        for asset, (available, held) in (await balances(nc, account)).items():
+        for asset, (available, held) in (await balances(nc, account, platform.partitions)).items():
             totals[asset] += available + held
     expected = {asset: amount * len(flow.accounts) for asset, amount in DEPOSITS.items()}
     assert dict(totals) == expected, context
@@ -182,7 +184,8 @@ async def check_invariants(platform: Platform, flow: OrderFlow, context: str) ->
         if saga["status"] not in FINAL_STATUSES:  # recovery drives a saga whose driver died
             saga = await wait_final(nc, saga_id, timeout_s=60)
         assert (saga.get("error") or {}).get("code") != "compensation_failed", f"{saga_id} {context}"
-    assert (await wallet(nc, "verify"))["ok"], context
+    verified = await verify_all(nc, platform.partitions)  # every partition's chain
+    assert all(reply["ok"] for reply in verified), (verified, context)
     for symbol in sorted({symbol for symbol, _, _ in flow.placed}):
         expected, _ = await replay_journal(nc, symbol)
         book = await call(nc, "matching.book", {"instrument": symbol, "depth": 500}, timeout=10)

@@ -1,5 +1,5 @@
-"""Chaos on the cluster: under a random order flow, SIGKILL a nats-server, then the wallet, the matching
-engine and a clearing instance, each brought back the way `qt up` supervises it (same data dir).
+"""Chaos on the cluster: under a random order flow, SIGKILL a nats-server, then one of two wallet partitions,
+the matching engine and a clearing instance, each brought back the way `qt up` supervises it (same data dir).
 
 Afterwards nothing acknowledged is lost, every asset is conserved with its fees, no hold outlives its
 order, every saga is final, the wallet's chain verifies and the books equal a fresh replay of the
@@ -29,7 +29,8 @@ async def kill_node(platform: Platform, proc: NodeProcess, flow: OrderFlow, name
     """SIGKILL a node we started, start it again on its data dir; returns its recovery and the new process."""
     recovery = Recovery(name, time.monotonic())
     await asyncio.to_thread(proc.kill9)  # off the loop: replies that arrive meanwhile keep their times
-    restarted = await platform.start(proc.module.removeprefix("nodes."), instance=instance, wait=False)
+    restarted = await platform.start(proc.module.removeprefix("nodes."), instance=instance, wait=False,
+                                     **proc.extra_env)
     await flow.recovered(recovery)
     return recovery, restarted
 
@@ -37,13 +38,14 @@ async def kill_node(platform: Platform, proc: NodeProcess, flow: OrderFlow, name
 @pytest.mark.slow
 async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Platform) -> None:
     seed = int(os.environ.get("QT_PROPERTY_SEED", str(random.randrange(2**32))))
-    wallet = await cluster.start("wallet")
+    cluster.partitions = 2
+    wallets = await cluster.start_wallets()
     engine = await cluster.start("matching")
     clearing = await cluster.start("clearing")
     await cluster.start("clearing", instance="2")
     await wait_instances(cluster.nc, "clearing", 2)
     await cluster.start("market_data", wait=False)
-    flow = OrderFlow(cluster.nc, [f"ch{i:02d}" for i in range(10)], seed)
+    flow = OrderFlow(cluster.nc, [f"ch{i:02d}" for i in range(10)], seed, partitions=cluster.partitions)
     await flow.fund()
     started = time.monotonic()
     flow.start()
@@ -61,7 +63,9 @@ async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Pl
     server.spawn(log_path=cluster.root / f"{server.name}.log")  # as qt up's keeper does: same store
     await asyncio.to_thread(server.wait_healthy, 60)
 
-    for proc, name, instance in ((wallet, "wallet", ""), (engine, "matching", ""), (clearing, "clearing", "")):
+    victim = random.Random(seed).randrange(cluster.partitions)  # one wallet partition of two
+    for proc, name, instance in ((wallets[victim], f"wallet p{victim}", f"-p{victim}"), (engine, "matching", ""),
+                                 (clearing, "clearing", "")):
         recovery, _ = await kill_node(cluster, proc, flow, name, instance)
         recoveries.append(recovery)
         await flow.wait_acks(ACKS)
