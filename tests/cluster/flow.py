@@ -27,6 +27,7 @@ from tests.clearing.platform import FEES, Platform, balances, clearing, fund, pl
 from tests.clearing.test_conservation import holds_match, random_order
 from tests.clearing.test_crash_recovery import wait_final
 from tests.matching.journal_replay import replay_journal
+from tests.procs import NodeProcess
 
 TRANSIENT = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT})
 DEPOSITS = {"USD": 50_000_000, "AAPL": 2_000_000, "BTC": 200_000_000}  # 500k USD, 200 AAPL, 2 BTC
@@ -207,3 +208,14 @@ async def wait_instances(nc: Client, service: str, count: int, timeout_s: float 
         if answered >= count:
             return
         assert time.monotonic() < deadline, f"{answered} of {count} {service} instances answer"
+
+
+async def kill_node(platform: Platform, proc: NodeProcess, flow: OrderFlow, name: str,
+                    instance: str = "") -> tuple[Recovery, NodeProcess]:
+    """SIGKILL a node we started, start it again on its data dir; returns its recovery and the new process."""
+    recovery = Recovery(name, time.monotonic())
+    await asyncio.to_thread(proc.kill9)  # off the loop: replies that arrive meanwhile keep their times
+    restarted = await platform.start(proc.module.removeprefix("nodes."), instance=instance, wait=False,
+                                     **proc.extra_env)
+    await flow.recovered(recovery)
+    return recovery, restarted

@@ -18,21 +18,9 @@ import pytest
 
 from contracts.subjects import ORDERS_STREAM
 from tests.clearing.platform import Platform
-from tests.cluster.flow import OrderFlow, Recovery, check_invariants, wait_instances
-from tests.procs import NodeProcess
+from tests.cluster.flow import OrderFlow, Recovery, check_invariants, kill_node, wait_instances
 
 ACKS = int(os.environ.get("QT_CHAOS_ACKS", "40"))
-
-
-async def kill_node(platform: Platform, proc: NodeProcess, flow: OrderFlow, name: str,
-                    instance: str = "") -> tuple[Recovery, NodeProcess]:
-    """SIGKILL a node we started, start it again on its data dir; returns its recovery and the new process."""
-    recovery = Recovery(name, time.monotonic())
-    await asyncio.to_thread(proc.kill9)  # off the loop: replies that arrive meanwhile keep their times
-    restarted = await platform.start(proc.module.removeprefix("nodes."), instance=instance, wait=False,
-                                     **proc.extra_env)
-    await flow.recovered(recovery)
-    return recovery, restarted
 
 
 @pytest.mark.slow

@@ -77,7 +77,8 @@ async def test_a_batch_refuses_only_its_foreign_items(nc: Client, p0_of_2: InPro
     before = ledger_rows(p0_of_2)
 
     reply = await wallet_call(nc, "batch", commands=[
-        {"hold": {"account": theirs, "asset": "USD", "amount": "1.00", "hold_id": f"{theirs}:h", "op_id": f"{theirs}:1"}},
+        {"hold": {"account": theirs, "asset": "USD", "amount": "1.00", "hold_id": f"{theirs}:h",
+                  "op_id": f"{theirs}:1"}},
         {"hold": {"account": mine, "asset": "USD", "amount": "4.00", "hold_id": f"{mine}:h", "op_id": f"{mine}:1"}},
     ])
 
