@@ -20,7 +20,13 @@ from rich.console import Console
 
 from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
-from contracts.subjects import WALLET_PARTITION_ENV, WALLET_PARTITIONS_ENV, wallet_account_subject
+from contracts.subjects import (
+    WALLET_PARTITION_ENV,
+    WALLET_PARTITIONS_ENV,
+    WALLET_SERVICE,
+    wallet_account_subject,
+    wallet_subject,
+)
 from mesh.backoff import RESTART, Backoff
 from mesh.jetstream import ensure_all
 from tooling.natsserver import REPO_ROOT, NatsServer, cluster_of, servers_url, start_all
@@ -82,14 +88,28 @@ def child_specs(nodes: Iterable[tuple[str, str]], nats_url: str, data_dir: Path)
     return specs
 
 
+def readiness_probes(services: list[str], partitions: int) -> dict[str, str]:
+    """What answers when each service is ready: its `$SRV.PING`, and for the wallet each partition's own
+    endpoint (any instance answers a PING, so one partition up would hide the other)."""
+    probes: dict[str, str] = {}
+    for service in services:
+        if service == WALLET_SERVICE:
+            # an empty body is refused with `bad_payload`: an answer from that partition all the same
+            probes |= {f"wallet p{p}": wallet_subject("balance", p) for p in range(partitions)}
+        else:
+            probes[service] = f"$SRV.PING.{service}"
+    return probes
+
+
 async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeout_s: float) -> list[str]:
-    """PING each service until it answers; returns those that did not (empty = all ready)."""
+    """Probe each service (each wallet partition) until it answers; returns those that did not (empty = all ready)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    waiting = list(services)
+    probes = readiness_probes(services, wallet_partitions())
+    waiting = list(probes)
     while waiting and not stop.is_set() and loop.time() < deadline:
         try:
-            await nc.request(f"$SRV.PING.{waiting[0]}", b"", timeout=0.5)
+            await nc.request(probes[waiting[0]], b"", timeout=0.5)
             waiting.pop(0)
             continue
         except (NoRespondersError, NatsTimeoutError):
@@ -250,7 +270,8 @@ async def bring_up(nc: Client, supervisor: Supervisor, services: list[str], stop
         raise QtError(ErrorCode.UNAVAILABLE, f"creating streams and buckets failed: {exc!r}") from None
     supervisor.start()
     missing = await wait_ready(nc, services, stop, READY_TIMEOUT_S)
-    if seed_demo and "wallet" in services and "wallet" not in missing and not stop.is_set():
+    wallet_down = any(name.startswith(WALLET_SERVICE) for name in missing)
+    if seed_demo and WALLET_SERVICE in services and not wallet_down and not stop.is_set():
         await seed(nc, console, books="clearing" in services and "clearing" not in missing)
     return missing
 
