@@ -15,7 +15,7 @@ from nats.aio.client import Client
 
 from contracts.clearing import COMPENSATIONS
 from contracts.errors import QtError
-from contracts.subjects import TRADES_STREAM
+from contracts.subjects import TRADES_STREAM, wallet_group
 from mesh.rpc import call
 from tests.clearing.platform import (
     FEES,
@@ -175,8 +175,10 @@ async def test_a_dependency_killed_mid_saga_makes_the_saga_wait_and_the_breaker_
 
     request = asyncio.create_task(place(nc, timeout=60, account=taker, instrument="MSFT", side="BUY",
                                         price="415.00", qty="2.0000"))
+    breaker = wallet_group(0) if victim == "wallet" else victim  # clearing keeps one per wallet partition
+
     async def breaker_state() -> str:
-        return str((await clearing(nc, "breakers"))["breakers"][victim]["state"])
+        return str((await clearing(nc, "breakers"))["breakers"][breaker]["state"])
 
     await eventually(breaker_state, lambda state: state == "open", every_s=0.1, what=f"{victim} breaker open")
     assert not request.done()
@@ -184,6 +186,6 @@ async def test_a_dependency_killed_mid_saga_makes_the_saga_wait_and_the_breaker_
     await fresh.start(victim)  # same data dir: it takes its lease back at once
     out = await asyncio.wait_for(request, timeout=60)
     assert out["status"] == "completed" and out["order_status"] == "filled"
-    assert (await clearing(nc, "breakers"))["breakers"][victim]["state"] == "closed"
+    assert (await clearing(nc, "breakers"))["breakers"][breaker]["state"] == "closed"
     assert await balances(nc, taker) == {"USD": (1_000_000 - QUOTE - FEE, 0), "MSFT": (20_000, 0)}
     assert await balances(nc, maker) == {"MSFT": (30_000, 0), "USD": (QUOTE - FEE, 0)}
