@@ -9,7 +9,7 @@ from nats.aio.msg import Msg
 
 from contracts.codec import Wire, sniff
 from contracts.gateway import Role
-from contracts.subjects import clearing_subject, wallet_subject
+from contracts.subjects import clearing_subject, wallet_group, wallet_subject
 from tests.clearing.platform import Platform, balances, fund
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
 
@@ -123,7 +123,7 @@ async def test_services_show_stats_and_breakers(client: httpx.AsyncClient, gatew
     names = {s["name"] for s in found.json()["services"]}
     assert {"wallet", "matching", "clearing"} <= names
     clearing = next(s for s in found.json()["services"] if s["name"] == "clearing")
-    assert set(clearing["breakers"]) == {"wallet", "matching"}
+    assert set(clearing["breakers"]) == {wallet_group(0), "matching"}  # one breaker per wallet partition
     problem(await client.get("/v1/services", headers=bearer(gateway.token("someone", Role.TRADER))),
             403, "forbidden")
 
