@@ -143,13 +143,13 @@ class WalletRouter:
             except QtError as exc:
                 if is_transient(exc):
                     raise
-                legs = void.get(p)
+                undoing = void.get(p)
                 voided = True
             else:
-                legs = bust.get(p)
+                undoing = bust.get(p)
                 voided = False
-            if legs is not None:
-                await self.partitions[p].settle(legs[0], legs[1])
+            if undoing is not None:
+                await self.partitions[p].settle(*undoing)
             return voided
 
         touched = sorted(set(settled) | set(bust) | set(void))
