@@ -100,7 +100,8 @@ def start_wallet(nats_server: NatsServer, data: Path, partition: int, partitions
     (2, 2, "QT_WALLET_PARTITION=2 but only 2 partitions"),
 ])
 async def test_a_wallet_refuses_to_start_with_another_partition_count(
-        nats_server: NatsServer, tmp_path: Path, nc: Client, partition: int, partitions: int, reason: str) -> None:
+        nats_server: NatsServer, tmp_path: Path, nc: Client, processes: list[NodeProcess], partition: int,
+        partitions: int, reason: str) -> None:
     data = tmp_path / "wallet-data"
     first = InProcessWallet(node_config(nats_server, data, "wallet"), nc)  # P=1: the default
     await first.start()
@@ -109,6 +110,7 @@ async def test_a_wallet_refuses_to_start_with_another_partition_count(
         (data / "wallet" / "p0.sqlite").rename(data / "wallet" / f"p{partition}.sqlite")
 
     proc = start_wallet(nats_server, data, partition, partitions)
+    processes.append(proc)  # killed at teardown should it (wrongly) keep running
     assert proc.proc is not None
     code = proc.proc.wait(timeout=60)
 
