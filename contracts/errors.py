@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     POST_ONLY_WOULD_TAKE = "post_only_would_take"
     NOT_OWNER = "not_owner"  # the order belongs to another account
     FENCED = "fenced"  # a stale owner (older lease token) tried to act
+    WRONG_PARTITION = "wrong_partition"  # the account hashes to another wallet partition than the one asked
     UNAVAILABLE = "unavailable"  # dependency down, breaker open, shutting down
     TIMEOUT = "timeout"
     COMPENSATION_FAILED = "compensation_failed"  # a saga could not be fully undone: parked `failed` for an operator
@@ -67,6 +68,7 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.POST_ONLY_WOULD_TAKE: 409,
     ErrorCode.NOT_OWNER: 403,
     ErrorCode.FENCED: 409,
+    ErrorCode.WRONG_PARTITION: 421,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
     ErrorCode.COMPENSATION_FAILED: 500,

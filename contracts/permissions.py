@@ -66,10 +66,11 @@ class Permissions:
 
 # --- building blocks --------------------------------------------------------------------------------
 
-def _serve(service: str) -> tuple[str, ...]:
-    """Subscriptions of a micro service: its endpoints (in its queue group) and `$SRV` discovery."""
+def _serve(service: str, *, partitioned: bool = False) -> tuple[str, ...]:
+    """Subscriptions of a micro service: its endpoints (in its queue group) and `$SRV` discovery; a
+    partitioned service's endpoints are `<service>.p<n>.<endpoint>` (`*` matches a whole token only)."""
     return (
-        f"{service}.* {SERVICE_QUEUE}",
+        f"{service}.*.* {SERVICE_QUEUE}" if partitioned else f"{service}.* {SERVICE_QUEUE}",
         # `metrics` alone is in a queue group of the instance's own, so a scrape hears every instance
         f"{service}.metrics {METRICS_QUEUE_PREFIX}*",
         "$SRV.PING", "$SRV.INFO", "$SRV.STATS",
@@ -81,8 +82,9 @@ def _call(service: str, *endpoints: str) -> tuple[str, ...]:
     return tuple(f"{service}.{endpoint}" for endpoint in endpoints)
 
 
-def _call_instrument(service: str, *endpoints: str) -> tuple[str, ...]:
-    """Endpoints a service answers per instrument: `<service>.<instrument>.<endpoint>`, any instrument."""
+def _call_each(service: str, *endpoints: str) -> tuple[str, ...]:
+    """Endpoints a service answers per partition or per instrument: `<service>.*.<endpoint>` (`wallet.*.batch`,
+    `matching.*.submit`)."""
     return tuple(f"{service}.*.{endpoint}" for endpoint in endpoints)
 
 
@@ -144,7 +146,7 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
     "wallet": _role(
         "wallet",
         publish=(f"{WALLET_EVENTS_PREFIX}.>", *_ensure(WALLET_STREAM), *_read(WALLET_STREAM), *_bucket(LEASES_BUCKET)),
-        subscribe=_serve(WALLET_SERVICE),
+        subscribe=_serve(WALLET_SERVICE, partitioned=True),
     ),
     # Journals to ORDERS and tails it, publishes EXEC and the L2 feed, keeps book snapshots.
     "matching": _role(
@@ -166,8 +168,10 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
     "clearing": _role(
         "clearing",
         publish=(
-            *_call(WALLET_SERVICE, "batch"),  # every wallet command clearing makes goes in a batch
-            *_call_instrument(MATCHING_SERVICE, "submit", "cancel", "order"),
+            *_call_each(WALLET_SERVICE, "deposit", "withdraw", "balance", "events", "verify", "rebuild"),
+            *_call(WALLET_SERVICE, "metrics", "dlq_replay"),
+            *_call(MATCHING_SERVICE, "metrics", "status", "dlq_replay"),
+            *_call_each(MATCHING_SERVICE, "book", "order"),
             "trades.>", *_ensure(TRADES_STREAM),
             *_ensure(EXEC_STREAM), *_read(EXEC_STREAM), *_consume(EXEC_STREAM, durable=CLEARING_EXEC_CONSUMER),
             f"$JS.ACK.{EXEC_STREAM}.{CLEARING_EXEC_CONSUMER}.>",
@@ -189,10 +193,10 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
     "gateway": _role(
         "gateway",
         publish=(
-            *_call(WALLET_SERVICE, "deposit", "withdraw", "balance", "events", "verify", "rebuild", "metrics",
-                   "dlq_replay"),
+            *_call_each(WALLET_SERVICE, "deposit", "withdraw", "balance", "events", "verify", "rebuild"),
+            *_call(WALLET_SERVICE, "metrics", "dlq_replay"),
             *_call(MATCHING_SERVICE, "metrics", "status", "dlq_replay"),
-            *_call_instrument(MATCHING_SERVICE, "book", "order"),
+            *_call_each(MATCHING_SERVICE, "book", "order"),
             *_call(CLEARING_SERVICE, "place_order", "cancel_order", "saga_get", "saga_list", "metrics",
                    "dlq_replay"),
             *_call(MARKETDATA_SERVICE, "ticker", "candles", "trades", "metrics", "dlq_replay"),

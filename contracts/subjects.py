@@ -42,9 +42,42 @@ class WalletEndpoint(StrEnum):
 WALLET_ENDPOINTS: Final = (*WalletEndpoint, METRICS_ENDPOINT)
 
 
-def wallet_subject(endpoint: str) -> str:
-    """Request subject of a wallet endpoint, e.g. `wallet.deposit`."""
-    return f"{WALLET_SERVICE}.{endpoint}"
+#: Mesh-wide count of wallet partitions; every wallet process and every caller must agree on it.
+WALLET_PARTITIONS_ENV: Final = "QT_WALLET_PARTITIONS"
+#: Which partition one wallet process serves (0 .. partitions-1).
+WALLET_PARTITION_ENV: Final = "QT_WALLET_PARTITION"
+#: Key of a wallet's `$SRV.INFO` metadata that carries the partition count it was started with.
+WALLET_PARTITIONS_METADATA: Final = "partitions"
+_FNV32_OFFSET: Final = 0x811C9DC5
+_FNV32_PRIME: Final = 0x01000193
+
+
+def wallet_partition(account: str, partitions: int) -> int:
+    """The partition that owns `account`: FNV-1a (32-bit) of its UTF-8 bytes, mod `partitions`.
+
+    Stable across processes and versions (unlike `hash()`), so every caller routes an account alike.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
+    h = _FNV32_OFFSET
+    for byte in account.encode():
+        h = ((h ^ byte) * _FNV32_PRIME) & 0xFFFFFFFF
+    return h % partitions
+
+
+def wallet_group(partition: int) -> str:
+    """Subject prefix of one wallet partition's endpoints (also its lease key): `wallet.p<n>`."""
+    return f"{WALLET_SERVICE}.p{partition}"
+
+
+def wallet_subject(endpoint: str, partition: int) -> str:
+    """Request subject of a wallet partition's endpoint, e.g. `wallet.p0.deposit`."""
+    return f"{wallet_group(partition)}.{endpoint}"
+
+
+def wallet_account_subject(endpoint: str, account: str, partitions: int) -> str:
+    """Request subject of `endpoint` on the partition that owns `account`."""
+    return wallet_subject(endpoint, wallet_partition(account, partitions))
 
 
 MATCHING_SERVICE: Final = "matching"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from contracts.credentials import nkey_seed_path
 from contracts.gateway import JWT_AUDIENCE, JWT_ISSUER
+from contracts.subjects import WALLET_PARTITIONS_ENV
 
 #: Most worker processes one gateway runs (the shared limits table has a connection-count column for each).
 MAX_WORKERS = 16
@@ -58,6 +59,8 @@ class Settings:
     """`QT_GATEWAY_CALL_TIMEOUT_S`: reply timeout of a NATS call."""
     order_timeout_s: float = 30.0
     """`QT_GATEWAY_ORDER_TIMEOUT_S`: reply timeout of place/cancel (a saga may wait on a dependency)."""
+    wallet_partitions: int = 1
+    """`QT_WALLET_PARTITIONS`: how many wallet partitions the mesh runs (an account's requests go to its own)."""
 
     def __post_init__(self) -> None:
         if not self.nats_url.startswith(("nats://", "tls://", "ws://", "wss://")):
@@ -72,6 +75,8 @@ class Settings:
             raise ValueError("QT_WS_MAX_PER_ACCOUNT and QT_WS_MAX_PER_IP must be at least 1")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"QT_GATEWAY_WORKERS must be between 1 and {MAX_WORKERS}, got {self.workers}")
+        if self.wallet_partitions < 1:
+            raise ValueError(f"{WALLET_PARTITIONS_ENV} must be at least 1, got {self.wallet_partitions}")
         if self.burst_account < 1 or self.burst_ip < 1:
             raise ValueError("a burst below 1 would refuse every request")
 
@@ -103,6 +108,7 @@ class Settings:
             idempotency_ttl_s=_number("QT_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s),
             call_timeout_s=_number("QT_GATEWAY_CALL_TIMEOUT_S", cls.call_timeout_s),
             order_timeout_s=_number("QT_GATEWAY_ORDER_TIMEOUT_S", cls.order_timeout_s),
+            wallet_partitions=int(_number(WALLET_PARTITIONS_ENV, cls.wallet_partitions)),
         )
 
     def servers(self) -> list[str]:

@@ -43,7 +43,7 @@ def request_body(text: str) -> dict[str, Any]:
 
 def req(
     ctx: typer.Context,
-    subject: Annotated[str, typer.Argument(help="e.g. wallet.balance, clearing.saga_get, matching.AAPL.book.")],
+    subject: Annotated[str, typer.Argument(help="e.g. wallet.p0.balance, clearing.saga_get, matching.AAPL.book.")],
     body: Annotated[str, typer.Argument(help='The request as a JSON object, e.g. \'{"account":"alice"}\'.')] = "{}",
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=300, help="Seconds to wait for the reply.")]
     = 5.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from rich.console import Console
 from contracts.codec import Wire
 from contracts.credentials import nkey_seed_path
 from contracts.errors import ErrorCode, QtError, validation_error
+from contracts.subjects import WALLET_PARTITIONS_ENV, wallet_account_subject
+from mesh.partitions import announced_partitions
 from mesh.rpc import call
 from tooling.connection import default_data_dir, default_url, ops_connect
 
@@ -117,6 +120,28 @@ async def request(nc: Client, subject: str, message: BaseModel, timeout: float =
     """Call an endpoint on the JSON wire so amounts come back as decimal strings."""
     body = message.model_dump(mode="python", context={"wire": Wire.JSON}, exclude_none=True)
     return await call(nc, subject, body, wire=Wire.JSON, timeout=timeout)
+
+
+_ANNOUNCED: weakref.WeakKeyDictionary[Client, int] = weakref.WeakKeyDictionary()
+
+
+async def wallet_partitions(nc: Client) -> int:
+    """The mesh's wallet partition count: `QT_WALLET_PARTITIONS` when set, else what a running wallet
+    announces, else 1."""
+    raw = os.environ.get(WALLET_PARTITIONS_ENV)
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise QtError(ErrorCode.VALIDATION, f"{WALLET_PARTITIONS_ENV} must be a whole number >= 1, got {raw!r}")
+        return int(raw)
+    if nc not in _ANNOUNCED:  # asked once per connection: the count is fixed for a mesh's life
+        _ANNOUNCED[nc] = await announced_partitions(nc) or 1
+    return _ANNOUNCED[nc]
+
+
+async def wallet_request(nc: Client, endpoint: str, account: str, message: BaseModel,
+                         timeout: float = 5.0) -> dict[str, Any]:
+    """`request` to the wallet partition that owns `account`."""
+    return await request(nc, wallet_account_subject(endpoint, account, await wallet_partitions(nc)), message, timeout)
 
 
 # --- discovery: micro services and JetStream ------------------------------------------------------

@@ -19,9 +19,9 @@ from contracts.clearing import PlaceOrder
 from contracts.errors import QtError
 from contracts.instruments import INSTRUMENTS, Instrument
 from contracts.money import format_amount
-from contracts.subjects import ClearingEndpoint, WalletEndpoint, clearing_subject, wallet_subject
+from contracts.subjects import ClearingEndpoint, WalletEndpoint, clearing_subject
 from contracts.wallet import Deposit
-from tooling.ops import request
+from tooling.ops import request, wallet_request
 from tooling.supervisor import say
 
 USERS: Final = ("alice", "bob", "carol", "dan")
@@ -59,7 +59,7 @@ async def deposit(nc: Client, account: str, asset: str, amount: str, op_id: str)
     """One idempotent deposit (a repeat replays the first answer)."""
     command = Deposit.model_validate({"account": account, "asset": asset, "amount": amount, "op_id": op_id},
                                      context={"wire": "json"})
-    await request(nc, wallet_subject(WalletEndpoint.DEPOSIT), command)
+    await wallet_request(nc, WalletEndpoint.DEPOSIT, account, command)
 
 
 async def place(nc: Client, body: dict[str, Any]) -> dict[str, Any]:

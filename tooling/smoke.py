@@ -26,6 +26,7 @@ import websockets
 from rich.console import Console
 
 from contracts.gateway import JWT_AUDIENCE, JWT_ISSUER, Role
+from contracts.subjects import WALLET_SERVICE
 from gateway.keys import key_paths, load_private
 from gateway.tokens import mint
 
@@ -307,8 +308,9 @@ class Steps:
         expect(dlq.status_code == 200, f"/v1/ops/dlq answered {dlq.status_code}")
         services = (await self.http.get("/v1/services", headers=ops)).json()
         breakers = {name for svc in services.get("services", []) for name in (svc.get("breakers") or {})}
-        # clearing keeps one matching breaker per instrument (`matching.<instrument>`)
-        expect("wallet" in breakers and any(name.startswith("matching.") for name in breakers),
+        # clearing keeps one breaker per wallet partition (`wallet.p<n>`) and one per instrument (`matching.<i>`)
+        expect(any(b.startswith(f"{WALLET_SERVICE}.p") for b in breakers)
+               and any(b.startswith("matching.") for b in breakers),
                f"breakers seen: {sorted(breakers)}")
         return f"{len(dlq.json().get('entries', dlq.json() if isinstance(dlq.json(), list) else []))} parked; " \
                f"breakers {sorted(breakers)}"

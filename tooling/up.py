@@ -21,7 +21,17 @@ from rich.console import Console
 from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import INSTRUMENTS, engine_instruments
-from contracts.subjects import MATCHING_SERVICE, MatchingEndpoint, matching_subject
+from contracts.subjects import (
+    MATCHING_SERVICE,
+    WALLET_PARTITION_ENV,
+    WALLET_PARTITIONS_ENV,
+    WALLET_SERVICE,
+    MatchingEndpoint,
+    WalletEndpoint,
+    matching_subject,
+    wallet_account_subject,
+    wallet_subject,
+)
 from mesh.backoff import RESTART, Backoff
 from mesh.jetstream import ensure_all
 from tooling.natsserver import REPO_ROOT, NatsServer, cluster_of, servers_url, start_all
@@ -38,6 +48,9 @@ SERVER_START_TIMEOUT_S = 20.0
 REPLICAS = {"clearing": 2, "matching": 2}
 #: Servers that keep each stream and bucket on a cluster: any one may die without losing a write.
 CLUSTER_REPLICAS = 3
+#: Wallet partitions `qt up` runs unless `QT_WALLET_PARTITIONS` says otherwise: one process each
+#: (`wallet-p0`, `wallet-p1`), each with its own lease and SQLite file.
+WALLET_PARTITIONS = 2
 
 
 def discover_nodes(root: Path = REPO_ROOT) -> list[tuple[str, str]]:
@@ -54,38 +67,66 @@ def service_name(node: str) -> str | None:
     return None if node == "gateway" else node.replace("_", "")
 
 
+def wallet_partitions() -> int:
+    """The mesh's wallet partition count: `QT_WALLET_PARTITIONS`, else `WALLET_PARTITIONS`."""
+    raw = os.environ.get(WALLET_PARTITIONS_ENV) or str(WALLET_PARTITIONS)
+    if not raw.isdigit() or int(raw) < 1:
+        raise QtError(ErrorCode.VALIDATION, f"{WALLET_PARTITIONS_ENV} must be a whole number >= 1, got {raw!r}")
+    return int(raw)
+
+
 def child_specs(nodes: Iterable[tuple[str, str]], nats_url: str, data_dir: Path) -> list[ChildSpec]:
     """How the supervisor starts each node: `python -m <module>` with the platform's env; stateless
-    nodes run `REPLICAS` instances (`clearing`, `clearing2`) in one queue group, and matching runs
-    `REPLICAS` engines (`matching`, `matching2`), each given its share of the instruments."""
-    env = dict(os.environ, QT_NATS_URL=nats_url, QT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    nodes run `REPLICAS` instances (`clearing`, `clearing2`) in one queue group, matching runs `REPLICAS`
+    engines (`matching`, `matching2`), each given its share of the instruments, and the wallet one process
+    per partition (`wallet-p0`, `wallet-p1`). Every node is told the partition count (callers route by it)."""
+    partitions = wallet_partitions()
+    env = dict(os.environ, QT_NATS_URL=nats_url, QT_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1",
+               **{WALLET_PARTITIONS_ENV: str(partitions)})
     env.pop("QT_NKEY_SEED", None)  # each node finds its own role's seed under the data dir
-    specs = []
+    specs: list[ChildSpec] = []
     for name, module in nodes:
         count = REPLICAS.get(name, 1)
-        for n in range(1, count + 1):
-            tag = name if n == 1 else f"{name}{n}"
-            own = env
-            if name == "matching":
-                own = dict(env, QT_MATCHING_INSTRUMENTS=",".join(engine_instruments(n - 1, count)))
-            specs.append(ChildSpec(tag, (sys.executable, "-m", module), own, REPO_ROOT,
-                                   data_dir / "logs" / f"{tag}.log"))
+        if name == "wallet":
+            instances = [(f"wallet-p{p}", {**env, WALLET_PARTITION_ENV: str(p)}) for p in range(partitions)]
+        elif name == "matching":
+            instances = [(name if n == 0 else f"{name}{n + 1}",
+                          {**env, "QT_MATCHING_INSTRUMENTS": ",".join(engine_instruments(n, count))})
+                         for n in range(count)]
+        else:
+            instances = [(name if n == 1 else f"{name}{n}", env) for n in range(1, count + 1)]
+        specs += [ChildSpec(tag, (sys.executable, "-m", module), tag_env, REPO_ROOT, data_dir / "logs" / f"{tag}.log")
+                  for tag, tag_env in instances]
     return specs
 
 
+def readiness_probes(services: list[str], partitions: int) -> dict[str, str]:
+    """What answers when each service is ready: its `$SRV.PING`; for the wallet each partition's own
+    endpoint and for matching each instrument's (any instance answers a PING, so one partition or
+    engine up would hide the other)."""
+    probes: dict[str, str] = {}
+    for service in services:
+        # an empty body is refused with `bad_payload`: an answer from that partition or engine all the same
+        if service == WALLET_SERVICE:
+            probes |= {f"wallet p{p}": wallet_subject(WalletEndpoint.BALANCE, p) for p in range(partitions)}
+        elif service == MATCHING_SERVICE:
+            probes |= {f"{MATCHING_SERVICE} ({symbol})": matching_subject(symbol, MatchingEndpoint.STATUS)
+                       for symbol in INSTRUMENTS}
+        else:
+            probes[service] = f"$SRV.PING.{service}"
+    return probes
+
+
 async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeout_s: float) -> list[str]:
-    """PING each service until it answers (matching: until every instrument's engine answers, since
-    each engine serves only its share); returns those that did not (empty = all ready)."""
+    """Probe each service (each wallet partition, each instrument's engine) until it answers; returns
+    those that did not (empty = all ready)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    probes = {f"$SRV.PING.{s}": s for s in services if s != MATCHING_SERVICE}
-    if MATCHING_SERVICE in services:
-        probes.update({matching_subject(symbol, MatchingEndpoint.STATUS): f"{MATCHING_SERVICE} ({symbol})"
-                       for symbol in INSTRUMENTS})
+    probes = readiness_probes(services, wallet_partitions())
     waiting = list(probes)
     while waiting and not stop.is_set() and loop.time() < deadline:
         try:
-            await nc.request(waiting[0], b"{}", timeout=0.5)
+            await nc.request(probes[waiting[0]], b"", timeout=0.5)
             waiting.pop(0)
             continue
         except (NoRespondersError, NatsTimeoutError):
@@ -93,7 +134,7 @@ async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeo
         # Not up yet; poll again shortly unless asked to stop.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.1)
-    return [probes[subject] for subject in waiting]
+    return waiting
 
 
 def gateway_address() -> tuple[str, int]:
@@ -157,6 +198,7 @@ def summary(servers: list[NatsServer], supervisor: Supervisor, data_dir: Path, c
     server_flag = "" if default else f" -s {url}"
     env = "" if default and data_dir == Path("data").resolve() else (
         f"QT_NATS_URL={url} QT_DATA_DIR={shlex.quote(str(data_dir))} ")
+    alice_balance = wallet_account_subject("balance", "alice", wallet_partitions())
     lines = [""]
     for server in servers:
         pid = server.process.pid if server.process else None
@@ -176,8 +218,8 @@ def summary(servers: list[NatsServer], supervisor: Supervisor, data_dir: Path, c
         f"    curl -H \"Authorization: Bearer $({env}qt token --account alice)\" "
         f"{gateway_url()}/v1/accounts/alice/balances",
         f"    {env}qt services",
-        f"    {env}qt req wallet.balance '{{\"account\":\"alice\"}}'",
-        f"    nats req wallet.balance '{{\"account\":\"alice\"}}' --nkey {seed_path}{server_flag}  "
+        f"    {env}qt req {alice_balance} '{{\"account\":\"alice\"}}'",
+        f"    nats req {alice_balance} '{{\"account\":\"alice\"}}' --nkey {seed_path}{server_flag}  "
         "(optional: the nats CLI)",
         "",
     ]
@@ -245,7 +287,8 @@ async def bring_up(nc: Client, supervisor: Supervisor, services: list[str], stop
         raise QtError(ErrorCode.UNAVAILABLE, f"creating streams and buckets failed: {exc!r}") from None
     supervisor.start()
     missing = await wait_ready(nc, services, stop, READY_TIMEOUT_S)
-    if seed_demo and "wallet" in services and "wallet" not in missing and not stop.is_set():
+    wallet_down = any(name.startswith(WALLET_SERVICE) for name in missing)
+    if seed_demo and WALLET_SERVICE in services and not wallet_down and not stop.is_set():
         await seed(nc, console, books="clearing" in services and "clearing" not in missing)
     return missing
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from nats.aio.client import Client
 
 from contracts.errors import ErrorCode, QtError
-from contracts.subjects import WalletEndpoint, wallet_subject
+from contracts.subjects import WalletEndpoint, wallet_partition, wallet_subject
 from contracts.wallet import (
     BalanceQuery,
     Deposit,
@@ -18,8 +20,20 @@ from contracts.wallet import (
     VerifyCommand,
     Withdraw,
 )
+from mesh.partitions import every_partition, merge_rebuild, merge_verify
 from tooling import render
-from tooling.ops import DataDirOption, NatsUrlOption, fail, out, request, run, target, validate
+from tooling.ops import (
+    DataDirOption,
+    NatsUrlOption,
+    fail,
+    out,
+    request,
+    run,
+    target,
+    validate,
+    wallet_partitions,
+    wallet_request,
+)
 
 app = typer.Typer(help="The wallet service: deposit, withdraw, balance, events, rebuild, verify.",
                   no_args_is_help=True)
@@ -45,7 +59,7 @@ def _move(ctx: typer.Context, endpoint: str, account: str, asset: str, amount: s
     command = validate(model, {"account": account, "asset": asset, "amount": amount, "op_id": op})
     if op_id is None:  # printed before sending, so a timed-out command can be retried safely
         out.print(f"op_id {op}  (retry safely with --op-id {op})", markup=False)
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject(endpoint), command))
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: wallet_request(nc, endpoint, account, command))
     direction = "to" if endpoint == "deposit" else "from"
     out.print(f"{endpoint} of {amount} {asset} {direction} {account}: done (op_id {op})", markup=False)
     out.print(render.changes(reply))
@@ -70,7 +84,7 @@ def balance(ctx: typer.Context, account: AccountArg, nats_url: NatsUrlOption = N
             data_dir: DataDirOption = None) -> None:
     """Every asset of an account: available and held."""
     query = validate(BalanceQuery, {"account": account})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject(WalletEndpoint.BALANCE), query))
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: wallet_request(nc, WalletEndpoint.BALANCE, account, query))
     if not reply.get("balances"):  # the wallet knows an account only by the money it ever held
         fail(QtError(ErrorCode.UNKNOWN_ACCOUNT, f"unknown account {account}: no money was ever deposited to it"))
     out.print(render.balances(reply))
@@ -99,7 +113,7 @@ def events(
     if before is not None:
         body["before"] = before
     query = validate(EventsQuery, body)
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject(WalletEndpoint.EVENTS), query))
+    reply = run(target(ctx, nats_url, data_dir), lambda nc: wallet_request(nc, WalletEndpoint.EVENTS, account, query))
     out.print(render.events(reply, account))
     flag, cursor = ("--after", reply.get("next_after")) if oldest_first else ("--before", reply.get("next_before"))
     more = f"next: {flag} {cursor}" + (" --oldest-first" if oldest_first else "")
@@ -113,7 +127,7 @@ def rebuild(ctx: typer.Context,
     """Replay events from the latest snapshots and prove the projections identical (repairs drift)."""
     command = validate(RebuildCommand, {"account": account} if account else {})
     reply = run(target(ctx, nats_url, data_dir),
-                lambda nc: request(nc, wallet_subject(WalletEndpoint.REBUILD), command))
+                lambda nc: _each_partition(nc, WalletEndpoint.REBUILD, command, merge_rebuild))
     out.print(render.rebuild(reply))
     if reply["mismatches"]:
         out.print(render.mismatches(reply))
@@ -125,7 +139,18 @@ def verify(ctx: typer.Context,
            nats_url: NatsUrlOption = None, data_dir: DataDirOption = None) -> None:
     """Check the hash chain and every snapshot from genesis; exit 1 unless all is well."""
     command = validate(VerifyCommand, {"account": account} if account else {})
-    reply = run(target(ctx, nats_url, data_dir), lambda nc: request(nc, wallet_subject(WalletEndpoint.VERIFY), command))
+    reply = run(target(ctx, nats_url, data_dir),
+                lambda nc: _each_partition(nc, WalletEndpoint.VERIFY, command, merge_verify))
     out.print(render.verify(reply))
     if not reply["ok"]:
         raise typer.Exit(1)
+
+
+async def _each_partition(nc: Client, endpoint: str, command: RebuildCommand | VerifyCommand,
+                          merge: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> dict[str, Any]:
+    """One account's partition, or (no account) every partition with the replies merged; a partition
+    that does not answer is named in the error."""
+    partitions = await wallet_partitions(nc)
+    owners = [wallet_partition(command.account, partitions)] if command.account else range(partitions)
+    timeout = 120.0  # a full rebuild or verify of a big ledger takes a while
+    return merge(await every_partition(owners, lambda p: request(nc, wallet_subject(endpoint, p), command, timeout)))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from contracts.base import INT64_MAX
-from contracts.subjects import WalletEndpoint, wallet_subject
+from contracts.subjects import WalletEndpoint, wallet_account_subject
 from contracts.wallet import (
     BalanceQuery,
     BalanceReply,
@@ -66,15 +66,15 @@ async def _move(request: Request, account: str, who: Principal, gw: Gateway, end
         raise Problem.validation("account: differs from the account in the path")
     command = validate(model, {**body, "account": acting, "op_id": derived_id(who, acting, key)})
     # the wallet applies an op_id once, so the key's record is written once, with the answer
-    return await gw.once(request, who, key, acting, body,
-                         gw.forward(request, wallet_subject(endpoint), command, reply=MutationReply), deduped=True)
+    forward = gw.forward(request, _subject(gw, endpoint, acting), command, reply=MutationReply)
+    return await gw.once(request, who, key, acting, body, forward, deduped=True)
 
 
 @router.get("/{account}/balances", summary="Balances of an account", **doc(reply=schema(BalanceReply)))
 async def balances(request: Request, account: str, who: Who, gw: Gw) -> Response:
     """Available and held per asset."""
-    return await gw.query(request, wallet_subject(WalletEndpoint.BALANCE),
-                          validate(BalanceQuery, {"account": who.acting_on(account)}))
+    query = validate(BalanceQuery, {"account": who.acting_on(account)})
+    return await gw.query(request, _subject(gw, WalletEndpoint.BALANCE, query.account), query)
 
 
 @router.get("/{account}/events", summary="Event log of an account", **doc(reply=schema(EventsReply)))
@@ -83,14 +83,14 @@ async def events(request: Request, account: str, who: Who, gw: Gw, asset: str | 
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """The account's hash-chained events after the `after` cursor, oldest first."""
     query = validate(EventsQuery, {"account": who.acting_on(account), "asset": asset, "after": after, "limit": limit})
-    return await gw.query(request, wallet_subject(WalletEndpoint.EVENTS), query)
+    return await gw.query(request, _subject(gw, WalletEndpoint.EVENTS, query.account), query)
 
 
 @router.get("/{account}/verify", summary="Verify an account's hash chain", **doc(reply=schema(VerifyReply)))
 async def verify(request: Request, account: str, who: Who, gw: Gw) -> Response:
     """Recompute the account's hash chain and snapshots from genesis; name the first bad event."""
     command = validate(VerifyCommand, {"account": who.acting_on(account)})
-    return await gw.query(request, wallet_subject(WalletEndpoint.VERIFY), command)
+    return await gw.query(request, _subject(gw, WalletEndpoint.VERIFY, command.account or ""), command)
 
 
 @router.post("/{account}/rebuild", summary="Rebuild an account's balances (ops)",
@@ -101,5 +101,10 @@ async def rebuild(request: Request, account: str, who: Ops, gw: Gw) -> Response:
     body = await read_object(request)
     refuse_fields(body, ("account",))
     command = validate(RebuildCommand, {**body, "account": account})
-    return await gw.once(request, who, key, account, body,
-                         gw.forward(request, wallet_subject(WalletEndpoint.REBUILD), command, timeout=60))
+    subject = _subject(gw, WalletEndpoint.REBUILD, command.account or "")
+    return await gw.once(request, who, key, account, body, gw.forward(request, subject, command, timeout=60))
+
+
+def _subject(gw: Gateway, endpoint: str, account: str) -> str:
+    """The endpoint on the wallet partition that owns `account`."""
+    return wallet_account_subject(endpoint, account, gw.settings.wallet_partitions)

@@ -12,15 +12,17 @@ from contracts.dlq import DlqList, DlqReplay, DlqReplayReply, dlq_replay_subject
 from contracts.errors import ErrorCode, QtError
 from contracts.gateway import EndpointView, ServiceInstance, ServicesReply
 from contracts.streams import StreamsReply
-from contracts.subjects import DLQ_SERVICE, WalletEndpoint, wallet_subject
+from contracts.subjects import DLQ_SERVICE, WalletEndpoint, wallet_partition, wallet_subject
 from contracts.wallet import RebuildCommand, RebuildReply, VerifyCommand, VerifyReply
 from gateway.auth import ops
 from gateway.idempotency import Outcome
 from gateway.openapi import doc, schema
 from gateway.payload import idempotency_key, read_object, validate
+from gateway.problems import encode_json
 from gateway.state import Gateway, gateway, json_response
 from gateway.tokens import Principal
 from mesh.dlq import list_parked, read_parked
+from mesh.partitions import every_partition, merge_rebuild, merge_verify
 from mesh.streams import jetstream_overview
 
 router = APIRouter(prefix="/v1", tags=["ops"])
@@ -74,15 +76,25 @@ async def rebuild_all(request: Request, who: Ops, gw: Gw) -> Response:
     key = idempotency_key(request)
     body = await read_object(request)
     command = validate(RebuildCommand, body)
-    return await gw.once(request, who, key, who.account, body,
-                         gw.forward(request, wallet_subject(WalletEndpoint.REBUILD), command, timeout=120))
+
+    partitions = gw.settings.wallet_partitions
+    # one account lives on one partition; every account is on all of them
+    owners = [wallet_partition(command.account, partitions)] if command.account else list(range(partitions))
+
+    async def execute() -> Outcome:
+        replies = await every_partition(owners, lambda p: gw.call(
+            request, wallet_subject(WalletEndpoint.REBUILD, p), command, timeout=120))
+        return Outcome(200, encode_json(merge_rebuild(replies)))
+
+    return await gw.once(request, who, key, who.account, body, execute)
 
 
 @router.get("/ops/verify", summary="Verify every account (ops)", **doc(reply=schema(VerifyReply)))
 async def verify_all(request: Request, who: Ops, gw: Gw) -> Response:
-    """Check the whole hash chain and every snapshot from genesis."""
-    reply = await gw.call(request, wallet_subject(WalletEndpoint.VERIFY), VerifyCommand(), timeout=120)
-    return json_response(reply)
+    """Check the whole hash chain and every snapshot from genesis, on every wallet partition."""
+    replies = await every_partition(range(gw.settings.wallet_partitions), lambda p: gw.call(
+        request, wallet_subject(WalletEndpoint.VERIFY, p), VerifyCommand(), timeout=120))
+    return json_response(merge_verify(replies))
 
 
 def _instance(instance: dict[str, Any]) -> ServiceInstance:

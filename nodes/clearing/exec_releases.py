@@ -17,7 +17,7 @@ from contracts.subjects import MatchingEndpoint
 from nodes.clearing import amounts
 from nodes.clearing.matching_clients import MatchingClients
 from nodes.clearing.steps import hold_asset_of
-from nodes.clearing.wallet_commands import WalletCommands
+from nodes.clearing.wallet_commands import WalletRouter
 from nodes.runtime.durable import DeliveredMessage
 
 #: Execution reports after which an order may hold more than it still needs.
@@ -27,7 +27,7 @@ SHRINKING: Final = frozenset({"cancelled", "decreased"})
 class ExecReleases:
     """The EXEC handler: one release per cancelled or decreased order, op_id from the report's msg-id."""
 
-    def __init__(self, wallet: WalletCommands, matching: MatchingClients) -> None:
+    def __init__(self, wallet: WalletRouter, matching: MatchingClients) -> None:
         self.wallet = wallet
         self.matching = matching
 

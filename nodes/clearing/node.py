@@ -43,8 +43,9 @@ from contracts.subjects import (
     SAGA_INDEX_BUCKET,
     SAGAS_BUCKET,
     TRADES_STREAM,
-    WALLET_SERVICE,
+    WALLET_PARTITIONS_ENV,
     ClearingEndpoint,
+    wallet_group,
 )
 from mesh.jetstream import ensure_named
 from nodes.clearing import amounts
@@ -55,7 +56,7 @@ from nodes.clearing.recovery import Recovery
 from nodes.clearing.runner import SagaRunner
 from nodes.clearing.steps import SagaSteps, hold_asset_of
 from nodes.clearing.store import BustMarks, KvWrites, SagaIndex, SagaStore
-from nodes.clearing.wallet_commands import WalletCommands
+from nodes.clearing.wallet_commands import WalletCommands, WalletRouter
 from nodes.runtime.batcher import BatchMetrics
 from nodes.runtime.breaker import BreakerRegistry, CircuitBreaker
 from nodes.runtime.client import ServiceClient
@@ -257,12 +258,13 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
                        buckets=(SAGAS_BUCKET, SAGA_INDEX_BUCKET, BUSTS_BUCKET))
     breakers = BreakerRegistry()
     timeout_s = env_int("QT_CLEARING_CALL_TIMEOUT_MS", 5000) / 1000
-    wallet = ServiceClient(nc, WALLET_SERVICE, breaker=breakers.add(CircuitBreaker(WALLET_SERVICE)),
-                           timeout_s=timeout_s)
+    wallet_clients = [ServiceClient(nc, wallet_group(p), breaker=breakers.add(CircuitBreaker(wallet_group(p))),
+                                    timeout_s=timeout_s)
+                      for p in range(env_int(WALLET_PARTITIONS_ENV, 1))]
     matching = MatchingClients(nc, breakers, timeout_s=timeout_s)
     metrics = NodeMetrics(CLEARING_SERVICE)
     batch_metrics = BatchMetrics(metrics.registry)
-    wallet_commands = WalletCommands(wallet, metrics=batch_metrics)
+    wallet_commands = WalletRouter([WalletCommands(client, metrics=batch_metrics) for client in wallet_clients])
     publisher = PipelinedPublisher(nc, timeout_s=timeout_s)  # TRADES and saga record writes
     await publisher.start()
     steps = SagaSteps(wallet_commands, matching, publisher, fee_account=os.environ.get("QT_FEE_ACCOUNT", "venue-fees"),

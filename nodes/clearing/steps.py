@@ -35,8 +35,7 @@ from nodes.clearing import amounts
 from nodes.clearing.matching_clients import MatchingClients
 from nodes.clearing.saga import taker_fills
 from nodes.clearing.store import BustMarks
-from nodes.clearing.wallet_commands import WalletCommands
-from nodes.runtime.client import is_transient
+from nodes.clearing.wallet_commands import WalletRouter
 from nodes.runtime.pipeline import PipelinedPublisher, PublishFailed
 from nodes.runtime.tracing import inject
 
@@ -54,7 +53,7 @@ def hold_asset_of(spec: Instrument, side: str) -> str:
 class SagaSteps:
     """Runs step and compensation bodies against the wallet, the engine and the TRADES stream."""
 
-    def __init__(self, wallet: WalletCommands, matching: MatchingClients, trades: PipelinedPublisher, fee_account: str,
+    def __init__(self, wallet: WalletRouter, matching: MatchingClients, trades: PipelinedPublisher, fee_account: str,
                  busts: BustMarks):
         self.wallet = wallet
         self.matching = matching
@@ -136,16 +135,13 @@ class SagaSteps:
         voided: list[str] = []
 
         async def bust(fill: Fill) -> None:
-            try:
-                await self._settle_fill(saga, fill)
-            except QtError as exc:
-                if is_transient(exc):
-                    raise
-                legs = amounts.void_legs(spec, fill)
+            # per wallet partition: a part that applied is reversed, a part refused for good is voided
+            if await self.wallet.reverse(
+                self._settle_op(saga, fill), amounts.settle_legs(spec, fill, self.fee_account),
+                f"{op_id}:{fill.trade_id}", amounts.bust_legs(spec, fill, self.fee_account),
+                amounts.void_legs(spec, fill),
+            ):
                 voided.append(fill.trade_id)
-            else:
-                legs = amounts.bust_legs(spec, fill, self.fee_account)
-            await self.wallet.settle(f"{op_id}:{fill.trade_id}", legs)
             # after the reversal (a crash in between re-runs this body): both orders' views show the bust
             await asyncio.gather(self.busts.add(fill.maker_order_id, fill.trade_id),
                                  self.busts.add(fill.taker_order_id, fill.trade_id))
@@ -198,7 +194,12 @@ class SagaSteps:
 
     async def _settle_fill(self, saga: SagaRecord, fill: Fill) -> None:
         legs = amounts.settle_legs(instrument(saga.instrument), fill, self.fee_account)
-        await self.wallet.settle(f"{saga.step('process_fills').op_id}:{fill.trade_id}", legs)
+        await self.wallet.settle(self._settle_op(saga, fill), legs)
+
+    @staticmethod
+    def _settle_op(saga: SagaRecord, fill: Fill) -> str:
+        """op_id of a fill's settlement (each wallet partition's part appends `:p<n>`)."""
+        return f"{saga.step('process_fills').op_id}:{fill.trade_id}"
 
     async def _publish(self, saga: SagaRecord, fills: list[Fill], kind: Literal["trade", "bust"]) -> None:
         """One TRADES message per fill (msg-id: the trade id, or `bust:` + it), pipelined: acks awaited together."""

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from contracts.errors import ErrorCode, QtError
-from contracts.subjects import WalletEndpoint
+from contracts.subjects import WalletEndpoint, wallet_partition
 from contracts.wallet import MAX_BATCH_COMMANDS
 from nodes.runtime.batcher import BatchMetrics, SmartBatcher
 from nodes.runtime.client import ServiceClient, is_transient
@@ -78,3 +78,79 @@ def _result(result: dict[str, Any]) -> Reply | QtError:
         return QtError.from_body(error)
     ok: Reply = result["ok"]
     return ok
+
+
+class WalletRouter:
+    """Clearing's wallet: every command goes to the partition that owns its account, each partition
+    through its own `WalletCommands` (own batcher, own breaker).
+
+    A settlement whose legs name accounts of several partitions is split into one `settle` per
+    partition, each with op_id `<op_id>:p<n>` (one partition keeps the plain op_id, so a mesh of one
+    partition sends exactly what it always did). It is done only when every part applied.
+    """
+
+    def __init__(self, partitions: Sequence[WalletCommands]) -> None:
+        if not partitions:
+            raise ValueError("a wallet router needs at least one partition")
+        self.partitions = list(partitions)
+
+    def of(self, account: str) -> WalletCommands:
+        """The commands client of the partition that owns `account`."""
+        return self.partitions[wallet_partition(account, len(self.partitions))]
+
+    def hold(self, body: dict[str, Any]) -> Awaitable[Reply]:
+        """`Hold` on the holder's partition."""
+        return self.of(body["account"]).hold(body)
+
+    async def release_down_to(self, account: str, asset: str, hold_id: str, total_debits: int, op_id: str) -> None:
+        """`WalletCommands.release_down_to` on the holder's partition."""
+        await self.of(account).release_down_to(account, asset, hold_id, total_debits, op_id)
+
+    def split(self, op_id: str, legs: list[dict[str, Any]]) -> dict[int, tuple[str, list[dict[str, Any]]]]:
+        """`{partition: (op_id of its part, its legs)}`: the legs grouped by their account's partition."""
+        count = len(self.partitions)
+        parts: dict[int, list[dict[str, Any]]] = {}
+        for leg in legs:
+            parts.setdefault(wallet_partition(leg["account"], count), []).append(leg)
+        return {p: (op_id if count == 1 else f"{op_id}:p{p}", part) for p, part in sorted(parts.items())}
+
+    async def settle(self, op_id: str, legs: list[dict[str, Any]]) -> None:
+        """Apply every partition's part; a transient failure of any part is raised first (a retry
+        replays the applied parts by their op_ids), else the first refusal."""
+        parts = self.split(op_id, legs)
+        results = await asyncio.gather(
+            *(self.partitions[p].settle(part_op, part) for p, (part_op, part) in parts.items()), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, QtError) or is_transient(failure):
+                raise failure
+        if failures:
+            raise failures[0]
+
+    async def reverse(self, settle_op: str, settle_legs: list[dict[str, Any]], op_id: str,
+                      bust_legs: list[dict[str, Any]], void_legs: list[dict[str, Any]]) -> bool:
+        """Undo one settlement partition by partition: a part that applied (re-sent under its op_id,
+        so a part never sent applies first) is reversed by its `bust_legs`; a part refused for good
+        moved nothing, and its `void_legs` give each hold's share back. True if any part was voided."""
+        settled = self.split(settle_op, settle_legs)
+        bust = self.split(op_id, bust_legs)
+        void = self.split(op_id, void_legs)
+
+        async def undo(p: int) -> bool:
+            try:
+                if p in settled:
+                    await self.partitions[p].settle(*settled[p])
+            except QtError as exc:
+                if is_transient(exc):
+                    raise
+                undoing = void.get(p)
+                voided = True
+            else:
+                undoing = bust.get(p)
+                voided = False
+            if undoing is not None:
+                await self.partitions[p].settle(*undoing)
+            return voided
+
+        touched = sorted(set(settled) | set(bust) | set(void))
+        return any(await asyncio.gather(*(undo(p) for p in touched)))

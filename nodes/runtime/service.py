@@ -113,14 +113,20 @@ class Route:
 
 
 class NodeService:
-    """Registers routes as `<name>.<endpoint>` micro endpoints and serves them concurrently."""
+    """Registers routes as `<group>.<endpoint>` micro endpoints and serves them concurrently."""
 
     def __init__(
         self, nc: Client, *, name: str, version: str, description: str, metrics: NodeMetrics,
-        max_inflight: int = 10_000, breakers: BreakerRegistry | None = None,
+        max_inflight: int = 10_000, breakers: BreakerRegistry | None = None, group: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.nc = nc
         self.name = name
+        #: Subject prefix of the routes (`<group>.<endpoint>`); `name` unless the service is partitioned
+        #: (`wallet.p1`). `metrics` and `breakers` stay on `<name>.*`, where a scrape hears every instance.
+        self.group = group or name
+        #: micro's service metadata (`$SRV.INFO`), e.g. a wallet's partition and the mesh's partition count.
+        self.metadata = dict(metadata or {})
         self.version = version
         self.description = description
         self.metrics = metrics
@@ -158,15 +164,16 @@ class NodeService:
         self._service = TimedService(
             self.nc,
             ServiceConfig(name=self.name, version=self.version, description=self.description,
-                          queue_group=SERVICE_QUEUE, stats_handler=self._endpoint_data),
+                          queue_group=SERVICE_QUEUE, stats_handler=self._endpoint_data, metadata=self.metadata),
             self._times,
         )
+        routes = self._service.add_group(name=self.group)
         group = self._service.add_group(name=self.name)
         own_queue = f"{METRICS_QUEUE_PREFIX}{self._service.id}"
         for route in self.routes:
             config = EndpointConfig(name=route.name, handler=self._spawner(route), subject=route.subject,
                                     queue_group=own_queue if route.every_instance else None)
-            await (group if route.subject is None else self._service).add_endpoint(config)
+            await (routes if route.subject is None else self._service).add_endpoint(config)
         await group.add_endpoint(EndpointConfig(name=METRICS_ENDPOINT, handler=self._metrics, queue_group=own_queue))
         if self.breakers is not None:
             await group.add_endpoint(EndpointConfig(name=BREAKERS_ENDPOINT, handler=self._breakers))

@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.subjects import LEASES_BUCKET, WALLET_SERVICE, WALLET_STREAM, WalletEndpoint
+from contracts.errors import ErrorCode, QtError
+from contracts.subjects import (
+    LEASES_BUCKET,
+    WALLET_PARTITION_ENV,
+    WALLET_PARTITIONS_ENV,
+    WALLET_PARTITIONS_METADATA,
+    WALLET_SERVICE,
+    WALLET_STREAM,
+    WalletEndpoint,
+    wallet_group,
+    wallet_partition,
+)
 from contracts.wallet import (
     BalanceQuery,
     BalanceReply,
@@ -42,7 +53,7 @@ from nodes.runtime.service import NodeService, Reply
 from nodes.runtime.tracing import inject
 from nodes.wallet.relay import OutboxRelay
 from nodes.wallet.replay import rebuild, verify
-from nodes.wallet.schema import open_db
+from nodes.wallet.schema import PartitionCountMismatch, open_db, record_partitions
 from nodes.wallet.store import Command, EventStore, Outcome, event_from_row
 from nodes.wallet.writer import Writer
 
@@ -53,9 +64,10 @@ VERSION = "0.1.0"
 class WalletNode:
     """One wallet partition: a writer, a reader, an outbox relay and the micro endpoints."""
 
-    def __init__(self, config: NodeConfig, *, partition: int = 0) -> None:
+    def __init__(self, config: NodeConfig, *, partition: int = 0, partitions: int = 1) -> None:
         self.config = config
         self.partition = partition
+        self.partitions = partitions
         self.db_path = db_path(config.data_dir, partition)
         self.store = EventStore(
             self.db_path,
@@ -85,6 +97,7 @@ class WalletNode:
 
     async def mutate(self, command: Command) -> Reply:
         """Every money-moving command: durable (and recorded by op_id) before the reply."""
+        self._check_owned(*accounts_of(command))
         traceparent = inject().get("traceparent")
         outcome = await self.writer.submit(command, traceparent)
         headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
@@ -97,10 +110,18 @@ class WalletNode:
         """Many hold/release/settle commands in one message and one group commit; a result per command,
         all durable before the reply (for callers such as clearing that have several commands waiting)."""
         traceparent = inject().get("traceparent")
-        return BatchView(await self.writer.submit_many([item.command for item in request.commands], traceparent))
+        commands: list[Command] = [item.command for item in request.commands]
+        refusals = [self._refusal(*accounts_of(command)) for command in commands]
+        if not any(refusals):
+            return BatchView(await self.writer.submit_many(commands, traceparent))
+        # an item for another partition is refused alone, unapplied, like any refused command
+        applied = iter(await self.writer.submit_many(
+            [command for command, refusal in zip(commands, refusals, strict=True) if refusal is None], traceparent))
+        return BatchView([Outcome(None, refusal) if refusal is not None else next(applied) for refusal in refusals])
 
     async def balance(self, query: BalanceQuery) -> BalanceReply:
         """Every asset of the account, read from the committed projection."""
+        self._check_owned(query.account)
         rows = await self._read(
             "SELECT asset, available, held, version FROM balances WHERE account=? ORDER BY asset",
             (query.account,),
@@ -116,6 +137,7 @@ class WalletNode:
     async def events(self, query: EventsQuery) -> EventsReply:
         """A page of the account's events: after the `after` cursor oldest first, or below the `before`
         cursor newest first."""
+        self._check_owned(query.account)
         newest = query.newest_first
         where = "seq < ?" if newest and query.before is not None else "seq > ?"
         sql = (
@@ -133,6 +155,7 @@ class WalletNode:
 
     async def rebuild(self, command: RebuildCommand) -> RebuildReply:
         """Replay from snapshots on the writer thread (no command interleaves), repairing drift."""
+        self._check_owned(*([command.account] if command.account else []))
         def run() -> RebuildReply:
             result = rebuild(self.store.db, command.account)
             self.store.invalidate()
@@ -142,6 +165,7 @@ class WalletNode:
 
     async def verify(self, command: VerifyCommand) -> VerifyReply:
         """Check the whole chain and every snapshot from genesis, on a read snapshot."""
+        self._check_owned(*([command.account] if command.account else []))
         def run() -> VerifyReply:
             self._read_db.execute("BEGIN")
             try:
@@ -150,6 +174,25 @@ class WalletNode:
                 self._read_db.execute("COMMIT")
 
         return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+
+    # --- partition ownership -----------------------------------------------------------------------
+
+    def _refusal(self, *accounts: str) -> QtError | None:
+        """`wrong_partition` when an account hashes to another partition: serving it here would split
+        that account's money across two ledgers."""
+        foreign = sorted({a for a in accounts if wallet_partition(a, self.partitions) != self.partition})
+        if not foreign:
+            return None
+        return QtError(ErrorCode.WRONG_PARTITION,
+                       f"account {foreign[0]!r} belongs to wallet partition "
+                       f"{wallet_partition(foreign[0], self.partitions)}, not {self.partition}",
+                       {"partition": self.partition, "partitions": self.partitions,
+                        "accounts": {a: wallet_partition(a, self.partitions) for a in foreign}})
+
+    def _check_owned(self, *accounts: str) -> None:
+        refusal = self._refusal(*accounts)
+        if refusal is not None:
+            raise refusal
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -169,19 +212,29 @@ class WalletNode:
 
 async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     """Own the partition lease, serve until `stop`, then drain in order and close."""
-    nc = await connect(config, name=f"{WALLET_SERVICE}-{os.getpid()}")
+    partitions = env_int(WALLET_PARTITIONS_ENV, 1)
+    partition = env_int(WALLET_PARTITION_ENV, 0, minimum=0)
+    try:
+        if partition >= partitions:
+            raise PartitionCountMismatch(f"{WALLET_PARTITION_ENV}={partition} but only {partitions} partitions")
+        record_partitions(db_path(config.data_dir, partition), partitions)
+    except PartitionCountMismatch as mismatch:
+        log.error("wallet refuses to start: partition count mismatch",
+                  extra=kv(partition=partition, partitions=partitions, reason=str(mismatch)))
+        raise SystemExit(2) from mismatch
+    nc = await connect(config, name=f"{WALLET_SERVICE}-p{partition}-{os.getpid()}")
     js = nc.jetstream()
     await ensure_named(js, streams=(WALLET_STREAM,), buckets=(LEASES_BUCKET,))
-    partition = env_int("QT_WALLET_PARTITION", 0, minimum=0)
-    lease = Lease(await js.key_value(LEASES_BUCKET), f"wallet.p{partition}", config.data_dir)
+    lease = Lease(await js.key_value(LEASES_BUCKET), wallet_group(partition), config.data_dir)
     try:
         await lease.acquire(stop)
     except asyncio.CancelledError:
         await nc.close()
         return
-    node = WalletNode(config, partition=partition)
+    node = WalletNode(config, partition=partition, partitions=partitions)
     metrics = NodeMetrics(WALLET_SERVICE)
-    service = NodeService(nc, name=WALLET_SERVICE, version=VERSION, metrics=metrics,
+    service = NodeService(nc, name=WALLET_SERVICE, version=VERSION, metrics=metrics, group=wallet_group(partition),
+                          metadata={"partition": str(partition), WALLET_PARTITIONS_METADATA: str(partitions)},
                           description="event-sourced balances: holds, settlement, rebuild, verify")
     node.register(service)
     relay_stop = asyncio.Event()
@@ -190,6 +243,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     lease_task = asyncio.create_task(lease.keep(), name="lease")
     await service.start()
     log.info("wallet serving", extra=kv(db=str(node.db_path), ledger=node.store.ledger_id,
+                                        partition=partition, partitions=partitions,
                                         lease_token=lease.token))
     for _, exc in await until_stopped(stop, (lease_task, writer_task)):
         level = log.error if not isinstance(exc, LeaseLost) else log.warning
@@ -204,6 +258,13 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     await lease.release()
     await disconnect(nc)
     node.close()
+
+
+def accounts_of(command: Command) -> list[str]:
+    """Every account a command touches (a settlement's legs may name several)."""
+    if isinstance(command, Settle):
+        return [leg.account for leg in command.legs]
+    return [command.account]
 
 
 def db_path(data_dir: Path, partition: int = 0) -> Path:

@@ -117,3 +117,23 @@ def ledger_id(conn: sqlite3.Connection, partition: int) -> str:
         (f"p{partition}.{secrets.token_hex(4)}",),
     )
     return str(conn.execute("SELECT value FROM meta WHERE key='ledger_id'").fetchone()[0])
+
+
+class PartitionCountMismatch(Exception):
+    """The database was created for another mesh-wide wallet partition count than the one configured."""
+
+
+def record_partitions(path: Path, partitions: int) -> None:
+    """Record the partition count `partitions` in the database on its first boot; refuse a different one later.
+
+    Accounts are hashed mod the count: a wallet started with another count would own other accounts
+    than its ledger holds, so one account's money could end up split across two ledgers.
+    """
+    conn = open_db(path)
+    try:
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('partitions', ?)", (str(partitions),))
+        recorded = int(conn.execute("SELECT value FROM meta WHERE key='partitions'").fetchone()[0])
+    finally:
+        conn.close()
+    if recorded != partitions:
+        raise PartitionCountMismatch(f"{path} was created with {recorded} wallet partitions, configured {partitions}")

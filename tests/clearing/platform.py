@@ -16,7 +16,14 @@ from contracts.clearing import FINAL_STATUSES
 from contracts.codec import Wire
 from contracts.errors import QtError
 from contracts.instruments import INSTRUMENTS, engine_instruments
-from contracts.subjects import SAGAS_BUCKET, clearing_subject, wallet_subject
+from contracts.subjects import (
+    SAGAS_BUCKET,
+    WALLET_PARTITION_ENV,
+    WALLET_PARTITIONS_ENV,
+    clearing_subject,
+    wallet_partition,
+    wallet_subject,
+)
 from mesh.rpc import call
 from tests.conftest import wait_for_instruments, wait_for_service
 from tests.polling import eventually
@@ -38,14 +45,19 @@ class Platform:
     """The server list nodes connect with (a cluster's members); empty = `server.url`."""
     members: list[NatsServer] = field(default_factory=list)
     """Every server of a cluster (`server` is one of them); empty on a single server."""
+    partitions: int = 1
+    """Wallet partitions: one wallet process each; every node is told the count (`QT_WALLET_PARTITIONS`)."""
 
     async def start(self, name: str, *, instance: str = "", wait: bool = True, **env: str) -> NodeProcess:
         """Start `python -m nodes.<name>` with its own data dir and wait until it answers PING."""
         data = self.root / f"{name}{instance}"
+        env = {WALLET_PARTITIONS_ENV: str(self.partitions), **env}
         proc = NodeProcess(f"nodes.{name}", self.nats_url or self.server.url, data, self.server.data_dir,
                            extra_env=env).start()
         self.procs.append(proc)
-        if wait:
+        if wait and name == "wallet":
+            await wait_partition(self.nc, int(env.get(WALLET_PARTITION_ENV, "0")), self.partitions, proc)
+        elif wait:
             await wait_for_service(self.nc, name, timeout_s=30)
         return proc
 
@@ -58,9 +70,17 @@ class Platform:
         await wait_for_instruments(self.nc, INSTRUMENTS)
         return procs
 
+    async def start_wallets(self) -> list[NodeProcess]:
+        """One wallet process per partition (data dirs `wallet-p<n>`), each answering before the next starts."""
+        return [await self.start("wallet", instance=f"-p{p}", **{WALLET_PARTITION_ENV: str(p)})
+                for p in range(self.partitions)]
+
     async def start_all(self, **clearing_env: str) -> None:
-        """Wallet, matching and one clearing instance."""
-        await self.start("wallet")
+        """Wallet (one process per partition), matching and one clearing instance."""
+        if self.partitions == 1:
+            await self.start("wallet")
+        else:
+            await self.start_wallets()
         await self.start("matching")
         await self.start("clearing", **clearing_env)
 
@@ -88,28 +108,53 @@ async def wait_final(nc: Client, saga_id: str, timeout_s: float = 40.0) -> dict[
                             timeout_s=timeout_s, every_s=0.2, ignoring=(QtError,), what=f"saga {saga_id} final")
 
 
-async def wallet(nc: Client, endpoint: str, **body: Any) -> dict[str, Any]:
-    """Any wallet endpoint, msgpack wire (integer units)."""
-    return await call(nc, wallet_subject(endpoint), body, timeout=15)
+async def wallet(nc: Client, endpoint: str, partitions: int = 1, **body: Any) -> dict[str, Any]:
+    """Any wallet endpoint on the partition of `body["account"]` (p0 without one), msgpack wire (integer units)."""
+    partition = wallet_partition(body["account"], partitions) if "account" in body else 0
+    return await call(nc, wallet_subject(endpoint, partition), body, timeout=15)
 
 
-async def fund(nc: Client, account: str, **amounts: int) -> None:
+async def verify_all(nc: Client, partitions: int = 1) -> list[dict[str, Any]]:
+    """`verify` of every account on every partition: one reply per partition."""
+    return [await call(nc, wallet_subject("verify", p), {}, timeout=30) for p in range(partitions)]
+
+
+def account_on(partition: int, partitions: int, prefix: str) -> str:
+    """An account name starting with `prefix` that hashes to `partition` (of `partitions`)."""
+    return next(name for n in range(10_000)
+                if wallet_partition(name := f"{prefix}{n}", partitions) == partition)
+
+
+async def wait_partition(nc: Client, partition: int, partitions: int, proc: NodeProcess | None = None) -> None:
+    """Until wallet partition `partition` answers on its own subject (fails fast if `proc` died)."""
+    probe = account_on(partition, partitions, "probe-")
+
+    async def answer() -> dict[str, Any]:
+        if proc is not None and proc.proc is not None and proc.proc.poll() is not None:
+            raise AssertionError(f"wallet p{partition} exited with {proc.proc.returncode}")
+        return await call(nc, wallet_subject("balance", partition), {"account": probe}, timeout=1)
+
+    await eventually(answer, lambda _: True, timeout_s=30, ignoring=(QtError,), what=f"wallet p{partition} answering")
+
+
+async def fund(nc: Client, account: str, partitions: int = 1, **amounts: int) -> None:
     """Deposit integer units of each asset (op_id per account and asset: idempotent)."""
     for asset, amount in amounts.items():
-        await wallet(nc, "deposit", account=account, asset=asset, amount=amount, op_id=f"fund:{account}:{asset}")
+        await wallet(nc, "deposit", partitions, account=account, asset=asset, amount=amount,
+                     op_id=f"fund:{account}:{asset}")
 
 
-async def balances(nc: Client, account: str) -> dict[str, tuple[int, int]]:
+async def balances(nc: Client, account: str, partitions: int = 1) -> dict[str, tuple[int, int]]:
     """{asset: (available, held)} in integer units."""
-    reply = await wallet(nc, "balance", account=account)
+    reply = await wallet(nc, "balance", partitions, account=account)
     return {asset: (row["available"], row["held"]) for asset, row in reply["balances"].items()}
 
 
-async def totals(nc: Client, accounts: list[str]) -> dict[str, int]:
+async def totals(nc: Client, accounts: list[str], partitions: int = 1) -> dict[str, int]:
     """Per asset, the sum of available + held over `accounts`."""
     out: dict[str, int] = defaultdict(int)
     for account in accounts:
-        for asset, (available, held) in (await balances(nc, account)).items():
+        for asset, (available, held) in (await balances(nc, account, partitions)).items():
             out[asset] += available + held
     return dict(out)
 

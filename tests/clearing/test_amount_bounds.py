@@ -7,6 +7,7 @@ import pytest
 
 from contracts.errors import ErrorCode
 from contracts.money import MAX_UNITS, format_amount
+from contracts.subjects import wallet_group
 from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, refused, wait_final
 from tests.clearing.test_cli import qt
 from tests.clearing.test_place_order import acct
@@ -45,7 +46,7 @@ async def test_a_fill_that_would_overflow_a_balance_ends_compensated_with_nothin
     # the fill is busted: both sides have exactly what they had, nothing is held, the venue took no fee
     assert {a: await balances(nc, a) for a in (maker, taker)} == accounts
     assert await balances(nc, FEES) == fees_before
-    breaker = (await clearing(nc, "breakers"))["breakers"]["wallet"]
+    breaker = (await clearing(nc, "breakers"))["breakers"][wallet_group(0)]
     assert breaker == {"state": "closed", "failures": 0, "opened_count": 0}
 
 

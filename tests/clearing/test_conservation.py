@@ -86,8 +86,8 @@ async def holds_match(platform: Platform, placed: list[tuple[str, str, str]], co
             asset = spec.quote if order["side"] == "BUY" else spec.base
             need[(order["account"], asset)] += amounts.hold_left(spec, OrderResult.model_validate(order))
         diff = ""
-        for account in ACCOUNTS:
-            for asset, (_, held) in (await balances(platform.nc, account)).items():
+        for account in sorted({account for _, _, account in placed}):  # every account that placed an order
+            for asset, (_, held) in (await balances(platform.nc, account, platform.partitions)).items():
                 if held != need.get((account, asset), 0):
                     diff = f"{account} {asset}: held {held}, open orders need {need.get((account, asset), 0)}"
         return diff

@@ -15,7 +15,7 @@ from nats.aio.client import Client
 
 from contracts.clearing import COMPENSATIONS
 from contracts.errors import QtError
-from contracts.subjects import TRADES_STREAM
+from contracts.subjects import TRADES_STREAM, wallet_group
 from mesh.rpc import call
 from tests.clearing.platform import (
     FEES,
@@ -169,7 +169,8 @@ async def test_a_dependency_killed_mid_saga_makes_the_saga_wait_and_the_breaker_
 
     request = asyncio.create_task(place(nc, timeout=60, account=taker, instrument="MSFT", side="BUY",
                                         price="415.00", qty="2.0000"))
-    breaker = "matching.MSFT" if victim == "matching" else victim  # clearing's matching breakers are per instrument
+    # clearing keeps one breaker per wallet partition and one per instrument
+    breaker = {"wallet": wallet_group(0), "matching": "matching.MSFT"}.get(victim, victim)
 
     async def breaker_state() -> str:
         return str((await clearing(nc, "breakers"))["breakers"][breaker]["state"])

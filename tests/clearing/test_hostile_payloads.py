@@ -57,7 +57,7 @@ async def test_hostile_payloads_are_bad_payload_on_every_endpoint(
 
 #: (subject, msgpack body in integer units, the same in JSON as decimal strings); the account is added.
 OUT_OF_RANGE = [
-    ("wallet.deposit", {"asset": "USD", "amount": MAX_UNITS + 1, "op_id": "x"},
+    ("wallet.p0.deposit", {"asset": "USD", "amount": MAX_UNITS + 1, "op_id": "x"},
      {"asset": "USD", "amount": "10000000000000.01", "op_id": "x"}),
     ("matching.AAPL.submit", {"instrument": "AAPL", "side": "BUY", "price": MAX_UNITS, "qty": 10_000, "order_id": "x"},
      {"instrument": "AAPL", "side": "BUY", "price": "10000000000000.00", "qty": "1.0000", "order_id": "x"}),

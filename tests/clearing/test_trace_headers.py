@@ -30,7 +30,7 @@ async def test_the_callers_traceparent_rides_every_request_and_stream_message_of
 
     # plain subscribers get a copy of each request and stream message; the services still answer
     subs = [await nc.subscribe(subject, cb=keep) for subject in (
-        "wallet.*", "matching.*.submit", orders_subject("NVDA"), exec_subject("NVDA"), trades_subject("NVDA"))]
+        "wallet.*.*", "matching.*.submit", orders_subject("NVDA"), exec_subject("NVDA"), trades_subject("NVDA"))]
     try:
         await nc.flush()
         buy = await call(nc, clearing_subject("place_order"), {

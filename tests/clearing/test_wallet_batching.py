@@ -64,7 +64,7 @@ async def wallet_requests(nc: Client) -> dict[str, int]:
 async def waiting_on_wallet(nc: Client) -> int:
     """Wallet commands queued or in flight in clearing (`qt_batch_waiting`)."""
     text = (await nc.request("clearing.metrics", b"", timeout=5)).data.decode()
-    found = re.search(r'^qt_batch_waiting\{batcher="wallet\.batch"\} (\S+)$', text, re.MULTILINE)
+    found = re.search(r'^qt_batch_waiting\{batcher="wallet\.p0\.batch"\} (\S+)$', text, re.MULTILINE)
     return int(float(found.group(1))) if found else 0
 
 

@@ -10,6 +10,7 @@ from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
 from contracts.errors import ErrorCode, QtError
+from contracts.subjects import wallet_group
 from nodes.clearing.wallet_commands import WalletCommands
 from nodes.runtime.batcher import BatchMetrics
 from nodes.runtime.client import ServiceClient
@@ -33,7 +34,7 @@ async def test_a_malformed_command_fails_alone_and_its_batch_neighbours_apply(
 ) -> None:
     account = await _funded(nc)
     registry = CollectorRegistry()
-    commands = WalletCommands(ServiceClient(nc, "wallet"), metrics=BatchMetrics(registry))
+    commands = WalletCommands(ServiceClient(nc, wallet_group(0)), metrics=BatchMetrics(registry))
 
     good, bad, poor = await asyncio.gather(
         commands.hold(_hold(account, 3_000, "a")),
@@ -45,7 +46,7 @@ async def test_a_malformed_command_fails_alone_and_its_batch_neighbours_apply(
     assert isinstance(good, dict) and good["op_id"] == f"{account}:a:h"
     assert isinstance(bad, QtError) and bad.code is ErrorCode.INVALID_AMOUNT
     assert isinstance(poor, QtError) and poor.code is ErrorCode.INSUFFICIENT_FUNDS
-    assert registry.get_sample_value("qt_batch_items_count", {"batcher": "wallet.batch"}) == 1
+    assert registry.get_sample_value("qt_batch_items_count", {"batcher": "wallet.p0.batch"}) == 1
     assert await balance(nc, account) == ("70.00", "30.00")
     assert await event_count(nc, account) == 2  # the deposit and hold a
 
@@ -54,7 +55,7 @@ async def test_releasing_a_hold_that_never_existed_is_no_error_and_moves_nothing
     nc: Client, wallet: InProcessWallet
 ) -> None:
     account = await _funded(nc)
-    commands = WalletCommands(ServiceClient(nc, "wallet"))
+    commands = WalletCommands(ServiceClient(nc, wallet_group(0)))
 
     await commands.release_down_to(account, "USD", f"{account}:never", 0, f"{account}:r")
 

@@ -24,9 +24,10 @@ from contracts.clearing import FINAL_STATUSES
 from contracts.errors import ErrorCode, QtError
 from contracts.subjects import matching_subject
 from mesh.rpc import call
-from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, wait_final, wallet
+from tests.clearing.platform import FEES, Platform, balances, clearing, fund, place, verify_all, wait_final
 from tests.clearing.test_conservation import holds_match, random_order
 from tests.matching.journal_replay import replay_journal
+from tests.procs import NodeProcess
 
 TRANSIENT = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT})
 DEPOSITS = {"USD": 50_000_000, "AAPL": 2_000_000, "BTC": 200_000_000}  # 500k USD, 200 AAPL, 2 BTC
@@ -53,6 +54,8 @@ class OrderFlow:
     accounts: list[str]
     seed: int
     workers: int = 6
+    partitions: int = 1
+    """Wallet partitions of the platform (deposits and balance reads go to each account's own)."""
     acked: dict[str, dict[str, Any]] = field(default_factory=dict)
     """saga id -> the final saga the venue answered."""
     placed: list[tuple[str, str, str]] = field(default_factory=list)
@@ -69,7 +72,7 @@ class OrderFlow:
     async def fund(self) -> None:
         """Deposit the same amounts into every account."""
         for account in self.accounts:
-            await fund(self.nc, account, **DEPOSITS)
+            await fund(self.nc, account, self.partitions, **DEPOSITS)
 
     def start(self) -> None:
         """Run the workers in the background."""
@@ -159,7 +162,7 @@ class OrderFlow:
 
 async def check_invariants(platform: Platform, flow: OrderFlow, context: str) -> None:
     """Nothing acknowledged lost, every asset conserved with fees, no hold without an open order,
-    every saga final, the wallet's chain verified, the books equal a fresh replay of the journal."""
+    every saga final, every wallet partition's chain verified, the books equal a fresh replay of the journal."""
     nc = platform.nc
     for saga_id, answer in flow.acked.items():  # every acknowledged answer is still what the venue says
         if answer["status"] == "refused":
@@ -169,7 +172,7 @@ async def check_invariants(platform: Platform, flow: OrderFlow, context: str) ->
         assert {f["trade_id"] for f in answer["fills"]} <= {f["trade_id"] for f in saga["fills"]}, saga_id
     totals: dict[str, int] = defaultdict(int)
     for account in [*flow.accounts, FEES]:
-        for asset, (available, held) in (await balances(nc, account)).items():
+        for asset, (available, held) in (await balances(nc, account, platform.partitions)).items():
             totals[asset] += available + held
     expected = {asset: amount * len(flow.accounts) for asset, amount in DEPOSITS.items()}
     assert dict(totals) == expected, context
@@ -182,7 +185,8 @@ async def check_invariants(platform: Platform, flow: OrderFlow, context: str) ->
         if saga["status"] not in FINAL_STATUSES:  # recovery drives a saga whose driver died
             saga = await wait_final(nc, saga_id, timeout_s=60)
         assert (saga.get("error") or {}).get("code") != "compensation_failed", f"{saga_id} {context}"
-    assert (await wallet(nc, "verify"))["ok"], context
+    verified = await verify_all(nc, platform.partitions)  # every partition's chain
+    assert all(reply["ok"] for reply in verified), (verified, context)
     for symbol in sorted({symbol for symbol, _, _ in flow.placed}):
         expected, _ = await replay_journal(nc, symbol)
         book = await call(nc, matching_subject(symbol, "book"), {"instrument": symbol, "depth": 500}, timeout=10)
@@ -204,3 +208,14 @@ async def wait_instances(nc: Client, service: str, count: int, timeout_s: float 
         if answered >= count:
             return
         assert time.monotonic() < deadline, f"{answered} of {count} {service} instances answer"
+
+
+async def kill_node(platform: Platform, proc: NodeProcess, flow: OrderFlow, name: str,
+                    instance: str = "") -> tuple[Recovery, NodeProcess]:
+    """SIGKILL a node we started, start it again on its data dir; returns its recovery and the new process."""
+    recovery = Recovery(name, time.monotonic())
+    await asyncio.to_thread(proc.kill9)  # off the loop: replies that arrive meanwhile keep their times
+    restarted = await platform.start(proc.module.removeprefix("nodes."), instance=instance, wait=False,
+                                     **proc.extra_env)
+    await flow.recovered(recovery)
+    return recovery, restarted

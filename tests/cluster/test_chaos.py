@@ -1,6 +1,6 @@
-"""Chaos on the cluster: under a random order flow, SIGKILL a nats-server, then the wallet, one of the two
-matching engines and a clearing instance, each brought back the way `qt up` supervises it (same data dir
-and, for the engine, the same instruments).
+"""Chaos on the cluster: under a random order flow, SIGKILL a nats-server, then one of two wallet partitions,
+one of the two matching engines and a clearing instance, each brought back the way `qt up` supervises it (same
+data dir and, for the engine, the same instruments).
 
 Afterwards nothing acknowledged is lost, every asset is conserved with its fees, no hold outlives its
 order, every saga is final, the wallet's chain verifies and the books equal a fresh replay of the
@@ -19,33 +19,22 @@ import pytest
 
 from contracts.subjects import ORDERS_STREAM
 from tests.clearing.platform import Platform
-from tests.cluster.flow import OrderFlow, Recovery, check_invariants, wait_instances
-from tests.procs import NodeProcess
+from tests.cluster.flow import OrderFlow, Recovery, check_invariants, kill_node, wait_instances
 
 ACKS = int(os.environ.get("QT_CHAOS_ACKS", "40"))
-
-
-async def kill_node(platform: Platform, proc: NodeProcess, flow: OrderFlow, name: str,
-                    instance: str = "") -> tuple[Recovery, NodeProcess]:
-    """SIGKILL a node we started, start it again on its data dir; returns its recovery and the new process."""
-    recovery = Recovery(name, time.monotonic())
-    await asyncio.to_thread(proc.kill9)  # off the loop: replies that arrive meanwhile keep their times
-    restarted = await platform.start(proc.module.removeprefix("nodes."), instance=instance, wait=False,
-                                     **proc.extra_env)
-    await flow.recovered(recovery)
-    return recovery, restarted
 
 
 @pytest.mark.slow
 async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Platform) -> None:
     seed = int(os.environ.get("QT_PROPERTY_SEED", str(random.randrange(2**32))))
-    wallet = await cluster.start("wallet")
+    cluster.partitions = 2
+    wallets = await cluster.start_wallets()
     engine, _ = await cluster.start_engines()  # the flow's AAPL and BTC-USD are on different engines
     clearing = await cluster.start("clearing")
     await cluster.start("clearing", instance="2")
     await wait_instances(cluster.nc, "clearing", 2)
     await cluster.start("market_data", wait=False)
-    flow = OrderFlow(cluster.nc, [f"ch{i:02d}" for i in range(10)], seed)
+    flow = OrderFlow(cluster.nc, [f"ch{i:02d}" for i in range(10)], seed, partitions=cluster.partitions)
     await flow.fund()
     started = time.monotonic()
     flow.start()
@@ -63,7 +52,9 @@ async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Pl
     server.spawn(log_path=cluster.root / f"{server.name}.log")  # as qt up's keeper does: same store
     await asyncio.to_thread(server.wait_healthy, 60)
 
-    for proc, name, instance in ((wallet, "wallet", ""), (engine, "matching", ""), (clearing, "clearing", "")):
+    victim = random.Random(seed).randrange(cluster.partitions)  # one wallet partition of two
+    for proc, name, instance in ((wallets[victim], f"wallet p{victim}", f"-p{victim}"), (engine, "matching", ""),
+                                 (clearing, "clearing", "")):
         recovery, _ = await kill_node(cluster, proc, flow, name, instance)
         recoveries.append(recovery)
         await flow.wait_acks(ACKS)

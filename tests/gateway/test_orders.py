@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 from contracts.codec import Wire, sniff
 from contracts.gateway import Role
 from contracts.instruments import INSTRUMENTS
-from contracts.subjects import clearing_subject, wallet_subject
+from contracts.subjects import clearing_subject, wallet_group, wallet_subject
 from tests.clearing.platform import Platform, balances, fund
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
 
@@ -126,7 +126,8 @@ async def test_services_show_stats_and_breakers(client: httpx.AsyncClient, gatew
     names = {s["name"] for s in found.json()["services"]}
     assert {"wallet", "matching", "clearing"} <= names
     clearing = next(s for s in found.json()["services"] if s["name"] == "clearing")
-    assert set(clearing["breakers"]) == {"wallet", *(f"matching.{symbol}" for symbol in INSTRUMENTS)}
+    # one breaker per wallet partition and one per instrument
+    assert set(clearing["breakers"]) == {wallet_group(0), *(f"matching.{symbol}" for symbol in INSTRUMENTS)}
     problem(await client.get("/v1/services", headers=bearer(gateway.token("someone", Role.TRADER))),
             403, "forbidden")
 
@@ -172,7 +173,7 @@ async def test_the_gateway_speaks_msgpack_to_the_nodes_and_decimal_strings_to_cl
 
     # plain subscribers get a copy of each request; the nodes (queue groups) still answer them
     subs = [await platform.nc.subscribe(subject, cb=watch) for subject in
-            (wallet_subject("deposit"), clearing_subject("place_order"), clearing_subject("cancel_order"))]
+            (wallet_subject("deposit", 0), clearing_subject("place_order"), clearing_subject("cancel_order"))]
     try:
         await platform.nc.flush()
         deposit = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "1000.00"},

@@ -27,7 +27,7 @@ async def test_the_callers_trace_is_continued_on_nats_and_echoed(client: httpx.A
             await seen.put(dict(headers))
 
     # A plain subscriber gets a copy of each request; the wallet (queue group) still answers it.
-    sub = await platform.nc.subscribe(wallet_subject("balance"), cb=watch)
+    sub = await platform.nc.subscribe(wallet_subject("balance", 0), cb=watch)
     try:
         await platform.nc.flush()
         answered = await client.get(f"/v1/accounts/{account}/balances",

@@ -11,7 +11,7 @@ from nats.aio.client import Client
 from pydantic import BaseModel
 
 from contracts.codec import Wire
-from contracts.subjects import WALLET_ENDPOINTS
+from contracts.subjects import WALLET_ENDPOINTS, wallet_subject
 from mesh.rpc import INSTANCE_HEADER, call, gather
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService
@@ -21,17 +21,20 @@ from tests.wallet.client import new_account, wallet_call
 NAP_S: Final = 0.05
 
 
-async def test_info_lists_every_endpoint_under_the_service_subject(nc: Client, wallet: InProcessWallet) -> None:
+async def test_info_lists_every_endpoint_under_the_partition_subject(nc: Client, wallet: InProcessWallet) -> None:
     info = json.loads((await nc.request("$SRV.INFO.wallet", b"", timeout=2)).data)
 
     assert info["name"] == "wallet"
-    assert {e["subject"] for e in info["endpoints"]} == {f"wallet.{name}" for name in WALLET_ENDPOINTS}
+    assert info["metadata"] == {"partition": "0", "partitions": "1"}
+    # every endpoint under its partition's prefix; metrics where a scrape hears every instance
+    assert {e["subject"] for e in info["endpoints"]} == {
+        "wallet.metrics" if name == "metrics" else wallet_subject(name, 0) for name in WALLET_ENDPOINTS}
 
 
 async def test_stats_count_requests_and_refusals(nc: Client, wallet: InProcessWallet) -> None:
     account = new_account("stats")
     await wallet_call(nc, "deposit", account=account, asset="USD", amount="1.00", op_id=f"{account}:1")
-    await nc.request("wallet.deposit", b'{"account": 1}', timeout=2)
+    await nc.request("wallet.p0.deposit", b'{"account": 1}', timeout=2)
 
     stats = json.loads((await nc.request("$SRV.STATS.wallet", b"", timeout=2)).data)
     deposit = next(e for e in stats["endpoints"] if e["name"] == "deposit")

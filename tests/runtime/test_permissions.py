@@ -84,9 +84,9 @@ def violation(action: str, subject: str) -> str:
 
 REFUSED = [
     # the gateway is a client of the mesh: no money-moving internals, no serving, no wiretap, no admin
-    ("gateway", "pub", "wallet.hold"),
-    ("gateway", "pub", "wallet.settle"),
-    ("gateway", "pub", "wallet.credit"),
+    ("gateway", "pub", "wallet.p1.hold"),
+    ("gateway", "pub", "wallet.p1.settle"),
+    ("gateway", "pub", "wallet.p1.credit"),
     ("gateway", "pub", "matching.AAPL.submit"),
     ("gateway", "pub", "matching.AAPL.cancel"),
     ("gateway", "pub", "trades.AAPL"),
@@ -102,11 +102,11 @@ REFUSED = [
     ("gateway", "sub", "_INBOX_clearing.>"),
     ("gateway", "sub:q", "marketdata.ticker"),
     ("gateway", "sub", "marketdata.ticker"),
-    ("gateway", "sub:q", "wallet.deposit"),
+    ("gateway", "sub:q", "wallet.p1.deposit"),
     ("gateway", "sub", "$SRV.PING.wallet"),
     # market data reads TRADES and publishes feeds, nothing else
-    ("market_data", "pub", "wallet.deposit"),
-    ("market_data", "pub", "wallet.withdraw"),
+    ("market_data", "pub", "wallet.p1.deposit"),
+    ("market_data", "pub", "wallet.p1.withdraw"),
     ("market_data", "pub", "clearing.place_order"),
     ("market_data", "pub", "trades.AAPL"),
     ("market_data", "pub", "md.book.AAPL"),
@@ -124,19 +124,19 @@ REFUSED = [
     ("wallet", "sub", ">"),
     ("wallet", "sub:q", "clearing.place_order"),
     # matching journals and publishes its output; it asks nobody
-    ("matching", "pub", "wallet.deposit"),
-    ("matching", "pub", "wallet.settle"),
+    ("matching", "pub", "wallet.p1.deposit"),
+    ("matching", "pub", "wallet.p1.settle"),
     ("matching", "pub", "trades.AAPL"),
     ("matching", "pub", "wallet.events.alice.USD"),
     ("matching", "pub", "$JS.API.STREAM.DELETE.ORDERS"),
     ("matching", "pub", "$JS.API.STREAM.PURGE.ORDERS"),
-    ("matching", "sub:q", "wallet.hold"),
+    ("matching", "sub:q", "wallet.p1.hold"),
     ("matching", "sub", "_INBOX_gateway.>"),
     # clearing moves money only through holds and settlement
-    ("clearing", "pub", "wallet.deposit"),
-    ("clearing", "pub", "wallet.withdraw"),
-    ("clearing", "pub", "wallet.credit"),
-    ("clearing", "pub", "wallet.debit"),
+    ("clearing", "pub", "wallet.p1.deposit"),
+    ("clearing", "pub", "wallet.p1.withdraw"),
+    ("clearing", "pub", "wallet.p1.credit"),
+    ("clearing", "pub", "wallet.p1.debit"),
     ("clearing", "pub", "orders.AAPL"),
     ("clearing", "pub", "exec.AAPL"),
     ("clearing", "pub", "wallet.events.alice.USD"),
@@ -146,11 +146,11 @@ REFUSED = [
     ("clearing", "pub", "$JS.API.CONSUMER.CREATE.EXEC"),  # only its durable, no ephemeral reader of EXEC
     ("clearing", "pub", "$JS.API.CONSUMER.CREATE.EXEC.other.exec.>"),
     ("clearing", "sub:q", "marketdata.ticker"),
-    ("clearing", "pub", "wallet.hold"),  # it batches every wallet command: single ones are not its to send
+    ("clearing", "pub", "wallet.p1.hold"),  # it batches every wallet command: single ones are not its to send
 ]
 
 ALLOWED = [
-    ("gateway", "pub", "wallet.deposit"),  # only through the gateway's ops-only routes
+    ("gateway", "pub", "wallet.p1.deposit"),  # only through the gateway's ops-only routes
     ("gateway", "pub", "clearing.place_order"),
     ("gateway", "pub", "marketdata.ticker"),
     ("gateway", "pub", "$SRV.PING.wallet"),
@@ -168,13 +168,13 @@ ALLOWED = [
     ("market_data", "sub", "$SRV.PING.marketdata"),
     ("wallet", "pub", "wallet.events.alice.USD"),
     ("wallet", "pub", "$KV.leases.wallet.p0"),
-    ("wallet", "sub:q", "wallet.deposit"),
+    ("wallet", "sub:q", "wallet.p1.deposit"),
     ("matching", "pub", "orders.AAPL"),
     ("matching", "pub", "exec.AAPL"),
     ("matching", "pub", "md.book.AAPL"),
     ("matching", "sub:q", "matching.AAPL.submit"),
     ("matching", "sub:metrics.x", "matching.status"),
-    ("clearing", "pub", "wallet.batch"),
+    ("clearing", "pub", "wallet.p1.batch"),
     ("clearing", "pub", "matching.AAPL.submit"),
     ("clearing", "pub", "trades.AAPL"),
     ("clearing", "pub", "$JS.ACK.EXEC.clearing-exec.1.2.3.4.5"),
@@ -213,7 +213,7 @@ async def test_role_is_allowed(nats_server: NatsServer, role: str, action: str, 
 
 async def test_ops_has_full_rights(nats_server: NatsServer) -> None:
     async with connect_as(nats_server, "ops") as (client, refusals):
-        for action, subject in (("pub", "wallet.deposit"), ("pub", "$JS.API.STREAM.INFO.WALLET"), ("sub", ">"),
+        for action, subject in (("pub", "wallet.p1.deposit"), ("pub", "$JS.API.STREAM.INFO.WALLET"), ("sub", ">"),
                                 ("pub", SENTINEL)):
             await attempt(client, action, subject)
         echoed = await client.subscribe("qt.permissions.echo")

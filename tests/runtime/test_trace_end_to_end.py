@@ -108,7 +108,7 @@ async def test_one_order_is_one_trace_with_every_hop_under_the_http_span(
     client, gateway_data = http
     buyer, seller = f"buyer-{uuid.uuid4().hex[:8]}", f"seller-{uuid.uuid4().hex[:8]}"
     for account, asset, amount in ((buyer, "USD", "1000.00"), (seller, "NVDA", "1.0000")):
-        await call(own_nc, wallet_subject("deposit"), {"account": account, "asset": asset, "amount": amount,
+        await call(own_nc, wallet_subject("deposit", 0), {"account": account, "asset": asset, "amount": amount,
                                                        "op_id": uuid.uuid4().hex}, wire=Wire.JSON)
     resting = {"account": seller, "instrument": "NVDA", "side": "SELL", "price": "825.50", "qty": "1.0000"}
     await call(own_nc, clearing_subject("place_order"), resting, wire=Wire.JSON, timeout=15)

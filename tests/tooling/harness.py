@@ -21,8 +21,8 @@ QT = str(Path(sys.executable).parent / "qt")
 READY = re.compile(r"^qt up: ready$")
 NATS_PID = re.compile(r"nats-server pid (\d+)[,)]")
 NATS_STARTED = re.compile(r"^\[qt\] nats-server started \(pid (\d+)\)")
-NODE_PID = re.compile(r"^\s+node (\w+)\s+pid (\d+)$")
-STARTED = re.compile(r"^\[qt\] (\w+) started \(pid (\d+)\)$")
+NODE_PID = re.compile(r"^\s+node ([\w-]+)\s+pid (\d+)$")
+STARTED = re.compile(r"^\[qt\] ([\w-]+) started \(pid (\d+)\)$")
 
 
 def alive(pid: int) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contracts.subjects import wallet_account_subject
 from tests.tooling.harness import QT, QtUp
 from tooling.connection import find_data_dir
 
@@ -37,33 +38,39 @@ def req(platform: QtUp, subject: str, body: str) -> subprocess.CompletedProcess[
     return platform.qt("req", subject, body)
 
 
+def on(endpoint: str, account: str) -> str:
+    """`wallet.p<n>.<endpoint>` of the partition (of the two `qt up` runs) that owns `account`."""
+    return wallet_account_subject(endpoint, account, 2)
+
+
 def usd_of(platform: QtUp, account: str) -> str:
-    """The account's USD available, read through `qt req wallet.balance`."""
-    reply = req(platform, "wallet.balance", json.dumps({"account": account}))
+    """The account's USD available, read through `qt req wallet.p<n>.balance`."""
+    reply = req(platform, on("balance", account), json.dumps({"account": account}))
     assert reply.returncode == 0, reply.stderr
     return str(json.loads(reply.stdout)["balances"]["USD"]["available"])
 
 
 def test_req_sends_json_and_prints_the_json_reply(platform: QtUp) -> None:
     body = {"account": "rita", "asset": "USD", "amount": "3.00", "op_id": "req-rita-1"}
-    done = req(platform, "wallet.deposit", json.dumps(body))
+    done = req(platform, on("deposit", "rita"), json.dumps(body))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["changes"][0]["available"] == "3.00"
     assert usd_of(platform, "rita") == "3.00"
 
 
 def test_req_error_reply_exits_1_and_changes_nothing(platform: QtUp) -> None:
-    req(platform, "wallet.deposit", '{"account":"sam","asset":"USD","amount":"1.00","op_id":"req-sam-1"}')
-    refused = req(platform, "wallet.withdraw", '{"account":"sam","asset":"USD","amount":"5.00","op_id":"req-sam-2"}')
+    req(platform, on("deposit", "sam"), '{"account":"sam","asset":"USD","amount":"1.00","op_id":"req-sam-1"}')
+    body = '{"account":"sam","asset":"USD","amount":"5.00","op_id":"req-sam-2"}'
+    refused = req(platform, on("withdraw", "sam"), body)
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.startswith("error insufficient_funds: "), refused.stderr
     assert usd_of(platform, "sam") == "1.00"
 
 
 @pytest.mark.parametrize(("subject", "body", "says"), [
-    ("wallet.balance", '{"account":', "the request body is not valid JSON"),
-    ("wallet.balance", "alice", "the request body is not valid JSON"),
-    ("wallet.balance", '["alice"]', "the request body must be a JSON object, got list"),
+    ("wallet.p0.balance", '{"account":', "the request body is not valid JSON"),
+    ("wallet.p0.balance", "alice", "the request body is not valid JSON"),
+    ("wallet.p0.balance", '["alice"]', "the request body must be a JSON object, got list"),
     ("wallet.*", "{}", "is not a NATS subject one can request"),
     ("wallet..balance", "{}", "is not a NATS subject one can request"),
 ])
@@ -87,7 +94,9 @@ def test_micro_ls_lists_every_instance_with_its_endpoints(platform: QtUp) -> Non
     services = [row.split("│")[1].strip() for row in rows if row.split("│")[1].strip()]
     assert sorted(set(services)) == ["clearing", "marketdata", "matching", "wallet"], listed.stdout
     assert services.count("clearing") == 2  # both instances, each with its own id
-    for endpoint in ("wallet.deposit", "matching.AAPL.submit", "clearing.place_order", "marketdata.ticker"):
+    assert services.count("wallet") == 2  # one instance per partition
+    for endpoint in ("wallet.p0.deposit", "wallet.p1.deposit", "matching.AAPL.submit", "clearing.place_order",
+                     "marketdata.ticker"):
         assert endpoint in listed.stdout
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.subjects import wallet_partition
 from tests.polling import eventually_sync
 from tests.tooling.harness import QT, STARTED, QtUp, alive, usd_available
 from tooling.natsserver import free_port
@@ -33,7 +34,7 @@ def test_up_wallet_commands_restart_and_clean_stop(tmp_path: Path, platforms: li
     platform = QtUp(tmp_path / "data").start()
     platforms.append(platform)
     nats_pid, nodes = platform.wait_ready()
-    assert "wallet" in nodes
+    assert {"wallet-p0", "wallet-p1"} <= set(nodes), nodes  # two wallet partitions, each supervised
 
     first = platform.qt("wallet", "deposit", "alice", "USD", "12.34", "--op-id", "t1")
     assert first.returncode == 0, first.stderr
@@ -51,17 +52,18 @@ def test_up_wallet_commands_restart_and_clean_stop(tmp_path: Path, platforms: li
 
     services = platform.qt("services")
     assert services.returncode == 0, services.stderr
-    assert "wallet" in services.stdout and "wallet.deposit" in services.stdout
+    assert "wallet.p0.deposit" in services.stdout and "wallet.p1.deposit" in services.stdout
     # two engines, each listing only its own instruments' endpoints (`engine_instruments`)
     assert {"matching", "matching2"} <= set(nodes)
     assert "matching.AAPL.submit" in services.stdout and "matching.BTC-USD.submit" in services.stdout
     streams = platform.qt("streams")
     assert streams.returncode == 0, streams.stderr
-    assert "WALLET" in streams.stdout and "leases" in streams.stdout and "wallet.p0" in streams.stdout
+    assert "WALLET" in streams.stdout and "leases" in streams.stdout
+    assert "wallet.p0" in streams.stdout and "wallet.p1" in streams.stdout
 
-    old = nodes["wallet"]
+    old = nodes[f"wallet-p{wallet_partition('alice', 2)}"]  # the partition that holds alice's money
     os.kill(old, signal.SIGKILL)
-    new = next_start(platform, "wallet", old)
+    new = next_start(platform, f"wallet-p{wallet_partition('alice', 2)}", old)
     restarted = answer_after_restart(platform)
     assert restarted.returncode == 0, restarted.stderr
     assert usd_available(platform) == "12.34"

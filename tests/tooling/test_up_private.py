@@ -36,7 +36,7 @@ def test_data_dir_logs_secrets_sqlite_and_store_are_private(tmp_path: Path, plat
     assert deposit.returncode == 0, deposit.stderr
 
     names = {path.name for path in data.rglob("*")}
-    assert {"nats-server.log", "wallet.log", "ops.nk", "jetstream"} <= names, names
+    assert {"nats-server.log", "wallet-p0.log", "wallet-p1.log", "ops.nk", "jetstream"} <= names, names
     assert any(name.endswith("-wal") for name in names), names
     assert open_to_others(data) == []
     assert platform.interrupt() == 0

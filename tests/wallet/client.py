@@ -12,9 +12,10 @@ from contracts.subjects import wallet_subject
 from mesh.rpc import call
 
 
-async def wallet_call(nc: Client, endpoint: str, wire: Wire = Wire.JSON, **body: Any) -> dict[str, Any]:
-    """Call `wallet.<endpoint>` with `body` (JSON wire by default: amounts are decimal strings)."""
-    return await call(nc, wallet_subject(endpoint), body, wire=wire, timeout=10)
+async def wallet_call(nc: Client, endpoint: str, wire: Wire = Wire.JSON, partition: int = 0,
+                      **body: Any) -> dict[str, Any]:
+    """Call `wallet.p<partition>.<endpoint>` with `body` (JSON wire by default: amounts are decimal strings)."""
+    return await call(nc, wallet_subject(endpoint, partition), body, wire=wire, timeout=10)
 
 
 def new_account(prefix: str = "acct") -> str:

@@ -102,7 +102,7 @@ async def test_out_of_range_amounts_on_msgpack_are_refused_before_the_store(
     if endpoint == "settle":
         command.pop("account")
 
-    reply = await nc.request(f"wallet.{endpoint}", msgpack.packb(command), timeout=5)
+    reply = await nc.request(f"wallet.p0.{endpoint}", msgpack.packb(command), timeout=5)
 
     assert (reply.headers or {}).get(QT_ERROR_HEADER) == "amount_out_of_range", reply.data
     assert (await balance(nc, account), await event_count(nc, account)) == before

@@ -37,7 +37,7 @@ JSON_CASES = [
 
 async def _assert_refused(nc: Client, payload: bytes, code: str) -> None:
     before = (await balance(nc, ACCOUNT), await event_count(nc, ACCOUNT))
-    reply = await nc.request("wallet.deposit", payload, timeout=5)
+    reply = await nc.request("wallet.p0.deposit", payload, timeout=5)
     headers = reply.headers or {}
     assert headers.get(QT_ERROR_HEADER) == code, reply.data
     assert headers.get(ERROR_CODE_HEADER, "").isdigit()
@@ -83,7 +83,7 @@ async def test_release_of_another_accounts_hold_is_refused(nc: Client, wallet: I
                       op_id=f"{owner}:h")
     await wallet_call(nc, "deposit", account=thief, asset="USD", amount="1.00", op_id=f"{thief}:d")
 
-    reply = await nc.request("wallet.release", msgpack.packb(
+    reply = await nc.request("wallet.p0.release", msgpack.packb(
         {"account": thief, "asset": "USD", "hold_id": f"{owner}:h", "op_id": f"{thief}:r"}), timeout=5)
 
     assert (reply.headers or {}).get(QT_ERROR_HEADER) == "hold_mismatch"
@@ -95,7 +95,7 @@ async def test_release_of_another_accounts_hold_is_refused(nc: Client, wallet: I
 async def test_an_events_cursor_out_of_int64_is_a_validation_error(nc: Client, wallet: InProcessWallet,
                                                                     after: int) -> None:
     payload = b'{"account":"%s","after":%d}' % (ACCOUNT.encode(), after)  # JSON: msgpack cannot carry 2**64
-    reply = await nc.request("wallet.events", payload, timeout=5)
+    reply = await nc.request("wallet.p0.events", payload, timeout=5)
     assert (reply.headers or {}).get(QT_ERROR_HEADER) == "validation_error", reply.data
 
 
@@ -106,5 +106,5 @@ async def test_an_events_cursor_out_of_int64_is_a_validation_error(nc: Client, w
 async def test_an_events_cursor_past_int64_is_a_validation_error(
     nc: Client, wallet: InProcessWallet, payload: bytes
 ) -> None:
-    reply = await nc.request("wallet.events", payload, timeout=5)
+    reply = await nc.request("wallet.p0.events", payload, timeout=5)
     assert (reply.headers or {}).get(QT_ERROR_HEADER) == "validation_error", reply.data

@@ -15,7 +15,7 @@ async def test_raw_json_balance_request_gets_json_back(nc: Client, wallet: InPro
     account = new_account("json")
     await wallet_call(nc, "deposit", account=account, asset="USD", amount="10050.00", op_id=f"{account}:d")
 
-    reply = await nc.request("wallet.balance", json.dumps({"account": account}).encode(), timeout=5)
+    reply = await nc.request("wallet.p0.balance", json.dumps({"account": account}).encode(), timeout=5)
 
     assert json.loads(reply.data) == {
         "account": account,
@@ -27,6 +27,6 @@ async def test_msgpack_request_gets_integer_units_back(nc: Client, wallet: InPro
     account = new_account("mp")
     await wallet_call(nc, "deposit", account=account, asset="BTC", amount="0.00000001", op_id=f"{account}:d")
 
-    reply = await nc.request("wallet.balance", msgpack.packb({"account": account}), timeout=5)
+    reply = await nc.request("wallet.p0.balance", msgpack.packb({"account": account}), timeout=5)
 
     assert msgpack.unpackb(reply.data)["balances"]["BTC"]["available"] == 1

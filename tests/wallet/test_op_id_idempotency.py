@@ -18,8 +18,8 @@ async def test_same_op_id_twice_gives_one_event_and_the_same_reply(nc: Client, w
     account = new_account("idem")
     body = {"account": account, "asset": "USD", "amount": "5.00", "op_id": f"{account}:once"}
 
-    first = await nc.request("wallet.deposit", encode(body, Wire.JSON), timeout=5)
-    second = await nc.request("wallet.deposit", encode(body, Wire.JSON), timeout=5)
+    first = await nc.request("wallet.p0.deposit", encode(body, Wire.JSON), timeout=5)
+    second = await nc.request("wallet.p0.deposit", encode(body, Wire.JSON), timeout=5)
 
     assert loads(first.data) == loads(second.data)
     assert (second.headers or {}).get(REPLAYED_HEADER) == "true"

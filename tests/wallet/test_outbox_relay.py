@@ -14,7 +14,7 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 async def test_each_event_is_relayed_with_its_id_and_trace(nc: Client, wallet: InProcessWallet) -> None:
     account = new_account("relay")
     reply = await nc.request(
-        "wallet.deposit",
+        "wallet.p0.deposit",
         msgpack.packb({"account": account, "asset": "ETH", "amount": 123, "op_id": f"{account}:1"}),
         timeout=5, headers={"traceparent": TRACEPARENT},
     )

@@ -46,7 +46,7 @@ def bench() -> None:
 def _plan(quick: bool, duration: float | None, warmup: float | None, clients: str, open_rates: str,
           open_duration: float | None, store_duration: float | None, rebuild_events: int | None,
           js_duration: float | None, profile_duration: float | None, only: str, wait_quiet: float,
-          retries: int) -> Plan:
+          retries: int, partitions: int = 2) -> Plan:
     from tooling.bench.store import StorePlan
     from tooling.bench.suite import Plan
     from tooling.bench.wallet import NatsPlan
@@ -70,6 +70,7 @@ def _plan(quick: bool, duration: float | None, warmup: float | None, clients: st
         profile_s=profile_duration if profile_duration is not None else (2.0 if quick else 6.0),
         retries=retries,
         quiet_wait_s=wait_quiet,
+        partitions=partitions,
     )
     return Plan(
         nats=nats,
@@ -102,6 +103,8 @@ def wallet(
     retries: Annotated[int, typer.Option(min=0, max=5, help="Run a section or NATS point again when other "
                                          "processes used > 0.3 cores during it.")] = 1,
     only: Annotated[str, typer.Option(help=f"Comma-separated subset of {','.join(SECTIONS)}.")] = "",
+    partitions: Annotated[int, typer.Option(min=1, max=8, help="Wallet processes of the partitions section, "
+                                            "one per partition (compared with 1 in the same run).")] = 2,
     write: WriteOption = False,
     out: Annotated[Path, typer.Option(help="Markdown file to refresh.")] = BENCHMARKS_MD,
     keep: Annotated[bool, typer.Option(help="Keep the temp dir (logs, databases, profiles).")] = False,
@@ -115,7 +118,7 @@ def wallet(
     if not console.is_terminal:  # a log file or a pipe: wide tables rather than wrapped cells
         console = Console(width=200)
     plan = _plan(quick, duration, warmup, clients, open_rates, open_duration, store_duration, rebuild_events,
-                 js_duration, profile_duration, only, wait_quiet, retries)
+                 js_duration, profile_duration, only, wait_quiet, retries, partitions)
     with bench_mesh("qt-bench-wallet-", keep=keep, console=console) as mesh:
         report = run_suite(plan, mesh, console, command_line("wallet"))
     print_targets(console, report.targets)

@@ -267,9 +267,9 @@ def _reads(res: Results) -> Section:
     s.notes.append("`/health` runs no NATS request, no token, no rate limit: the gateway's HTTP stack and its "
                    "middleware (uvicorn on uvloop with the httptools parser, FastAPI, trace/auth/rate-limit "
                    "wrappers). The book read is public (no token) and makes one `matching.<instrument>.book` "
-                   "request on the JSON wire. The peer is FastAPI alone on the same uvicorn options, one `/health` route, no "
-                   "middleware, no NATS (`tooling.bench.gateway_peer`); on its row the `gateway` columns are the "
-                   "peer process's.")
+                   "request on the JSON wire. The peer is FastAPI alone on the same uvicorn options, one `/health` "
+                   "route, no middleware, no NATS (`tooling.bench.gateway_peer`); on its row the `gateway` columns "
+                   "are the peer process's.")
     s.notes.append("The bench client (one event loop, `gateway_http.Connection`) shares the machine: when it "
                    "reaches 1.00 core the req/s "
                    "column is the client's ceiling, not the server's. `ceiling` = 1 s / the server process's CPU "

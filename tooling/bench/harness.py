@@ -20,6 +20,8 @@ BodyFactory = Callable[[int, int], bytes]
 """`(client, i) -> payload` of the i-th request of a client; must be unique where it matters."""
 Check = Callable[[Msg], bool]
 """Whether a reply is a success (e.g. no error header)."""
+SubjectFactory = Callable[[int, int], str]
+"""`(client, i) -> subject` of the i-th request of a client (e.g. the wallet partition of its account)."""
 
 
 def no_error(msg: Msg) -> bool:
@@ -28,13 +30,13 @@ def no_error(msg: Msg) -> bool:
 
 
 async def closed_loop(
-    nc: Client, subject: str, body: BodyFactory, *, clients: int, duration_s: float,
+    nc: Client, subject: str | SubjectFactory, body: BodyFactory, *, clients: int, duration_s: float,
     warmup_s: float, check: Check = no_error, timeout_s: float = 10.0, label: str = "",
 ) -> tuple[Run, int]:
     """`clients` coroutines each sending one request at a time; returns the run and all successes.
 
     Requests started during the warm-up are sent and counted as successes (they may have
-    side effects) but not measured.
+    side effects) but not measured. `subject` may name each request's own subject.
     """
     latencies: list[float] = []
     counts = {"errors": 0, "ok_total": 0}
@@ -50,9 +52,10 @@ async def closed_loop(
             if sent >= end:
                 return
             payload = body(c, i)
+            to = subject if isinstance(subject, str) else subject(c, i)
             i += 1
             try:
-                ok = check(await nc.request(subject, payload, timeout=timeout_s))
+                ok = check(await nc.request(to, payload, timeout=timeout_s))
             except Exception:
                 ok = False
             done = time.perf_counter()

@@ -21,6 +21,7 @@ import nats
 from nats.aio.client import Client
 
 from contracts.credentials import nkey_seed_path
+from contracts.subjects import WALLET_PARTITION_ENV, WALLET_PARTITIONS_ENV
 from tooling.natsserver import REPO_ROOT, NatsServer, free_port
 
 ECHO_SUBJECT = "bench.echo"
@@ -72,14 +73,18 @@ class Mesh:
         self.children.append(child)
         return child
 
-    def wallet(self, server: NatsServer, name: str, *, sync: str, profile_to: Path | None = None) -> Child:
-        """A `python -m nodes.wallet` process on a fresh data dir (optionally under cProfile)."""
+    def wallet(self, server: NatsServer, name: str, *, sync: str, profile_to: Path | None = None,
+               partition: int = 0, partitions: int = 1) -> Child:
+        """A `python -m nodes.wallet` process (partition `partition` of `partitions`) on a fresh data dir
+        (optionally under cProfile)."""
         data = self.fresh_dir(name)
         env = {
             "QT_NATS_URL": server.url,
             "QT_DATA_DIR": str(data),
             "QT_NKEY_SEED": str(nkey_seed_path(server.data_dir, "wallet")),
             "QT_WALLET_SYNC": sync,
+            WALLET_PARTITION_ENV: str(partition),
+            WALLET_PARTITIONS_ENV: str(partitions),
         }
         argv = ["-m", "nodes.wallet"]
         if profile_to is not None:

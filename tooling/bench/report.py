@@ -33,7 +33,7 @@ def markers(name: str) -> tuple[str, str]:
 
 BEGIN, END = markers("wallet")
 #: The parts of `qt bench wallet`, in the order they run.
-SECTIONS = ("nats", "profile", "jetstream", "store", "rebuild")
+SECTIONS = ("nats", "partitions", "profile", "jetstream", "store", "rebuild")
 
 
 @dataclass

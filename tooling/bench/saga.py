@@ -142,7 +142,7 @@ async def fund(nc: Client) -> list[str]:
     """Deposit `FUNDS` into every market-maker, maker and taker account; returns the accounts."""
     accounts = [f"mm-{k}" for k in range(MARKET_MAKERS)]
     accounts += [f"{role}-{k}" for role in ("maker", "taker") for k in range(POOL)]
-    await asyncio.gather(*(call(nc, wallet_subject("deposit"), {"account": account, "asset": asset, "amount": amount,
+    await asyncio.gather(*(call(nc, wallet_subject("deposit", 0), {"account": account, "asset": asset, "amount": amount,
                                                                  "op_id": f"fund:{account}:{asset}"}, timeout=30)
                            for account in accounts for asset, amount in FUNDS.items()))
     return accounts

@@ -18,8 +18,14 @@ from tooling.bench.profile import profile_sections
 from tooling.bench.rebuild import bench_rebuild
 from tooling.bench.report import SECTIONS, Report, Section, Target, machine_info, print_section
 from tooling.bench.stats import Run
-from tooling.bench.tables import jetstream_section, nats_sections, rebuild_section, store_sections
-from tooling.bench.wallet import NatsPlan, NatsResults, bench_echo, bench_wallet, profile_wallet
+from tooling.bench.tables import (
+    jetstream_section,
+    nats_sections,
+    partitions_section,
+    rebuild_section,
+    store_sections,
+)
+from tooling.bench.wallet import NatsPlan, NatsResults, bench_echo, bench_partitions, bench_wallet, profile_wallet
 
 T = TypeVar("T")
 Produced = tuple[list[Section], list[Target]]
@@ -64,7 +70,8 @@ def run_suite(plan: Plan, mesh: Mesh, console: Console, command: str) -> Report:
                     machine=machine_info(), setup=_setup(plan))
     bench = Bench(plan, mesh, console)
     runners: dict[str, Callable[[Bench], Produced]] = {
-        "nats": _nats, "profile": _profile, "jetstream": _jetstream, "store": _store, "rebuild": _rebuild,
+        "nats": _nats, "partitions": _partitions, "profile": _profile, "jetstream": _jetstream, "store": _store,
+        "rebuild": _rebuild,
     }
     others: dict[str, float] = {}
     for name in SECTIONS:
@@ -121,6 +128,12 @@ def _nats(bench: Bench) -> Produced:
         run_async(bench_wallet(bench.mesh, bench.plan.nats, sync, results, bench.console))
     run_async(bench_echo(bench.mesh, bench.plan.nats, results, bench.console))
     return nats_sections(bench.plan.nats, results)
+
+
+def _partitions(bench: Bench) -> Produced:
+    results = NatsResults()
+    run_async(bench_partitions(bench.mesh, bench.plan.nats, results, bench.console))
+    return [partitions_section(bench.plan.nats, results)], []
 
 
 def _profile(bench: Bench) -> Produced:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from tooling.bench.rebuild import RebuildResults
 from tooling.bench.report import Section, Target, at_least, at_most
 from tooling.bench.stats import Run, fmt_ms, fmt_rate, fmt_s, ratio, status
-from tooling.bench.wallet import NatsPlan, NatsResults
+from tooling.bench.wallet import ACCOUNTS, NatsPlan, NatsResults
 
 DEPOSITS_TARGET = 10_000.0
 DEPOSITS_CLIENTS = 64
@@ -217,4 +217,24 @@ def jetstream_section(runs: dict[tuple[str, str], Run]) -> Section:
               fmt_ms(a.p99), fmt_ms(b.p50), fmt_ms(b.p99))
     s.notes.append("File-storage stream, one subject, 320-byte payloads with a Nats-Msg-Id (dedup on), "
                    "one client connection; a fresh server per policy.")
+    return s
+
+
+def partitions_section(plan: NatsPlan, results: NatsResults) -> Section:
+    """Deposits/s and latency at the most clients: one wallet partition beside `plan.partitions`, same run."""
+    clients = max(plan.clients)
+    s = Section(f"Wallet partitions: durable deposits over NATS, {clients} clients (FULL)",
+                ["partitions", "deposits/s", "vs 1 partition", "p50", "p99", "errors", "wallet cores",
+                 "nats-server cores", "client cores"])
+    one = results.partitioned.get(1)
+    for count, run in sorted(results.partitioned.items()):
+        cores = results.partitioned_cpu.get(count, {})
+        s.add(str(count), fmt_rate(run.rate), ratio(run.rate, one.rate if one else None), fmt_ms(run.p50),
+              fmt_ms(run.p99), str(run.errors), *(f"{cores[k]:.2f}" if k in cores else "-"
+                                                  for k in ("wallets", "nats-server", "client")))
+    s.notes.append(f"One fresh nats-server per row; each partition is a `python -m nodes.wallet` process with its "
+                   f"own SQLite file (QT_WALLET_PARTITION/QT_WALLET_PARTITIONS), and each deposit goes to its "
+                   f"account's partition (`wallet_partition`: FNV-1a mod P) over the same {ACCOUNTS:,} accounts. "
+                   f"{plan.warmup_s:g} s warm-up, {plan.duration_s:g} s measured. Every process shares the "
+                   "machine's cores: more partitions add writers, not cores.")
     return s

@@ -15,8 +15,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from rich.console import Console
 
-from contracts.subjects import WALLET_STREAM, wallet_subject
-from tooling.bench.harness import BodyFactory, Check, closed_loop, no_error, open_loop
+from contracts.subjects import WALLET_STREAM, wallet_account_subject, wallet_subject
+from tooling.bench.harness import BodyFactory, Check, SubjectFactory, closed_loop, no_error, open_loop
 from tooling.bench.mesh import (
     DISTURBED,
     ECHO_SUBJECT,
@@ -33,7 +33,7 @@ from tooling.bench.stats import Run, fmt_ms, fmt_rate
 from tooling.natsserver import NatsServer
 
 ACCOUNTS = 1000
-DEPOSIT = wallet_subject("deposit")
+DEPOSIT = wallet_subject("deposit", 0)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class NatsPlan:
     retries: int = 1
     """How many times a point disturbed by other processes is run again."""
     quiet_wait_s: float = 0.0
+    partitions: int = 2
+    """Wallet processes of the partitions section (compared with one partition in the same run)."""
 
 
 @dataclass
@@ -69,16 +71,31 @@ class NatsResults:
     thread alone; robust to a busy machine, unlike rates."""
     profile: Path | None = None
     profile_run: Run | None = None
+    partitioned: dict[int, Run] = field(default_factory=dict)
+    """Partition count -> the closed loop at the most clients, deposits spread over every partition."""
+    partitioned_cpu: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Partition count -> cores each process used during that run (wallets summed)."""
+
+
+def account_of(c: int, i: int) -> str:
+    """The account of client `c`'s i-th deposit: spread over `ACCOUNTS` accounts."""
+    return f"acct{(c * 131 + i) % ACCOUNTS}"
 
 
 def deposit_body(tag: str) -> BodyFactory:
     """Deposits of 1.00 USD spread over `ACCOUNTS` accounts, op_id unique per run, client and i."""
 
     def make(c: int, i: int) -> bytes:
-        return msgpack.packb({"account": f"acct{(c * 131 + i) % ACCOUNTS}", "asset": "USD",
+        return msgpack.packb({"account": account_of(c, i), "asset": "USD",
                               "amount": 100, "op_id": f"{tag}-{c}-{i}"}, use_bin_type=True)
 
     return make
+
+
+def deposit_subject(partitions: int) -> SubjectFactory:
+    """Each deposit to the partition that owns its account (the routing every caller uses)."""
+    subjects = [wallet_account_subject("deposit", f"acct{n}", partitions) for n in range(ACCOUNTS)]
+    return lambda c, i: subjects[(c * 131 + i) % ACCOUNTS]
 
 
 def echoed(msg: Msg) -> bool:
@@ -234,3 +251,38 @@ async def profile_wallet(mesh: Mesh, plan: NatsPlan, results: NatsResults, conso
         results.profile = out
     else:
         console.print(f"  [red]no profile written (wallet exit code {code}); see {child.log}[/red]")
+
+
+async def bench_partitions(mesh: Mesh, plan: NatsPlan, results: NatsResults, console: Console) -> None:
+    """The most clients depositing (FULL) into one wallet partition, then into `plan.partitions` wallet
+    processes (one per partition, accounts spread by the routing hash), each on a fresh nats-server."""
+    clients = max(plan.clients)
+    for count in sorted({1, plan.partitions}):
+        server = mesh.server(f"nats-partitions-{count}")
+        wallets = [mesh.wallet(server, f"wallet-{count}-p{p}", sync="FULL", partition=p, partitions=count)
+                   for p in range(count)]
+        nc = await client(server)
+        try:
+            for p, child in enumerate(wallets):
+                await wait_ready(nc, wallet_subject("balance", p), child)  # an error reply is an answer
+            assert server.process is not None
+            pids = {f"wallet p{p}": child.proc.pid for p, child in enumerate(wallets)}
+            pids |= {"nats-server": server.process.pid, "client": os.getpid()}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            started = time.perf_counter()
+            run, _ = await closed_loop(nc, deposit_subject(count), deposit_body(f"part{count}"), clients=clients,
+                                       duration_s=plan.duration_s, warmup_s=plan.warmup_s,
+                                       label=f"{count} partition{'s' if count > 1 else ''}")
+            wall = time.perf_counter() - started
+            cores = {name: (cpu_seconds(pid) - before[name]) / wall for name, pid in pids.items()}
+            cores = {"wallets": sum(v for k, v in cores.items() if k.startswith("wallet")),
+                     **{k: v for k, v in cores.items() if not k.startswith("wallet")}}
+            results.partitioned[count] = run
+            results.partitioned_cpu[count] = cores
+            console.print(f"  {run.label:>13}, {clients} clients: {fmt_rate(run.rate)}  p50 {fmt_ms(run.p50)}  "
+                          f"p99 {fmt_ms(run.p99)}  errors {run.errors}  wallets {cores['wallets']:.2f} cores")
+        finally:
+            await nc.close()
+            for child in wallets:
+                mesh.stop(child)
+            mesh.stop_server(server)
