@@ -168,10 +168,8 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
     "clearing": _role(
         "clearing",
         publish=(
-            *_call_each(WALLET_SERVICE, "deposit", "withdraw", "balance", "events", "verify", "rebuild"),
-            *_call(WALLET_SERVICE, "metrics", "dlq_replay"),
-            *_call(MATCHING_SERVICE, "metrics", "status", "dlq_replay"),
-            *_call_each(MATCHING_SERVICE, "book", "order"),
+            *_call_each(WALLET_SERVICE, "batch"),  # every wallet command clearing makes goes in a batch
+            *_call_each(MATCHING_SERVICE, "submit", "cancel", "order"),
             "trades.>", *_ensure(TRADES_STREAM),
             *_ensure(EXEC_STREAM), *_read(EXEC_STREAM), *_consume(EXEC_STREAM, durable=CLEARING_EXEC_CONSUMER),
             f"$JS.ACK.{EXEC_STREAM}.{CLEARING_EXEC_CONSUMER}.>",

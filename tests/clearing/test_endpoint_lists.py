@@ -17,8 +17,10 @@ from contracts.subjects import (
     MATCHING_ENGINE_ENDPOINTS,
     MATCHING_INSTRUMENT_ENDPOINTS,
     MATCHING_SERVICE,
+    METRICS_ENDPOINT,
     WALLET_ENDPOINTS,
     WALLET_SERVICE,
+    wallet_subject,
 )
 from tests.clearing.platform import Platform
 from tests.polling import eventually
@@ -28,8 +30,12 @@ async def test_every_node_serves_exactly_its_contracts_endpoints(fresh: Platform
     await fresh.start_all()
     await fresh.start("market_data", wait=False)  # its service is `marketdata`: awaited below
     contract = {service: [(name, f"{service}.{name}") for name in endpoints] for service, endpoints in (
-        (WALLET_SERVICE, WALLET_ENDPOINTS), (CLEARING_SERVICE, CLEARING_ENDPOINTS),
+        (CLEARING_SERVICE, CLEARING_ENDPOINTS),
         (MARKETDATA_SERVICE, MARKETDATA_ENDPOINTS), (MATCHING_SERVICE, MATCHING_ENGINE_ENDPOINTS))}
+    # one wallet partition: its endpoints on `wallet.p0.<name>`, metrics shared by every partition
+    contract[WALLET_SERVICE] = [
+        (name, f"{WALLET_SERVICE}.{name}" if name == METRICS_ENDPOINT else wallet_subject(name, 0))
+        for name in WALLET_ENDPOINTS]
     # one engine owning every instrument: each instrument's endpoints on `matching.<instrument>.<name>`
     contract[MATCHING_SERVICE] += [(f"{symbol}-{name}", f"{MATCHING_SERVICE}.{symbol}.{name}")
                                    for symbol in INSTRUMENTS for name in MATCHING_INSTRUMENT_ENDPOINTS]
