@@ -1,5 +1,5 @@
-"""`qt up` waits for every wallet partition, not for any wallet: seeding alice on a partition that is not up
-yet would leave her without money while `qt up` says ready."""
+"""`qt up` waits for every wallet partition and every instrument's engine, not for any wallet or engine:
+seeding alice on a partition that is not up yet would leave her without money while `qt up` says ready."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.instruments import INSTRUMENTS
 from tooling.up import child_specs, readiness_probes
 
 
@@ -14,7 +15,8 @@ def test_each_wallet_partition_is_probed_on_its_own_subject() -> None:
     probes = readiness_probes(["wallet", "matching", "clearing"], 2)
 
     assert probes == {"wallet p0": "wallet.p0.balance", "wallet p1": "wallet.p1.balance",
-                      "matching": "$SRV.PING.matching", "clearing": "$SRV.PING.clearing"}
+                      **{f"matching ({symbol})": f"matching.{symbol}.status" for symbol in INSTRUMENTS},
+                      "clearing": "$SRV.PING.clearing"}
 
 
 def test_qt_up_runs_one_wallet_process_per_partition_and_tells_every_node_the_count(
