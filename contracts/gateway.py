@@ -78,7 +78,8 @@ class Health(Message):
 
 
 class Readiness(Message):
-    """`/ready`: NATS connected and which services answer PING (503 with the same body when not ready)."""
+    """`/ready`: NATS connected and which probes answer, per wallet partition and per instrument (503
+    with the same body when not ready)."""
 
     status: Literal["ready", "not_ready"]
     nats: bool

@@ -17,12 +17,14 @@ from contracts.subjects import (
     BUSTS_BUCKET,
     CLEARING_EXEC_CONSUMER,
     CLEARING_SERVICE,
+    DLQ_REPLAY_ENDPOINT,
     DLQ_STREAM,
     EXEC_STREAM,
     IDEMPOTENCY_BUCKET,
     LEASES_BUCKET,
     MARKETDATA_SERVICE,
     MATCHING_SERVICE,
+    METRICS_ENDPOINT,
     ORDERS_STREAM,
     ROLES,
     SAGA_INDEX_BUCKET,
@@ -32,6 +34,10 @@ from contracts.subjects import (
     WALLET_EVENTS_PREFIX,
     WALLET_SERVICE,
     WALLET_STREAM,
+    ClearingEndpoint,
+    MarketDataEndpoint,
+    MatchingEndpoint,
+    WalletEndpoint,
     dlq_subject,
 )
 
@@ -168,8 +174,8 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
     "clearing": _role(
         "clearing",
         publish=(
-            *_call_each(WALLET_SERVICE, "batch"),  # every wallet command clearing makes goes in a batch
-            *_call_each(MATCHING_SERVICE, "submit", "cancel", "order"),
+            *_call_each(WALLET_SERVICE, WalletEndpoint.BATCH),  # every wallet command clearing makes is batched
+            *_call_each(MATCHING_SERVICE, MatchingEndpoint.SUBMIT, MatchingEndpoint.CANCEL, MatchingEndpoint.ORDER),
             "trades.>", *_ensure(TRADES_STREAM),
             *_ensure(EXEC_STREAM), *_read(EXEC_STREAM), *_consume(EXEC_STREAM, durable=CLEARING_EXEC_CONSUMER),
             f"$JS.ACK.{EXEC_STREAM}.{CLEARING_EXEC_CONSUMER}.>",
@@ -191,13 +197,15 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
     "gateway": _role(
         "gateway",
         publish=(
-            *_call_each(WALLET_SERVICE, "deposit", "withdraw", "balance", "events", "verify", "rebuild"),
-            *_call(WALLET_SERVICE, "metrics", "dlq_replay"),
-            *_call(MATCHING_SERVICE, "metrics", "status", "dlq_replay"),
-            *_call_each(MATCHING_SERVICE, "book", "order"),
-            *_call(CLEARING_SERVICE, "place_order", "cancel_order", "saga_get", "saga_list", "metrics",
-                   "dlq_replay"),
-            *_call(MARKETDATA_SERVICE, "ticker", "candles", "trades", "metrics", "dlq_replay"),
+            *_call_each(WALLET_SERVICE, WalletEndpoint.DEPOSIT, WalletEndpoint.WITHDRAW, WalletEndpoint.BALANCE,
+                        WalletEndpoint.EVENTS, WalletEndpoint.VERIFY, WalletEndpoint.REBUILD),
+            *_call(WALLET_SERVICE, METRICS_ENDPOINT, DLQ_REPLAY_ENDPOINT),
+            *_call(MATCHING_SERVICE, METRICS_ENDPOINT, MatchingEndpoint.STATUS, DLQ_REPLAY_ENDPOINT),
+            *_call_each(MATCHING_SERVICE, MatchingEndpoint.BOOK, MatchingEndpoint.ORDER, MatchingEndpoint.STATUS),
+            *_call(CLEARING_SERVICE, ClearingEndpoint.PLACE_ORDER, ClearingEndpoint.CANCEL_ORDER,
+                   ClearingEndpoint.SAGA_GET, ClearingEndpoint.SAGA_LIST, METRICS_ENDPOINT, DLQ_REPLAY_ENDPOINT),
+            *_call(MARKETDATA_SERVICE, MarketDataEndpoint.TICKER, MarketDataEndpoint.CANDLES, MarketDataEndpoint.TRADES,
+                   METRICS_ENDPOINT, DLQ_REPLAY_ENDPOINT),
             "$SRV.PING.*", "$SRV.INFO", "$SRV.STATS",
             *_bucket(IDEMPOTENCY_BUCKET, update=True), *_read(DLQ_STREAM),
             # GET /v1/ops/streams (read-only): stream and consumer listings, lease values

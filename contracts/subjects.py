@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from contracts.instruments import INSTRUMENTS
 from contracts.instruments import instrument as listed
 
 # --- micro services (request-reply) -------------------------------------------------------------
@@ -151,6 +153,23 @@ MARKETDATA_ENDPOINTS: Final = (*MarketDataEndpoint, METRICS_ENDPOINT)
 def marketdata_subject(endpoint: str) -> str:
     """Request subject of a market data endpoint, e.g. `marketdata.ticker`."""
     return f"{MARKETDATA_SERVICE}.{endpoint}"
+
+
+def readiness_probes(services: Iterable[str], partitions: int) -> dict[str, str]:
+    """What answers when each service is ready, label -> subject (`qt up` and the gateway's `/ready`): its
+    `$SRV.PING`; for the wallet each partition's own endpoint and for matching each instrument's (any
+    instance answers a PING, so one partition or engine up would hide the other)."""
+    probes: dict[str, str] = {}
+    for service in services:
+        # an empty body is refused with `bad_payload`: an answer from that partition or engine all the same
+        if service == WALLET_SERVICE:
+            probes |= {f"wallet p{p}": wallet_subject(WalletEndpoint.BALANCE, p) for p in range(partitions)}
+        elif service == MATCHING_SERVICE:
+            probes |= {f"{MATCHING_SERVICE} ({symbol})": matching_subject(symbol, MatchingEndpoint.STATUS)
+                       for symbol in INSTRUMENTS}
+        else:
+            probes[service] = f"$SRV.PING.{service}"
+    return probes
 
 
 # --- streams ------------------------------------------------------------------------------------

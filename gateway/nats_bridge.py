@@ -112,10 +112,10 @@ class NatsBridge:
                             headers=trace or None)
         return answer if reply is None else json_shape(reply, answer)
 
-    async def ping(self, service: str, timeout: float = 0.5) -> bool:
-        """True when some instance of the micro service answers `$SRV.PING`."""
+    async def answers(self, subject: str, timeout: float = 0.5) -> bool:
+        """True when something answers a request on `subject` (an error reply is an answer)."""
         try:
-            await self.client().request(f"$SRV.PING.{service}", b"", timeout=timeout)
+            await self.client().request(subject, b"", timeout=timeout)
         except (QtError, NoRespondersError, NatsTimeoutError):
             return False
         return True

@@ -38,8 +38,9 @@ async def call(
     try:
         # nats.py applies `timeout` only once the request is published; a publish queued behind a flusher
         # that a reconnect left behind (a cluster member died) can wait forever, so bound the whole call.
-        msg = await asyncio.wait_for(nc.request(subject, encode(body, wire), timeout=timeout, headers=headers),
-                                     timeout + PUBLISH_GRACE_S)
+        # (asyncio.timeout, not wait_for: no extra task per call on the hot path)
+        async with asyncio.timeout(timeout + PUBLISH_GRACE_S):
+            msg = await nc.request(subject, encode(body, wire), timeout=timeout, headers=headers)
     except NoRespondersError:
         raise QtError(ErrorCode.UNAVAILABLE, f"no responders on {subject}") from None
     except NatsTimeoutError:

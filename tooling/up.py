@@ -20,17 +20,13 @@ from rich.console import Console
 
 from contracts.credentials import PRIVATE_UMASK, nkey_seed_path
 from contracts.errors import ErrorCode, QtError
-from contracts.instruments import INSTRUMENTS, engine_instruments
+from contracts.instruments import engine_instruments
 from contracts.subjects import (
-    MATCHING_SERVICE,
     WALLET_PARTITION_ENV,
     WALLET_PARTITIONS_ENV,
     WALLET_SERVICE,
-    MatchingEndpoint,
-    WalletEndpoint,
-    matching_subject,
+    readiness_probes,
     wallet_account_subject,
-    wallet_subject,
 )
 from mesh.backoff import RESTART, Backoff
 from mesh.jetstream import ensure_all
@@ -98,23 +94,6 @@ def child_specs(nodes: Iterable[tuple[str, str]], nats_url: str, data_dir: Path)
         specs += [ChildSpec(tag, (sys.executable, "-m", module), tag_env, REPO_ROOT, data_dir / "logs" / f"{tag}.log")
                   for tag, tag_env in instances]
     return specs
-
-
-def readiness_probes(services: list[str], partitions: int) -> dict[str, str]:
-    """What answers when each service is ready: its `$SRV.PING`; for the wallet each partition's own
-    endpoint and for matching each instrument's (any instance answers a PING, so one partition or
-    engine up would hide the other)."""
-    probes: dict[str, str] = {}
-    for service in services:
-        # an empty body is refused with `bad_payload`: an answer from that partition or engine all the same
-        if service == WALLET_SERVICE:
-            probes |= {f"wallet p{p}": wallet_subject(WalletEndpoint.BALANCE, p) for p in range(partitions)}
-        elif service == MATCHING_SERVICE:
-            probes |= {f"{MATCHING_SERVICE} ({symbol})": matching_subject(symbol, MatchingEndpoint.STATUS)
-                       for symbol in INSTRUMENTS}
-        else:
-            probes[service] = f"$SRV.PING.{service}"
-    return probes
 
 
 async def wait_ready(nc: Client, services: list[str], stop: asyncio.Event, timeout_s: float) -> list[str]:

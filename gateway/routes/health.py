@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from contracts.gateway import Health, Readiness
-from contracts.subjects import CLEARING_SERVICE, MARKETDATA_SERVICE, MATCHING_SERVICE, WALLET_SERVICE
+from contracts.subjects import CLEARING_SERVICE, MARKETDATA_SERVICE, MATCHING_SERVICE, WALLET_SERVICE, readiness_probes
 from gateway.openapi import doc, schema
 from gateway.state import Gateway, gateway, json_response
 
@@ -30,13 +30,15 @@ async def health() -> Response:
 @router.get("/ready", summary="Readiness", **doc(reply=schema(Readiness), auth=False, replies={503: schema(Readiness)}))
 @router.get("/v1/ready", include_in_schema=False)
 async def ready(gw: Gw) -> Response:
-    """200 when NATS is connected and wallet, matching and clearing answer PING; 503 otherwise."""
-    names = (*REQUIRED, *OPTIONAL)
+    """200 when NATS is connected and every wallet partition, every instrument's engine and clearing
+    answer; 503 otherwise (`services` names each probe: `wallet p0`, `matching (AAPL)`, `clearing`, ...)."""
+    required = readiness_probes(REQUIRED, gw.settings.wallet_partitions)
+    probes = {**required, **readiness_probes(OPTIONAL, gw.settings.wallet_partitions)}
     if gw.bridge.ready:
-        answers = await asyncio.gather(*(gw.bridge.ping(n) for n in names))
+        answers = await asyncio.gather(*(gw.bridge.answers(subject) for subject in probes.values()))
     else:
-        answers = [False] * len(names)
-    services = dict(zip(names, answers, strict=True))
-    ok = gw.bridge.ready and all(services[n] for n in REQUIRED)
+        answers = [False] * len(probes)
+    services = dict(zip(probes, answers, strict=True))
+    ok = gw.bridge.ready and all(services[label] for label in required)
     body = Readiness(status="ready" if ok else "not_ready", nats=gw.bridge.ready, services=services)
     return json_response(body.model_dump(), 200 if ok else 503)

@@ -10,7 +10,8 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
     ready = await client.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["nats"] is True
-    assert ready.json()["services"]["wallet"] is True
+    services = ready.json()["services"]
+    assert services["wallet p0"] is True and services["matching (AAPL)"] is True and services["clearing"] is True
 
 
 async def test_openapi_shows_money_as_decimal_strings(client: httpx.AsyncClient) -> None:

@@ -1,5 +1,6 @@
 """The gateway on two wallet partitions: an account's requests reach its own partition, and the ops-wide
-verify and rebuild ask both and merge, naming a partition that does not answer instead of skipping it."""
+verify and rebuild ask both and merge, naming a partition that does not answer instead of skipping it, and
+`/ready` says 503 while one partition is down."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests.clearing.conftest import close_platform, make_platform
 from tests.clearing.platform import Platform, account_on, balances, verify_all, wait_partition
 from tests.gateway.conftest import start_gateway
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
+from tests.polling import eventually
 
 P = 2
 
@@ -79,8 +81,15 @@ async def test_ops_verify_names_the_partition_that_does_not_answer(split: tuple[
     try:
         async with httpx.AsyncClient(base_url=gateway.url, timeout=60.0) as client:
             refused = await client.get("/v1/ops/verify", headers=bearer(ops))
+            not_ready = await client.get("/ready")  # one partition down: the gateway cannot take every order
         body = problem(refused, 503, "unavailable")
         assert "wallet partition p1 did not answer" in body["detail"], body
+        assert not_ready.status_code == 503, not_ready.text
+        assert not_ready.json()["services"]["wallet p1"] is False
+        assert not_ready.json()["services"]["wallet p0"] is True
     finally:
         restarted = await platform.start("wallet", instance="-p1", wait=False, **down.extra_env)
         await wait_partition(platform.nc, 1, P, restarted)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30.0) as client:
+        ready = await eventually(lambda: client.get("/ready"), lambda r: r.status_code == 200, what="/ready again")
+    assert ready.json()["services"]["wallet p1"] is True

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from contracts.instruments import INSTRUMENTS
-from tooling.up import child_specs, readiness_probes
+from contracts.subjects import readiness_probes
+from tooling.up import child_specs
 
 
 def test_each_wallet_partition_is_probed_on_its_own_subject() -> None:
