@@ -104,6 +104,8 @@ class InstrumentRunner:
         """The journal's last sequence when the engine loaded: its state is current once applied."""
         self.current = asyncio.Event()
         """Set once the engine has applied `journal_end`: only then may the node answer anything."""
+        self._snapshotting: asyncio.Task[None] | None = None
+        """The snapshot being written to the store while the engine keeps applying (one at a time)."""
 
     async def load(self) -> None:
         """Restore the newest snapshot (if any) and learn how far EXEC already got."""
@@ -191,8 +193,8 @@ class InstrumentRunner:
                 if tail.buffered == 0:  # an idle gap: do the deferred work now, not mid-burst
                     self._wake.set()  # publish what this run of entries reported, in one batch
                     self.engine.book.compact()
-                    if since_snapshot >= self.snapshot_every:
-                        await self.save_snapshot()
+                    if since_snapshot >= self.snapshot_every and not self._snapshot_running():
+                        await self._start_snapshot()
                         since_snapshot = 0
 
     def _apply(self, seq: int, data: bytes, headers: dict[str, str] | None) -> None:
@@ -260,16 +262,46 @@ class InstrumentRunner:
                     "checksum": self.engine.book.checksum(), "deltas": deltas,
                 }))
 
-    async def save_snapshot(self) -> None:
-        """Write the engine's state to the shared snapshot store (a standby restores from it)."""
+    def _snapshot_running(self) -> bool:
+        return self._snapshotting is not None and not self._snapshotting.done()
+
+    async def _snapshot_bytes(self) -> tuple[bytes, int] | None:
+        """The engine's state now, once every report before it is in EXEC (a snapshot past unpublished
+        reports would skip them on replay); None when nothing was applied since the last one."""
         if self.engine.applied_seq == self.last_snapshot_seq:
-            return
-        if self._pending:  # a snapshot past unpublished reports would skip them on replay
+            return None
+        if self._pending:
             await self.flush()
+        # nothing applies while this runs (the apply loop awaits it), so the bytes are one consistent state
+        return msgpack.packb(self.engine.snapshot()), self.engine.applied_seq
+
+    async def _start_snapshot(self) -> None:
+        """Take the state now and write it in the background: the store put of a big book is many
+        fsynced chunks, and the engine must not stop applying (and answering) meanwhile."""
+        taken = await self._snapshot_bytes()
+        if taken is not None:
+            self._snapshotting = asyncio.create_task(self._write_snapshot(*taken), name=f"snapshot-{self.spec.symbol}")
+            self._snapshotting.add_done_callback(self._snapshot_done)
+
+    def _snapshot_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # the next interval tries again
+            log.warning("snapshot failed", extra=kv(instrument=self.spec.symbol, error=repr(task.exception())))
+
+    async def _write_snapshot(self, blob: bytes, seq: int) -> None:
+        if not self.lease.held():  # fenced out: the new owner's snapshot may be newer than ours
+            return
         obs = await self.js.object_store(SNAPSHOTS_OBJECTS)
-        await obs.put(f"matching.{self.spec.symbol}", msgpack.packb(self.engine.snapshot()))
-        self.last_snapshot_seq = self.engine.applied_seq
-        log.info("snapshot saved", extra=kv(instrument=self.spec.symbol, seq=self.last_snapshot_seq))
+        await obs.put(f"matching.{self.spec.symbol}", blob)
+        self.last_snapshot_seq = max(self.last_snapshot_seq, seq)
+        log.info("snapshot saved", extra=kv(instrument=self.spec.symbol, seq=seq, bytes=len(blob)))
+
+    async def save_snapshot(self) -> None:
+        """Write the engine's state to the shared snapshot store now (after any in flight), e.g. on shutdown."""
+        if self._snapshotting is not None:
+            await asyncio.wait({self._snapshotting})
+        taken = await self._snapshot_bytes()
+        if taken is not None:
+            await self._write_snapshot(*taken)
 
 
 class MatchingNode:
