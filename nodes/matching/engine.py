@@ -20,6 +20,8 @@ CANCEL: Final = "cancel"
 REPLACE: Final = "replace"
 #: A journal entry holding many commands (`{"op": "batch", "commands": [...]}`): one append, one fsync.
 BATCH: Final = "batch"
+#: The reason of a cancel/replace that names no order of its account (another's is not disclosed).
+UNKNOWN_ORDER: Final = "unknown_order"
 
 
 @dataclass(slots=True)
@@ -75,6 +77,10 @@ class InstrumentEngine:
         self.applied_seq = 0
         self.orders: dict[str, OrderRecord] = {}
         self.results: dict[str, dict[str, Any]] = {}
+        self.refusals: dict[str, dict[str, Any]] = {}
+        """Latest answer to a cancel/replace that named no order of its account: answered, never kept as
+        the key's result, because the order may still arrive (a cancel racing its own order's submit)
+        and the same command must then act on it instead of replaying `unknown_order`."""
         self._quote_factor = 10**spec.qty_scale
 
     def apply(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -118,7 +124,10 @@ class InstrumentEngine:
             result, more = self._replace(seq, entry)
         else:
             raise ValueError(f"unknown journal op {op!r}")
-        self.results[key] = result
+        if op != NEW and result["reason"] == UNKNOWN_ORDER:
+            self.refusals[key] = result
+        else:
+            self.results[key] = result
         reports += more
         return result
 
@@ -148,7 +157,7 @@ class InstrumentEngine:
     def _unknown(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Another account's order is reported as unknown: its existence is not disclosed."""
         missing = OrderRecord(entry["order_id"], entry["account"], "", None, 0, status=OrderStatus.REJECTED,
-                              reason="unknown_order")
+                              reason=UNKNOWN_ORDER)
         return missing.as_result(self.spec.symbol, seq, []), []
 
     def _cancel(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

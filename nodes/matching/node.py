@@ -140,12 +140,17 @@ class InstrumentRunner:
         """Journal a command (batched with whatever else is waiting) and return its result once applied.
 
         A command key the engine already applied is answered from its first result without journaling
-        it again (a client's retry, e.g. after the engine restarted mid-request).
+        it again (a client's retry, e.g. after the engine restarted mid-request); a cancel or replace that
+        found no order is not such a result, and is journaled again.
         """
         found = self.engine.results.get(key)
         if found is not None:
             return found
-        seq = await self.writer.append(key, entry)
+        refused = self.engine.refusals.get(key)
+        # A key refused before (its order had not arrived) is journaled again under a new msg-id: the
+        # stream's duplicate window would otherwise hand back the old entry and its refusal.
+        journal_key = key if refused is None else f"{key}#after:{refused['journal_seq']}"
+        seq = await self.writer.append(journal_key, entry)
         return await self.result(seq, key)
 
     async def result(self, seq: int, key: str) -> dict[str, Any]:
@@ -155,7 +160,7 @@ class InstrumentRunner:
             if future is None:
                 future = self._waiters[seq] = asyncio.get_running_loop().create_future()
             await asyncio.shield(future)
-        found = self.engine.results.get(key)
+        found = self.engine.results.get(key) or self.engine.refusals.get(key)
         if found is None:
             raise QtError(ErrorCode.INTERNAL, f"result of {key} at {seq} is gone")
         return found

@@ -62,16 +62,22 @@ def test_a_command_journaled_twice_returns_its_first_result_and_changes_nothing(
     journal: list[dict], data: st.DataObject
 ) -> None:
     engine = InstrumentEngine(SPEC)
-    results = [engine.apply(seq, entry)[0] for seq, entry in enumerate(journal, start=1)]
+    for seq, entry in enumerate(journal, start=1):
+        engine.apply(seq, entry)
     before = _state(engine)
     i = data.draw(st.integers(0, len(journal) - 1))
+    key = command_key(journal[i])
+    remembered = engine.results.get(key)
 
     again, reports = engine.apply(len(journal) + 1, journal[i])
 
-    first = next(k for k, e in enumerate(journal) if command_key(e) == command_key(journal[i]))
-    assert reports == []
-    assert again == results[first]
-    assert _state(engine)[:2] == before[:2]
+    if remembered is not None:  # the command acted once: its answer is replayed, nothing changes
+        assert reports == [] and again == remembered
+        assert _state(engine)[:2] == before[:2]
+    elif again["reason"] == "unknown_order":  # it never found its order, and still does not
+        assert reports == [] and _state(engine)[:2] == before[:2]
+    else:  # refused before its order arrived; now it acts on it, once, and that answer is kept
+        assert engine.results[key] == again
 
 
 def test_fill_updates_both_orders_and_reports_in_journal_order() -> None:
@@ -141,3 +147,16 @@ def test_a_batch_results_carry_its_sequence_and_its_reports_number_across_comman
     assert engine.results["new:s"]["journal_seq"] == engine.results["new:b"]["journal_seq"] == 7
     assert [r["kind"] for r in reports] == ["accepted", "accepted", "fill"]  # the repeated `s` adds nothing
     assert engine.orders["s"].remaining == 2000
+
+
+def test_an_unknown_order_cancel_is_not_remembered_as_the_keys_answer() -> None:
+    engine = InstrumentEngine(SPEC)
+    cancel = {"op": CANCEL, "order_id": "o1", "account": "a1"}
+    first, _ = engine.apply(1, cancel)
+    assert first["reason"] == "unknown_order" and command_key(cancel) not in engine.results
+    engine.apply(2, {"op": NEW, "order_id": "o1", "account": "a1", "side": "SELL", "type": "LIMIT", "tif": "GTC",
+                     "price": MID, "qty": 1000, "post_only": False, "stp": "dc"})
+    second, _ = engine.apply(3, cancel)  # the same command key, journaled again
+
+    assert second["status"] == "cancelled" and engine.results[command_key(cancel)] == second
+    assert engine.book.depth(5) == ([], [])

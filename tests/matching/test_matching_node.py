@@ -118,6 +118,23 @@ async def test_cancel_of_an_unknown_or_foreign_order_is_refused(engine: Client) 
     assert cancelled["status"] == "cancelled" and cancelled["remaining"] == "0.0000"
 
 
+async def test_a_cancel_that_raced_ahead_of_its_order_still_cancels_it_when_sent_again(engine: Client) -> None:
+    # A client (or a saga's compensation) may cancel an order id before the submit reaches the engine:
+    # that cancel is unknown_order, but the same cancel sent after the order rests must cancel it, not
+    # replay the first answer (clearing would release the hold of an order still in the book).
+    with pytest.raises(QtError) as early:
+        await matching(engine, "cancel", instrument="AAPL", order_id="late", account="bob")
+    assert early.value.code is ErrorCode.UNKNOWN_ORDER
+    await matching(engine, "submit", **order("late", "bob", "SELL", "101.00", "1.00"))
+
+    cancelled = await matching(engine, "cancel", instrument="AAPL", order_id="late", account="bob")
+
+    assert cancelled["status"] == "cancelled" and cancelled["remaining"] == "0.0000"
+    assert (await matching(engine, "book", instrument="AAPL"))["asks"] == []
+    again = await matching(engine, "cancel", instrument="AAPL", order_id="late", account="bob")
+    assert again == cancelled  # a cancel that acted is remembered: its retry replays it
+
+
 async def test_qt_book_prints_the_ladder(engine: Client, own_nats: NatsServer) -> None:
     await matching(engine, "submit", **order("a1", "bob", "SELL", "101.25", "3.00"))
     await matching(engine, "submit", **order("b1", "alice", "BUY", "100.75", "2.50"))
