@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import msgpack
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import DeliverPolicy
+from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
@@ -33,6 +35,8 @@ _Write = tuple[str, bytes, dict[str, str]]
 #: Writes of a created saga's index entry before the request fails (about 5 s of a stream's election).
 INDEX_ATTEMPTS = 10
 INDEX_BACKOFF = Backoff(initial_s=0.1, max_s=1.0)
+#: How long one index entry may take to arrive while a listing reads them (they are already stored).
+KEYS_READ_TIMEOUT_S: Final = 5.0
 
 
 class SagaConflict(Exception):
@@ -156,7 +160,8 @@ class SagaIndex:
     position is the stored record's (a create that lost to an existing id leaves a stray one).
     """
 
-    def __init__(self, bucket: KeyValue, writes: KvWrites, bucket_name: str) -> None:
+    def __init__(self, js: JetStreamContext, bucket: KeyValue, writes: KvWrites, bucket_name: str) -> None:
+        self.js = js
         self.bucket = bucket
         self.writes = writes
         self.bucket_name = bucket_name
@@ -174,18 +179,34 @@ class SagaIndex:
         """(position, saga id) of one account's sagas (every account's when None), newest first,
         only those older than the `before` position when it is given."""
         found: list[tuple[str, str]] = []
-        watcher = await self.bucket.watch(f"{account}.>" if account else ">", meta_only=True, ignore_deletes=True)
-        try:
-            async for entry in watcher:
-                if entry is None:  # the watcher's marker: every key present was delivered
-                    break
-                position = entry.key.split(".", 1)[1]
-                if before is None or position < before:
-                    found.append((position, position.split(".", 1)[1]))
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]  # nats.py leaves it unannotated
+        for key in await self._keys(f"{account}.>" if account else ">"):
+            position = key.split(".", 1)[1]
+            if before is None or position < before:
+                found.append((position, position.split(".", 1)[1]))
         found.sort(reverse=True)
         return found
+
+    async def _keys(self, pattern: str) -> list[str]:
+        """Every key matching `pattern`, read to the end of what the consumer had when it was made.
+
+        nats.py's `KeyValue.watch` puts its "nothing more" marker first when the server had already
+        delivered every entry but this client had read none yet, so a listing could come back empty;
+        here the count comes from the consumer (delivered + pending), and that many messages are read.
+        """
+        prefix = f"$KV.{self.bucket_name}."
+        sub = await self.js.subscribe(f"{prefix}{pattern}", stream=f"KV_{self.bucket_name}", ordered_consumer=True,
+                                      deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True)
+        try:
+            info = await sub.consumer_info()
+            delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+            keys: list[str] = []
+            for _ in range((delivered or 0) + (info.num_pending or 0)):
+                msg = await sub.next_msg(timeout=KEYS_READ_TIMEOUT_S)
+                if (msg.headers or {}).get("KV-Operation") not in ("DEL", "PURGE"):
+                    keys.append(msg.subject[len(prefix):])
+            return keys
+        finally:
+            await sub.unsubscribe()
 
     async def backfill(self, sagas: KeyValue) -> int:
         """Index every stored saga when the index is empty (sagas written before it existed)."""
