@@ -270,7 +270,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     steps = SagaSteps(wallet_commands, matching, publisher, fee_account=os.environ.get("QT_FEE_ACCOUNT", "venue-fees"),
                       busts=BustMarks(await js.key_value(BUSTS_BUCKET)))
     writes = KvWrites(publisher, metrics=batch_metrics)
-    index = SagaIndex(js, await js.key_value(SAGA_INDEX_BUCKET), writes, SAGA_INDEX_BUCKET)
+    index = SagaIndex(js, writes, SAGA_INDEX_BUCKET)
     store = SagaStore(await js.key_value(SAGAS_BUCKET), index, writes, SAGAS_BUCKET)
     indexed = await store.index.backfill(store.bucket)
     if indexed:

@@ -160,9 +160,8 @@ class SagaIndex:
     position is the stored record's (a create that lost to an existing id leaves a stray one).
     """
 
-    def __init__(self, js: JetStreamContext, bucket: KeyValue, writes: KvWrites, bucket_name: str) -> None:
+    def __init__(self, js: JetStreamContext, writes: KvWrites, bucket_name: str) -> None:
         self.js = js
-        self.bucket = bucket
         self.writes = writes
         self.bucket_name = bucket_name
 
