@@ -48,6 +48,10 @@ CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_BAD_REQUEST: Final = 4400
 CLOSE_FLOOD: Final = 4429
 CLOSE_SLOW: Final = 4408
+#: Messages a channel handles before it lets the senders run: nats.py hands a subscription's backlog
+#: to its callback without yielding, so a burst larger than a send queue would otherwise overflow even
+#: a connection that reads as fast as it can.
+YIELD_EVERY: Final = 64
 PUBLIC: Final = ("book", "trades", "candles", "ticker")
 PRIVATE: Final = ("orders", "balances")
 
@@ -306,8 +310,13 @@ class Hub:
 
     def _on_message(self, channel: Channel, name: str, account: str) -> Callable[[Msg], Awaitable[None]]:
         kind = name.split(".", maxsplit=1)[0]
+        handled = 0
 
         async def handle(msg: Msg) -> None:
+            nonlocal handled
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             try:
                 if kind == "book":
                     await self._book(channel, name, msgpack.unpackb(msg.data, raw=False))
