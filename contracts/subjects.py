@@ -200,9 +200,11 @@ def orders_subject(instrument: str) -> str:
     return f"orders.{instrument}"
 
 
-def exec_subject(instrument: str) -> str:
-    """Engine output of one instrument: `exec.<instrument>`."""
-    return f"exec.{instrument}"
+def exec_subject(instrument: str, kind: str = "*") -> str:
+    """Engine output of one instrument, one subject per report kind: `exec.<instrument>.<kind>`
+    (`*`, the default: every kind). The kind in the subject lets a consumer that needs a few kinds
+    (clearing: `cancelled`, `decreased`) filter on the server instead of taking every fill."""
+    return f"exec.{instrument}.{kind}"
 
 
 def exec_msg_id(instrument: str, orders_seq: int, n: int) -> str:

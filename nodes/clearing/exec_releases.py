@@ -13,7 +13,7 @@ import msgpack
 
 from contracts.instruments import instrument
 from contracts.matching import OrderResult
-from contracts.subjects import MatchingEndpoint
+from contracts.subjects import MatchingEndpoint, exec_subject
 from nodes.clearing import amounts
 from nodes.clearing.matching_clients import MatchingClients
 from nodes.clearing.steps import hold_asset_of
@@ -21,7 +21,9 @@ from nodes.clearing.wallet_commands import WalletRouter
 from nodes.runtime.durable import DeliveredMessage
 
 #: Execution reports after which an order may hold more than it still needs.
-SHRINKING: Final = frozenset({"cancelled", "decreased"})
+SHRINKING: Final = ("cancelled", "decreased")
+#: What the EXEC consumer takes: only those kinds (fills, accepts and the rest stay on the server).
+EXEC_FILTER: Final = tuple(exec_subject("*", kind) for kind in SHRINKING)
 
 
 class ExecReleases:

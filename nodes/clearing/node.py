@@ -50,7 +50,7 @@ from contracts.subjects import (
 from mesh.jetstream import ensure_named
 from nodes.clearing import amounts
 from nodes.clearing import saga as machine
-from nodes.clearing.exec_releases import ExecReleases
+from nodes.clearing.exec_releases import EXEC_FILTER, ExecReleases
 from nodes.clearing.matching_clients import MatchingClients
 from nodes.clearing.recovery import Recovery
 from nodes.clearing.runner import SagaRunner
@@ -282,7 +282,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     service = NodeService(nc, name=CLEARING_SERVICE, version=VERSION, metrics=metrics, breakers=breakers,
                           description="place-order saga: hold, match, settle, publish; recovery and DLQ")
     node.register(service)
-    worker = DurableWorker(js, nc, stream=EXEC_STREAM, consumer=CLEARING_EXEC_CONSUMER, filter_subject="exec.>",
+    worker = DurableWorker(js, nc, stream=EXEC_STREAM, consumer=CLEARING_EXEC_CONSUMER, filter_subjects=EXEC_FILTER,
                            service=CLEARING_SERVICE, handler=ExecReleases(wallet_commands, matching))
     worker.register(service)
     recovery = Recovery(runner, store.bucket, every_s=env_int("QT_SAGA_RECOVERY_MS", 1000) / 1000)

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -95,8 +96,8 @@ class InstrumentRunner:
         self.writer = JournalWriter(js, orders_subject(spec.symbol))
         self._waiters: dict[int, asyncio.Future[None]] = {}
         """Journal sequence -> set once the engine has applied it (every command of a batch waits on one)."""
-        # execution reports applied but not yet published: (journal seq, msg-id, body, trace headers)
-        self._pending: list[tuple[int, str, bytes, dict[str, str]]] = []
+        # execution reports applied but not yet published: (journal seq, msg-id, subject, body, trace headers)
+        self._pending: list[tuple[int, str, str, bytes, dict[str, str]]] = []
         self.publisher = PipelinedPublisher(nc)
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
@@ -118,7 +119,7 @@ class InstrumentRunner:
             self.engine = InstrumentEngine.restore(self.spec, msgpack.unpackb(blob, raw=False, strict_map_key=False))
             self.last_snapshot_seq = self.engine.applied_seq
         try:
-            last = await self.js.get_last_msg(EXEC_STREAM, exec_subject(self.spec.symbol))
+            last = await self._last_exec()
             msg_id = (last.headers or {}).get("Nats-Msg-Id", "")
             last_entry = int(msg_id.split(":")[1])
             # A crash mid-publish may have cut the last entry's reports short: unless the snapshot covers
@@ -135,6 +136,17 @@ class InstrumentRunner:
             self.current.set()
         log.info("engine loaded", extra=kv(instrument=self.spec.symbol, applied_seq=self.engine.applied_seq,
                                            exec_upto=self.exec_published_upto, journal_end=self.journal_end))
+
+    async def _last_exec(self) -> RawStreamMsg:
+        """The newest EXEC message of this instrument, of any kind; `NotFoundError` when there is none.
+        A stream written before reports had their kind in the subject holds them on `exec.<instrument>`."""
+        found: list[RawStreamMsg] = []
+        for subject in (exec_subject(self.spec.symbol), f"exec.{self.spec.symbol}"):
+            with contextlib.suppress(NotFoundError):
+                found.append(await self.js.get_last_msg(EXEC_STREAM, subject))
+        if not found:
+            raise NotFoundError
+        return max(found, key=lambda m: m.seq or 0)
 
     async def execute(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
         """Journal a command (batched with whatever else is waiting) and return its result once applied.
@@ -214,8 +226,8 @@ class InstrumentRunner:
             carried = trace_headers(headers)
         if seq > self.exec_published_upto:
             symbol, pack = self.spec.symbol, msgpack.packb
-            self._pending.extend((seq, exec_msg_id(symbol, seq, n), pack(report), carried)
-                                 for n, report in enumerate(reports))
+            self._pending.extend((seq, exec_msg_id(symbol, seq, n), exec_subject(symbol, report["kind"]), pack(report),
+                                  carried) for n, report in enumerate(reports))
         if self._waiters:
             future = self._waiters.pop(seq, None)
             if future is not None and not future.done():
@@ -246,12 +258,11 @@ class InstrumentRunner:
         async with self._flushing:
             while self._pending:
                 batch, self._pending = self._pending[:EXEC_BATCH], self._pending[EXEC_BATCH:]
-                subject = exec_subject(self.spec.symbol)
                 token = str(self.lease.token)
                 try:
                     await self.publisher.publish([
                         (subject, body, {"Nats-Msg-Id": msg_id, FENCE_HEADER: token, **carried})
-                        for _seq, msg_id, body, carried in batch])
+                        for _seq, msg_id, subject, body, carried in batch])
                 except BaseException:
                     self._pending[:0] = batch  # republished with the same msg-ids: the stream dedups
                     raise

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -100,14 +100,14 @@ class DurableWorker:
     """Feeds a durable pull consumer to `handler`: ack on success, nak with backoff, park when exhausted."""
 
     def __init__(
-        self, js: JetStreamContext, nc: Client, *, stream: str, consumer: str, filter_subject: str,
+        self, js: JetStreamContext, nc: Client, *, stream: str, consumer: str, filter_subjects: Sequence[str],
         service: str, handler: MessageHandler,
     ) -> None:
         self.js = js
         self.nc = nc
         self.stream = stream
         self.consumer = consumer
-        self.filter_subject = filter_subject
+        self.filter_subjects = list(filter_subjects)
         self.service = service
         self.handler = handler
         self._errors: OrderedDict[int, str] = OrderedDict()
@@ -123,7 +123,7 @@ class DurableWorker:
         backoff itself when it naks a failure; `ACK_WAIT_S` only covers a worker that died.
         """
         return ConsumerConfig(
-            durable_name=self.consumer, filter_subject=self.filter_subject,
+            durable_name=self.consumer, filter_subjects=self.filter_subjects,
             deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ACK_WAIT_S, max_deliver=MAX_DELIVER,
             description=f"{self.service}: dead letters go to {dlq_subject(self.stream, self.consumer)}",

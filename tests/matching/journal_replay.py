@@ -11,7 +11,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.fencing import FenceGate
 from contracts.instruments import INSTRUMENTS
-from contracts.subjects import matching_subject
+from contracts.subjects import exec_subject, matching_subject
 from mesh.rpc import call
 from nodes.matching.engine import BATCH, InstrumentEngine
 from tests.polling import eventually
@@ -59,7 +59,7 @@ async def exec_reports(nc: Client, symbol: str) -> tuple[list[dict[str, Any]], i
                      what=f"{symbol}'s EXEC reports all published")
     gate = FenceGate()
     kept, dropped = [], 0
-    for msg in await read_stream(nc, f"exec.{symbol}"):
+    for msg in await read_stream(nc, exec_subject(symbol)):
         if gate.admit(symbol, msg.headers):
             kept.append(msgpack.unpackb(msg.data))
         else:

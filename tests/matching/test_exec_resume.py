@@ -37,7 +37,7 @@ async def test_reports_cut_short_by_a_crash_are_published_on_restart(
     payload, msg_id = journal_message([new_entry(order("r1", "alice", "BUY", "100.00", "1.00")),
                                        new_entry(order("r2", "bob", "BUY", "99.00", "1.00"))])
     entry_seq = (await js.publish(orders_subject("AAPL"), payload, headers={"Nats-Msg-Id": msg_id})).seq
-    await js.publish(exec_subject("AAPL"), msgpack.packb({"partial": True}),
+    await js.publish(exec_subject("AAPL", "accepted"), msgpack.packb({"partial": True}),
                      headers={"Nats-Msg-Id": exec_msg_id("AAPL", entry_seq, 0)})
 
     processes.append(await start_matching(own_nats, tmp_path / "matching", own_nc))

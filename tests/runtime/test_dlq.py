@@ -98,7 +98,7 @@ async def workers(lane: Lane) -> AsyncIterator[list[DurableWorker]]:
 
 async def start_worker(nc: Client, lane: Lane, handler: Handler, workers: list[DurableWorker]) -> DurableWorker:
     worker = DurableWorker(nc.jetstream(), nc, stream=lane.stream, consumer=lane.consumer,
-                           filter_subject=lane.subject, service=lane.service, handler=handler)
+                           filter_subjects=[lane.subject], service=lane.service, handler=handler)
     await worker.start()
     workers.append(worker)
     return worker
@@ -199,7 +199,7 @@ async def test_a_worker_refuses_to_replay_another_consumers_dead_letter(nc: Clie
     js = nc.jetstream()
     other = dlq_subject(lane.stream, "someone-else")
     ack = await js.publish(other, PAYLOAD, headers={DLQ_ORIGIN_STREAM: lane.stream, DLQ_CONSUMER: "someone-else"})
-    worker = DurableWorker(js, nc, stream=lane.stream, consumer=lane.consumer, filter_subject=lane.subject,
+    worker = DurableWorker(js, nc, stream=lane.stream, consumer=lane.consumer, filter_subjects=[lane.subject],
                            service=lane.service, handler=Handler(failing=False))
     try:
         with pytest.raises(QtError) as refused:
