@@ -272,6 +272,8 @@ SAGA_INDEX_BUCKET: Final = "saga_index"
 #: Busted trade ids per order (maker and taker): key = order id, value = msgpack list of trade ids.
 BUSTS_BUCKET: Final = "busts"
 IDEMPOTENCY_BUCKET: Final = "idempotency"
+#: Live clearing instances: key = instance id, value = msgpack {owner, at_ms}, rewritten every few seconds.
+PRESENCE_BUCKET: Final = "clearing_presence"
 SNAPSHOTS_OBJECTS: Final = "snapshots"
 
 
@@ -316,7 +318,7 @@ STREAMS: Final[tuple[StreamSpec, ...]] = (
     StreamSpec(
         name=EXEC_STREAM,
         subjects=("exec.>",),
-        description="engine output: accepted, fill, cancelled, rejected; msg-id <instrument>:<orders seq>:<n>",
+        description="engine output on exec.<instrument>.<kind>; msg-id <instrument>:<orders seq>:<n>",
         duplicate_window_s=600.0,
     ),
     StreamSpec(
@@ -337,6 +339,8 @@ BUCKETS: Final[tuple[BucketSpec, ...]] = (
     BucketSpec(name=SAGAS_BUCKET, description="saga state, CAS on revision", history=5),
     BucketSpec(name=SAGA_INDEX_BUCKET, description="saga ids by account and time, newest first by key"),
     BucketSpec(name=BUSTS_BUCKET, description="busted trade ids per order, both sides"),
+    BucketSpec(name=PRESENCE_BUCKET, description="live clearing instances (a peer scans sagas when one goes quiet)",
+               ttl_s=60.0),
     BucketSpec(name=IDEMPOTENCY_BUCKET, description="gateway idempotency records", ttl_s=24 * 3600.0),
 )
 

@@ -40,6 +40,7 @@ from contracts.subjects import (
     CLEARING_SERVICE,
     DLQ_STREAM,
     EXEC_STREAM,
+    PRESENCE_BUCKET,
     SAGA_INDEX_BUCKET,
     SAGAS_BUCKET,
     TRADES_STREAM,
@@ -255,7 +256,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     nc = await connect(config, name=f"{CLEARING_SERVICE}-{os.getpid()}")
     js: JetStreamContext = nc.jetstream()
     await ensure_named(js, streams=(TRADES_STREAM, DLQ_STREAM, EXEC_STREAM),
-                       buckets=(SAGAS_BUCKET, SAGA_INDEX_BUCKET, BUSTS_BUCKET))
+                       buckets=(SAGAS_BUCKET, SAGA_INDEX_BUCKET, BUSTS_BUCKET, PRESENCE_BUCKET))
     breakers = BreakerRegistry()
     timeout_s = env_int("QT_CLEARING_CALL_TIMEOUT_MS", 5000) / 1000
     wallet_clients = [ServiceClient(nc, wallet_group(p), breaker=breakers.add(CircuitBreaker(wallet_group(p))),
@@ -272,7 +273,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     writes = KvWrites(publisher, metrics=batch_metrics)
     index = SagaIndex(js, writes, SAGA_INDEX_BUCKET)
     store = SagaStore(await js.key_value(SAGAS_BUCKET), index, writes, SAGAS_BUCKET)
-    indexed = await store.index.backfill(store.bucket)
+    indexed = await store.index.backfill(SAGAS_BUCKET)
     if indexed:
         log.info("saga index backfilled", extra=kv(sagas=indexed))
     runner = SagaRunner(store, steps, metrics, lease_s=env_int("QT_SAGA_LEASE_S", 15),
@@ -285,7 +286,9 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     worker = DurableWorker(js, nc, stream=EXEC_STREAM, consumer=CLEARING_EXEC_CONSUMER, filter_subjects=EXEC_FILTER,
                            service=CLEARING_SERVICE, handler=ExecReleases(wallet_commands, matching))
     worker.register(service)
-    recovery = Recovery(runner, store.bucket, every_s=env_int("QT_SAGA_RECOVERY_MS", 1000) / 1000)
+    recovery = Recovery(runner, js, await js.key_value(PRESENCE_BUCKET), lease_s=runner.lease_s,
+                        every_s=env_int("QT_SAGA_RECOVERY_MS", 1000) / 1000)
+    await recovery.announce()
     recovery_task = asyncio.create_task(recovery.run(stop), name="recovery")
     await worker.start()
     await service.start()

@@ -186,43 +186,43 @@ class SagaIndex:
         return found
 
     async def _keys(self, pattern: str) -> list[str]:
-        """Every key matching `pattern`, read to the end of what the consumer had when it was made.
+        return [key for key, _ in await latest_entries(self.js, self.bucket_name, pattern, headers_only=True)]
 
-        nats.py's `KeyValue.watch` puts its "nothing more" marker first when the server had already
-        delivered every entry but this client had read none yet, so a listing could come back empty;
-        here the count comes from the consumer (delivered + pending), and that many messages are read.
-        """
-        prefix = f"$KV.{self.bucket_name}."
-        sub = await self.js.subscribe(f"{prefix}{pattern}", stream=f"KV_{self.bucket_name}", ordered_consumer=True,
-                                      deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True)
-        try:
-            info = await sub.consumer_info()
-            delivered = info.delivered.consumer_seq if info.delivered is not None else 0
-            keys: list[str] = []
-            for _ in range((delivered or 0) + (info.num_pending or 0)):
-                msg = await sub.next_msg(timeout=KEYS_READ_TIMEOUT_S)
-                if (msg.headers or {}).get("KV-Operation") not in ("DEL", "PURGE"):
-                    keys.append(msg.subject[len(prefix):])
-            return keys
-        finally:
-            await sub.unsubscribe()
-
-    async def backfill(self, sagas: KeyValue) -> int:
+    async def backfill(self, sagas_bucket: str) -> int:
         """Index every stored saga when the index is empty (sagas written before it existed)."""
         if await self.newest(None):
             return 0
         count = 0
-        watcher = await sagas.watchall(ignore_deletes=True)
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value:
-                    await self.add(decode(entry.value))
-                    count += 1
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]  # nats.py leaves it unannotated
+        for _, value in await latest_entries(self.js, sagas_bucket):
+            if value:
+                await self.add(decode(value))
+                count += 1
         return count
+
+
+async def latest_entries(js: JetStreamContext, bucket: str, pattern: str = ">", *,
+                         headers_only: bool = False) -> list[tuple[str, bytes]]:
+    """(key, value) of every live key of `bucket` matching `pattern`, as of the moment of the call
+    (values empty with `headers_only`).
+
+    nats.py's `KeyValue.watch` puts its "nothing more" marker first when the server had already
+    delivered every entry but this client had read none yet, so a listing could come back empty;
+    here the count comes from the consumer (delivered + pending), and that many messages are read.
+    """
+    prefix = f"$KV.{bucket}."
+    sub = await js.subscribe(f"{prefix}{pattern}", stream=f"KV_{bucket}", ordered_consumer=True,
+                             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=headers_only)
+    try:
+        info = await sub.consumer_info()
+        delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+        entries: list[tuple[str, bytes]] = []
+        for _ in range((delivered or 0) + (info.num_pending or 0)):
+            msg = await sub.next_msg(timeout=KEYS_READ_TIMEOUT_S)
+            if (msg.headers or {}).get("KV-Operation") not in ("DEL", "PURGE"):
+                entries.append((msg.subject[len(prefix):], msg.data))
+        return entries
+    finally:
+        await sub.unsubscribe()
 
 
 class BustMarks:

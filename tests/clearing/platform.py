@@ -17,6 +17,7 @@ from contracts.codec import Wire
 from contracts.errors import QtError
 from contracts.instruments import INSTRUMENTS, engine_instruments
 from contracts.subjects import (
+    PRESENCE_BUCKET,
     SAGAS_BUCKET,
     WALLET_PARTITION_ENV,
     WALLET_PARTITIONS_ENV,
@@ -25,6 +26,7 @@ from contracts.subjects import (
     wallet_subject,
 )
 from mesh.rpc import call
+from nodes.clearing.recovery import presence_key
 from tests.conftest import wait_for_instruments, wait_for_service
 from tests.polling import eventually
 from tests.procs import NodeProcess
@@ -98,6 +100,13 @@ async def place(nc: Client, timeout: float = 15.0, **body: Any) -> dict[str, Any
 async def clearing(nc: Client, endpoint: str, timeout: float = 15.0, **body: Any) -> dict[str, Any]:
     """Any clearing endpoint on the JSON wire."""
     return await call(nc, clearing_subject(endpoint), body, wire=Wire.JSON, timeout=timeout)
+
+
+async def gone_quiet(nc: Client, owner: str) -> None:
+    """List clearing instance `owner` as last alive an hour ago, as a killed instance stays listed: a
+    running clearing then scans for its abandoned sagas (write the sagas first)."""
+    quiet = msgpack.packb({"owner": owner, "at_ms": int(time.time() * 1000) - 3_600_000})
+    await (await nc.jetstream().key_value(PRESENCE_BUCKET)).put(presence_key(owner), quiet)
 
 
 async def wait_final(nc: Client, saga_id: str, timeout_s: float = 40.0) -> dict[str, Any]:

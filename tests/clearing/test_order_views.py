@@ -16,7 +16,7 @@ from mesh.rpc import call
 from nodes.clearing import saga as machine
 from nodes.clearing.node import request_hash
 from nodes.clearing.store import encode
-from tests.clearing.platform import Platform, clearing, fund, place
+from tests.clearing.platform import Platform, clearing, fund, gone_quiet, place
 from tests.clearing.test_place_order import acct
 from tests.polling import eventually
 
@@ -118,11 +118,12 @@ async def test_a_saga_a_crash_left_unindexed_is_indexed_when_recovery_takes_it(s
     machine.start(saga, "reserve_funds", time.time_ns())
     saga.owner, saga.lease_until_ms = "elsewhere:1", 0  # its driver died between create and index
     await (await nc.jetstream().key_value(SAGAS_BUCKET)).create(saga_id, encode(saga))
+    await gone_quiet(nc, saga.owner)
 
     async def sagas() -> list[dict[str, Any]]:
         return list((await clearing(nc, "saga_list", account=account))["sagas"])
 
-    listed = await eventually(sagas, every_s=0.2, what="the saga listed (recovery scans every second)")
+    listed = await eventually(sagas, every_s=0.2, what="the saga listed (its instance gone quiet: recovery scans)")
     assert [s["saga_id"] for s in listed] == [saga_id]
 
 

@@ -29,7 +29,7 @@ from mesh.rpc import call
 from nodes.clearing import amounts
 from nodes.clearing.node import request_hash
 from nodes.clearing.store import decode, encode
-from tests.clearing.platform import Platform, balances, fund, place, wait_final, wallet
+from tests.clearing.platform import Platform, balances, fund, gone_quiet, place, wait_final, wallet
 from tests.clearing.test_place_order import acct
 
 
@@ -145,6 +145,7 @@ async def test_a_saga_stored_in_the_old_shape_is_recovered_to_completed(shared: 
 
     # its driver is gone and its lease lapsed: recovery claims it and drives it on
     await (await nc.jetstream().key_value(SAGAS_BUCKET)).create(saga_id, blob)
+    await gone_quiet(nc, "gone-host:1")
 
     final = await wait_final(nc, saga_id)
     assert final["status"] == SagaStatus.COMPLETED, final

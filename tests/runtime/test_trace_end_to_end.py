@@ -107,7 +107,7 @@ async def test_one_order_is_one_trace_with_every_hop_under_the_http_span(
         own_nc: Client, http: tuple[httpx.AsyncClient, Path], spans: InMemorySpanExporter) -> None:
     client, gateway_data = http
     buyer, seller = f"buyer-{uuid.uuid4().hex[:8]}", f"seller-{uuid.uuid4().hex[:8]}"
-    for account, asset, amount in ((buyer, "USD", "1000.00"), (seller, "NVDA", "1.0000")):
+    for account, asset, amount in ((buyer, "USD", "2000.00"), (seller, "NVDA", "1.0000")):
         await call(own_nc, wallet_subject("deposit", 0), {"account": account, "asset": asset, "amount": amount,
                                                        "op_id": uuid.uuid4().hex}, wire=Wire.JSON)
     resting = {"account": seller, "instrument": "NVDA", "side": "SELL", "price": "825.50", "qty": "1.0000"}
@@ -115,13 +115,15 @@ async def test_one_order_is_one_trace_with_every_hop_under_the_http_span(
     token = mint(load_private(ensure_key_pair(gateway_data)[0]), account=buyer, role=Role.TRADER,
                  ttl_s=3600, issuer=JWT_ISSUER, audience=JWT_AUDIENCE)
 
+    # IOC for two against one resting: one fills, the engine cancels the other (a `cancelled` report,
+    # the kind clearing's EXEC consumer takes), so the trace reaches that consumer too
     placed = await client.post("/v1/orders", json={"instrument": "NVDA", "side": "BUY", "price": "825.50",
-                                                   "qty": "1.0000"},
+                                                   "qty": "2.0000", "tif": "IOC"},
                                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex,
                                         "traceparent": CALLER})
 
     assert placed.status_code == 201, placed.text
-    assert placed.json()["order_status"] == "filled"
+    assert placed.json()["order_status"] == "cancelled" and placed.json()["filled"] == "1.0000", placed.json()
     trace_id = int(CALLER.split("-")[1], 16)
 
     def ours() -> list[ReadableSpan]:
