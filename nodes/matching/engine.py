@@ -78,8 +78,8 @@ class InstrumentEngine:
         self.orders: dict[str, OrderRecord] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.refusals: dict[str, dict[str, Any]] = {}
-        """Latest answer to a cancel/replace that named no order of its account: answered, never kept as
-        the key's result, because the order may still arrive (a cancel racing its own order's submit)
+        """Latest answer to a cancel/replace that named an order id the engine has not seen: answered, never
+        kept as the key's result, because the order may still arrive (a cancel racing its own order's submit)
         and the same command must then act on it instead of replaying `unknown_order`."""
         self._quote_factor = 10**spec.qty_scale
 
@@ -124,10 +124,12 @@ class InstrumentEngine:
             result, more = self._replace(seq, entry)
         else:
             raise ValueError(f"unknown journal op {op!r}")
-        if op != NEW and result["reason"] == UNKNOWN_ORDER:
+        if op != NEW and result["reason"] == UNKNOWN_ORDER and entry["order_id"] not in self.orders:
             self.refusals[key] = result
-        else:
+        else:  # final: an order that is done (or another account's) never becomes this caller's again
             self.results[key] = result
+            if self.refusals:
+                self.refusals.pop(key, None)
         reports += more
         return result
 

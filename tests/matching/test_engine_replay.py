@@ -74,10 +74,10 @@ def test_a_command_journaled_twice_returns_its_first_result_and_changes_nothing(
     if remembered is not None:  # the command acted once: its answer is replayed, nothing changes
         assert reports == [] and again == remembered
         assert _state(engine)[:2] == before[:2]
-    elif again["reason"] == "unknown_order":  # it never found its order, and still does not
-        assert reports == [] and _state(engine)[:2] == before[:2]
-    else:  # refused before its order arrived; now it acts on it, once, and that answer is kept
-        assert engine.results[key] == again
+    elif journal[i]["order_id"] not in engine.orders:  # its order never arrived: refused again, nothing changes
+        assert again["reason"] == "unknown_order" and reports == [] and _state(engine)[:2] == before[:2]
+    else:  # refused before its order arrived; now it acts on the order as it stands, and that answer is kept
+        assert engine.results[key] == again and key not in engine.refusals
 
 
 def test_fill_updates_both_orders_and_reports_in_journal_order() -> None:
