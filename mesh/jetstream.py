@@ -46,6 +46,7 @@ def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
         max_age=spec.max_age_s,
         max_msgs=spec.max_msgs,
         allow_direct=True,
+        allow_atomic=True,  # long publish batches go as atomic batches: one ack each (nodes/runtime/pipeline.py)
     )
 
 

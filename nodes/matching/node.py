@@ -260,7 +260,7 @@ class InstrumentRunner:
                 batch, self._pending = self._pending[:EXEC_BATCH], self._pending[EXEC_BATCH:]
                 token = str(self.lease.token)
                 try:
-                    await self.publisher.publish([
+                    await self.publisher.publish_atomic([
                         (subject, body, {"Nats-Msg-Id": msg_id, FENCE_HEADER: token, **carried})
                         for _seq, msg_id, subject, body, carried in batch])
                 except BaseException:

@@ -6,6 +6,9 @@ only counted (an ack that is an error fails the batch). Re-sending a failed batc
 every message has its own `Nats-Msg-Id`: the stream keeps the first copy and acks the rest as duplicates.
 `publish_each` is the same pipeline for writers that need each message's own answer (compare-and-set
 KV writes, where one refusal must fail only its own write): every message gets its own reply token.
+`publish_atomic` sends a long batch to one stream as JetStream atomic batches (nats-server 2.12+,
+`allow_atomic` on the stream): stored together, one ack per batch instead of one per message, and
+on this box about 3x the messages/s under `sync_interval: always` (tooling/bench/jetstream.py).
 """
 
 from __future__ import annotations
@@ -13,12 +16,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+#: Shortest batch sent atomically: an atomic batch has a fixed cost of ~2.5-3.5 ms on the server (even
+#: a batch of one) where a plain pipelined message costs ~0.17 ms, so short batches go the plain way.
+ATOMIC_MIN: Final = 32
+#: Longest atomic batch nats-server accepts by default (`jetstream.limits.batch.max_msgs`).
+ATOMIC_MAX: Final = 1000
+
+Message = tuple[str, bytes, dict[str, str]]
 
 
 class PublishFailed(Exception):
@@ -70,6 +82,43 @@ class PipelinedPublisher:
             if batch.errors:
                 raise PublishFailed(f"{len(batch.errors)} of {batch.expected} refused on {messages[0][0]}...: "
                                     f"{batch.errors[0][:200]!r}")
+        finally:
+            del self._batches[token]
+
+    async def publish_atomic(self, messages: Sequence[Message]) -> None:
+        """`publish` for messages to one stream, as atomic batches when the batch is long: each stored
+        whole or not at all, one ack each. A batch the stream refuses (e.g. a msg-id it already holds: a
+        re-send after a crash) is sent again the plain way, where the msg-ids drop what is stored."""
+        if len(messages) < ATOMIC_MIN:
+            await self.publish(messages)
+            return
+        for start in range(0, len(messages), ATOMIC_MAX):
+            chunk = messages[start:start + ATOMIC_MAX]
+            if len(chunk) < ATOMIC_MIN or not await self._commit_atomic(chunk):
+                await self.publish(chunk)
+
+    async def _commit_atomic(self, messages: Sequence[Message]) -> bool:
+        """Send one atomic batch; True once committed, False when the stream refused it."""
+        if not self._prefix:
+            await self.start()
+        token = str(next(self._ids))
+        batch = self._batches[token] = _Batch(1, asyncio.get_running_loop().create_future())
+        batch_id = uuid.uuid4().hex
+        publish = self.nc.publish
+        last = len(messages) - 1
+        try:
+            for i, (subject, payload, headers) in enumerate(messages):
+                marks = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i + 1)}
+                if i == last:
+                    marks["Nats-Batch-Commit"] = "1"
+                await publish(subject, payload, reply=f"{self._prefix}.{token}" if i == last else "",
+                              headers={**headers, **marks})
+            try:
+                await asyncio.wait_for(batch.done, self.timeout_s)
+            except TimeoutError:
+                raise PublishFailed(f"no commit ack for an atomic batch of {len(messages)} on {messages[0][0]}... "
+                                    f"in {self.timeout_s}s") from None
+            return not batch.errors
         finally:
             del self._batches[token]
 
