@@ -15,7 +15,7 @@ from dataclasses import replace
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, ObjectStoreConfig, StorageType, StreamConfig
 from nats.js.errors import (
     BadRequestError,
     BucketNotFoundError,
@@ -60,17 +60,32 @@ async def ensure_stream(js: JetStreamContext, spec: StreamSpec, replicas: int | 
     await js.update_stream(stream_config(spec, replicas or info.config.num_replicas or 1))
 
 
-async def ensure_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int | None = None) -> None:
-    """Create the KV bucket when it does not exist (existing buckets are left as they are)."""
+def bucket_config(spec: BucketSpec, replicas: int = 1) -> StreamConfig:
+    """The stream behind a KV bucket: what nats.py's `create_key_value` makes, plus `allow_atomic` (long
+    batches of writes go as atomic batches: nodes/runtime/pipeline.py), which its config cannot say."""
+    return StreamConfig(
+        name=f"KV_{spec.name}", description=spec.description, subjects=[f"$KV.{spec.name}.>"],
+        allow_direct=True, allow_rollup_hdrs=True, allow_msg_ttl=True, deny_delete=True,
+        discard=DiscardPolicy.NEW, duplicate_window=min(spec.ttl_s, 120.0) if spec.ttl_s else 120.0,
+        max_age=spec.ttl_s or None, max_consumers=-1, max_msgs=-1, max_msgs_per_subject=spec.history,
+        num_replicas=replicas, storage=StorageType.FILE, allow_atomic=True,
+    )
+
+
+async def ensure_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int | None = None, *,
+                        upgrade: bool = False) -> None:
+    """Create the KV bucket when it does not exist. An existing one is left as it is, unless `upgrade`
+    (ops: `qt up`), which lets a bucket made before atomic batches take them."""
     try:
         await js.key_value(spec.name)
     except BucketNotFoundError:
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=spec.name, description=spec.description, ttl=spec.ttl_s or None,
-                history=spec.history, storage=StorageType.FILE, replicas=replicas or 1,
-            )
-        )
+        await js.add_stream(bucket_config(spec, replicas or 1))
+        return
+    if upgrade:
+        config = (await js.stream_info(f"KV_{spec.name}")).config
+        if not config.allow_atomic:
+            config.allow_atomic = True
+            await js.update_stream(config)
 
 
 async def ensure_bucket_ttl(js: JetStreamContext, name: str, ttl_s: float) -> None:
@@ -96,14 +111,14 @@ async def ensure_snapshot_store(js: JetStreamContext, replicas: int | None = Non
 
 
 async def ensure_named(js: JetStreamContext, *, streams: tuple[str, ...], buckets: tuple[str, ...],
-                       replicas: int | None = None) -> None:
+                       replicas: int | None = None, upgrade: bool = False) -> None:
     """The streams and buckets a node depends on, by name (a node needs no more than its own)."""
     for stream in STREAMS:
         if stream.name in streams:
             await _patiently(functools.partial(ensure_stream, js, stream, replicas))
     for bucket in BUCKETS:
         if bucket.name in buckets:
-            await _patiently(functools.partial(ensure_bucket, js, bucket, replicas))
+            await _patiently(functools.partial(ensure_bucket, js, bucket, replicas, upgrade=upgrade))
 
 
 async def _patiently(call: Callable[[], Awaitable[None]]) -> None:
@@ -124,5 +139,5 @@ async def _patiently(call: Callable[[], Awaitable[None]]) -> None:
 async def ensure_all(js: JetStreamContext, replicas: int = 1) -> None:
     """Every stream, bucket and object store of the platform, each kept by `replicas` servers."""
     await ensure_named(js, streams=tuple(s.name for s in STREAMS), buckets=tuple(b.name for b in BUCKETS),
-                       replicas=replicas)
+                       replicas=replicas, upgrade=True)
     await _patiently(lambda: ensure_snapshot_store(js, replicas))

@@ -74,7 +74,19 @@ class KvWrites:
         return self.batcher.enqueue((f"$KV.{bucket}.{key}", value, headers))
 
     async def _send(self, writes: list[_Write]) -> Sequence[int | BaseException]:
-        return [_revision(ack) for ack in await self.publisher.publish_each(writes)]
+        """One flush: the writes to each bucket go as one batch (atomic when long: one ack, one commit),
+        the buckets' batches in flight together."""
+        by_bucket: dict[str, list[int]] = {}
+        for i, (subject, _, _) in enumerate(writes):
+            by_bucket.setdefault(subject.split(".", 2)[1], []).append(i)
+        groups = list(by_bucket.values())
+        acks = await asyncio.gather(*(self.publisher.publish_each_atomic([writes[i] for i in group])
+                                      for group in groups))
+        out: list[int | BaseException] = [NatsTimeoutError()] * len(writes)
+        for group, answers in zip(groups, acks, strict=True):
+            for i, ack in zip(group, answers, strict=True):
+                out[i] = _revision(ack)
+        return out
 
 
 def _revision(ack: dict[str, Any] | None) -> int | BaseException:

@@ -94,15 +94,30 @@ class PipelinedPublisher:
             return
         for start in range(0, len(messages), ATOMIC_MAX):
             chunk = messages[start:start + ATOMIC_MAX]
-            if len(chunk) < ATOMIC_MIN or not await self._commit_atomic(chunk):
+            if len(chunk) < ATOMIC_MIN or await self._commit_atomic(chunk) is None:
                 await self.publish(chunk)
 
-    async def _commit_atomic(self, messages: Sequence[Message]) -> bool:
-        """Send one atomic batch; True once committed, False when the stream refused it."""
+    async def publish_each_atomic(self, messages: Sequence[Message]) -> list[dict[str, Any] | None]:
+        """`publish_each` for messages to one stream: a long batch goes atomically and each message's ack
+        is derived from the commit's (a batch is stored at consecutive sequences); a refused batch (one
+        compare-and-set failed) goes again message by message, so only the failing write fails."""
+        if not ATOMIC_MIN <= len(messages) <= ATOMIC_MAX:
+            return await self.publish_each(messages)
+        try:
+            ack = await self._commit_atomic(messages)
+        except PublishFailed:  # no commit ack in time: like a message whose ack never came, each may be stored
+            return [None] * len(messages)
+        if ack is None:
+            return await self.publish_each(messages)
+        first = int(ack["seq"]) - len(messages) + 1
+        return [{"stream": ack["stream"], "seq": first + i} for i in range(len(messages))]
+
+    async def _commit_atomic(self, messages: Sequence[Message]) -> dict[str, Any] | None:
+        """Send one atomic batch: its commit ack, or None when the stream refused it."""
         if not self._prefix:
             await self.start()
         token = str(next(self._ids))
-        batch = self._batches[token] = _Batch(1, asyncio.get_running_loop().create_future())
+        batch = self._batches[token] = _Batch(1, asyncio.get_running_loop().create_future(), answers={})
         batch_id = uuid.uuid4().hex
         publish = self.nc.publish
         last = len(messages) - 1
@@ -111,14 +126,15 @@ class PipelinedPublisher:
                 marks = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i + 1)}
                 if i == last:
                     marks["Nats-Batch-Commit"] = "1"
-                await publish(subject, payload, reply=f"{self._prefix}.{token}" if i == last else "",
+                await publish(subject, payload, reply=f"{self._prefix}.{token}.0" if i == last else "",
                               headers={**headers, **marks})
             try:
                 await asyncio.wait_for(batch.done, self.timeout_s)
             except TimeoutError:
                 raise PublishFailed(f"no commit ack for an atomic batch of {len(messages)} on {messages[0][0]}... "
                                     f"in {self.timeout_s}s") from None
-            return not batch.errors
+            ack = _decode_ack((batch.answers or {}).get(0, b""))
+            return None if "error" in ack or int(ack.get("count", 0)) != len(messages) else ack
         finally:
             del self._batches[token]
 
