@@ -127,7 +127,11 @@ class Recovery:
         for key, blob in await latest_entries(self.js, SAGAS_BUCKET):
             if not blob or key in self.runner.driving:
                 continue
-            saga = decode(blob)
+            try:
+                saga = decode(blob)
+            except Exception as exc:  # one unreadable record must not stop recovering the others
+                log.error("saga record unreadable", extra=kv(saga=key, error=repr(exc)))
+                continue
             if saga.status not in FINAL_STATUSES:
                 self.open[saga.saga_id] = _Open(saga.owner, saga.lease_until_ms)
                 found += 1
