@@ -16,6 +16,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgpack
@@ -45,6 +46,15 @@ def presence_key(owner: str) -> str:
     return re.sub(r"[^-_=a-zA-Z0-9]", "_", owner)
 
 
+def peers_lost(seen: Mapping[str, int], alive: Mapping[str, int], before: Mapping[str, int],
+               handled: set[str]) -> tuple[set[str], set[str]]:
+    """The instances to scan for now, and the new `handled`: listed but not alive (quiet, or a dead
+    process of this host) or alive before and no longer listed (a clean stop deletes its entry), each
+    once per loss; one that comes back alive leaves `handled`, so its next loss counts again."""
+    lost = ((set(seen) - set(alive)) | (set(before) - set(seen))) - handled
+    return lost, (handled | lost) & (set(seen) - set(alive))
+
+
 def _gone(owner: str) -> bool:
     host, _, pid = owner.rpartition(":")
     return pid.isdigit() and process_gone(host, int(pid))
@@ -65,7 +75,7 @@ class Recovery:
         self.peers: dict[str, int] = {}
         """Other clearing instances' ids -> when (wall ms) each last said it was alive, as last read."""
         self.handled: set[str] = set()
-        """Instances still in the presence bucket whose loss already caused a scan."""
+        """Instances listed but not alive whose loss already caused a scan (one scan per loss)."""
         self.scans = 0
         self.ready = asyncio.Event()
         """Set once the first scan is done."""
@@ -112,9 +122,7 @@ class Recovery:
                 if value["owner"] != self.runner.owner:
                     seen[str(value["owner"])] = int(value["at_ms"])
         alive = {owner: at for owner, at in seen.items() if now_ms - at <= self.lease_s * 1000 and not _gone(owner)}
-        # quiet or dead while still listed, or gone from the list (a clean stop deletes its entry)
-        lost = ((set(seen) - set(alive)) | (set(self.peers) - set(seen))) - self.handled
-        self.handled = (self.handled | lost) & set(seen)
+        lost, self.handled = peers_lost(seen, alive, self.peers, self.handled)
         self.peers = alive
         if lost:
             log.info("clearing instance gone: scanning its sagas", extra=kv(instances=",".join(sorted(lost))))
