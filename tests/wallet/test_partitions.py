@@ -4,7 +4,6 @@ created with: a misrouted request or a misconfigured process can never split an 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,16 @@ FOREIGN_ERROR = str(ErrorCode.WRONG_PARTITION)
 
 
 @pytest.fixture
-async def p0_of_2(nats_server: NatsServer, tmp_path: Path, nc: Client,
-                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[InProcessWallet]:
-    """Partition 0 of a two-partition mesh, alone (partition 1 is not running)."""
+def partition_0_of_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment of partition 0 of a two-partition mesh (set before the `wallet` fixture starts)."""
     monkeypatch.setenv(WALLET_PARTITIONS_ENV, "2")
     monkeypatch.setenv(WALLET_PARTITION_ENV, "0")
-    node = InProcessWallet(node_config(nats_server, tmp_path / "wallet-data", "wallet"), nc)
-    await node.start()
-    try:
-        yield node
-    finally:
-        await node.stop()
+
+
+@pytest.fixture
+def p0_of_2(partition_0_of_2: None, wallet: InProcessWallet) -> InProcessWallet:
+    """Partition 0 of a two-partition mesh, alone (partition 1 is not running): the `wallet` fixture's node."""
+    return wallet
 
 
 def ledger_rows(wallet: InProcessWallet) -> tuple[int, int, int, int]:
