@@ -76,9 +76,6 @@ class Recovery:
         """Other clearing instances' ids -> when (wall ms) each last said it was alive, as last read."""
         self.handled: set[str] = set()
         """Instances listed but not alive whose loss already caused a scan (one scan per loss)."""
-        self.scans = 0
-        self.ready = asyncio.Event()
-        """Set once the first scan is done."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -95,7 +92,6 @@ class Recovery:
                     if scan_due:
                         await self._scan()
                         scan_due = False
-                        self.ready.set()
                     await self._sweep()
                 except Exception as exc:  # JetStream did not answer (a leader election): next round
                     log.warning("saga recovery round failed", extra=kv(error=repr(exc)))
@@ -130,7 +126,6 @@ class Recovery:
 
     async def _scan(self) -> None:
         """Read every saga record; remember those not final that this instance does not drive."""
-        self.scans += 1
         found = 0
         for key, blob in await latest_entries(self.js, SAGAS_BUCKET):
             if not blob or key in self.runner.driving:
