@@ -25,13 +25,12 @@ from contracts.matching import STORED
 from mesh.backoff import Backoff
 from nodes.runtime.batcher import BatchMetrics, SmartBatcher
 from nodes.runtime.client import is_transient
-from nodes.runtime.pipeline import PipelinedPublisher
+from nodes.runtime.pipeline import Message, PipelinedPublisher
 
 #: JetStream's "wrong last sequence" error codes: the compare-and-set lost.
 WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
 #: KV writes one pipelined flush carries at most.
 MAX_KV_BATCH: Final = 512
-_Write = tuple[str, bytes, dict[str, str]]
 #: Writes of a created saga's index entry before the request fails (about 5 s of a stream's election).
 INDEX_ATTEMPTS = 10
 INDEX_BACKOFF = Backoff(initial_s=0.1, max_s=1.0)
@@ -64,7 +63,7 @@ class KvWrites:
         self.publisher = publisher
         # Two flushes in flight: a saga's create never waits behind another saga's final write (JetStream
         # fsyncs each message anyway, so a smaller batch costs no extra durable write).
-        self.batcher: SmartBatcher[_Write, int] = SmartBatcher("kv", self._send, max_batch=MAX_KV_BATCH,
+        self.batcher: SmartBatcher[Message, int] = SmartBatcher("kv", self._send, max_batch=MAX_KV_BATCH,
                                                                max_in_flight=2, metrics=metrics)
 
     def put(self, bucket: str, key: str, value: bytes, *, last: int | None = None) -> Awaitable[int]:
@@ -73,7 +72,7 @@ class KvWrites:
         headers = {} if last is None else {"Nats-Expected-Last-Subject-Sequence": str(last)}
         return self.batcher.enqueue((f"$KV.{bucket}.{key}", value, headers))
 
-    async def _send(self, writes: list[_Write]) -> Sequence[int | BaseException]:
+    async def _send(self, writes: list[Message]) -> Sequence[int | BaseException]:
         """One flush: the writes to each bucket go as one batch (atomic when long: one ack, one commit),
         the buckets' batches in flight together."""
         by_bucket: dict[str, list[int]] = {}

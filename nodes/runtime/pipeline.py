@@ -61,7 +61,7 @@ class PipelinedPublisher:
         self._prefix = self.nc.new_inbox()
         await self.nc.subscribe(f"{self._prefix}.>", cb=self._on_ack)
 
-    async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> None:
+    async def publish(self, messages: Sequence[Message]) -> None:
         """Send (subject, payload, headers) in order and return once the streams acknowledged every one."""
         if not messages:
             return
@@ -138,7 +138,7 @@ class PipelinedPublisher:
         finally:
             del self._batches[token]
 
-    async def publish_each(self, messages: Sequence[tuple[str, bytes, dict[str, str]]],
+    async def publish_each(self, messages: Sequence[Message],
                            ) -> list[dict[str, Any] | None]:
         """Send (subject, payload, headers) in order; return each message's decoded ack (`{"stream", "seq"}`
         or `{"error": {...}}`), in order, None where no ack came back within the timeout."""
