@@ -22,6 +22,9 @@ REPLACE: Final = "replace"
 BATCH: Final = "batch"
 #: The reason of a cancel/replace that names no order of its account (another's is not disclosed).
 UNKNOWN_ORDER: Final = "unknown_order"
+#: Refusals of cancels/replaces naming unknown order ids an engine keeps (oldest forgotten first): any
+#: caller can name random ids, so keeping them all would let one grow the engine's memory without bound.
+REFUSALS_KEPT: Final = 10_000
 
 
 @dataclass(slots=True)
@@ -80,7 +83,8 @@ class InstrumentEngine:
         self.refusals: dict[str, dict[str, Any]] = {}
         """Latest answer to a cancel/replace that named an order id the engine has not seen: answered, never
         kept as the key's result, because the order may still arrive (a cancel racing its own order's submit)
-        and the same command must then act on it instead of replaying `unknown_order`."""
+        and the same command must then act on it instead of replaying `unknown_order`. The newest
+        `REFUSALS_KEPT` only, oldest first; not in snapshots (a refusal changes nothing)."""
         self._quote_factor = 10**spec.qty_scale
 
     def apply(self, seq: int, entry: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -125,7 +129,10 @@ class InstrumentEngine:
         else:
             raise ValueError(f"unknown journal op {op!r}")
         if op != NEW and result["reason"] == UNKNOWN_ORDER and entry["order_id"] not in self.orders:
+            self.refusals.pop(key, None)  # the newest refusal is the last one forgotten
             self.refusals[key] = result
+            if len(self.refusals) > REFUSALS_KEPT:
+                del self.refusals[next(iter(self.refusals))]
         else:  # final: an order that is done (or another account's) never becomes this caller's again
             self.results[key] = result
             if self.refusals:

@@ -163,19 +163,23 @@ class InstrumentRunner:
         # stream's duplicate window would otherwise hand back the old entry and its refusal.
         journal_key = key if refused is None else f"{key}#after:{refused['journal_seq']}"
         seq = await self.writer.append(journal_key, entry)
-        return await self.result(seq, key)
+        found = await self.result(seq, key)
+        if found is None:  # refused at `seq`, and that refusal is forgotten already: ask the engine again
+            seq = await self.writer.append(f"{key}#after:{seq}", entry)
+            found = await self.result(seq, key)
+        if found is None:
+            raise QtError(ErrorCode.UNAVAILABLE, f"the result of {key} was forgotten under load; retry")
+        return found
 
-    async def result(self, seq: int, key: str) -> dict[str, Any]:
-        """The result of command `key` journaled in entry `seq` (waits until the engine has applied it)."""
+    async def result(self, seq: int, key: str) -> dict[str, Any] | None:
+        """The result of command `key` journaled in entry `seq` once the engine has applied it; None when
+        it was a refusal the engine has forgotten since (see `InstrumentEngine.refusals`)."""
         if self.engine.applied_seq < seq:
             future = self._waiters.get(seq)
             if future is None:
                 future = self._waiters[seq] = asyncio.get_running_loop().create_future()
             await asyncio.shield(future)
-        found = self.engine.results.get(key) or self.engine.refusals.get(key)
-        if found is None:
-            raise QtError(ErrorCode.INTERNAL, f"result of {key} at {seq} is gone")
-        return found
+        return self.engine.results.get(key) or self.engine.refusals.get(key)
 
     async def run(self) -> None:
         """Consume `orders.<instrument>` from after the snapshot, forever; publishing runs alongside."""

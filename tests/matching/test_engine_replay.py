@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.instruments import INSTRUMENTS
-from nodes.matching.engine import BATCH, CANCEL, NEW, REPLACE, InstrumentEngine, command_key
+from nodes.matching.engine import BATCH, CANCEL, NEW, REFUSALS_KEPT, REPLACE, InstrumentEngine, command_key
 
 SPEC = INSTRUMENTS["BTC-USD"]
 MID = 6_750_000
@@ -160,3 +160,15 @@ def test_an_unknown_order_cancel_is_not_remembered_as_the_keys_answer() -> None:
 
     assert second["status"] == "cancelled" and engine.results[command_key(cancel)] == second
     assert engine.book.depth(5) == ([], [])
+
+
+def test_only_the_newest_refusals_are_kept() -> None:
+    engine = InstrumentEngine(SPEC)
+    cancels = [{"op": CANCEL, "order_id": f"o{n}", "account": "a1"} for n in range(REFUSALS_KEPT + 2)]
+    for seq, cancel in enumerate([cancels[0], *cancels[2:], cancels[1], cancels[0]], start=1):
+        engine.apply(seq, cancel)
+
+    kept = list(engine.refusals)
+    assert len(kept) == REFUSALS_KEPT and command_key(cancels[2]) not in kept  # the oldest went
+    assert kept[-2:] == [command_key(cancels[1]), command_key(cancels[0])]  # refused again: newest again
+    assert engine.results == {} and engine.book.depth(5) == ([], [])

@@ -13,6 +13,7 @@ import pytest
 from nats.aio.client import Client
 
 from contracts.errors import ErrorCode, QtError
+from nodes.matching.engine import REFUSALS_KEPT
 from tests.matching.node_client import matching, order, start_matching
 from tests.procs import NodeProcess
 from tooling.natsserver import NatsServer
@@ -133,6 +134,31 @@ async def test_a_cancel_that_raced_ahead_of_its_order_still_cancels_it_when_sent
     assert (await matching(engine, "book", instrument="AAPL"))["asks"] == []
     again = await matching(engine, "cancel", instrument="AAPL", order_id="late", account="bob")
     assert again == cancelled  # a cancel that acted is remembered: its retry replays it
+
+
+async def test_a_refused_cancel_forgotten_under_a_flood_of_unknown_ids_still_acts_when_sent_again(
+        engine: Client) -> None:
+    # Anyone may cancel ids that never existed; the engine keeps only the newest REFUSALS_KEPT of those
+    # refusals, so the first one below is forgotten by the time it is sent again (within the journal's
+    # duplicate window, which hands back its old entry): the node must ask the engine again.
+    with pytest.raises(QtError):
+        await matching(engine, "cancel", instrument="AAPL", order_id="late", account="bob")
+    gate = asyncio.Semaphore(64)
+
+    async def unknown(n: int) -> None:
+        async with gate:
+            with pytest.raises(QtError) as refused:
+                await matching(engine, "cancel", instrument="AAPL", order_id=f"nobody-{n}", account="eve")
+            assert refused.value.code is ErrorCode.UNKNOWN_ORDER
+
+    await asyncio.gather(*(unknown(n) for n in range(REFUSALS_KEPT)))
+    await matching(engine, "submit", **order("late", "bob", "SELL", "101.00", "1.00"))
+
+    cancelled = await matching(engine, "cancel", instrument="AAPL", order_id="late", account="bob")
+
+    assert cancelled["status"] == "cancelled"
+    status = await matching(engine, "status", instrument="AAPL")
+    assert status["instruments"][0]["resting_orders"] == 0
 
 
 async def test_qt_book_prints_the_ladder(engine: Client, own_nats: NatsServer) -> None:
