@@ -5,6 +5,9 @@ given, then `{"op": "subscribe"|"unsubscribe", "channel": "book.AAPL"}` or `{"op
 Server: `{"type": "subscribed"|"unsubscribed"|"error"|"heartbeat"|"pong", ...}` and channel data
 (`snapshot`/`update` for books, with `seq`, `prev_seq` and the top-10 CRC32 `checksum`). A client that
 reads slower than a book changes gets a new `snapshot` (conflation) instead of a backlog of updates.
+Refused before the upgrade, with problem+json: an address over its socket cap (429) and, when the token is
+in `?token=`, a bad token (401) or an account over its cap (429); with the token in the first frame the
+last two are close codes 4401 and 4429 after it.
 """
 
 from __future__ import annotations
@@ -117,17 +120,29 @@ def ws_endpoint(hub_of: Callable[[], Hub], verify: Verify, caps: Caps) -> Callab
     async def endpoint(ws: WebSocket) -> None:
         ip = ws.client.host if ws.client else "unknown"
         if not caps.take_ip(ip):  # refused before the upgrade: no socket state is ever allocated
-            await _refuse(ws, f"too many WebSocket connections from this address: at most {caps.per_ip}")
+            await _refuse(ws, Problem(GatewayCode.RATE_LIMITED,
+                                      f"too many WebSocket connections from this address: at most {caps.per_ip}"))
             return
         try:
-            await ws.accept()
-            principal = await _authenticate(ws, verify)
-            if principal is None:
-                return
-            if not caps.take_account(principal.account):
-                with contextlib.suppress(Exception):
-                    await ws.close(CLOSE_FLOOD, f"too many connections: at most {caps.per_account} per account")
-                return
+            principal = None
+            if ws.query_params.get("token") is not None:  # known before the upgrade: refused before it too
+                principal = _verified(ws.query_params["token"], verify)
+                if principal is None:
+                    await _refuse(ws, _unauthorized())
+                    return
+                if not caps.take_account(principal.account):
+                    await _refuse(ws, _over_account_cap(caps))
+                    return
+                await ws.accept()
+            else:
+                await ws.accept()
+                principal = await _authenticate(ws, verify)
+                if principal is None:
+                    return
+                if not caps.take_account(principal.account):
+                    with contextlib.suppress(Exception):
+                        await ws.close(CLOSE_FLOOD, _over_account_cap(caps).message)
+                    return
             try:
                 await ws.send_text(json.dumps({"type": "authenticated", "account": principal.account}))
                 await Session(ws, hub_of(), Subscriber(principal.account)).run()
@@ -139,32 +154,43 @@ def ws_endpoint(hub_of: Callable[[], Hub], verify: Verify, caps: Caps) -> Callab
     return endpoint
 
 
-async def _refuse(ws: WebSocket, message: str) -> None:
-    """HTTP 429 problem+json instead of the upgrade (a plain 403 where the server cannot send one)."""
-    problem = Problem(GatewayCode.RATE_LIMITED, message)
+def _over_account_cap(caps: Caps) -> Problem:
+    return Problem(GatewayCode.RATE_LIMITED, f"too many connections: at most {caps.per_account} per account")
+
+
+def _unauthorized() -> Problem:
+    return Problem(GatewayCode.UNAUTHORIZED, "unauthorized: a valid token is required",
+                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def _verified(token: str, verify: Verify) -> Principal | None:
+    try:
+        return verify(token) if token else None
+    except Exception:
+        return None
+
+
+async def _refuse(ws: WebSocket, problem: Problem) -> None:
+    """The problem+json (429, 401) instead of the upgrade; a close with its WebSocket code where the server
+    cannot answer the handshake with a response."""
     if "websocket.http.response" not in (ws.scope.get("extensions") or {}):
-        await ws.close(CLOSE_FLOOD, message)
+        await ws.close(CLOSE_FLOOD if problem.status == 429 else CLOSE_UNAUTHORIZED, problem.message)
         return
     await ws.send_denial_response(Response(problem.render(ws.url.path), status_code=problem.status,
-                                           media_type=PROBLEM_TYPE))
+                                           headers=problem.headers, media_type=PROBLEM_TYPE))
 
 
 async def _authenticate(ws: WebSocket, verify: Verify) -> Principal | None:
-    token = ws.query_params.get("token")
-    if token is None:
-        try:
-            first = json.loads(await asyncio.wait_for(ws.receive_text(), AUTH_WAIT_S))
-            token = first.get("token") if isinstance(first, dict) and first.get("op") == "auth" else None
-        except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError):
-            token = None
+    """The principal of the token the first frame carries (`{"op": "auth", "token": ...}`), or close 4401."""
     try:
-        if not token:
-            raise ValueError("no token")
-        principal = verify(token)
-    except Exception:
+        first = json.loads(await asyncio.wait_for(ws.receive_text(), AUTH_WAIT_S))
+        token = first.get("token") if isinstance(first, dict) and first.get("op") == "auth" else None
+    except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError):
+        token = None
+    principal = _verified(token, verify) if isinstance(token, str) else None
+    if principal is None:
         with contextlib.suppress(Exception):
-            await ws.close(CLOSE_UNAUTHORIZED, "unauthorized: a valid token is required")
-        return None
+            await ws.close(CLOSE_UNAUTHORIZED, _unauthorized().message)
     return principal
 
 

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import json
 import random
+import time
 import zlib
 from typing import Any
 
 import httpx
 import pytest
 import websockets
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from contracts.clearing import PlaceOrder
 from contracts.errors import QtError
@@ -124,15 +125,25 @@ async def test_a_replayed_book_equals_the_engines_after_1000_random_orders(
             await clearing(platform.nc, "cancel_order", account=account, order_id=order_id)
 
 
-async def test_ws_refuses_a_missing_or_bad_token_with_4401(gateway: GatewayProcess) -> None:
-    for url in (gateway.url.replace("http", "ws", 1) + "/v1/ws", ws_url(gateway, "not-a-token")):
-        async with websockets.connect(url, open_timeout=10) as ws:
-            if "token=" not in url:
-                await ws.send(json.dumps({"op": "auth", "token": "garbage"}))
+async def test_ws_refuses_a_missing_or_bad_first_frame_token_with_4401(gateway: GatewayProcess) -> None:
+    for first in ({"op": "auth", "token": "garbage"}, {"op": "subscribe", "channel": "book.AAPL"}):
+        async with websockets.connect(gateway.url.replace("http", "ws", 1) + "/v1/ws", open_timeout=10) as ws:
+            await ws.send(json.dumps(first))
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
                     await asyncio.wait_for(ws.recv(), 10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_ws_refuses_a_bad_query_token_before_the_upgrade(gateway: GatewayProcess) -> None:
+    expired = gateway.token(new_account("ws"), now=time.time() - 7200)
+    for token in ("not-a-token", expired):
+        with pytest.raises(InvalidStatus) as denied:
+            await websockets.connect(ws_url(gateway, token), open_timeout=10)
+        response = denied.value.response
+        assert response.status_code == 401 and response.headers["Content-Type"] == "application/problem+json"
+        assert json.loads(response.body)["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
 async def test_unknown_channels_and_bad_frames_get_errors_then_a_close(gateway: GatewayProcess) -> None:

@@ -70,8 +70,14 @@ async def test_a_socket_flood_is_refused_at_the_caps_and_public_reads_still_answ
     account = new_account("flood")
     held = [await authenticated(ws_url(capped, account)) for _ in range(PER_ACCOUNT)]
     try:
-        extra = await websockets.connect(ws_url(capped, account), open_timeout=10)
-        assert await close_code(extra) == 4429, "a connection past the per-account cap must close with 4429"
+        with pytest.raises(InvalidStatus) as over:  # its token is in the URL: refused before the upgrade
+            await websockets.connect(ws_url(capped, account), open_timeout=10)
+        assert over.value.response.status_code == 429
+        assert json.loads(over.value.response.body)["code"] == "rate_limited"
+        # with the token in the first frame the account is known only after the upgrade: closed 4429
+        late = await websockets.connect(capped.url.replace("http", "ws", 1) + "/v1/ws", open_timeout=10)
+        await late.send(json.dumps({"op": "auth", "token": capped.token(account)}))
+        assert await close_code(late) == 4429, "a connection past the per-account cap must close with 4429"
         held += [await authenticated(ws_url(capped, new_account("flood"))) for _ in range(PER_IP - PER_ACCOUNT)]
         refused = 0
         for _ in range(FLOOD - PER_IP):

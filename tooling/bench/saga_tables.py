@@ -237,9 +237,9 @@ def _round_trips(res: Results) -> Section:
                    "finished (seeding excluded, warm-up included); any call clearing's EXEC worker makes (it "
                    "releases the holds of orders the engine cancelled: none here, no IOC and no self-trade) "
                    "would show here too.")
-    s.notes.append("Off the saga's path, clearing also takes every execution report from EXEC (its worker "
-                   "releases the holds of orders the engine cancelled; here it finds none) and, through its "
-                   "recovery watcher, receives every `sagas` KV write back and decodes it.")
+    s.notes.append("Off the saga's path, clearing also takes the `cancelled` and `decreased` execution reports "
+                   "from EXEC (filtered on the server; its worker releases the holds of orders the engine "
+                   "cancelled: here there are none), and writes its presence every lease/3.")
     s.notes.append("A resting saga is hold + submit + 2 KV writes (create, final; the final one after the "
                    "reply); a crossing one adds one wallet message for every fill's settlement and the release "
                    "of the excess hold, and a pipelined TRADES publish per fill. Every wallet command goes in a "
