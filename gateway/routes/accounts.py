@@ -80,9 +80,12 @@ async def balances(request: Request, account: str, who: Who, gw: Gw) -> Response
 @router.get("/{account}/events", summary="Event log of an account", **doc(reply=schema(EventsReply)))
 async def events(request: Request, account: str, who: Who, gw: Gw, asset: str | None = None,
                  after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
-    """The account's hash-chained events after the `after` cursor, oldest first."""
-    query = validate(EventsQuery, {"account": who.acting_on(account), "asset": asset, "after": after, "limit": limit})
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100, newest_first: bool = False,
+                 before: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None) -> Response:
+    """The account's hash-chained events: oldest first after the `after` cursor (`next_after`), or with
+    `newest_first` down from the newest, then below the `before` cursor (`next_before`)."""
+    query = validate(EventsQuery, {"account": who.acting_on(account), "asset": asset, "after": after, "limit": limit,
+                                   "newest_first": newest_first, "before": before})
     return await gw.query(request, _subject(gw, WalletEndpoint.EVENTS, query.account), query)
 
 

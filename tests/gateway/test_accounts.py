@@ -49,6 +49,16 @@ async def test_events_page_and_verify(client: httpx.AsyncClient, gateway: Gatewa
     rest = await client.get(f"/v1/accounts/{account}/events", params={"after": page.json()["next_after"]},
                             headers=bearer(token))
     assert [e["amount"] for e in rest.json()["events"]] == ["3.00"]
+    newest = await client.get(f"/v1/accounts/{account}/events", params={"limit": 2, "newest_first": "true"},
+                              headers=bearer(token))
+    assert [e["amount"] for e in newest.json()["events"]] == ["3.00", "2.00"]
+    older = await client.get(f"/v1/accounts/{account}/events",
+                             params={"newest_first": "true", "before": newest.json()["next_before"]},
+                             headers=bearer(token))
+    assert [e["amount"] for e in older.json()["events"]] == ["1.00"]
+    for mixed in ({"newest_first": "true", "after": 1}, {"before": 3}):  # a cursor of the other direction
+        problem(await client.get(f"/v1/accounts/{account}/events", params=mixed, headers=bearer(token)),
+                422, "validation_error")
     verified = await client.get(f"/v1/accounts/{account}/verify", headers=bearer(token))
     assert verified.json()["ok"] is True and verified.json()["events_checked"] == 3
 
