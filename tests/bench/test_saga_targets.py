@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tooling.bench.saga_probe import CpuWindow, Mark, PointStats, Timing, cpu_window
-from tooling.bench.saga_tables import SYSTEM, Results, sections, targets
+from tooling.bench.saga_tables import SYSTEM, Results, sections, targets, why
 from tooling.bench.stats import Run
+from tooling.bench.store_cost import StoreCost
 
 
 def _window(sagas: float, **cpu_s: float) -> CpuWindow:
@@ -95,3 +96,30 @@ def test_a_missed_target_points_at_clearings_profile_once_one_was_taken() -> Non
     res.profile = sections(res)[:1]  # any table stands in for the profile's
     assert all(t.see.startswith("the `Profile of the clearing process` tables") for t in targets(res))
     assert sections(res)[-1] is res.profile[0]
+
+
+def test_stored_messages_per_saga_are_tabled_by_stream_and_priced_per_write() -> None:
+    res = _results(best_rate=1200.0, open_p99=0.060, cpu={"nats-server": 0.3})
+    assert res.open_label is not None
+    res.points[res.open_label].stored.update({"WALLET": 3.75, "EXEC": 1.5, "KV_sagas": 2.0})
+    res.cpu[res.open_label] = _window(1000.0, **{"nats-server": 1.0, "clearing": 1.0})  # 1,000 µs each per saga
+    res.store_costs = [StoreCost("plain", 1, 100, 0.1, 0.02), StoreCost("plain", 8, 800, 0.2, 0.08),
+                       StoreCost("plain", 32, 3200, 0.5, 0.16), StoreCost("atomic", 8, 800, 0.3, 0.14)]
+
+    stored = next(s for s in sections(res) if s.title.startswith("Messages nats-server stored per saga"))
+    assert stored.columns[1:4] == ["`WALLET`", "`KV_sagas`", "`EXEC`"]  # most written first
+    open_row = next(row for row in stored.rows if row[0] == res.open_label)
+    assert open_row[1:] == ["3.75", "2.00", "1.50", "7.25", "1,000 µs", "138 µs"]
+    costs = next(s for s in sections(res) if s.title.startswith("nats-server CPU per stored message"))
+    assert costs.rows[0] == ["plain", "1", "1,000/s", "1.00", "200 µs"]
+    assert costs.rows[3] == ["atomic", "8", "2,667/s", "3.00", "175 µs"]
+
+    reason = why(res)
+    assert reason is not None
+    assert "nats-server alone spends 1,000 µs per saga (against 300 at 256 clients) on 7.2 stored messages" in reason
+    assert "an atomic batch of 8 costs 1,400 µs of server CPU in all, more than 8 plain writes' 800 µs" in reason
+
+
+def test_points_without_stream_counts_get_no_stored_messages_table() -> None:
+    titles = [s.title for s in sections(_results(best_rate=1200.0, open_p99=0.015))]
+    assert not any(t.startswith(("Messages nats-server stored", "nats-server CPU per stored")) for t in titles)

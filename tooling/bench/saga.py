@@ -48,6 +48,7 @@ from tooling.bench.report import BENCHMARKS_MD, Report, WriteOption, machine_inf
 from tooling.bench.saga_probe import Probe, cpu_window, point_stats
 from tooling.bench.saga_tables import SYSTEM, Results, sections, targets, why
 from tooling.bench.stats import Run, fmt_ms, fmt_rate
+from tooling.bench.store_cost import MESSAGES, store_costs
 from tooling.natsserver import NatsServer
 
 SYMBOL = "AAPL"
@@ -171,6 +172,8 @@ class Plan:
     """Wait up to this long before each point for other processes to go quiet (0: don't)."""
     profile_s: float = 0.0
     """Seconds of load on a clearing process under cProfile when a target was missed (0: never)."""
+    store_messages: int = MESSAGES
+    """Messages stored per batch shape of the stored-message cost table."""
 
     @property
     def each_clients(self) -> int:
@@ -236,6 +239,9 @@ async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
         probe.pids["clearing"] = each.proc.pid
         await closed_point(nc, probe, res, console, plan, plan.each_clients, "each")
         res.each = (closed_label(plan.each_clients), closed_label(plan.each_clients, "each"))
+        res.store_costs = await store_costs(mesh, messages=plan.store_messages)
+        console.print("  nats-server CPU per stored message: " + ", ".join(
+            f"{c.mode} {c.batch} {c.server_us:,.0f} µs" for c in res.store_costs))
         if plan.profile_s > 0 and any(not t.met for t in targets(res)):
             mesh.stop(each)
             await profile_clearing(mesh, server, nc, res, console, plan)
@@ -302,7 +308,8 @@ def saga(
                                                  warmup_s=0.3 if quick else 1.0, rate=rate,
                                                  open_s=2.0 if quick else 5.0, quiet_s=wait_quiet_s,
                                                  profile_s=profile_duration if profile_duration is not None else
-                                                 (0.0 if quick else 4.0))))
+                                                 (0.0 if quick else 4.0),
+                                                 store_messages=MESSAGES // 4 if quick else MESSAGES)))
     report.targets = targets(res)
     report.sections = sections(res)
     report.setup = [

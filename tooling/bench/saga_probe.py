@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,6 +34,8 @@ class Snapshot:
     """Messages in TRADES."""
     exec_delivered: int
     """Execution reports delivered to clearing's EXEC worker (its durable consumer's sequence)."""
+    stored: dict[str, int]
+    """Stream -> its last sequence: every message it ever stored (a KV bucket's replaced values included)."""
     cpu: dict[str, float]
     """CPU seconds of each of our processes."""
     busy: float
@@ -74,6 +76,8 @@ class PointStats:
     cpu_us: dict[str, float]
     cores: dict[str, float]
     others: float
+    stored: dict[str, float] = field(default_factory=dict)
+    """Stream -> messages it stored per saga (each an fsynced write under `sync_interval: always`)."""
 
     @property
     def round_trips(self) -> float:
@@ -150,7 +154,7 @@ class Probe:
     def _cpu(self) -> dict[str, float]:
         return tree_cpu_seconds(self.pids)
 
-    async def _counters(self) -> tuple[str, dict[str, int], int, int]:
+    async def _counters(self) -> tuple[str, dict[str, int], int, int, dict[str, int]]:
         metrics = (await self.nc.request(clearing_subject("metrics"), b"", timeout=10)).data.decode()
         calls: dict[str, int] = Counter()
         for instance in await discover(self.nc, wait_s=0.3):
@@ -160,7 +164,8 @@ class Probe:
         js = self.nc.jetstream()
         trades = (await js.stream_info(TRADES_STREAM)).state.messages
         delivered = (await js.consumer_info(EXEC_STREAM, CLEARING_EXEC_CONSUMER)).delivered
-        return metrics, dict(calls), trades, (delivered.consumer_seq if delivered else 0) or 0
+        stored = {info.config.name or "": info.state.last_seq for info in await js.streams_info()}
+        return metrics, dict(calls), trades, (delivered.consumer_seq if delivered else 0) or 0, stored
 
 
 def samples(text: str) -> dict[Sample, float]:
@@ -212,4 +217,6 @@ def point_stats(before: Snapshot, after: Snapshot) -> PointStats:
         cpu_us={name: seconds / sagas * 1e6 for name, seconds in used.items()},
         cores={name: seconds / wall for name, seconds in used.items()},
         others=max(0.0, after.busy - before.busy - sum(used.values())) / wall,
+        stored={name: (seq - before.stored.get(name, 0)) / sagas for name, seq in after.stored.items()
+                if seq > before.stored.get(name, 0)},
     )

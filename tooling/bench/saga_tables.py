@@ -10,6 +10,7 @@ from contracts.clearing import STEPS
 from tooling.bench.report import Section, Target, at_least, at_most
 from tooling.bench.saga_probe import CpuWindow, PointStats
 from tooling.bench.stats import Run, fmt_ms, fmt_rate, ratio, status
+from tooling.bench.store_cost import StoreCost
 
 SATURATION_TARGET = 1_000.0
 OPEN_RATE = 500.0
@@ -54,6 +55,8 @@ class Results:
     """(default checkpoints point, `QT_SAGA_CHECKPOINT=each` point) at the same client count."""
     profile: list[Section] = field(default_factory=list)
     """Clearing's profile tables, when one was taken."""
+    store_costs: list[StoreCost] = field(default_factory=list)
+    """nats-server CPU per stored message by batch shape, on a server of its own."""
 
     def closed(self, *, each: bool = False) -> list[str]:
         """Closed-loop labels in run order, with or without the `each` point."""
@@ -97,6 +100,10 @@ def sections(res: Results) -> list[Section]:
     if res.open_label is not None:
         out.append(_open(res))
     out += [_cpu(res), _external(), _steps(res), _round_trips(res)]
+    if any(p.stored for p in res.points.values()):
+        out.append(_stored(res))
+    if res.store_costs:
+        out.append(_store_cost(res.store_costs))
     if res.each is not None:
         out.append(_checkpoints(res, *res.each))
     return out + res.profile
@@ -248,6 +255,41 @@ def _round_trips(res: Results) -> Section:
     return s
 
 
+def _stored(res: Results) -> Section:
+    streams = sorted({name for p in res.points.values() for name in p.stored},
+                     key=lambda name: (-max(p.stored.get(name, 0.0) for p in res.points.values()), name))
+    s = Section("Messages nats-server stored per saga, by stream (each one fsynced write)",
+                ["point", *(f"`{name}`" for name in streams), "total", "nats-server CPU/saga", "per stored message"])
+    for label, p in res.points.items():
+        total = sum(p.stored.values())
+        server = _server_us(res, label)
+        s.add(label, *(f"{p.stored.get(name, 0.0):.2f}" for name in streams), f"{total:.2f}", f"{server:,.0f} µs",
+              f"{server / total:,.0f} µs" if total else "-")
+    s.notes.append("Each stream's last sequence before and after the point, over the sagas clearing finished "
+                   "(warm-up included): every message it stored, a KV bucket's replaced values included. Under "
+                   "`sync_interval: always` nats-server fsyncs each stored message on its own unless it comes "
+                   "in an atomic batch (see the next table). `per stored message`: the server's CPU per saga "
+                   "(over the measured window) over these writes; it also routes every request and reply.")
+    return s
+
+
+def _store_cost(costs: list[StoreCost]) -> Section:
+    s = Section("nats-server CPU per stored message, by batch shape (a server of its own, `sync_interval: always`)",
+                ["batch", "messages per batch", "stored/s", "ms per batch", "nats-server CPU per stored message"])
+    for c in costs:
+        s.add(c.mode, str(c.batch), fmt_rate(c.rate), f"{c.batch_ms:.2f}", f"{c.server_us:,.0f} µs")
+    s.notes.append("The nodes' own publisher (`PipelinedPublisher`) on one fresh stream: `plain` sends the batch "
+                   "pipelined and awaits its acks together; `atomic` sends it as one JetStream atomic batch "
+                   "(one commit ack), which the nodes use from 32 messages up. Batches go one after the other, "
+                   "nothing else runs on that server. CPU: utime + stime of the server process over the row.")
+    return s
+
+
+def _server_us(res: Results, label: str) -> float:
+    window = res.cpu.get(label)
+    return window.us("nats-server") if window is not None else res.points[label].cpu_us.get("nats-server", 0.0)
+
+
 def _checkpoints(res: Results, batched: str, each: str) -> Section:
     a, b = res.points[batched], res.points[each]
     ra, rb = res.runs[batched], res.runs[each]
@@ -354,11 +396,35 @@ def _open_loop(res: Results, best: str) -> str | None:
     if o.p99 is None or o.p99 < P99_TARGET_S:
         return None
     over = res.runs[best].rate < res.rate
-    return (f"at {fmt_rate(res.rate)} offered p99 is {fmt_ms(o.p99)} ({ratio(o.p99, P99_TARGET_S)} the 20 ms limit; "
+    text = (f"at {fmt_rate(res.rate)} offered p99 is {fmt_ms(o.p99)} ({ratio(o.p99, P99_TARGET_S)} the 20 ms limit; "
             f"achieved {fmt_rate(o.rate)}, p50 {fmt_ms(o.p50)}; clearing's own saga p99 "
             f"{fmt_ms(p.saga.p99)})" + (f": {fmt_rate(res.rate)} is above the {fmt_rate(res.runs[best].rate)} "
                                         "the mesh sustained closed-loop, so the queue grows for the whole run"
                                         if over else ""))
+    return text + _open_loop_stores(res, res.open_label, best)
+
+
+def _open_loop_stores(res: Results, label: str, best: str) -> str:
+    """Why an open-loop saga costs the server more than a closed-loop one: the same writes, smaller batches."""
+    window, at_best = res.cpu.get(label), res.cpu.get(best)
+    stored = sum(res.points[label].stored.values())
+    if window is None or at_best is None or not stored:
+        return ""
+    server, server_best = window.us("nats-server"), at_best.us("nats-server")
+    text = (f"; there every node and the server spend {window.total_us(SYSTEM):,.0f} µs of CPU per saga "
+            f"({ratio(window.total_us(SYSTEM), at_best.total_us(SYSTEM))} {best}), using "
+            f"{sum(window.cores(name) for name in SYSTEM):.2f} cores: the batches the load forms are short, and "
+            f"nats-server alone spends {server:,.0f} µs per saga (against {server_best:,.0f} at {best}) on "
+            f"{stored:.1f} stored messages, each fsynced on its own, {server / stored:,.0f} µs each")
+    plain = {c.batch: c for c in res.store_costs if c.mode == "plain"}
+    atomic = {c.batch: c for c in res.store_costs if c.mode == "atomic"}
+    if 1 in plain and 8 in plain and 8 in atomic and 32 in plain:
+        cheaper = "more" if atomic[8].server_us > plain[8].server_us else "less"
+        text += (f" (alone on a server: {plain[1].server_us:,.0f} µs per message one at a time, "
+                 f"{plain[32].server_us:,.0f} µs in plain batches of 32; an atomic batch of 8 costs "
+                 f"{atomic[8].server_us * 8:,.0f} µs of server CPU in all, {cheaper} than 8 plain writes' "
+                 f"{plain[8].server_us * 8:,.0f} µs)")
+    return text
 
 
 def _checkpoint_cost(res: Results) -> str | None:
