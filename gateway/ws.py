@@ -124,8 +124,8 @@ def ws_endpoint(hub_of: Callable[[], Hub], verify: Verify, caps: Caps) -> Callab
                                       f"too many WebSocket connections from this address: at most {caps.per_ip}"))
             return
         try:
-            principal = None
-            if ws.query_params.get("token") is not None:  # known before the upgrade: refused before it too
+            upgraded = ws.query_params.get("token") is None
+            if not upgraded:  # the token is known before the upgrade: refused before it too
                 principal = _verified(ws.query_params["token"], verify)
                 if principal is None:
                     await _refuse(ws, _unauthorized())
@@ -133,7 +133,6 @@ def ws_endpoint(hub_of: Callable[[], Hub], verify: Verify, caps: Caps) -> Callab
                 if not caps.take_account(principal.account):
                     await _refuse(ws, _over_account_cap(caps))
                     return
-                await ws.accept()
             else:
                 await ws.accept()
                 principal = await _authenticate(ws, verify)
@@ -143,7 +142,9 @@ def ws_endpoint(hub_of: Callable[[], Hub], verify: Verify, caps: Caps) -> Callab
                     with contextlib.suppress(Exception):
                         await ws.close(CLOSE_FLOOD, _over_account_cap(caps).message)
                     return
-            try:
+            try:  # the account's socket is counted from here: given back however this ends
+                if not upgraded:
+                    await ws.accept()
                 await ws.send_text(json.dumps({"type": "authenticated", "account": principal.account}))
                 await Session(ws, hub_of(), Subscriber(principal.account)).run()
             finally:
