@@ -24,8 +24,9 @@ from typing import Any, Final
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-#: Shortest batch sent atomically: an atomic batch has a fixed cost of ~2.5-3.5 ms on the server (even
-#: a batch of one) where a plain pipelined message costs ~0.17 ms, so short batches go the plain way.
+#: Shortest batch sent atomically: an atomic batch takes ~2.5-3.5 ms to commit and ~1.7 ms of server CPU
+#: even for one message (`qt bench saga`: nats-server CPU per stored message), where a plain pipelined
+#: message costs ~0.06-0.25 ms of server CPU, so short batches go the plain way.
 ATOMIC_MIN: Final = 32
 #: Longest atomic batch nats-server accepts by default (`jetstream.limits.batch.max_msgs`).
 ATOMIC_MAX: Final = 1000

@@ -31,7 +31,7 @@ class Snapshot:
     calls: dict[str, int]
     """`<service>.<endpoint>` -> requests served since the instance started (`$SRV.STATS`)."""
     trades: int
-    """Messages in TRADES."""
+    """Messages TRADES ever stored (its last sequence, as in `stored`)."""
     exec_delivered: int
     """Execution reports delivered to clearing's EXEC worker (its durable consumer's sequence)."""
     stored: dict[str, int]
@@ -162,10 +162,10 @@ class Probe:
             for endpoint in stats.get("endpoints") or []:
                 calls[f"{stats.get('name')}.{endpoint.get('name')}"] += int(endpoint.get("num_requests") or 0)
         js = self.nc.jetstream()
-        trades = (await js.stream_info(TRADES_STREAM)).state.messages
         delivered = (await js.consumer_info(EXEC_STREAM, CLEARING_EXEC_CONSUMER)).delivered
         stored = {info.config.name or "": info.state.last_seq for info in await js.streams_info()}
-        return metrics, dict(calls), trades, (delivered.consumer_seq if delivered else 0) or 0, stored
+        exec_delivered = (delivered.consumer_seq if delivered else 0) or 0
+        return metrics, dict(calls), stored.get(TRADES_STREAM, 0), exec_delivered, stored
 
 
 def samples(text: str) -> dict[Sample, float]:

@@ -410,7 +410,7 @@ def _open_loop_stores(res: Results, label: str, best: str) -> str:
     stored = sum(res.points[label].stored.values())
     if window is None or at_best is None or not stored:
         return ""
-    server, server_best = window.us("nats-server"), at_best.us("nats-server")
+    server, server_best = _server_us(res, label), _server_us(res, best)
     text = (f"; there every node and the server spend {window.total_us(SYSTEM):,.0f} µs of CPU per saga "
             f"({ratio(window.total_us(SYSTEM), at_best.total_us(SYSTEM))} {best}), using "
             f"{sum(window.cores(name) for name in SYSTEM):.2f} cores: the batches the load forms are short, and "
