@@ -11,7 +11,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import msgpack
@@ -56,6 +56,7 @@ from mesh.backoff import Backoff
 from mesh.jetstream import ensure_named, ensure_snapshot_store
 from nodes.matching import BOOK_BUILD
 from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
+from nodes.matching.forked_pack import pack_in_child
 from nodes.matching.journal import JournalWriter
 from nodes.runtime.config import NodeConfig, env_int
 from nodes.runtime.connect import connect
@@ -285,27 +286,32 @@ class InstrumentRunner:
     def _snapshot_running(self) -> bool:
         return self._snapshotting is not None and not self._snapshotting.done()
 
-    async def _snapshot_bytes(self) -> tuple[bytes, int] | None:
-        """The engine's state now, once every report before it is in EXEC (a snapshot past unpublished
-        reports would skip them on replay); None when nothing was applied since the last one."""
+    async def _consistent(self) -> bool:
+        """Whether there is a state to snapshot (something applied since the last one); when there is, every
+        report before it is in EXEC on return (a snapshot past unpublished reports would skip them on replay)."""
         if self.engine.applied_seq == self.last_snapshot_seq:
-            return None
+            return False
         if self._pending:
             await self.flush()
-        # nothing applies while this runs (the apply loop awaits it), so the bytes are one consistent state
-        return msgpack.packb(self.engine.snapshot()), self.engine.applied_seq
+        return True
 
     async def _start_snapshot(self) -> None:
-        """Take the state now and write it in the background: the store put of a big book is many
-        fsynced chunks, and the engine must not stop applying (and answering) meanwhile."""
-        taken = await self._snapshot_bytes()
-        if taken is not None:
-            self._snapshotting = asyncio.create_task(self._write_snapshot(*taken), name=f"snapshot-{self.spec.symbol}")
-            self._snapshotting.add_done_callback(self._snapshot_done)
+        """Take the state now and pack and write it in the background: a forked child packs it (packing here
+        stopped the engine in proportion to its history) and the store put of a big book is many fsynced
+        chunks, and the engine must not stop applying (and answering) meanwhile."""
+        if not await self._consistent():
+            return
+        # no await between the consistent state and the fork: the child packs exactly `seq`
+        seq, packed = self.engine.applied_seq, pack_in_child(self.engine.snapshot)
+        self._snapshotting = asyncio.create_task(self._put_packed(packed, seq), name=f"snapshot-{self.spec.symbol}")
+        self._snapshotting.add_done_callback(self._snapshot_done)
 
     def _snapshot_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:  # the next interval tries again
             log.warning("snapshot failed", extra=kv(instrument=self.spec.symbol, error=repr(task.exception())))
+
+    async def _put_packed(self, packed: Awaitable[bytes], seq: int) -> None:
+        await self._write_snapshot(await packed, seq)
 
     async def _write_snapshot(self, blob: bytes, seq: int) -> None:
         if not self.lease.held():  # fenced out: the new owner's snapshot may be newer than ours
@@ -319,9 +325,8 @@ class InstrumentRunner:
         """Write the engine's state to the shared snapshot store now (after any in flight), e.g. on shutdown."""
         if self._snapshotting is not None:
             await asyncio.wait({self._snapshotting})
-        taken = await self._snapshot_bytes()
-        if taken is not None:
-            await self._write_snapshot(*taken)
+        if await self._consistent():  # stopping: nothing else to do, so packed here
+            await self._write_snapshot(msgpack.packb(self.engine.snapshot()), self.engine.applied_seq)
 
 
 class MatchingNode:
