@@ -80,6 +80,8 @@ ERROR_DESCRIPTIONS: Final = {
     404: "unknown account, order, saga or route", 409: "refused by the current state (funds, duplicate, in flight)",
     413: "body too large", 422: "validation failed", 429: "rate limited (Retry-After)",
     503: "a service is unavailable; retry", 504: "a service did not answer in time",
+    421: "the account belongs to another wallet partition than the one asked: the gateway's "
+         "QT_WALLET_PARTITIONS differs from the wallets' (a deployment error; nothing was changed)",
 }
 _components: dict[str, Any] = {"Problem": PROBLEM}
 
@@ -103,8 +105,9 @@ def schema(model: type[BaseModel], *, name: str | None = None, drop: tuple[str, 
 
 def doc(*, body: dict[str, Any] | None = None, reply: dict[str, Any] | None = None, status: int = 200,
         auth: bool = True, idempotent: bool = False, media_type: str = "application/json",
-        replies: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Route decorator arguments documenting the body, the reply, every error status, the bearer token and the key."""
+        replies: dict[int, dict[str, Any]] | None = None, partitioned: bool = False) -> dict[str, Any]:
+    """Route decorator arguments documenting the body, the reply, every error status, the bearer token and the key;
+    `partitioned`: the route asks the wallet partition of the account in its path (`wrong_partition`, 421)."""
     extra: dict[str, Any] = {}
     if body is not None:
         extra["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
@@ -112,7 +115,8 @@ def doc(*, body: dict[str, Any] | None = None, reply: dict[str, Any] | None = No
         extra["security"] = [{"bearer": []}]
     if idempotent:
         extra[_IDEMPOTENT] = True  # turned into a header parameter once FastAPI listed the path's own
-    responses: dict[int | str, Any] = {code: _problem(code) for code in _error_statuses(auth, body, idempotent)}
+    statuses = _error_statuses(auth, body, idempotent) + ([421] if partitioned else [])
+    responses: dict[int | str, Any] = {code: _problem(code) for code in sorted(statuses)}
     if reply is not None:
         responses[status] = {"description": "OK", "content": {media_type: {"schema": reply}}}
     for code, own in (replies or {}).items():  # statuses answered with a body of their own, not a problem

@@ -39,7 +39,7 @@ SET_BY_GATEWAY = ("account", "op_id")
 
 @router.post("/{account}/deposits", summary="Deposit into an account (ops)",
              **doc(body=schema(Deposit, name="DepositRequest", drop=SET_BY_GATEWAY), reply=schema(MutationReply),
-                   idempotent=True))
+                   idempotent=True, partitioned=True))
 async def deposit(request: Request, account: str, who: Ops, gw: Gw) -> Response:
     """Add `amount` of `asset` to the account's available balance (op_id derived from the Idempotency-Key).
 
@@ -50,7 +50,7 @@ async def deposit(request: Request, account: str, who: Ops, gw: Gw) -> Response:
 
 @router.post("/{account}/withdrawals", summary="Withdraw from an account (ops)",
              **doc(body=schema(Withdraw, name="WithdrawRequest", drop=SET_BY_GATEWAY), reply=schema(MutationReply),
-                   idempotent=True))
+                   idempotent=True, partitioned=True))
 async def withdraw(request: Request, account: str, who: Ops, gw: Gw) -> Response:
     """Take `amount` of `asset` out of the account's available balance (ops, like deposits)."""
     return await _move(request, account, who, gw, "withdraw", Withdraw)
@@ -70,14 +70,16 @@ async def _move(request: Request, account: str, who: Principal, gw: Gateway, end
     return await gw.once(request, who, key, acting, body, forward, deduped=True)
 
 
-@router.get("/{account}/balances", summary="Balances of an account", **doc(reply=schema(BalanceReply)))
+@router.get("/{account}/balances", summary="Balances of an account",
+            **doc(reply=schema(BalanceReply), partitioned=True))
 async def balances(request: Request, account: str, who: Who, gw: Gw) -> Response:
     """Available and held per asset."""
     query = validate(BalanceQuery, {"account": who.acting_on(account)})
     return await gw.query(request, _subject(gw, WalletEndpoint.BALANCE, query.account), query)
 
 
-@router.get("/{account}/events", summary="Event log of an account", **doc(reply=schema(EventsReply)))
+@router.get("/{account}/events", summary="Event log of an account",
+            **doc(reply=schema(EventsReply), partitioned=True))
 async def events(request: Request, account: str, who: Who, gw: Gw, asset: str | None = None,
                  after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100, newest_first: bool = False,
@@ -89,7 +91,8 @@ async def events(request: Request, account: str, who: Who, gw: Gw, asset: str | 
     return await gw.query(request, _subject(gw, WalletEndpoint.EVENTS, query.account), query)
 
 
-@router.get("/{account}/verify", summary="Verify an account's hash chain", **doc(reply=schema(VerifyReply)))
+@router.get("/{account}/verify", summary="Verify an account's hash chain",
+            **doc(reply=schema(VerifyReply), partitioned=True))
 async def verify(request: Request, account: str, who: Who, gw: Gw) -> Response:
     """Recompute the account's hash chain and snapshots from genesis; name the first bad event."""
     command = validate(VerifyCommand, {"account": who.acting_on(account)})
@@ -97,7 +100,7 @@ async def verify(request: Request, account: str, who: Who, gw: Gw) -> Response:
 
 
 @router.post("/{account}/rebuild", summary="Rebuild an account's balances (ops)",
-             **doc(reply=schema(RebuildReply), idempotent=True))
+             **doc(reply=schema(RebuildReply), idempotent=True, partitioned=True))
 async def rebuild(request: Request, account: str, who: Ops, gw: Gw) -> Response:
     """Replay the account's projection from its latest snapshots and prove it identical."""
     key = idempotency_key(request)

@@ -93,3 +93,24 @@ async def test_ops_verify_names_the_partition_that_does_not_answer(split: tuple[
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30.0) as client:
         ready = await eventually(lambda: client.get("/ready"), lambda r: r.status_code == 200, what="/ready again")
     assert ready.json()["services"]["wallet p1"] is True
+
+
+async def test_a_gateway_told_another_partition_count_is_refused_421_and_changes_nothing(
+        split: tuple[Platform, GatewayProcess]) -> None:
+    platform, _ = split
+    misconfigured = await start_gateway(platform, "gateway-one-partition", **{WALLET_PARTITIONS_ENV: "1"})
+    try:
+        account = account_on(1, P, new_account("gw-wrong-"))  # owned by p1; a gateway told P=1 asks p0
+        async with httpx.AsyncClient(base_url=misconfigured.url, timeout=30.0) as client:
+            refused = await deposit(client, misconfigured.token("operator", Role.OPS), account, "3.00")
+            read = await client.get(f"/v1/accounts/{account}/balances",
+                                    headers=bearer(misconfigured.token(account)))
+            documented = (await client.get("/openapi.json")).json()
+    finally:
+        misconfigured.kill()
+    body = problem(refused, 421, "wrong_partition")
+    assert body["context"]["partition"] == 0 and body["context"]["accounts"] == {account: 1}, body
+    problem(read, 421, "wrong_partition")
+    assert await balances(platform.nc, account, P) == {}, "the refused deposit reached no ledger"
+    for path, method in (("/v1/accounts/{account}/deposits", "post"), ("/v1/accounts/{account}/balances", "get")):
+        assert "421" in documented["paths"][path][method]["responses"], path
