@@ -209,6 +209,7 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
             *_call(MARKETDATA_SERVICE, MarketDataEndpoint.TICKER, MarketDataEndpoint.CANDLES, MarketDataEndpoint.TRADES,
                    METRICS_ENDPOINT, DLQ_REPLAY_ENDPOINT),
             "$SRV.PING.*", "$SRV.INFO", "$SRV.STATS",
+            f"$SRV.INFO.{WALLET_SERVICE}",  # /ready: the partition count the wallets announce
             *_bucket(IDEMPOTENCY_BUCKET, update=True), *_read(DLQ_STREAM),
             # GET /v1/ops/streams (read-only): stream and consumer listings, lease values
             f"{JS_API}.STREAM.LIST", f"{JS_API}.CONSUMER.LIST.*", *_read(f"KV_{LEASES_BUCKET}"),

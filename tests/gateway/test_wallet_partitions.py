@@ -1,6 +1,7 @@
 """The gateway on two wallet partitions: an account's requests reach its own partition, and the ops-wide
 verify and rebuild ask both and merge, naming a partition that does not answer instead of skipping it, and
-`/ready` says 503 while one partition is down."""
+`/ready` says 503 while one partition is down; a gateway told another partition count than the wallets' is
+not ready, and what it sends to a partition that does not own the account is refused (421) unapplied."""
 
 from __future__ import annotations
 
@@ -93,21 +94,30 @@ async def test_ops_verify_names_the_partition_that_does_not_answer(split: tuple[
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30.0) as client:
         ready = await eventually(lambda: client.get("/ready"), lambda r: r.status_code == 200, what="/ready again")
     assert ready.json()["services"]["wallet p1"] is True
+    assert ready.json()["services"]["wallet partition count"] is True
 
 
-async def test_a_gateway_told_another_partition_count_is_refused_421_and_changes_nothing(
+async def test_a_gateway_told_another_partition_count_is_not_ready_and_refused_421_changing_nothing(
         split: tuple[Platform, GatewayProcess]) -> None:
     platform, _ = split
-    misconfigured = await start_gateway(platform, "gateway-one-partition", **{WALLET_PARTITIONS_ENV: "1"})
+    name = "gateway-one-partition"
+    misconfigured = GatewayProcess(platform.server.url, platform.root / name, platform.server.data_dir, name,
+                                   {WALLET_PARTITIONS_ENV: "1"}).start()
     try:
         account = account_on(1, P, new_account("gw-wrong-"))  # owned by p1; a gateway told P=1 asks p0
         async with httpx.AsyncClient(base_url=misconfigured.url, timeout=30.0) as client:
+            # every probe it knows answers (it asks wallet p0 only), but the counts differ: not ready
+            not_ready = await eventually(lambda: client.get("/ready"),
+                                         lambda r: r.status_code == 503 and r.json()["services"]["wallet p0"],
+                                         ignoring=(httpx.TransportError,), what="the wallet probe answering")
             refused = await deposit(client, misconfigured.token("operator", Role.OPS), account, "3.00")
             read = await client.get(f"/v1/accounts/{account}/balances",
                                     headers=bearer(misconfigured.token(account)))
             documented = (await client.get("/openapi.json")).json()
     finally:
         misconfigured.kill()
+    services = not_ready.json()["services"]
+    assert services["wallet partition count"] is False and services["clearing"] is True, not_ready.text
     body = problem(refused, 421, "wrong_partition")
     assert body["context"]["partition"] == 0 and body["context"]["accounts"] == {account: 1}, body
     problem(read, 421, "wrong_partition")
