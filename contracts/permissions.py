@@ -176,6 +176,7 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
         "clearing",
         publish=(
             *_call_each(WALLET_SERVICE, WalletEndpoint.BATCH),  # every wallet command clearing makes is batched
+            f"$SRV.INFO.{WALLET_SERVICE}",  # on start: the partition count the wallets announce
             *_call_each(MATCHING_SERVICE, MatchingEndpoint.SUBMIT, MatchingEndpoint.CANCEL, MatchingEndpoint.ORDER),
             "trades.>", *_ensure(TRADES_STREAM),
             *_ensure(EXEC_STREAM), *_read(EXEC_STREAM), *_consume(EXEC_STREAM, durable=CLEARING_EXEC_CONSUMER),

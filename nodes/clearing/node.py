@@ -49,6 +49,7 @@ from contracts.subjects import (
     wallet_group,
 )
 from mesh.jetstream import ensure_named
+from mesh.partitions import announced_partitions
 from nodes.clearing import amounts
 from nodes.clearing import saga as machine
 from nodes.clearing.exec_releases import EXEC_FILTER, ExecReleases
@@ -254,6 +255,13 @@ def _outcome(saga: SagaRecord) -> SagaView:
 async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     """Serve place/cancel, recover abandoned sagas and release EXEC-cancelled holds until `stop`."""
     nc = await connect(config, name=f"{CLEARING_SERVICE}-{os.getpid()}")
+    partitions = env_int(WALLET_PARTITIONS_ENV, 1)
+    announced = await announced_partitions(nc)
+    if announced not in (None, partitions):  # holds and settles would reach partitions that refuse them
+        log.error("clearing refuses to start: partition count mismatch",
+                  extra=kv(partitions=partitions, wallets=announced))
+        await nc.close()
+        raise SystemExit(2)
     js: JetStreamContext = nc.jetstream()
     await ensure_named(js, streams=(TRADES_STREAM, DLQ_STREAM, EXEC_STREAM),
                        buckets=(SAGAS_BUCKET, SAGA_INDEX_BUCKET, BUSTS_BUCKET, PRESENCE_BUCKET))
@@ -261,7 +269,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     timeout_s = env_int("QT_CLEARING_CALL_TIMEOUT_MS", 5000) / 1000
     wallet_clients = [ServiceClient(nc, wallet_group(p), breaker=breakers.add(CircuitBreaker(wallet_group(p))),
                                     timeout_s=timeout_s)
-                      for p in range(env_int(WALLET_PARTITIONS_ENV, 1))]
+                      for p in range(partitions)]
     matching = MatchingClients(nc, breakers, timeout_s=timeout_s)
     metrics = NodeMetrics(CLEARING_SERVICE)
     batch_metrics = BatchMetrics(metrics.registry)

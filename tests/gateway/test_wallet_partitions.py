@@ -1,10 +1,12 @@
 """The gateway on two wallet partitions: an account's requests reach its own partition, and the ops-wide
 verify and rebuild ask both and merge, naming a partition that does not answer instead of skipping it, and
 `/ready` says 503 while one partition is down; a gateway told another partition count than the wallets' is
-not ready, and what it sends to a partition that does not own the account is refused (421) unapplied."""
+not ready, and what it sends to a partition that does not own the account is refused (421) unapplied; a
+clearing told another count refuses to start."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -124,3 +126,12 @@ async def test_a_gateway_told_another_partition_count_is_not_ready_and_refused_4
     assert await balances(platform.nc, account, P) == {}, "the refused deposit reached no ledger"
     for path, method in (("/v1/accounts/{account}/deposits", "post"), ("/v1/accounts/{account}/balances", "get")):
         assert "421" in documented["paths"][path][method]["responses"], path
+
+
+async def test_clearing_told_another_partition_count_refuses_to_start(split: tuple[Platform, GatewayProcess]) -> None:
+    platform, _ = split
+    wrong = await platform.start("clearing", instance="-one-partition", wait=False, **{WALLET_PARTITIONS_ENV: "1"})
+    assert wrong.proc is not None
+    assert await asyncio.to_thread(wrong.proc.wait, 30) == 2
+    logged = (wrong.data_dir / "nodes.clearing.log").read_text()
+    assert "partition count mismatch" in logged and "wallets=2" in logged, logged
