@@ -11,6 +11,7 @@ import asyncio
 import gc
 import os
 import signal
+import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -34,7 +35,11 @@ def pack_in_child(state: Callable[[], Any]) -> asyncio.Future[bytes]:
         return done
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that a fork of a process with threads may deadlock the child on a lock
+        # another thread held. This child takes none: it packs plain data, writes a pipe and `_exit`s.
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which coverage does not follow
         _child(state, read_fd, write_fd, parent)
     os.close(write_fd)
