@@ -78,10 +78,11 @@ _IDEMPOTENT: Final = "x-idempotent"
 ERROR_DESCRIPTIONS: Final = {
     400: "bad payload or missing Idempotency-Key", 401: "no or invalid bearer token", 403: "not allowed for this role",
     404: "unknown account, order, saga or route", 409: "refused by the current state (funds, duplicate, in flight)",
-    413: "body too large", 422: "validation failed", 429: "rate limited (Retry-After)",
-    503: "a service is unavailable; retry", 504: "a service did not answer in time",
+    413: "body too large",
     421: "the account belongs to another wallet partition than the one asked: the gateway's "
          "QT_WALLET_PARTITIONS differs from the wallets' (a deployment error; nothing was changed)",
+    422: "validation failed", 429: "rate limited (Retry-After)",
+    503: "a service is unavailable; retry", 504: "a service did not answer in time",
 }
 _components: dict[str, Any] = {"Problem": PROBLEM}
 
