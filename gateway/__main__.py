@@ -9,6 +9,7 @@ from contracts.credentials import PRIVATE_UMASK
 from gateway.redact import configure_logging
 from gateway.settings import Settings
 from gateway.workers import Supervisor, server
+from mesh.heap import settle_heap
 from mesh.tracing import setup_tracing
 
 
@@ -21,7 +22,9 @@ def main() -> None:
         from gateway.app import create_app  # only a serving process loads the app; a supervisor stays small
 
         setup_tracing("gateway")  # the HTTP span of every request, exported with the nodes' when OTLP is configured
-        server(create_app(settings), settings).run()
+        app = create_app(settings)
+        settle_heap()
+        server(app, settings).run()
     else:
         Supervisor(settings).run()
 

@@ -14,6 +14,7 @@ from gateway.redact import configure_logging
 from gateway.settings import Settings
 from gateway.shared import Shared
 from gateway.workers import server
+from mesh.heap import settle_heap
 from mesh.tracing import setup_tracing
 
 
@@ -24,7 +25,9 @@ def main(argv: list[str]) -> None:
     fd, slot, run_dir = int(argv[0]), int(argv[1]), Path(argv[2])
     settings = Settings.from_env()
     setup_tracing("gateway")
-    server(create_app(settings, Shared.attach(run_dir, slot)), settings).run(sockets=[socket.socket(fileno=fd)])
+    app = create_app(settings, Shared.attach(run_dir, slot))
+    settle_heap()
+    server(app, settings).run(sockets=[socket.socket(fileno=fd)])
 
 
 if __name__ == "__main__":

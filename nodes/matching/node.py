@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 from collections.abc import Awaitable, Iterable
@@ -53,6 +52,7 @@ from contracts.subjects import (
     orders_subject,
 )
 from mesh.backoff import Backoff
+from mesh.heap import settle_heap
 from mesh.jetstream import ensure_named, ensure_snapshot_store
 from nodes.matching import BOOK_BUILD
 from nodes.matching.engine import CANCEL, NEW, REPLACE, InstrumentEngine, command_key
@@ -488,11 +488,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     runners = {s: InstrumentRunner(js, nc, INSTRUMENTS[s], leases[s], snapshot_every) for s in owned}
     for runner in runners.values():
         await runner.load()
-    # The books make no reference cycles: collect once, freeze what was loaded (it is long-lived),
-    # and raise the thresholds so full passes (22-85 ms on a big book) stay rare.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1_000)
+    settle_heap()  # the books make no reference cycles: what was loaded is long-lived
     node = MatchingNode(js, runners, owner=f"{os.uname().nodename}:{os.getpid()}")
     service = NodeService(nc, name=MATCHING_SERVICE, version=VERSION, metrics=NodeMetrics(MATCHING_SERVICE),
                           description="price-time matching: journal to ORDERS, results to EXEC")
