@@ -257,11 +257,14 @@ class InstrumentRunner:
                 self._wake.set()
 
     async def flush(self) -> None:
-        """Publish pending execution reports (fenced, deduplicated by msg-id), then the L2 deltas."""
-        if not self.lease.held():
-            raise LeaseLost(self.lease.key)
+        """Publish pending execution reports (fenced, deduplicated by msg-id), then the L2 deltas.
+
+        The lease is checked before every batch, not once: a process paused while a batch's acks were on
+        their way wakes up inside this loop, after the new owner may have published its first report."""
+        self._check_held()
         async with self._flushing:
             while self._pending:
+                self._check_held()
                 batch, self._pending = self._pending[:EXEC_BATCH], self._pending[EXEC_BATCH:]
                 token = str(self.lease.token)
                 try:
@@ -277,11 +280,16 @@ class InstrumentRunner:
             self.exec_published_upto = max(self.exec_published_upto, self.engine.applied_seq)
             deltas = self.engine.book.drain_deltas()
             if deltas:
+                self._check_held()
                 prev, self.feed_seq = self.feed_seq, self.engine.applied_seq
                 await self.nc.publish(book_feed_subject(self.spec.symbol), msgpack.packb({
                     "instrument": self.spec.symbol, "seq": self.feed_seq, "prev_seq": prev,
                     "checksum": self.engine.book.checksum(), "deltas": deltas,
                 }))
+
+    def _check_held(self) -> None:
+        if not self.lease.held():
+            raise LeaseLost(self.lease.key)
 
     def _snapshot_running(self) -> bool:
         return self._snapshotting is not None and not self._snapshotting.done()
