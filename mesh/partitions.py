@@ -47,6 +47,13 @@ async def announced_partitions(nc: Client, timeout_s: float = 2.0) -> int | None
     return int(raw) if raw and str(raw).isdigit() and int(raw) >= 1 else None
 
 
+async def disagreeing_partitions(nc: Client, partitions: int, timeout_s: float = 2.0) -> int | None:
+    """The partition count the running wallets announce when it is not `partitions`; None when they agree
+    or none answers (nothing to compare with yet)."""
+    announced = await announced_partitions(nc, timeout_s)
+    return None if announced in (None, partitions) else announced
+
+
 def merge_verify(replies: list[dict[str, Any]]) -> dict[str, Any]:
     """One `VerifyReply` of every partition: ok only if all are, counts summed, the first bad event of
     the lowest partition that has one."""

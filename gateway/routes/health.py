@@ -13,7 +13,7 @@ from contracts.gateway import Health, Readiness
 from contracts.subjects import CLEARING_SERVICE, MARKETDATA_SERVICE, MATCHING_SERVICE, WALLET_SERVICE, readiness_probes
 from gateway.openapi import doc, schema
 from gateway.state import Gateway, gateway, json_response
-from mesh.partitions import announced_partitions
+from mesh.partitions import disagreeing_partitions
 
 router = APIRouter(tags=["health"])
 Gw = Annotated[Gateway, Depends(gateway)]
@@ -43,17 +43,17 @@ async def ready(gw: Gw) -> Response:
     required = readiness_probes(REQUIRED, partitions)
     probes = {**required, **readiness_probes(OPTIONAL, partitions)}
     if gw.bridge.ready:
-        counted = asyncio.ensure_future(announced_partitions(gw.bridge.client(), timeout_s=PROBE_S))
+        counted = asyncio.ensure_future(disagreeing_partitions(gw.bridge.client(), partitions, timeout_s=PROBE_S))
         answers = await asyncio.gather(*(gw.bridge.answers(subject) for subject in probes.values()))
-        announced = await counted
+        other = await counted
     else:
-        answers, announced = [False] * len(probes), None
+        answers, other = [False] * len(probes), None
     services = dict(zip(probes, answers, strict=True))
     # Told another count than the wallets', this gateway would send some accounts to a partition that
     # refuses them (421): not ready, rather than serving half the accounts.
-    services[PARTITION_COUNT] = announced in (None, partitions)
-    if announced not in (None, partitions):
-        log.warning("wallet partition count mismatch: gateway=%d wallets=%d", partitions, announced)
+    services[PARTITION_COUNT] = other is None
+    if other is not None:
+        log.warning("wallet partition count mismatch: gateway=%d wallets=%d", partitions, other)
     ok = gw.bridge.ready and services[PARTITION_COUNT] and all(services[label] for label in required)
     body = Readiness(status="ready" if ok else "not_ready", nats=gw.bridge.ready, services=services)
     return json_response(body.model_dump(), 200 if ok else 503)

@@ -49,7 +49,7 @@ from contracts.subjects import (
     wallet_group,
 )
 from mesh.jetstream import ensure_named
-from mesh.partitions import announced_partitions
+from mesh.partitions import disagreeing_partitions
 from nodes.clearing import amounts
 from nodes.clearing import saga as machine
 from nodes.clearing.exec_releases import EXEC_FILTER, ExecReleases
@@ -256,10 +256,9 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     """Serve place/cancel, recover abandoned sagas and release EXEC-cancelled holds until `stop`."""
     nc = await connect(config, name=f"{CLEARING_SERVICE}-{os.getpid()}")
     partitions = env_int(WALLET_PARTITIONS_ENV, 1)
-    announced = await announced_partitions(nc)
-    if announced not in (None, partitions):  # holds and settles would reach partitions that refuse them
-        log.error("clearing refuses to start: partition count mismatch",
-                  extra=kv(partitions=partitions, wallets=announced))
+    other = await disagreeing_partitions(nc, partitions)
+    if other is not None:  # holds and settles would reach partitions that refuse them
+        log.error("clearing refuses to start: partition count mismatch", extra=kv(partitions=partitions, wallets=other))
         await nc.close()
         raise SystemExit(2)
     js: JetStreamContext = nc.jetstream()
