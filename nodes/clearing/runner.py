@@ -76,8 +76,9 @@ class SagaRunner:
         self.crash_at = crash_at
         self.driving: set[str] = set()
         self.dropped: set[str] = set()
-        """Sagas this instance stopped driving before their final write landed (JetStream did not answer):
-        its recovery skips what it drives, so they are handed to it here and claimed once their lease lapses."""
+        """Sagas this instance stopped driving before their final write landed, or whose create failed
+        (JetStream did not answer): its recovery skips what it drives, so they are handed to it here and
+        claimed once their lease lapses (or forgotten, if the record never landed)."""
         self._finishing: set[asyncio.Task[None]] = set()
         registry = metrics.registry
         self.step_seconds = Histogram("qt_saga_step_seconds", "Saga step and compensation time", ["step"],
@@ -90,7 +91,13 @@ class SagaRunner:
         """Store a new saga with its first step started; None when the id exists already."""
         machine.start(saga, "reserve_funds", time.time_ns())
         self._lease(saga)
-        revision = await self.store.create(saga)
+        try:
+            revision = await self.store.create(saga)
+        except BaseException:
+            # The record may be stored all the same (an ack lost in a leader election, its index entry
+            # refused): nothing drives it and no peer's loss will make recovery scan for it.
+            self.dropped.add(saga.saga_id)
+            raise
         if revision is not None:
             self.kv_writes.inc()
         return revision

@@ -12,10 +12,11 @@ from typing import Any
 import msgpack
 import pytest
 from nats.aio.client import Client
+from nats.js.api import DiscardPolicy
 
-from contracts.clearing import COMPENSATIONS
+from contracts.clearing import COMPENSATIONS, FINAL_STATUSES
 from contracts.errors import QtError
-from contracts.subjects import TRADES_STREAM, wallet_group
+from contracts.subjects import SAGA_INDEX_BUCKET, TRADES_STREAM, wallet_group
 from mesh.rpc import call
 from tests.clearing.platform import (
     FEES,
@@ -184,3 +185,39 @@ async def test_a_dependency_killed_mid_saga_makes_the_saga_wait_and_the_breaker_
     assert (await clearing(nc, "breakers"))["breakers"][breaker]["state"] == "closed"
     assert await balances(nc, taker) == {"USD": (1_000_000 - QUOTE - FEE, 0), "MSFT": (20_000, 0)}
     assert await balances(nc, maker) == {"MSFT": (30_000, 0), "USD": (QUOTE - FEE, 0)}
+
+
+async def test_a_saga_whose_create_failed_after_its_record_landed_is_recovered(fresh: Platform) -> None:
+    """The record is stored but its create fails (here its index entry is refused for longer than the
+    create retries it; in a leader election, the record's own ack can be lost): no task drives it and no
+    peer was lost, so recovery would never look for it. Retries of that saga id waited for it forever."""
+    nc, js = fresh.nc, fresh.nc.jetstream()
+    await fresh.start("wallet")
+    await fresh.start("matching")
+    await fresh.start("clearing", QT_SAGA_LEASE_S="2")
+    buyer = f"buyer-{uuid.uuid4().hex[:6]}"
+    await fund(nc, buyer, USD=10_000_000)
+    first = await place(nc, account=buyer, instrument="AAPL", side="BUY", price="100.00", qty="1.0000")
+    assert first["status"] == "completed"  # one index entry: a limit of 0 would mean none
+    index = f"KV_{SAGA_INDEX_BUCKET}"
+    config = (await js.stream_info(index)).config
+    assert config.discard == DiscardPolicy.NEW  # full means refused, not an old entry dropped
+    config.max_msgs = (await js.stream_info(index)).state.messages
+    await js.update_stream(config)  # every new index entry is refused from here
+    try:
+        with pytest.raises(QtError):
+            await place(nc, timeout=30, saga_id="orphan", account=buyer, instrument="AAPL", side="BUY",
+                        price="100.00", qty="1.0000")
+        stored = await clearing(nc, "saga_get", saga_id="orphan")
+        assert stored["status"] not in FINAL_STATUSES  # the record landed; nothing runs it
+    finally:
+        config.max_msgs = -1
+        await js.update_stream(config)
+
+    saga = await wait_final(nc, "orphan")
+    assert saga["status"] == "completed" and saga["order_status"] == "new"
+    assert await balances(nc, buyer) == {"USD": (10_000_000 - 2 * 10_005, 2 * 10_005)}  # held once each
+    retried = await place(nc, saga_id="orphan", account=buyer, instrument="AAPL", side="BUY", price="100.00",
+                          qty="1.0000")
+    assert retried["status"] == "completed" and retried["saga_id"] == "orphan"  # the first outcome, not a second order
+    assert await balances(nc, buyer) == {"USD": (10_000_000 - 2 * 10_005, 2 * 10_005)}
