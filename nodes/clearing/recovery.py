@@ -142,8 +142,9 @@ class Recovery:
 
     async def _sweep(self) -> None:
         now_ms = int(time.time() * 1000)
-        while self.runner.dropped:  # its writes were ours: look at it now
-            self.open.setdefault(self.runner.dropped.pop(), _Open(self.runner.owner, 0))
+        while self.runner.dropped:  # its writes were ours: look at it once the lease they gave it lapsed
+            # (not before: a write whose ack was lost may still become readable on the replica asked)
+            self.open.setdefault(self.runner.dropped.pop(), _Open(self.runner.owner, now_ms + int(self.lease_s * 1000)))
         for saga_id, seen in list(self.open.items()):
             if saga_id in self.runner.driving:
                 continue
