@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.js.api import DiscardPolicy
 
 from contracts.clearing import COMPENSATIONS, FINAL_STATUSES
-from contracts.errors import QtError
+from contracts.errors import ErrorCode, QtError
 from contracts.subjects import SAGA_INDEX_BUCKET, TRADES_STREAM, wallet_group
 from mesh.rpc import call
 from tests.clearing.platform import (
@@ -205,9 +205,10 @@ async def test_a_saga_whose_create_failed_after_its_record_landed_is_recovered(f
     config.max_msgs = (await js.stream_info(index)).state.messages
     await js.update_stream(config)  # every new index entry is refused from here
     try:
-        with pytest.raises(QtError):
+        with pytest.raises(QtError) as refused:
             await place(nc, timeout=30, saga_id="orphan", account=buyer, instrument="AAPL", side="BUY",
                         price="100.00", qty="1.0000")
+        assert refused.value.code is ErrorCode.UNAVAILABLE  # "retry the same request": the saga id decides
         stored = await clearing(nc, "saga_get", saga_id="orphan")
         assert stored["status"] not in FINAL_STATUSES  # the record landed; nothing runs it
     finally:
