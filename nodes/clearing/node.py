@@ -159,8 +159,12 @@ class ClearingNode:
         deadline = time.monotonic() + DUPLICATE_WAIT_S
         while True:
             got = await self.store.get(mine.saga_id)
-            if got is None:
-                raise QtError(ErrorCode.INTERNAL, f"saga {mine.saga_id} vanished")
+            if got is None:  # the create found it, but the replica that answered the read lags behind
+                if time.monotonic() > deadline:
+                    raise QtError(ErrorCode.UNAVAILABLE, f"saga {mine.saga_id} exists but is not readable yet; "
+                                  "retry the same request", {"saga_id": mine.saga_id})
+                await asyncio.sleep(0.05)
+                continue
             saga = got[0]
             if saga.request_hash != mine.request_hash:
                 raise QtError(ErrorCode.IDEMPOTENCY_CONFLICT,

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from contracts.errors import ErrorCode
+from contracts.subjects import SAGAS_BUCKET
 from tests.clearing.platform import Platform, balances, clearing, fund, place, refused, wait_final
 from tests.clearing.test_place_order import acct
 
@@ -77,6 +78,26 @@ async def test_a_reused_saga_id_answers_the_first_saga_or_a_conflict(shared: Pla
     error = await refused(place(nc, account=account, saga_id=saga_id, **{**GOOD, "price": "101.00"}))
     assert error.code is ErrorCode.IDEMPOTENCY_CONFLICT
     await clearing(nc, "cancel_order", account=account, order_id=first["order_id"])
+
+
+async def test_a_taken_saga_id_whose_record_is_not_readable_is_unavailable_and_places_nothing(
+    shared: Platform,
+) -> None:
+    """The create finds the id taken but the read finds no record: on a cluster, the replica that answered
+    the read lags behind the leader (here a KV delete marker stands in for it). The caller is told to retry
+    (`unavailable`) after the duplicate wait, not that clearing failed (`internal`)."""
+    nc = shared.nc
+    account = acct("unread")
+    await fund(nc, account, USD=1_000_000)
+    saga_id = f"unread-{account}"
+    sagas = await nc.jetstream().key_value(SAGAS_BUCKET)
+    await sagas.put(saga_id, b"\x80")
+    await sagas.delete(saga_id)
+
+    error = await refused(place(nc, timeout=20, account=account, saga_id=saga_id, **GOOD))
+
+    assert error.code is ErrorCode.UNAVAILABLE and error.detail == {"saga_id": saga_id}
+    assert await balances(nc, account) == {"USD": (1_000_000, 0)}
 
 
 async def test_cancel_of_another_accounts_or_an_unknown_order_changes_nothing(shared: Platform) -> None:
