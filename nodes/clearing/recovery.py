@@ -39,6 +39,9 @@ class _Open:
 
     owner: str
     lease_until_ms: int
+    adopt: bool = False
+    """Its create failed in this instance, so no task drives it: claimed as soon as it is readable, and
+    looked for until the lease that create gave it lapses (an unanswered write may still land)."""
 
 
 def presence_key(owner: str) -> str:
@@ -142,29 +145,35 @@ class Recovery:
 
     async def _sweep(self) -> None:
         now_ms = int(time.time() * 1000)
+        lease_end = now_ms + int(self.lease_s * 1000)
         while self.runner.dropped:  # its writes were ours: look at it once the lease they gave it lapsed
             # (not before: a write whose ack was lost may still become readable on the replica asked)
-            self.open.setdefault(self.runner.dropped.pop(), _Open(self.runner.owner, now_ms + int(self.lease_s * 1000)))
+            self.open.setdefault(self.runner.dropped.pop(), _Open(self.runner.owner, lease_end))
+        while self.runner.failed_creates:
+            self.open[self.runner.failed_creates.pop()] = _Open(self.runner.owner, lease_end, adopt=True)
         for saga_id, seen in list(self.open.items()):
             if saga_id in self.runner.driving:
                 continue
-            if seen.lease_until_ms >= now_ms and not _gone(seen.owner):
+            if seen.lease_until_ms >= now_ms and not seen.adopt and not _gone(seen.owner):
                 continue  # its lease runs and its driver may be alive: not claimable yet
             try:
-                await self._try_claim(saga_id, now_ms)
+                await self._try_claim(saga_id, seen, now_ms)
             except Exception as exc:  # JetStream did not answer (a leader election): next sweep
                 log.warning("saga claim failed", extra=kv(saga=saga_id, error=repr(exc)))
 
-    async def _try_claim(self, saga_id: str, now_ms: int) -> None:
+    async def _try_claim(self, saga_id: str, seen: _Open, now_ms: int) -> None:
         got = await self.runner.store.get(saga_id)
         if got is None:
-            self.open.pop(saga_id, None)
+            if not (seen.adopt and seen.lease_until_ms >= now_ms):  # else: not readable yet, look again
+                self.open.pop(saga_id, None)
             return
         saga, revision = got
         if saga.status in FINAL_STATUSES:
             self.open.pop(saga_id, None)
             return
-        if not claimable(saga, self.runner.owner, now_ms):
+        # an adopted saga still owned by this instance is driven by none of its tasks (`driving` says so)
+        adopted = seen.adopt and saga.owner == self.runner.owner
+        if not (adopted or claimable(saga, self.runner.owner, now_ms)):
             self.open[saga_id] = _Open(saga.owner, saga.lease_until_ms)
             return
         previous = saga.owner

@@ -76,9 +76,12 @@ class SagaRunner:
         self.crash_at = crash_at
         self.driving: set[str] = set()
         self.dropped: set[str] = set()
-        """Sagas this instance stopped driving before their final write landed, or whose create failed
-        (JetStream did not answer): its recovery skips what it drives, so they are handed to it here and
-        claimed once their lease lapses (or forgotten, if the record never landed)."""
+        """Sagas this instance stopped driving before their final write landed (JetStream did not answer):
+        its recovery skips what it drives, so they are handed to it here and claimed once their lease lapses."""
+        self.failed_creates: set[str] = set()
+        """Sagas whose create failed here: the record may have landed all the same (an ack lost in a leader
+        election, its index entry refused), and then no task drives it and no peer's loss would make
+        recovery scan for it. Recovery adopts them as soon as the record is readable."""
         self._finishing: set[asyncio.Task[None]] = set()
         registry = metrics.registry
         self.step_seconds = Histogram("qt_saga_step_seconds", "Saga step and compensation time", ["step"],
@@ -94,9 +97,7 @@ class SagaRunner:
         try:
             revision = await self.store.create(saga)
         except BaseException:
-            # The record may be stored all the same (an ack lost in a leader election, its index entry
-            # refused): nothing drives it and no peer's loss will make recovery scan for it.
-            self.dropped.add(saga.saga_id)
+            self.failed_creates.add(saga.saga_id)
             raise
         if revision is not None:
             self.kv_writes.inc()

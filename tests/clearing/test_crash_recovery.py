@@ -190,11 +190,12 @@ async def test_a_dependency_killed_mid_saga_makes_the_saga_wait_and_the_breaker_
 async def test_a_saga_whose_create_failed_after_its_record_landed_is_recovered(fresh: Platform) -> None:
     """The record is stored but its create fails (here its index entry is refused for longer than the
     create retries it; in a leader election, the record's own ack can be lost): no task drives it and no
-    peer was lost, so recovery would never look for it. Retries of that saga id waited for it forever."""
+    peer was lost, so recovery never looked for it and retries of that saga id waited forever. Now its
+    instance adopts it as soon as it is readable, without waiting for its lease (two minutes here)."""
     nc, js = fresh.nc, fresh.nc.jetstream()
     await fresh.start("wallet")
     await fresh.start("matching")
-    await fresh.start("clearing", QT_SAGA_LEASE_S="2")
+    await fresh.start("clearing", QT_SAGA_LEASE_S="120")  # recovery by lease could not finish it in time
     buyer = f"buyer-{uuid.uuid4().hex[:6]}"
     await fund(nc, buyer, USD=10_000_000)
     first = await place(nc, account=buyer, instrument="AAPL", side="BUY", price="100.00", qty="1.0000")
