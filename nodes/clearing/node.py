@@ -73,7 +73,8 @@ from nodes.runtime.service import NodeService
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
-#: How long a duplicate place_order waits for the first one before answering its current state.
+#: How long a duplicate place_order waits for the first one before answering its current state, and a
+#: cancel for its order's saga to reach the engine (the reply can precede the saga's record).
 DUPLICATE_WAIT_S = 8.0
 #: Engine and bust reads in flight at once while a page of sagas is brought up to date.
 READS_IN_FLIGHT = 32
@@ -176,14 +177,8 @@ class ClearingNode:
 
     async def cancel_order(self, command: CancelRequest) -> OrderResult:
         """Cancel in matching, then release the hold down to what the order's fills take."""
-        got = await self.store.get(command.order_id)
-        if got is not None:
-            saga = got[0]
-            if saga.account != command.account:  # as in matching: another account's order is not disclosed
-                raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
-            if saga.step("submit_order").status is StepStatus.PENDING and saga.status not in FINAL_STATUSES:
-                raise QtError(ErrorCode.UNAVAILABLE, f"order {command.order_id} is still being placed; retry",
-                              {"saga_id": saga.saga_id})
+        saga = await self._placed(command)
+        if saga is not None:
             symbol = saga.instrument
         elif command.instrument is not None:
             symbol = command.instrument
@@ -194,6 +189,27 @@ class ClearingNode:
         await self.steps.wallet.release_down_to(command.account, hold_asset_of(spec, final.side), command.order_id,
                                                 amounts.of_order(spec, final), f"cancel:{command.order_id}")
         return final
+
+    async def _placed(self, command: CancelRequest) -> SagaRecord | None:
+        """The order's saga once it has reached the engine (or ended), None if there is none.
+
+        The place reply goes out before the saga's final record is written, so a cancel sent on that
+        reply can read a record still at `submit_order`: it waits for the duplicate wait, then `unavailable`.
+        """
+        deadline = time.monotonic() + DUPLICATE_WAIT_S
+        while True:
+            got = await self.store.get(command.order_id)
+            if got is None:
+                return None
+            saga = got[0]
+            if saga.account != command.account:  # as in matching: another account's order is not disclosed
+                raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
+            if saga.step("submit_order").status is not StepStatus.PENDING or saga.status in FINAL_STATUSES:
+                return saga
+            if time.monotonic() > deadline:
+                raise QtError(ErrorCode.UNAVAILABLE, f"order {command.order_id} is still being placed; retry",
+                              {"saga_id": saga.saga_id})
+            await asyncio.sleep(0.02)
 
     async def saga_get(self, query: SagaGet) -> SagaView:
         """One saga with every step and compensation, and its order as it stands now."""

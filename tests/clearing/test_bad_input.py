@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from contracts.errors import ErrorCode
 from contracts.subjects import SAGAS_BUCKET
+from nodes.clearing import saga as machine
+from nodes.clearing.store import decode, encode
 from tests.clearing.platform import Platform, balances, clearing, fund, place, refused, wait_final
 from tests.clearing.test_place_order import acct
 
@@ -97,6 +100,38 @@ async def test_a_taken_saga_id_whose_record_is_not_readable_is_unavailable_and_p
     error = await refused(place(nc, timeout=20, account=account, saga_id=saga_id, **GOOD))
 
     assert error.code is ErrorCode.UNAVAILABLE and error.detail == {"saga_id": saga_id}
+    assert await balances(nc, account) == {"USD": (1_000_000, 0)}
+
+
+async def test_a_cancel_that_reads_its_saga_before_the_engine_waits_then_is_unavailable(shared: Platform) -> None:
+    """The place reply goes out before the saga's final record is written, so a cancel sent on it can read
+    a record still short of the engine (here written back by hand). It waits for the record to catch up;
+    if it never does, the cancel is `unavailable` and releases nothing."""
+    nc = shared.nc
+    account = acct("early")
+    await fund(nc, account, USD=1_000_000)
+    out = await place(nc, account=account, **GOOD)
+    await wait_final(nc, out["saga_id"])
+    sagas = await nc.jetstream().key_value(SAGAS_BUCKET)
+    final = (await sagas.get(out["saga_id"])).value
+    done = decode(final)
+    early = machine.new_saga(done.saga_id, done.request, done.request_hash, (done.hold_asset, done.hold_amount),
+                             done.created_ns)
+    early.owner, early.lease_until_ms = done.owner, done.lease_until_ms
+    held = await balances(nc, account)
+    assert held == {"USD": (1_000_000 - 10_005, 10_005)}
+
+    await sagas.put(out["saga_id"], encode(early))
+    error = await refused(clearing(nc, "cancel_order", account=account, order_id=out["order_id"]))
+    assert error.code is ErrorCode.UNAVAILABLE and error.detail == {"saga_id": out["saga_id"]}
+    assert await balances(nc, account) == held
+
+    cancel = asyncio.create_task(clearing(nc, "cancel_order", account=account, order_id=out["order_id"]))
+    await asyncio.sleep(0.5)  # the cancel has read the early record by now
+    assert not cancel.done()
+    await sagas.put(out["saga_id"], final)
+    cancelled = await cancel
+    assert cancelled["status"] == "cancelled"
     assert await balances(nc, account) == {"USD": (1_000_000, 0)}
 
 
