@@ -86,7 +86,7 @@ def order_cancel(
     """Cancel an order and release what is left of its hold."""
     command = validate(CancelRequest, {"account": account, "order_id": order_id, "instrument": instrument})
     reply = run(target(ctx, nats_url, data_dir),
-                lambda nc: request(nc, clearing_subject(ClearingEndpoint.CANCEL_ORDER), command))
+                lambda nc: request(nc, clearing_subject(ClearingEndpoint.CANCEL_ORDER), command, timeout=30))
     out.print(render.order(reply))
 
 
