@@ -24,6 +24,8 @@ class NodeProcess:
     secrets_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    stopped: bool = False
+    """Set once the test stopped it on purpose (`kill9`, `terminate`, `kill`): a keeper leaves it down."""
 
     def start(self) -> NodeProcess:
         """Spawn the node with its own data dir; its log goes to `<data_dir>/<module>.log`."""
@@ -51,17 +53,20 @@ class NodeProcess:
     def kill9(self) -> None:
         """SIGKILL the process and reap it."""
         assert self.proc is not None
+        self.stopped = True
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def terminate(self, timeout_s: float = 20.0) -> int:
         """SIGTERM and wait for a clean exit; returns the exit code."""
         assert self.proc is not None
+        self.stopped = True
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout_s)
 
     def kill(self) -> None:
         """Make sure the process is gone (teardown)."""
+        self.stopped = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)

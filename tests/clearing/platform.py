@@ -86,6 +86,18 @@ class Platform:
         await self.start("matching")
         await self.start("clearing", **clearing_env)
 
+    async def keep_running(self, restarts: list[str], poll_s: float = 0.5) -> None:
+        """Restart, as `qt up`'s supervisor does, every node that exited without the test stopping it (a
+        node whose lease ran out while the servers elected a leader exits by design); each restart is
+        recorded in `restarts` with its exit code. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(poll_s)
+            for proc in list(self.procs):
+                code = proc.proc.poll() if proc.proc is not None else None
+                if code is not None and not proc.stopped:
+                    restarts.append(f"{proc.data_dir.name} (exit {code})")
+                    proc.start()
+
     def kill_all(self) -> None:
         """Kill every process we started (teardown)."""
         for proc in self.procs:

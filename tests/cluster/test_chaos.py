@@ -1,6 +1,8 @@
 """Chaos on the cluster: under a random order flow, SIGKILL a nats-server, then one of two wallet partitions,
 one of the two matching engines and a clearing instance, each brought back the way `qt up` supervises it (same
-data dir and, for the engine, the same instruments).
+data dir and, for the engine, the same instruments). A node that exits on its own is restarted as that supervisor
+would (a wallet whose lease ran out while the servers elected the leases bucket's leader exits by design);
+such restarts are printed.
 
 Afterwards nothing acknowledged is lost, every asset is conserved with its fees, no hold outlives its
 order, every saga is final, the wallet's chain verifies and the books equal a fresh replay of the
@@ -34,36 +36,41 @@ async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Pl
     await cluster.start("clearing", instance="2")
     await wait_instances(cluster.nc, "clearing", 2)
     await cluster.start("market_data", wait=False)
-    flow = OrderFlow(cluster.nc, [f"ch{i:02d}" for i in range(10)], seed, partitions=cluster.partitions)
-    await flow.fund()
-    started = time.monotonic()
-    flow.start()
-    await flow.wait_acks(ACKS)
-    recoveries: list[Recovery] = []
-
-    info = await cluster.nc.jetstream().stream_info(ORDERS_STREAM)  # the journal's leader: the worst to lose
-    server = next(s for s in cluster.members if info.cluster is not None and s.name == info.cluster.leader)
-    assert server.process is not None
-    recovery = Recovery(f"nats-server ({server.name}, ORDERS leader)", time.monotonic())
-    server.process.kill()  # SIGKILL, by the PID we started
-    await asyncio.to_thread(server.process.wait)
-    recoveries.append(await flow.recovered(recovery))
-    await flow.wait_acks(ACKS)
-    server.spawn(log_path=cluster.root / f"{server.name}.log")  # as qt up's keeper does: same store
-    await asyncio.to_thread(server.wait_healthy, 60)
-
-    victim = random.Random(seed).randrange(cluster.partitions)  # one wallet partition of two
-    for proc, name, instance in ((wallets[victim], f"wallet p{victim}", f"-p{victim}"), (engine, "matching", ""),
-                                 (clearing, "clearing", "")):
-        recovery, _ = await kill_node(cluster, proc, flow, name, instance)
-        recoveries.append(recovery)
+    restarts: list[str] = []
+    keeper = asyncio.create_task(cluster.keep_running(restarts))
+    try:
+        flow = OrderFlow(cluster.nc, [f"ch{i:02d}" for i in range(10)], seed, partitions=cluster.partitions)
+        await flow.fund()
+        started = time.monotonic()
+        flow.start()
         await flow.wait_acks(ACKS)
-    await flow.stop()
-    elapsed = time.monotonic() - started
+        recoveries: list[Recovery] = []
 
-    context = f"seed={seed} outcomes={dict(flow.outcomes)} retries={flow.retries}"
-    print(f"\nchaos: {flow.acks} orders acknowledged in {elapsed:.1f}s ({flow.acks / elapsed:.1f}/s, "
-          f"{flow.workers} clients) through 4 faults; {context}")
-    for r in recoveries:
-        print(f"RTO {r.component}: first ack after {r.first_ack_s:.2f}s, every client after {r.all_workers_s:.2f}s")
-    await check_invariants(cluster, flow, context)
+        info = await cluster.nc.jetstream().stream_info(ORDERS_STREAM)  # the journal's leader: the worst to lose
+        server = next(s for s in cluster.members if info.cluster is not None and s.name == info.cluster.leader)
+        assert server.process is not None
+        recovery = Recovery(f"nats-server ({server.name}, ORDERS leader)", time.monotonic())
+        server.process.kill()  # SIGKILL, by the PID we started
+        await asyncio.to_thread(server.process.wait)
+        recoveries.append(await flow.recovered(recovery))
+        await flow.wait_acks(ACKS)
+        server.spawn(log_path=cluster.root / f"{server.name}.log")  # as qt up's keeper does: same store
+        await asyncio.to_thread(server.wait_healthy, 60)
+
+        victim = random.Random(seed).randrange(cluster.partitions)  # one wallet partition of two
+        for proc, name, instance in ((wallets[victim], f"wallet p{victim}", f"-p{victim}"), (engine, "matching", ""),
+                                     (clearing, "clearing", "")):
+            recovery, _ = await kill_node(cluster, proc, flow, name, instance)
+            recoveries.append(recovery)
+            await flow.wait_acks(ACKS)
+        await flow.stop()
+        elapsed = time.monotonic() - started
+
+        context = f"seed={seed} outcomes={dict(flow.outcomes)} retries={flow.retries} restarted={restarts}"
+        print(f"\nchaos: {flow.acks} orders acknowledged in {elapsed:.1f}s ({flow.acks / elapsed:.1f}/s, "
+              f"{flow.workers} clients) through 4 faults; {context}")
+        for r in recoveries:
+            print(f"RTO {r.component}: first ack after {r.first_ack_s:.2f}s, every client after {r.all_workers_s:.2f}s")
+        await check_invariants(cluster, flow, context)
+    finally:
+        keeper.cancel()  # before teardown kills the nodes
