@@ -159,14 +159,13 @@ class ClearingNode:
         """A saga id that exists: the same request gets the first saga's outcome, another one a conflict."""
         deadline = time.monotonic() + DUPLICATE_WAIT_S
         while True:
-            got = await self.store.get(mine.saga_id)
-            if got is None:  # the create found it, but the replica that answered the read lags behind
+            saga = await self._read(mine.saga_id)
+            if saga is None:  # the create found it, but the replica that answered the read lags behind
                 if time.monotonic() > deadline:
                     raise QtError(ErrorCode.UNAVAILABLE, f"saga {mine.saga_id} exists but is not readable yet; "
                                   "retry the same request", {"saga_id": mine.saga_id})
                 await asyncio.sleep(0.05)
                 continue
-            saga = got[0]
             if saga.request_hash != mine.request_hash:
                 raise QtError(ErrorCode.IDEMPOTENCY_CONFLICT,
                               f"saga_id {mine.saga_id!r} was already used for a different order",
@@ -198,10 +197,9 @@ class ClearingNode:
         """
         deadline = time.monotonic() + DUPLICATE_WAIT_S
         while True:
-            got = await self.store.get(command.order_id)
-            if got is None:
+            saga = await self._read(command.order_id)
+            if saga is None:
                 return None
-            saga = got[0]
             if saga.account != command.account:  # as in matching: another account's order is not disclosed
                 raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
             if saga.step("submit_order").status is not StepStatus.PENDING or saga.status in FINAL_STATUSES:
@@ -213,10 +211,10 @@ class ClearingNode:
 
     async def saga_get(self, query: SagaGet) -> SagaView:
         """One saga with every step and compensation, and its order as it stands now."""
-        got = await self.store.get(query.saga_id)
-        if got is None:
+        saga = await self._read(query.saga_id)
+        if saga is None:
             raise QtError(ErrorCode.NOT_FOUND, f"no saga {query.saga_id!r}", {"saga_id": query.saga_id})
-        return await self._current(got[0], detail=True)
+        return await self._current(saga, detail=True)
 
     async def saga_list(self, query: SagaList) -> SagaListReply:
         """A page of sagas newest first from the index (one account's, or all), filtered by status.
@@ -230,13 +228,13 @@ class ClearingNode:
         last: str | None = None
         for start in range(0, len(scanned), query.limit):
             chunk = scanned[start:start + query.limit]
-            records = await asyncio.gather(*(self.store.get(saga_id) for _, saga_id in chunk))
-            for (position, _), got in zip(chunk, records, strict=True):
+            records = await asyncio.gather(*(self._read(saga_id) for _, saga_id in chunk))
+            for (position, _), saga in zip(chunk, records, strict=True):
                 last = position
-                if got is None or SagaIndex.position(got[0]) != position:
+                if saga is None or SagaIndex.position(saga) != position:
                     continue  # a create that failed or lost to an existing saga id
-                if query.status is None or got[0].status is query.status:
-                    found.append(got[0])
+                if query.status is None or saga.status is query.status:
+                    found.append(saga)
                     if len(found) == query.limit:
                         break
             if len(found) == query.limit:
@@ -244,6 +242,14 @@ class ClearingNode:
         more = last is not None and last != positions[-1][0]
         views = await asyncio.gather(*(self._current(saga) for saga in found))
         return SagaListReply(sagas=list(views), next_cursor=last if more else None)
+
+    async def _read(self, saga_id: str) -> SagaRecord | None:
+        """The saga as stored, or as this instance's reply gave it while its final record is being written."""
+        unwritten = self.runner.unwritten.get(saga_id)
+        if unwritten is not None:
+            return unwritten
+        got = await self.store.get(saga_id)
+        return None if got is None else got[0]
 
     async def _current(self, saga: SagaRecord, *, detail: bool = False) -> SagaView:
         """The saga's view with its order as it stands: the engine's record when the saga last saw
@@ -305,7 +311,8 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
         log.info("saga index backfilled", extra=kv(sagas=indexed))
     runner = SagaRunner(store, steps, metrics, lease_s=env_int("QT_SAGA_LEASE_S", 15),
                         checkpoint_each=os.environ.get("QT_SAGA_CHECKPOINT", "") == "each",
-                        crash_at=os.environ.get("QT_CRASH_AT") or None)
+                        crash_at=os.environ.get("QT_CRASH_AT") or None,
+                        final_delay_s=float(os.environ.get("QT_FINAL_WRITE_DELAY_S", "0")))
     node = ClearingNode(runner, steps)
     service = NodeService(nc, name=CLEARING_SERVICE, version=VERSION, metrics=metrics, breakers=breakers,
                           description="place-order saga: hold, match, settle, publish; recovery and DLQ")

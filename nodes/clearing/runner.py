@@ -65,7 +65,7 @@ class SagaRunner:
     """Runs sagas to a final status; one task per saga, at most one driver per saga (CAS)."""
 
     def __init__(self, store: SagaStore, steps: SagaSteps, metrics: NodeMetrics, *, lease_s: float = 15.0,
-                 checkpoint_each: bool = False, crash_at: str | None = None) -> None:
+                 checkpoint_each: bool = False, crash_at: str | None = None, final_delay_s: float = 0.0) -> None:
         self.store = store
         self.steps = steps
         self.bodies = check_table(steps.table())
@@ -74,6 +74,9 @@ class SagaRunner:
         self.lease_s = lease_s
         self.checkpoint_each = checkpoint_each
         self.crash_at = crash_at
+        self.final_delay_s = final_delay_s
+        """Test hook `QT_FINAL_WRITE_DELAY_S`: hold each final record back after the reply, widening the
+        window in which only this instance's memory has it."""
         self.driving: set[str] = set()
         self.dropped: set[str] = set()
         """Sagas this instance stopped driving before their final write landed (JetStream did not answer):
@@ -83,6 +86,9 @@ class SagaRunner:
         election, its index entry refused), and then no task drives it and no peer's loss would make
         recovery scan for it. Recovery adopts them as soon as the record is readable."""
         self._finishing: set[asyncio.Task[None]] = set()
+        self.unwritten: dict[str, SagaRecord] = {}
+        """Final sagas whose caller has its reply while the final record is still being written: this
+        instance's reads answer from here, so a request sent on the reply sees what the reply said."""
         registry = metrics.registry
         self.step_seconds = Histogram("qt_saga_step_seconds", "Saga step and compensation time", ["step"],
                                       buckets=LATENCY_BUCKETS, registry=registry)
@@ -130,6 +136,7 @@ class SagaRunner:
         if not reply_first:
             await self._finish(saga, state)
             return saga
+        self.unwritten[saga.saga_id] = saga
         task = asyncio.create_task(self._finish(saga, state))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
@@ -142,6 +149,8 @@ class SagaRunner:
 
     async def _finish(self, saga: SagaRecord, state: _Written) -> None:
         try:
+            if self.final_delay_s:
+                await asyncio.sleep(self.final_delay_s)
             await self._persist(saga, state)
         except Exception as exc:  # recovery re-drives it from the last record to the same end
             log.warning("final saga write failed", extra=kv(saga=saga.saga_id, error=repr(exc)))
@@ -149,6 +158,7 @@ class SagaRunner:
             return
         finally:
             self.driving.discard(saga.saga_id)
+            self.unwritten.pop(saga.saga_id, None)
         self.saga_seconds.labels(str(saga.status)).observe((time.time_ns() - saga.created_ns) / 1e9)
         # a completed saga is the common case: a log line each would cost more than its metrics (debug)
         log.log(logging.DEBUG if saga.status is SagaStatus.COMPLETED else logging.INFO, "saga final",
