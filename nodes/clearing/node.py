@@ -207,7 +207,7 @@ class ClearingNode:
             if time.monotonic() > deadline:
                 raise QtError(ErrorCode.UNAVAILABLE, f"order {command.order_id} is still being placed; retry",
                               {"saga_id": saga.saga_id})
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
 
     async def saga_get(self, query: SagaGet) -> SagaView:
         """One saga with every step and compensation, and its order as it stands now."""
