@@ -20,6 +20,7 @@ from pathlib import Path
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from nodes.runtime.client import is_transient
 from nodes.runtime.log import kv
 
 log = logging.getLogger(__name__)
@@ -54,34 +55,53 @@ class Lease:
         }).encode()
 
     async def acquire(self, stop: asyncio.Event | None = None, poll_s: float = 0.5) -> int:
-        """Wait until the lease is ours; returns the fencing token."""
+        """Wait until the lease is ours; returns the fencing token. A bucket that does not answer (a
+        cluster electing its leader, a server restarting) is waited for, not a reason to exit."""
         waiting_logged = False
         while stop is None or not stop.is_set():
             try:
-                self.revision = await self.bucket.create(self.key, self._value())
-                self.token = self.revision
-                self.renewed_at = time.monotonic()
-                return self.token
-            except KeyWrongLastSequenceError:
-                pass
-            try:
-                entry = await self.bucket.get(self.key)
-            except KeyNotFoundError:
-                continue
-            if entry.value and _orphaned(json.loads(entry.value), self.data_dir):
-                try:
-                    self.revision = await self.bucket.update(self.key, self._value(), last=entry.revision)
-                    self.token = self.revision
-                    self.renewed_at = time.monotonic()
-                    log.info("lease taken back from a dead process", extra=kv(key=self.key))
+                if await self._try_acquire():
                     return self.token
-                except KeyWrongLastSequenceError:
-                    continue
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("lease bucket not answering; retrying", extra=kv(key=self.key, error=repr(exc)))
+                await asyncio.sleep(poll_s)
+                continue
             if not waiting_logged:
                 log.info("lease held elsewhere; standing by", extra=kv(key=self.key))
                 waiting_logged = True
             await asyncio.sleep(poll_s)
         raise asyncio.CancelledError
+
+    async def _try_acquire(self) -> bool:
+        """One attempt: create the key, or take back what an earlier attempt or a dead process of ours
+        holds; False while someone else holds it."""
+        try:
+            self.revision = await self.bucket.create(self.key, self._value())
+            self.token = self.revision
+            self.renewed_at = time.monotonic()
+            return True
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await self.bucket.get(self.key)
+        except KeyNotFoundError:  # released or expired between the two calls: create again at once
+            return await self._try_acquire()
+        holder = json.loads(entry.value) if entry.value else {}
+        # ours: an earlier create whose answer was lost (sent while reconnecting) landed after all; when is
+        # unknown, so it is renewed (CAS) before it counts, like a dead process's lease taken back
+        mine = isinstance(holder, dict) and holder.get("owner") == self.owner
+        if mine or (isinstance(holder, dict) and _orphaned(holder, self.data_dir)):
+            try:
+                self.revision = await self.bucket.update(self.key, self._value(), last=entry.revision)
+            except KeyWrongLastSequenceError:
+                return False
+            self.token = self.revision
+            self.renewed_at = time.monotonic()
+            log.info("lease taken back", extra=kv(key=self.key, reason="own lost create" if mine else "dead process"))
+            return True
+        return False
 
     async def renew(self) -> None:
         """Extend the lease; raises `LeaseLost` when someone else took it."""
