@@ -146,25 +146,27 @@ async def test_sagas_stored_before_the_index_existed_are_indexed_on_start(fresh:
 
 
 async def test_reads_sent_on_the_reply_see_what_it_said_while_the_final_record_is_written(fresh: Platform) -> None:
-    """The place reply goes out before the saga's final record is written (held back 3 s here): the same
+    """The place reply goes out before the saga's final record is written (held back 6 s here): the same
     instance answers `saga_get`, `saga_list` and `cancel_order` from the saga it replied with, not from the
     stored record still at its creation."""
     await fresh.start("wallet")
     await fresh.start("matching")
-    await fresh.start("clearing", QT_FINAL_WRITE_DELAY_S="3")
+    await fresh.start("clearing", QT_FINAL_WRITE_DELAY_S="6")
     nc = fresh.nc
     account = acct("ryw")
     await fund(nc, account, USD=1_000_000)
     out = await place(nc, account=account, instrument="AAPL", side="BUY", price="100.00", qty="1.0000")
     assert out["status"] == "completed"
-    stored = await (await nc.jetstream().key_value(SAGAS_BUCKET)).get(out["saga_id"])
+    sagas = await nc.jetstream().key_value(SAGAS_BUCKET)
+    stored = await sagas.get(out["saga_id"])
     assert decode(stored.value).status is SagaStatus.IN_PROGRESS  # the window is open: only memory has the end
 
     shown = await clearing(nc, "saga_get", saga_id=out["saga_id"])
     assert (shown["status"], shown["order_status"]) == ("completed", "new")
     listed = (await clearing(nc, "saga_list", account=account))["sagas"]
     assert [(s["saga_id"], s["status"]) for s in listed] == [(out["saga_id"], "completed")]
-    cancelled = await clearing(nc, "cancel_order", account=account, order_id=out["order_id"], timeout=2)
+    cancelled = await clearing(nc, "cancel_order", account=account, order_id=out["order_id"])
     assert cancelled["status"] == "cancelled"
+    assert (await sagas.get(out["saga_id"])).revision == stored.revision  # answered before the record landed
     final = await wait_final(nc, out["saga_id"])
     assert (final["status"], final["order_status"]) == ("completed", "cancelled")
