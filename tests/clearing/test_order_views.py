@@ -170,3 +170,6 @@ async def test_reads_sent_on_the_reply_see_what_it_said_while_the_final_record_i
     assert (await sagas.get(out["saga_id"])).revision == stored.revision  # answered before the record landed
     final = await wait_final(nc, out["saga_id"])
     assert (final["status"], final["order_status"]) == ("completed", "cancelled")
+    landed = await eventually(lambda: sagas.get(out["saga_id"]), lambda e: e.revision > stored.revision,
+                              timeout_s=30, what="the final record written")
+    assert decode(landed.value).status is SagaStatus.COMPLETED
