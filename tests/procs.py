@@ -37,12 +37,17 @@ class NodeProcess:
             **self.extra_env,
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / f"{self.module}.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         return self
+
+    @property
+    def log_path(self) -> Path:
+        """Where the node logs (every start appends)."""
+        return self.data_dir / f"{self.module}.log"
 
     @property
     def pid(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -89,19 +90,28 @@ class Platform:
     async def keep_running(self, restarts: list[str], poll_s: float = 0.5) -> None:
         """Restart, as `qt up`'s supervisor does, every node that exited without the test stopping it (a
         node whose lease ran out while the servers elected a leader exits by design); each restart is
-        recorded in `restarts` with its exit code. Runs until cancelled."""
+        recorded in `restarts` with its exit code and why its log says it stopped. Runs until cancelled."""
         while True:
             await asyncio.sleep(poll_s)
             for proc in list(self.procs):
                 code = proc.proc.poll() if proc.proc is not None else None
                 if code is not None and not proc.stopped:
-                    restarts.append(f"{proc.data_dir.name} (exit {code})")
+                    restarts.append(f"{proc.data_dir.name} (exit {code}: {last_words(proc.log_path)})")
                     proc.start()
 
     def kill_all(self) -> None:
         """Kill every process we started (teardown)."""
         for proc in self.procs:
             proc.kill()
+
+
+def last_words(log: Path) -> str:
+    """The last warning or error in a node's log (why it stopped, e.g. `LeaseLost`), else its last line."""
+    with open(log, "rb") as f:
+        f.seek(max(0, f.seek(0, 2) - 8192))
+        lines = [line for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    said = [line for line in lines if re.search(r"level=(warning|error)|Traceback|Error", line)]
+    return (said or lines or [""])[-1][-200:]
 
 
 async def place(nc: Client, timeout: float = 15.0, **body: Any) -> dict[str, Any]:
