@@ -92,3 +92,15 @@ async def discover(nc: Client, wait_s: float = 0.5) -> list[dict[str, Any]]:
 
 def _field(instance: dict[str, Any], name: str) -> str:
     return str((instance.get("info") or instance.get("stats") or {}).get(name, ""))
+
+
+async def subscribed(nc: Client, timeout: int = 5) -> None:
+    """Return once the server has applied every subscription `nc` made, so another connection's
+    publish reaches them.
+
+    nats.py's `flush` writes its PING straight to the socket, ahead of a SUB still queued for its flusher
+    task: the first PONG proves nothing about that SUB. The second PING goes out after the flusher ran
+    (it runs while the first one is awaited), and a server answers one connection's commands in order.
+    """
+    await nc.flush(timeout=timeout)
+    await nc.flush(timeout=timeout)

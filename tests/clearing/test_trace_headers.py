@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 
 from contracts.codec import Wire
 from contracts.subjects import clearing_subject, exec_subject, orders_subject, trades_subject
-from mesh.rpc import call
+from mesh.rpc import call, subscribed
 from tests.clearing.platform import Platform, fund, place
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -32,7 +32,7 @@ async def test_the_callers_traceparent_rides_every_request_and_stream_message_of
     subs = [await nc.subscribe(subject, cb=keep) for subject in (
         "wallet.*.*", "matching.*.submit", orders_subject("NVDA"), exec_subject("NVDA"), trades_subject("NVDA"))]
     try:
-        await nc.flush()
+        await subscribed(nc)
         buy = await call(nc, clearing_subject("place_order"), {
             "account": buyer, "instrument": "NVDA", "side": "BUY", "price": "825.50", "qty": "1.0000",
         }, wire=Wire.JSON, timeout=15, headers={"traceparent": CALLER})

@@ -11,6 +11,7 @@ from contracts.codec import Wire, sniff
 from contracts.gateway import Role
 from contracts.instruments import INSTRUMENTS
 from contracts.subjects import clearing_subject, wallet_group, wallet_subject
+from mesh.rpc import subscribed
 from tests.clearing.platform import Platform, balances, fund
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
 
@@ -175,7 +176,7 @@ async def test_the_gateway_speaks_msgpack_to_the_nodes_and_decimal_strings_to_cl
     subs = [await platform.nc.subscribe(subject, cb=watch) for subject in
             (wallet_subject("deposit", 0), clearing_subject("place_order"), clearing_subject("cancel_order"))]
     try:
-        await platform.nc.flush()
+        await subscribed(platform.nc)
         deposit = await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "1000.00"},
                                     headers=bearer(gateway.token("operator", Role.OPS), new_key()))
         assert deposit.status_code == 200, deposit.text

@@ -8,6 +8,7 @@ import re
 import httpx
 
 from contracts.subjects import wallet_subject
+from mesh.rpc import subscribed
 from tests.clearing.platform import Platform
 from tests.gateway.harness import GatewayProcess, bearer, new_account
 
@@ -29,7 +30,7 @@ async def test_the_callers_trace_is_continued_on_nats_and_echoed(client: httpx.A
     # A plain subscriber gets a copy of each request; the wallet (queue group) still answers it.
     sub = await platform.nc.subscribe(wallet_subject("balance", 0), cb=watch)
     try:
-        await platform.nc.flush()
+        await subscribed(platform.nc)
         answered = await client.get(f"/v1/accounts/{account}/balances",
                                     headers=bearer(gateway.token(account), traceparent=CALLER))
         forwarded = await asyncio.wait_for(seen.get(), timeout=10)

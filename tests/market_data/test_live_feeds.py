@@ -9,6 +9,7 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from contracts.subjects import candles_feed_subject, ticker_feed_subject, trades_feed_subject
+from mesh.rpc import subscribed
 from tests.market_data.market import Market, minute_ago_ns, publish, wait_seq
 
 SECOND_NS = 1_000_000_000
@@ -46,7 +47,7 @@ async def test_trades_candles_and_ticker_stream_with_a_gapless_seq_chain(market:
     subjects = [trades_feed_subject("BTC-USD"), ticker_feed_subject("BTC-USD"),
                 *(candles_feed_subject("BTC-USD", tf) for tf in ("1m", "5m", "1h"))]
     subs = [await market.nc.subscribe(s, cb=listener.on_msg) for s in subjects]
-    await market.nc.flush()
+    await subscribed(market.nc)
     t0 = minute_ago_ns()
     a = await publish(market.js, "trade", "BTC-USD-1", "BTC-USD", 6750000, 100000, t0 + SECOND_NS)
     await publish(market.js, "trade", "ETH-USD-1", "ETH-USD", 345000, 10000, t0 + SECOND_NS)  # another instrument
@@ -81,7 +82,7 @@ async def test_a_bust_that_empties_a_candle_sends_it_without_prices(market: Mark
     await market.start()
     listener = Listener()
     sub = await market.nc.subscribe(candles_feed_subject("MSFT", "1m"), cb=listener.on_msg)
-    await market.nc.flush()
+    await subscribed(market.nc)
     t0 = minute_ago_ns()
     await publish(market.js, "trade", "MSFT-1", "MSFT", 41218, 10000, t0)
     bust = await publish(market.js, "bust", "MSFT-1", "MSFT", 41218, 10000, t0 + SECOND_NS)

@@ -10,6 +10,7 @@ import random
 import pytest
 
 from contracts.subjects import trades_feed_subject
+from mesh.rpc import subscribed
 from tests.conftest import wait_for_service
 from tests.market_data.market import Market, md, minute_ago_ns, picture, publish, wait_seq
 
@@ -66,7 +67,7 @@ async def test_the_live_seq_chain_continues_across_a_restart(market: Market) -> 
         got.set()
 
     sub = await market.nc.subscribe(trades_feed_subject("MSFT"), cb=on_msg)
-    await market.nc.flush()
+    await subscribed(market.nc)
     live = await publish(market.js, "trade", "MSFT-3", "MSFT", 41250, 10000, t0 + 2 * SECOND_NS)
     async with asyncio.timeout(20):
         await got.wait()

@@ -18,7 +18,7 @@ from nats.errors import NoRespondersError
 from contracts.credentials import nats_auth_path, nkey_seed_path
 from contracts.permissions import inbox_prefix
 from contracts.subjects import ROLES
-from mesh.rpc import discover
+from mesh.rpc import discover, subscribed
 from tests.conftest import InProcessWallet
 from tooling.natsserver import NatsServer
 
@@ -64,7 +64,7 @@ async def attempt(client: Client, action: str, subject: str) -> None:
         await client.publish(subject, b"{}")
     else:
         await client.subscribe(subject, queue=action.partition(":")[2])
-    await client.flush(timeout=5)
+    await subscribed(client)
 
 
 async def refusals_until_sentinel(client: Client, refusals: Refusals) -> list[str]:
@@ -226,7 +226,7 @@ async def test_ops_has_full_rights(nats_server: NatsServer) -> None:
 async def test_a_gateway_key_cannot_answer_for_market_data(nats_server: NatsServer, nc: Client) -> None:
     async with connect_as(nats_server, "gateway") as (gateway, _):
         forged = await gateway.subscribe("marketdata.ticker", queue="q")
-        await gateway.flush(timeout=5)
+        await subscribed(gateway)
 
         # The refused subscription registered no interest: nobody can answer, let alone with forged prices.
         with pytest.raises(NoRespondersError):
@@ -240,7 +240,7 @@ async def test_a_service_answers_requests_but_cannot_publish_to_inboxes(nats_ser
             await msg.respond(b"pong")
 
         await service.subscribe("marketdata.ticker", queue="q", cb=answer)
-        await service.flush(timeout=5)
+        await subscribed(service)
 
         reply = await nc.request("marketdata.ticker", b"{}", timeout=5)  # allow_responses: one reply
         await attempt(service, "pub", "_INBOX.forged")  # but no unsolicited message to anyone's inbox
@@ -255,7 +255,7 @@ async def test_a_role_reads_its_own_replies(nats_server: NatsServer, nc: Client)
             await msg.respond(b"ok")
 
         responder = await nc.subscribe("clearing.saga_get", cb=answer)
-        await nc.flush(timeout=5)
+        await subscribed(nc)
         try:
             reply = await gateway.request("clearing.saga_get", b"{}", timeout=5)
         finally:
