@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -76,6 +77,8 @@ VERSION = "0.1.0"
 #: How long a duplicate place_order waits for the first one before answering its current state, and a
 #: cancel for its order's saga to reach the engine (the reply can precede the saga's record).
 DUPLICATE_WAIT_S = 8.0
+#: How often a request waiting for a saga's record reads it again.
+RECORD_POLL_S = 0.05
 #: Engine and bust reads in flight at once while a page of sagas is brought up to date.
 READS_IN_FLIGHT = 32
 #: Saga records one `saga_list` page reads at most (a status filter that few match pages on by cursor).
@@ -157,22 +160,16 @@ class ClearingNode:
 
     async def _first(self, mine: SagaRecord) -> SagaRecord:
         """A saga id that exists: the same request gets the first saga's outcome, another one a conflict."""
-        deadline = time.monotonic() + DUPLICATE_WAIT_S
-        while True:
-            saga = await self._read(mine.saga_id)
-            if saga is None:  # the create found it, but the replica that answered the read lags behind
-                if time.monotonic() > deadline:
-                    raise QtError(ErrorCode.UNAVAILABLE, f"saga {mine.saga_id} exists but is not readable yet; "
-                                  "retry the same request", {"saga_id": mine.saga_id})
-                await asyncio.sleep(0.05)
-                continue
-            if saga.request_hash != mine.request_hash:
-                raise QtError(ErrorCode.IDEMPOTENCY_CONFLICT,
-                              f"saga_id {mine.saga_id!r} was already used for a different order",
-                              {"saga_id": mine.saga_id})
-            if saga.status in FINAL_STATUSES or time.monotonic() > deadline:
-                return saga
-            await asyncio.sleep(0.05)
+        saga, _ = await self._await_saga(mine.saga_id, lambda saga: saga is not None and (
+            saga.request_hash != mine.request_hash or saga.status in FINAL_STATUSES))
+        if saga is None:  # the create found it, but the replica that answered the read lags behind
+            raise QtError(ErrorCode.UNAVAILABLE, f"saga {mine.saga_id} exists but is not readable yet; "
+                          "retry the same request", {"saga_id": mine.saga_id})
+        if saga.request_hash != mine.request_hash:
+            raise QtError(ErrorCode.IDEMPOTENCY_CONFLICT,
+                          f"saga_id {mine.saga_id!r} was already used for a different order",
+                          {"saga_id": mine.saga_id})
+        return saga  # final, or as it stands after the duplicate wait
 
     async def cancel_order(self, command: CancelRequest) -> OrderResult:
         """Cancel in matching, then release the hold down to what the order's fills take."""
@@ -195,19 +192,29 @@ class ClearingNode:
         The place reply goes out before the saga's final record is written, so a cancel sent on that
         reply can read a record still at `submit_order`: it waits for the duplicate wait, then `unavailable`.
         """
+        saga, placed = await self._await_saga(command.order_id, lambda saga: saga is None or (
+            saga.account != command.account or saga.status in FINAL_STATUSES
+            or saga.step("submit_order").status is not StepStatus.PENDING))
+        if saga is None:
+            return None
+        if saga.account != command.account:  # as in matching: another account's order is not disclosed
+            raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
+        if not placed:
+            raise QtError(ErrorCode.UNAVAILABLE, f"order {command.order_id} is still being placed; retry",
+                          {"saga_id": saga.saga_id})
+        return saga
+
+    async def _await_saga(self, saga_id: str, settled: Callable[[SagaRecord | None], bool],
+                          ) -> tuple[SagaRecord | None, bool]:
+        """Read the saga until `settled` holds or the duplicate wait is over: the last read, and whether it held."""
         deadline = time.monotonic() + DUPLICATE_WAIT_S
         while True:
-            saga = await self._read(command.order_id)
-            if saga is None:
-                return None
-            if saga.account != command.account:  # as in matching: another account's order is not disclosed
-                raise QtError(ErrorCode.UNKNOWN_ORDER, f"no order {command.order_id!r}", {"order_id": command.order_id})
-            if saga.step("submit_order").status is not StepStatus.PENDING or saga.status in FINAL_STATUSES:
-                return saga
+            saga = await self._read(saga_id)
+            if settled(saga):
+                return saga, True
             if time.monotonic() > deadline:
-                raise QtError(ErrorCode.UNAVAILABLE, f"order {command.order_id} is still being placed; retry",
-                              {"saga_id": saga.saga_id})
-            await asyncio.sleep(0.05)
+                return saga, False
+            await asyncio.sleep(RECORD_POLL_S)
 
     async def saga_get(self, query: SagaGet) -> SagaView:
         """One saga with every step and compensation, and its order as it stands now."""
