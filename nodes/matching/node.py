@@ -185,8 +185,7 @@ class InstrumentRunner:
     async def run(self) -> None:
         """Consume `orders.<instrument>` from after the snapshot, forever; publishing runs alongside."""
         tasks = {asyncio.create_task(self._apply_forever(), name=f"apply-{self.spec.symbol}"),
-                 asyncio.create_task(self._publish_forever(), name=f"exec-{self.spec.symbol}"),
-                 asyncio.create_task(self.writer.run(), name=f"journal-{self.spec.symbol}")}
+                 asyncio.create_task(self._publish_forever(), name=f"exec-{self.spec.symbol}")}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:

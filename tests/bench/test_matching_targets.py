@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tooling.bench.matching_tables import EnginesRun, Results, engines_section, targets
+from tooling.bench.matching_tables import EnginesRun, Results, engines_section, targets, why
 from tooling.bench.stats import Run
 
 
@@ -57,3 +57,14 @@ def test_the_spread_table_gives_each_layout_its_ratio_to_one_engine() -> None:
     assert section.rows[1][2:6] == ["8,000/s", "3.00 ms", "1", "1.60x"]
     assert section.rows[1][8:] == ["40,000/s", "1.60x"]
     assert engines_section({}) is None
+
+
+def test_why_says_the_loop_was_not_the_limit_only_when_it_was_not_busy() -> None:
+    res = _results(8_000.0, 1.0)
+    res.node_us[64], res.server_cores[64] = (70.0, 70.0), 0.5  # 8,000/s x 70 µs: the loop busy 56%
+    idle = why(res, 64)
+    assert idle is not None and "busy 56% of the time" in idle and "0.50 cores" in idle
+
+    res.node_us[64] = (120.0, 120.0)  # 96% busy: the loop is the limit, and the text says only that
+    saturated = why(res, 64)
+    assert saturated is not None and "tops out near 8,333 orders/s" in saturated and "busy" not in saturated

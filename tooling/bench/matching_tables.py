@@ -219,15 +219,26 @@ def replay_profile_section(res: Results, limit: int = 14) -> Section | None:
     return section
 
 
+#: A loop busier than this is taken as the limit; below it, orders wait on something else.
+LOOP_SATURATED = 0.85
+
+
 def why(res: Results, top: int) -> str | None:
     """One paragraph on the missed targets, from this run's own numbers."""
     parts = []
     run = res.closed.get(top)
     total, loop = res.node_us.get(top, (0.0, 0.0))
     if run is not None and run.rate < CLIENTS_TARGET:
+        busy = run.rate * loop / 1e6
         text = (f"{top} clients reach {fmt_rate(run.rate)}: the node spends {total:,.0f} µs of CPU per order, "
                 f"{loop:,.0f} µs of it on its one event-loop thread, so one process tops out near "
                 f"{1e6 / loop if loop else 0:,.0f} orders/s however many clients wait")
+        if 0 < busy < LOOP_SATURATED:
+            text += (f"; here its loop was busy {busy:.0%} of the time, so the CPU ceiling is not what stopped it: "
+                     "each order waits in series for its batch's journal append (an fsynced write, up to four in "
+                     "flight), the message's delivery back to the engine and the reply, each hop through an event "
+                     "loop serving other orders meanwhile, while nats-server "
+                     f"({res.server_cores.get(top, 0.0):.2f} cores) and the bench's own clients share the 2 cores")
         pipelined = res.peers.get("pipelined")
         if pipelined and pipelined.rate > run.rate:
             text += (f" (the bare journal took {fmt_rate(pipelined.rate)} pipelined on the same server, "
