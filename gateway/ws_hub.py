@@ -32,6 +32,7 @@ from contracts.subjects import book_feed_subject, wallet_event_subject
 from gateway.l2 import Applied, L2Mirror
 from gateway.problems import encode_json
 from gateway.views import client_exec
+from mesh.rpc import subscribed
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,9 @@ class Hub:
                     channel.mirror, channel.texts = L2Mirror(), LevelTexts(name.split(".")[1])
                 channel.sub = await self.nc.subscribe(subject, cb=self._on_message(channel, name, who.account))
                 if channel.mirror is not None:
-                    await self._resync(channel, name)
+                    await self._resync(channel, name)  # its request follows the SUB on this connection
+                else:  # the `subscribed` reply promises every later event: the server must have the SUB
+                    await subscribed(self.nc)
             channel.subscribers.add(who)
             who.channels.add(key)
         return True

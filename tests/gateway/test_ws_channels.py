@@ -9,16 +9,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import nats
 import pytest
 import websockets
 from nats.aio.client import Client
 
+from contracts.credentials import nkey_seed_path
 from contracts.errors import QtError
 from contracts.gateway import Role
 from gateway.ws_hub import SEND_QUEUE, Hub, Subscriber
 from tests.clearing.platform import Platform, clearing, fund
 from tests.conftest import wait_for_service
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key
+from tooling.natsserver import NatsServer
+
+#: Subscribe-publish races run: one lost event in any of them fails the test.
+ROUNDS = 200
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +107,24 @@ async def test_a_subscriber_that_stops_reading_is_dropped_and_the_others_get_eve
     await hub.leave(slow)
     await hub.leave(fast)
     assert hub.channels == {}
+
+
+async def test_an_event_published_elsewhere_right_after_subscribe_returns_reaches_the_subscriber(
+    nc: Client, nats_server: NatsServer
+) -> None:
+    async def no_snapshot(symbol: str) -> dict[str, Any]:
+        raise AssertionError("no book here")
+
+    hub = Hub(nc, no_snapshot)
+    other = await nats.connect(nats_server.url, nkeys_seed=str(nkey_seed_path(nats_server.data_dir, "ops")))
+    try:
+        for n in range(ROUNDS):  # each round makes a fresh NATS subscription: the last subscriber left
+            who = Subscriber(f"s{n}")
+            assert await hub.subscribe(who, "trades.NVDA")
+            await other.publish("md.trades.NVDA", json.dumps({"seq": n}).encode())
+            frames = await asyncio.wait_for(who.take(), 5)
+            assert [json.loads(f)["data"]["seq"] for f in frames] == [n]
+            await hub.leave(who)
+            assert hub.channels == {}
+    finally:
+        await other.close()
