@@ -12,6 +12,7 @@ from typing import IO
 from rich.console import Console
 from rich.text import Text
 
+from contracts.exits import MEANINGS
 from mesh.backoff import RESTART, Backoff
 from mesh.orphans import die_with_parent
 from tooling.private import private_opener
@@ -53,13 +54,14 @@ def say(console: Console, message: str) -> None:
 
 
 def describe_exit(code: int | None) -> str:
-    """`code 1`, `SIGKILL`, or `unknown` for a process that could not start."""
+    """`code 1`, `code 75: lease lost`, `SIGKILL`, or `unknown` for a process that could not start."""
     if code is None:
         return "unknown"
     if code < 0:
         with contextlib.suppress(ValueError):
             return signal.Signals(-code).name
-    return f"code {code}"
+    meaning = MEANINGS.get(code)
+    return f"code {code}" if meaning is None else f"code {code}: {meaning}"
 
 
 class Supervisor:

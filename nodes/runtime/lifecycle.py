@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from nats.aio.client import Client
 
 from contracts.credentials import PRIVATE_UMASK
+from contracts.exits import EXIT_LEASE_LOST
 from mesh.tracing import setup_tracing
+from nodes.runtime.lease import LeaseLost
 from nodes.runtime.log import kv, setup_logging
 
 log = logging.getLogger(__name__)
@@ -21,7 +24,8 @@ NodeMain = Callable[[asyncio.Event], Awaitable[None]]
 
 
 def run_node(name: str, main: NodeMain) -> None:
-    """Run `main(stop)` until it returns; SIGTERM/SIGINT set `stop` so it can drain and close."""
+    """Run `main(stop)` until it returns; SIGTERM/SIGINT set `stop` so it can drain and close. A `main` that
+    raises `LeaseLost` ends the process with `EXIT_LEASE_LOST`."""
     # SQLite files (and their -wal/-shm), snapshots and anything else a node writes under the data
     # dir grant group and other nothing, however the node was started.
     os.umask(PRIVATE_UMASK)
@@ -37,12 +41,16 @@ def run_node(name: str, main: NodeMain) -> None:
         await main(stop)
         log.info("stopped", extra=kv(node=name))
 
-    try:
+    run: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
+    with contextlib.suppress(ImportError):  # uvloop is optional off Linux/macOS
         import uvloop
 
-        uvloop.run(runner())
-    except ImportError:  # uvloop is optional off Linux/macOS
-        asyncio.run(runner())
+        run = uvloop.run
+    try:
+        run(runner())
+    except LeaseLost as exc:  # another owner has it now: exit with the code that says so (a restart stands by)
+        log.warning("lease lost, exiting", extra=kv(node=name, lease=str(exc), exit_code=EXIT_LEASE_LOST))
+        raise SystemExit(EXIT_LEASE_LOST) from None
 
 
 async def until_stopped(stop: asyncio.Event, tasks: Iterable[asyncio.Task[Any]]) -> list[tuple[str, BaseException]]:

@@ -245,7 +245,9 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     log.info("wallet serving", extra=kv(db=str(node.db_path), ledger=node.store.ledger_id,
                                         partition=partition, partitions=partitions,
                                         lease_token=lease.token))
+    lost = False
     for _, exc in await until_stopped(stop, (lease_task, writer_task)):
+        lost = lost or isinstance(exc, LeaseLost)
         level = log.error if not isinstance(exc, LeaseLost) else log.warning
         level("wallet stopping", extra=kv(reason=repr(exc)))
     await service.stop()
@@ -258,6 +260,8 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
     await lease.release()
     await disconnect(nc)
     node.close()
+    if lost:  # after the wind-down: what was committed is relayed, then the exit code says why
+        raise LeaseLost(lease.key)
 
 
 def accounts_of(command: Command) -> list[str]:

@@ -87,22 +87,35 @@ class Platform:
         await self.start("matching")
         await self.start("clearing", **clearing_env)
 
-    async def keep_running(self, restarts: list[str], poll_s: float = 0.5) -> None:
+    async def keep_running(self, restarts: list[Restart], poll_s: float = 0.5) -> None:
         """Restart, as `qt up`'s supervisor does, every node that exited without the test stopping it (a
-        node whose lease ran out while the servers elected a leader exits by design); each restart is
-        recorded in `restarts` with its exit code and why its log says it stopped. Runs until cancelled."""
+        node whose lease ran out while the servers elected a leader exits by design, `EXIT_LEASE_LOST`);
+        each restart is recorded in `restarts` with its exit code and why its log says it stopped. Runs
+        until cancelled."""
         while True:
             await asyncio.sleep(poll_s)
             for proc in list(self.procs):
                 code = proc.proc.poll() if proc.proc is not None else None
                 if code is not None and not proc.stopped:
-                    restarts.append(f"{proc.data_dir.name} (exit {code}: {last_words(proc.log_path)})")
+                    restarts.append(Restart(proc.data_dir.name, code, last_words(proc.log_path)))
                     proc.start()
 
     def kill_all(self) -> None:
         """Kill every process we started (teardown)."""
         for proc in self.procs:
             proc.kill()
+
+
+@dataclass(frozen=True)
+class Restart:
+    """A node the keeper found exited and started again."""
+
+    node: str
+    code: int
+    last_words: str
+
+    def __str__(self) -> str:
+        return f"{self.node} (exit {self.code}: {self.last_words})"
 
 
 def last_words(log: Path) -> str:

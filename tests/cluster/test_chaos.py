@@ -1,8 +1,8 @@
 """Chaos on the cluster: under a random order flow, SIGKILL a nats-server, then one of two wallet partitions,
 one of the two matching engines and a clearing instance, each brought back the way `qt up` supervises it (same
 data dir and, for the engine, the same instruments). A node that exits on its own is restarted as that supervisor
-would (a wallet whose lease ran out while the servers elected the leases bucket's leader exits by design);
-such restarts are printed.
+would (a wallet whose lease ran out while the servers elected the leases bucket's leader exits by design,
+with `EXIT_LEASE_LOST`); such restarts are printed, and one that exited any other way fails the test.
 
 Afterwards nothing acknowledged is lost, every asset is conserved with its fees, no hold outlives its
 order, every saga is final, the wallet's chain verifies and the books equal a fresh replay of the
@@ -19,8 +19,9 @@ import time
 
 import pytest
 
+from contracts.exits import EXIT_LEASE_LOST
 from contracts.subjects import ORDERS_STREAM
-from tests.clearing.platform import Platform
+from tests.clearing.platform import Platform, Restart
 from tests.cluster.flow import OrderFlow, Recovery, check_invariants, kill_node, wait_instances
 
 ACKS = int(os.environ.get("QT_CHAOS_ACKS", "40"))
@@ -36,7 +37,7 @@ async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Pl
     await cluster.start("clearing", instance="2")
     await wait_instances(cluster.nc, "clearing", 2)
     await cluster.start("market_data", wait=False)
-    restarts: list[str] = []
+    restarts: list[Restart] = []
     keeper = asyncio.create_task(cluster.keep_running(restarts))
     try:
         flow = OrderFlow(cluster.nc, [f"ch{i:02d}" for i in range(10)], seed, partitions=cluster.partitions)
@@ -66,11 +67,14 @@ async def test_chaos_server_wallet_engine_clearing_killed_under_flow(cluster: Pl
         await flow.stop()
         elapsed = time.monotonic() - started
 
-        context = f"seed={seed} outcomes={dict(flow.outcomes)} retries={flow.retries} restarted={restarts}"
+        restarted = [str(r) for r in restarts]
+        context = f"seed={seed} outcomes={dict(flow.outcomes)} retries={flow.retries} restarted={restarted}"
         print(f"\nchaos: {flow.acks} orders acknowledged in {elapsed:.1f}s ({flow.acks / elapsed:.1f}/s, "
               f"{flow.workers} clients) through 4 faults; {context}")
         for r in recoveries:
             print(f"RTO {r.component}: first ack after {r.first_ack_s:.2f}s, every client after {r.all_workers_s:.2f}s")
         await check_invariants(cluster, flow, context)
+        crashed = [str(r) for r in restarts if r.code != EXIT_LEASE_LOST]
+        assert not crashed, f"a node exited on its own other than by losing its lease: {crashed}; {context}"
     finally:
         keeper.cancel()  # before teardown kills the nodes
