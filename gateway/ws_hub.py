@@ -25,6 +25,7 @@ import msgpack
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import Header
 
 from contracts.instruments import instrument
 from contracts.money import format_amount
@@ -58,6 +59,10 @@ YIELD_EVERY: Final = 64
 #: updates wait in the NATS socket behind them. In chunks, the NATS reader runs between chunks, so each
 #: connection gets the state of about a millisecond before its turn.
 WAKE_CHUNK: Final = 16
+#: Execution-report msg-ids an `orders` channel remembers: an engine taking over republishes reports the
+#: old owner may have sent already (the stream drops the copies; core subscribers do not), and a paused
+#: old owner's last batch can arrive late. Each is a copy with the same msg-id, sent once to the client.
+SEEN_REPORTS: Final = 4_096
 PUBLIC: Final = ("book", "trades", "candles", "ticker")
 PRIVATE: Final = ("orders", "balances")
 
@@ -166,6 +171,19 @@ class Channel:
     texts: LevelTexts | None = None
     """A book's levels as decimal strings, formatted once per price and per quantity."""
     _snapshot: tuple[int, str] | None = None
+    seen: dict[str, None] = field(default_factory=dict)
+    """An `orders` channel's last `SEEN_REPORTS` execution-report msg-ids, oldest first."""
+
+    def first_time(self, msg_id: str | None) -> bool:
+        """Whether a report with this msg-id is new to the channel (remembered from now on)."""
+        if msg_id is None:
+            return True
+        if msg_id in self.seen:
+            return False
+        self.seen[msg_id] = None
+        if len(self.seen) > SEEN_REPORTS:
+            del self.seen[next(iter(self.seen))]
+        return True
 
     def frames_after(self, seq: int | None) -> list[str]:
         """What a connection at `seq` needs to reach the book's current state: one `update` frame from
@@ -359,7 +377,7 @@ class Hub:
                     await self._book(channel, name, msgpack.unpackb(msg.data, raw=False))
                     return
                 text = _private(kind, msg, account) if kind in PRIVATE else _public(name, msg.data)
-                if text is not None:
+                if text is not None and (kind != "orders" or channel.first_time(_msg_id(msg))):
                     self._broadcast(channel, text)
             except Exception:
                 log.exception("ws channel message dropped")
@@ -409,6 +427,10 @@ def _public(name: str, data: bytes) -> str | None:
     """Market data feeds are JSON already: wrap them with the channel name."""
     body = json.loads(data)
     return _dumps({"channel": name, "type": name.split(".", maxsplit=1)[0], "data": body})
+
+
+def _msg_id(msg: Msg) -> str | None:
+    return (msg.headers or {}).get(Header.MSG_ID)
 
 
 def _private(kind: str, msg: Msg, account: str) -> str | None:

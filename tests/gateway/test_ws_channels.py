@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgpack
 import nats
 import pytest
 import websockets
@@ -128,3 +129,29 @@ async def test_an_event_published_elsewhere_right_after_subscribe_returns_reache
             assert hub.channels == {}
     finally:
         await other.close()
+
+
+async def test_an_execution_report_sent_again_with_its_msg_id_reaches_the_orders_channel_once(nc: Client) -> None:
+    async def no_snapshot(symbol: str) -> dict[str, Any]:
+        raise AssertionError("no book here")
+
+    hub = Hub(nc, no_snapshot)
+    who = Subscriber("dedupe-acct")
+    assert await hub.subscribe(who, "orders")
+
+    def report(order_id: str) -> bytes:
+        return msgpack.packb({"kind": "cancelled", "account": who.account, "instrument": "BTC-USD",
+                              "order_id": order_id, "remaining": 1000})
+
+    # a taking-over engine republishes what the old owner sent (same msg-id, same body): once to the client
+    for order_id, msg_id in (("d1", "BTC-USD:7:0"), ("d1", "BTC-USD:7:0"), ("d2", "BTC-USD:8:0"),
+                             ("d2", "BTC-USD:8:0"), ("d3", "BTC-USD:9:0")):
+        await nc.publish("exec.BTC-USD.cancelled", report(order_id), headers={"Nats-Msg-Id": msg_id})
+    frames: list[str] = []
+    while len(frames) < 3:
+        frames.extend(await asyncio.wait_for(who.take(), 5))
+    await nc.publish("exec.BTC-USD.cancelled", report("d4"), headers={"Nats-Msg-Id": "BTC-USD:10:0"})
+    frames.extend(await asyncio.wait_for(who.take(), 5))  # d4 arrives after d3, with nothing between
+
+    assert [json.loads(f)["data"]["order_id"] for f in frames] == ["d1", "d2", "d3", "d4"]
+    await hub.leave(who)
