@@ -22,9 +22,14 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from mesh.backoff import Backoff
+from nodes.runtime.client import is_transient
 from nodes.runtime.log import kv
 
 log = logging.getLogger(__name__)
+
+#: Between subscribe attempts the server did not answer.
+SUBSCRIBE_RETRY = Backoff(initial_s=0.1, max_s=2.0)
 
 
 async def consumer_exists(sub: Any) -> bool:
@@ -91,13 +96,25 @@ class StreamTail:
             await sub.unsubscribe()
 
     async def _subscribe(self, start: int) -> Any:
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
-            flow_control=False, mem_storage=True, inactive_threshold=300.0,
-            num_replicas=await stream_replicas(self.js, self.stream),
-        )
-        return await self.js.subscribe(self.subject, stream=self.stream, config=config, manual_ack=True,
-                                       pending_msgs_limit=-1, pending_bytes_limit=-1)
+        """A consumer from `start`. A server that does not answer (restarting, a cluster electing the
+        stream's leader) is waited for: raising here ended the node (market data, in the chaos test)."""
+        delays = SUBSCRIBE_RETRY.delays()
+        while True:
+            try:
+                config = ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
+                    flow_control=False, mem_storage=True, inactive_threshold=300.0,
+                    num_replicas=await stream_replicas(self.js, self.stream),
+                )
+                return await self.js.subscribe(self.subject, stream=self.stream, config=config, manual_ack=True,
+                                               pending_msgs_limit=-1, pending_bytes_limit=-1)
+            except Exception as exc:  # a consumer created before a lost answer expires (inactive_threshold)
+                if not is_transient(exc):
+                    raise
+                delay = next(delays)
+                log.warning("tail subscribe failed, retrying", extra=kv(tail=self.label, start=start,
+                                                                        error=repr(exc), delay_s=delay))
+                await asyncio.sleep(delay)
 
 
 async def stream_replicas(js: JetStreamContext, stream: str) -> int:
