@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -42,11 +43,41 @@ def server_binary() -> str:
     return found
 
 
+#: Where Linux takes the local ports of outgoing connections (`ip_local_port_range`).
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: The lowest port `free_port` hands out.
+LOWEST_PORT = 10_000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on loopback that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that was free a moment ago, never the same twice in a process.
+
+    Picked below the ephemeral range where the kernel can tell it: a port from `bind(0)` comes from that
+    range, and an outgoing connection took one between this check and nats-server's bind (a cluster
+    member died on "address already in use" in CI).
+    """
+    try:
+        low = int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for _ in range(1_000):
+        if low > LOWEST_PORT:
+            port = random.randrange(LOWEST_PORT, low)
+        else:  # no range to stay out of: let the kernel pick
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port found")
 
 
 @dataclass(frozen=True)
