@@ -61,7 +61,8 @@ def create_app(settings: Settings, shared: Shared | None = None) -> FastAPI:
                     ips=shared.counts(IP_SOCKETS))
     bridge = NatsBridge(settings)
     records = IdempotencyRecords(bridge.bucket, wait_s=settings.idempotency_wait_s,
-                                 stale_s=max(60.0, 2 * settings.order_timeout_s))
+                                 stale_s=max(60.0, 2 * settings.order_timeout_s),
+                                 record_delay_s=settings.idempotency_record_delay_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +70,7 @@ def create_app(settings: Settings, shared: Shared | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await records.flush()
             await bridge.stop()
 
     # Swagger UI's script and stylesheet come from the package, not a CDN: /docs works offline.

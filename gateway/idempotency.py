@@ -2,14 +2,19 @@
 
 A record is created (`create()`: first wins) as `pending` with the request's fingerprint, and turned
 `done` with the status and body once answered. A command the node deduplicates itself by an id
-derived from the key (a saga id, an op_id: `deduped`) skips the pending record: it runs, then its
-answer is created `done` in one write (a duplicate that ran meanwhile in another gateway reached the
-same saga or op, and answers with the recorded reply). Within one process, a duplicate of a running
-request waits for its answer without touching the bucket. A duplicate with the same fingerprint waits for `done`
-and replays it byte for byte (`Idempotent-Replayed: true`); another fingerprint is
-`idempotency_conflict`; still pending past the wait is `idempotency_in_flight`. Server errors (5xx)
-are not recorded: the record is deleted so a retry runs again (the op_id / saga id derived from the
-key keeps that safe downstream). A pending record whose gateway died is taken over once it is stale.
+derived from the key (a saga id, an op_id: `deduped`) skips the pending record: it runs, its answer
+goes out, and then the answer is created `done` in one write, off the response's path (like
+clearing's final saga record: the effect is durable already, the record only replays it). Until that
+write lands, this process answers duplicates from memory; a duplicate in another gateway meanwhile
+(or after this one died before writing) reaches the same saga or op downstream and answers with
+that node's reply (clearing and the wallet refuse a different request under the same id themselves;
+a request under the key on another route, e.g. an order after a deposit, is not seen as a conflict
+there). Within one process, a duplicate of a running request waits for its answer without touching
+the bucket. A duplicate with the same fingerprint waits for `done` and replays it byte for byte
+(`Idempotent-Replayed: true`); another fingerprint is `idempotency_conflict`; still pending past the
+wait is `idempotency_in_flight`. Server errors (5xx) are not recorded: the record is deleted so a
+retry runs again (the op_id / saga id derived from the key keeps that safe downstream). A pending
+record whose gateway died is taken over once it is stale.
 The bucket's TTL (`QT_IDEMPOTENCY_TTL_S`, 24 h by default; the gateway sets it on start) expires records.
 """
 
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +40,8 @@ from contracts.gateway import IDEMPOTENT_REPLAYED_HEADER, GatewayCode
 from gateway.problems import PROBLEM_TYPE, Problem, encode_json
 from gateway.tokens import Principal
 from mesh.backoff import Backoff
+
+log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json"
 #: Waits between looks at a record another request holds in flight.
@@ -81,13 +89,16 @@ def record_key(principal: Principal, account: str, key: str) -> str:
 class IdempotencyRecords:
     """Runs a mutating request at most once per (principal, acted-on account, Idempotency-Key) within the TTL."""
 
-    def __init__(self, bucket: Callable[[], KeyValue], *, wait_s: float, stale_s: float) -> None:
+    def __init__(self, bucket: Callable[[], KeyValue], *, wait_s: float, stale_s: float,
+                 record_delay_s: float = 0.0) -> None:
         self.bucket = bucket
         self.wait_s = wait_s
         self.stale_s = stale_s
+        self.record_delay_s = record_delay_s
         #: Requests running in this process by record name: their fingerprint and, once answered, the
         #: outcome duplicates replay (None: nothing to replay, e.g. a 5xx; a duplicate then runs itself).
         self._running: dict[str, tuple[str, asyncio.Future[Outcome | None]]] = {}
+        self._recording: set[asyncio.Task[None]] = set()
 
     async def run(self, principal: Principal, account: str, key: str, fingerprint: str, instance: str,
                   execute: Callable[[], Awaitable[Outcome]], *, deduped: bool = False) -> Response:
@@ -117,21 +128,45 @@ class IdempotencyRecords:
                 raise _in_flight() from None
             if outcome is not None:
                 return outcome.response(replayed=True)
+        kv = self.bucket()
         answered: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         self._running[name] = (fingerprint, answered)
         shared: Outcome | None = None
+        record: bytes | None = None
         try:
-            response, shared = await self._answer(self.bucket(), name, fingerprint, instance, execute, deduped,
-                                                  deadline)
+            response, shared, record = await self._answer(kv, name, fingerprint, instance, execute, deduped, deadline)
             return response
         finally:
-            del self._running[name]
             answered.set_result(shared)
+            if record is None:
+                del self._running[name]
+            else:  # duplicates in this process keep replaying `shared` until the record is stored
+                task = asyncio.create_task(self._record(kv, name, record))
+                self._recording.add(task)
+                task.add_done_callback(self._recording.discard)
+
+    async def _record(self, kv: KeyValue, name: str, record: bytes) -> None:
+        try:
+            if self.record_delay_s:
+                await asyncio.sleep(self.record_delay_s)
+            await kv.create(name, record)
+        except KeyWrongLastSequenceError:  # a duplicate in another gateway answered the same operation too
+            log.info("idempotency record=%s written elsewhere first", name)
+        except Exception as exc:  # the answer went out; a retry runs the deduplicated command again
+            log.warning("idempotency record=%s write failed: %r", name, exc)
+        finally:
+            del self._running[name]
+
+    async def flush(self) -> None:
+        """Wait for the records of answers already sent (on shutdown)."""
+        if self._recording:
+            await asyncio.wait(set(self._recording), timeout=5)
 
     async def _answer(self, kv: KeyValue, name: str, fingerprint: str, instance: str,
                       execute: Callable[[], Awaitable[Outcome]], deduped: bool,
-                      deadline: float) -> tuple[Response, Outcome | None]:
-        """The response, and the outcome duplicates may replay (None when there is none to replay)."""
+                      deadline: float) -> tuple[Response, Outcome | None, bytes | None]:
+        """The response, the outcome duplicates may replay (None when there is none to replay), and the
+        record to store once the response is on its way (deduplicated commands)."""
         pauses = IN_FLIGHT_POLL.delays()
         while True:
             pending = _encode({"state": "pending", "fingerprint": fingerprint, "started_ms": _now_ms()})
@@ -141,19 +176,15 @@ class IdempotencyRecords:
                 except KeyNotFoundError:
                     outcome = await _outcome(execute, instance)
                     if outcome.status >= 500:
-                        return outcome.response(), None
-                    try:
-                        await kv.create(name, _encode(_done(fingerprint, outcome)))
-                    except KeyWrongLastSequenceError:  # another gateway answered it too: reply as recorded
-                        continue
-                    return outcome.response(), outcome
+                        return outcome.response(), None, None
+                    return outcome.response(), outcome, _encode(_done(fingerprint, outcome))
             else:
                 try:
                     revision = await kv.create(name, pending)
                 except KeyWrongLastSequenceError:
                     pass
                 else:
-                    return await self._execute(kv, name, revision, fingerprint, instance, execute)
+                    return *await self._execute(kv, name, revision, fingerprint, instance, execute), None
                 try:
                     entry = await kv.get(name)
                 except KeyNotFoundError:  # the first one failed and let go between our two calls
@@ -164,11 +195,11 @@ class IdempotencyRecords:
             if record.get("state") == "done":
                 outcome = Outcome(record["status"], record["body"].encode(), record["media_type"],
                                   record.get("headers") or {})
-                return outcome.response(replayed=True), outcome
+                return outcome.response(replayed=True), outcome, None
             if _now_ms() - int(record.get("started_ms", 0)) > self.stale_s * 1000:
                 with contextlib.suppress(KeyWrongLastSequenceError):  # someone else took it over first
                     revision = await kv.update(name, pending, last=entry.revision)
-                    return await self._execute(kv, name, revision, fingerprint, instance, execute)
+                    return *await self._execute(kv, name, revision, fingerprint, instance, execute), None
             if time.monotonic() >= deadline:
                 raise _in_flight()
             await asyncio.sleep(next(pauses))

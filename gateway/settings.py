@@ -55,6 +55,9 @@ class Settings:
     """`QT_IDEMPOTENCY_WAIT_S`: how long a duplicate waits for the first request before 409."""
     idempotency_ttl_s: float = 24 * 3600.0
     """`QT_IDEMPOTENCY_TTL_S`: how long an Idempotency-Key record lives (the `idempotency` bucket's TTL)."""
+    idempotency_record_delay_s: float = 0.0
+    """`QT_IDEMPOTENCY_RECORD_DELAY_S` (a test hook): hold each order's record back after its response is
+    sent, widening the window in which only this process knows the answer."""
     call_timeout_s: float = 10.0
     """`QT_GATEWAY_CALL_TIMEOUT_S`: reply timeout of a NATS call."""
     order_timeout_s: float = 30.0
@@ -71,6 +74,8 @@ class Settings:
                      "idempotency_ttl_s", "call_timeout_s", "order_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.idempotency_record_delay_s < 0:
+            raise ValueError("QT_IDEMPOTENCY_RECORD_DELAY_S must not be negative")
         if self.ws_max_per_account < 1 or self.ws_max_per_ip < 1:
             raise ValueError("QT_WS_MAX_PER_ACCOUNT and QT_WS_MAX_PER_IP must be at least 1")
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -106,6 +111,7 @@ class Settings:
             workers=int(_number("QT_GATEWAY_WORKERS", cls.workers)),
             idempotency_wait_s=_number("QT_IDEMPOTENCY_WAIT_S", cls.idempotency_wait_s),
             idempotency_ttl_s=_number("QT_IDEMPOTENCY_TTL_S", cls.idempotency_ttl_s),
+            idempotency_record_delay_s=_number("QT_IDEMPOTENCY_RECORD_DELAY_S", cls.idempotency_record_delay_s),
             call_timeout_s=_number("QT_GATEWAY_CALL_TIMEOUT_S", cls.call_timeout_s),
             order_timeout_s=_number("QT_GATEWAY_ORDER_TIMEOUT_S", cls.order_timeout_s),
             wallet_partitions=int(_number(WALLET_PARTITIONS_ENV, cls.wallet_partitions)),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from nats.js.errors import KeyNotFoundError
 
 from contracts.gateway import Role
 from contracts.subjects import IDEMPOTENCY_BUCKET
@@ -18,6 +20,7 @@ from gateway.tokens import Principal
 from tests.clearing.platform import Platform, balances, fund, wallet
 from tests.gateway.conftest import start_gateway
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
+from tests.polling import eventually
 
 #: The principal of the `ops_token` fixture.
 OPERATOR = Principal("operator", Role.OPS)
@@ -206,6 +209,10 @@ async def test_an_order_writes_its_record_once_and_a_replay_not_at_all(client: h
     before = await bucket_writes(platform)
     placed = await client.post("/v1/orders", json=order, headers=headers)
     assert placed.status_code == 201, placed.text
+    # the record is written after the response: wait for it, then make sure no second write follows
+    await eventually(lambda: bucket_writes(platform), lambda writes: writes >= before + 1, timeout_s=10,
+                     what="the order's idempotency record")
+    await asyncio.sleep(0.2)
     assert await bucket_writes(platform) == before + 1, "one record write per order: no pending record first"
     held = await balances(platform.nc, account)
     again = await client.post("/v1/orders", json=order, headers=headers)
@@ -230,3 +237,65 @@ async def test_a_key_used_for_a_deposit_places_no_order(client: httpx.AsyncClien
     assert await balances(platform.nc, account) == {"USD": (50_000, 0)}  # no hold: no saga ran
     listed = await client.get("/v1/orders", params={"account": account}, headers=bearer(ops_token))
     assert listed.status_code == 200 and listed.json()["sagas"] == [], listed.text
+
+
+@pytest.fixture(scope="module")
+async def late_recorder(platform: Platform) -> AsyncIterator[GatewayProcess]:
+    """A gateway that holds each order's idempotency record back for 2 s after the response."""
+    process = await start_gateway(platform, "gateway-late-record", QT_IDEMPOTENCY_RECORD_DELAY_S="2")
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+async def test_an_order_is_answered_before_its_record_and_this_gateway_replays_it_meanwhile(
+        late_recorder: GatewayProcess, platform: Platform) -> None:
+    account = new_account("late")
+    await fund(platform.nc, account, USD=100_000)
+    key = new_key()
+    headers = bearer(late_recorder.token("operator", Role.OPS), key)
+    order = {"account": account, "instrument": "AAPL", "side": "BUY", "price": "50.00", "qty": "1.0000"}
+    kv = await platform.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
+    name = record_key(OPERATOR, account, key)
+    async with httpx.AsyncClient(base_url=late_recorder.url, timeout=30) as client:
+        placed = await client.post("/v1/orders", json=order, headers=headers)
+        assert placed.status_code == 201, placed.text
+        with pytest.raises(KeyNotFoundError):  # the response did not wait for the record
+            await kv.get(name)
+        held = await balances(platform.nc, account)
+        again = await client.post("/v1/orders", json=order, headers=headers)
+        assert again.content == placed.content and again.headers["idempotent-replayed"] == "true"
+        problem(await client.post("/v1/orders", json={**order, "price": "51.00"}, headers=headers), 422,
+                "idempotency_conflict")
+        problem(await client.post(f"/v1/accounts/{account}/deposits", json={"asset": "USD", "amount": "1.00"},
+                                  headers=headers), 422, "idempotency_conflict")
+        assert await balances(platform.nc, account) == held  # one hold: nothing ran twice
+        with pytest.raises(KeyNotFoundError):  # all of that was answered from memory
+            await kv.get(name)
+    entry = await eventually(lambda: kv.get(name), lambda entry: entry is not None, timeout_s=10,
+                             ignoring=(KeyNotFoundError,), what="the record, written after the delay")
+    record = json.loads(entry.value or b"{}")
+    assert record["state"] == "done" and record["body"].encode() == placed.content
+
+
+async def test_a_gateway_stopping_writes_the_records_of_answers_it_sent(platform: Platform) -> None:
+    process = await start_gateway(platform, "gateway-late-stop", QT_IDEMPOTENCY_RECORD_DELAY_S="2")
+    try:
+        account = new_account("stopping")
+        await fund(platform.nc, account, USD=100_000)
+        key = new_key()
+        order = {"account": account, "instrument": "AAPL", "side": "BUY", "price": "50.00", "qty": "1.0000"}
+        async with httpx.AsyncClient(base_url=process.url, timeout=30) as client:
+            headers = bearer(process.token("operator", Role.OPS), key)
+            placed = await client.post("/v1/orders", json=order, headers=headers)
+        assert placed.status_code == 201, placed.text
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully (the lifespan's end included), then re-raises the signal
+        assert await asyncio.to_thread(process.proc.wait, 30) == -signal.SIGTERM
+        kv = await platform.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
+        entry = await kv.get(record_key(OPERATOR, account, key))  # written before the process exited
+        assert json.loads(entry.value or b"{}")["body"].encode() == placed.content
+    finally:
+        process.kill()
