@@ -307,6 +307,19 @@ class ClientSagaView(SagaView):
     fills: list[ClientFill]  # type: ignore[assignment]
 
 
+class SagaPeek(Message):
+    """Ask the instance driving a saga for it as it has it (`clearing.owner.<owner>.saga_peek`)."""
+
+    saga_id: SagaId
+
+
+class SagaPeekReply(Message):
+    """The saga as its driver replied with it while its final record is still being written; None when
+    the driver has nothing newer than the stored record."""
+
+    record: SagaRecord | None = None
+
+
 class SagaListReply(Message):
     """A page of sagas, newest first; `next_cursor` asks for the next page (None on the last)."""
 

@@ -29,6 +29,7 @@ from contracts.subjects import (
     PRESENCE_BUCKET,
     ROLES,
     SAGA_INDEX_BUCKET,
+    SAGA_PEEK_ENDPOINT,
     SAGAS_BUCKET,
     SNAPSHOTS_OBJECTS,
     TRADES_STREAM,
@@ -147,6 +148,8 @@ def _role(role: str, *, publish: tuple[str, ...], subscribe: tuple[str, ...] = (
 # --- the table --------------------------------------------------------------------------------------
 
 _DLQ_EXEC: Final = dlq_subject(EXEC_STREAM, CLEARING_EXEC_CONSUMER)
+#: Every clearing instance's own `saga_peek` (`clearing_owner_subject`).
+_PEEK: Final = f"{CLEARING_SERVICE}.owner.*.{SAGA_PEEK_ENDPOINT}"
 
 PERMISSIONS: Final[dict[str, Permissions]] = {
     # Appends committed events to WALLET (the outbox relay); owns a partition lease.
@@ -184,8 +187,9 @@ PERMISSIONS: Final[dict[str, Permissions]] = {
             _DLQ_EXEC, *_ensure(DLQ_STREAM), *_read(DLQ_STREAM), f"{JS_API}.STREAM.MSG.DELETE.{DLQ_STREAM}",
             *_bucket(SAGAS_BUCKET, watch=True), *_bucket(SAGA_INDEX_BUCKET, watch=True), *_bucket(BUSTS_BUCKET),
             *_bucket(PRESENCE_BUCKET, watch=True),
+            _PEEK,  # the instance driving a saga, for a read that reached another one
         ),
-        subscribe=(*_serve(CLEARING_SERVICE),
+        subscribe=(*_serve(CLEARING_SERVICE), f"{_PEEK} {SERVICE_QUEUE}",
                    f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{EXEC_STREAM}.{CLEARING_EXEC_CONSUMER}"),
     ),
     # Tails TRADES from the start on every boot; publishes the live md.* feeds.

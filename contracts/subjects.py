@@ -129,6 +129,16 @@ class ClearingEndpoint(StrEnum):
 
 
 CLEARING_ENDPOINTS: Final = (*ClearingEndpoint, DLQ_REPLAY_ENDPOINT, METRICS_ENDPOINT, BREAKERS_ENDPOINT)
+#: Clearing's one endpoint per instance (`clearing_owner_subject`): a saga as the instance driving it has it
+#: in memory (its reply out, its final record still being written), for the other instances' reads.
+SAGA_PEEK_ENDPOINT: Final = "saga_peek"
+
+
+def clearing_owner_subject(owner: str) -> str:
+    """`clearing.owner.<owner>.saga_peek`, with every character of the saga owner (`host:pid`) that a
+    subject token cannot hold as `_`: reaches the one instance that drives sagas as `owner`."""
+    token = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in owner)
+    return f"{CLEARING_SERVICE}.owner.{token}.{SAGA_PEEK_ENDPOINT}"
 
 
 def clearing_subject(endpoint: str) -> str:

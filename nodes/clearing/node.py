@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from contracts.clearing import (
@@ -26,6 +27,8 @@ from contracts.clearing import (
     SagaGet,
     SagaList,
     SagaListReply,
+    SagaPeek,
+    SagaPeekReply,
     SagaRecord,
     SagaStatus,
     SagaView,
@@ -33,7 +36,7 @@ from contracts.clearing import (
 )
 from contracts.errors import ErrorCode, QtError
 from contracts.instruments import instrument
-from contracts.matching import OrderResult
+from contracts.matching import STORED, OrderResult
 from contracts.orders import OPEN, client_fill, display_status, order_totals
 from contracts.subjects import (
     BUSTS_BUCKET,
@@ -43,14 +46,17 @@ from contracts.subjects import (
     EXEC_STREAM,
     PRESENCE_BUCKET,
     SAGA_INDEX_BUCKET,
+    SAGA_PEEK_ENDPOINT,
     SAGAS_BUCKET,
     TRADES_STREAM,
     WALLET_PARTITIONS_ENV,
     ClearingEndpoint,
+    clearing_owner_subject,
     wallet_group,
 )
 from mesh.jetstream import ensure_named
 from mesh.partitions import disagreeing_partitions
+from mesh.rpc import call
 from nodes.clearing import amounts
 from nodes.clearing import saga as machine
 from nodes.clearing.exec_releases import EXEC_FILTER, ExecReleases
@@ -81,6 +87,8 @@ DUPLICATE_WAIT_S = 8.0
 RECORD_POLL_S = 0.05
 #: Engine and bust reads in flight at once while a page of sagas is brought up to date.
 READS_IN_FLIGHT = 32
+#: How long a read waits for the instance driving a saga to say how it has it (a dead one: the stored record).
+PEEK_TIMEOUT_S = 0.5
 #: Saga records one `saga_list` page reads at most (a status filter that few match pages on by cursor).
 SCAN_PER_PAGE = 2_000
 
@@ -130,18 +138,20 @@ def own_busts(saga: SagaRecord) -> frozenset[str]:
 class ClearingNode:
     """The endpoints over a saga runner."""
 
-    def __init__(self, runner: SagaRunner, steps: SagaSteps) -> None:
+    def __init__(self, runner: SagaRunner, steps: SagaSteps, nc: Client) -> None:
         self.runner = runner
         self.store = runner.store
         self.steps = steps
+        self.nc = nc
         self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
 
     def register(self, service: NodeService) -> None:
-        """Bind the clearing endpoints."""
+        """Bind the clearing endpoints, and this instance's own `saga_peek`."""
         service.route(ClearingEndpoint.PLACE_ORDER, PlaceOrder)(self.place_order)
         service.route(ClearingEndpoint.CANCEL_ORDER, CancelRequest)(self.cancel_order)
         service.route(ClearingEndpoint.SAGA_GET, SagaGet)(self.saga_get)
         service.route(ClearingEndpoint.SAGA_LIST, SagaList)(self.saga_list)
+        service.route(SAGA_PEEK_ENDPOINT, SagaPeek, subject=clearing_owner_subject(self.runner.owner))(self.saga_peek)
 
     async def place_order(self, command: PlaceOrder) -> SagaView:
         """Run the saga to its end; a refusal is an error reply, an injected failure a `compensated` view."""
@@ -250,13 +260,38 @@ class ClearingNode:
         views = await asyncio.gather(*(self._current(saga) for saga in found))
         return SagaListReply(sagas=list(views), next_cursor=last if more else None)
 
+    async def saga_peek(self, query: SagaPeek) -> SagaPeekReply:
+        """The saga as this instance replied with it, while its final record is still being written."""
+        return SagaPeekReply(record=self.runner.unwritten.get(query.saga_id))
+
     async def _read(self, saga_id: str) -> SagaRecord | None:
-        """The saga as stored, or as this instance's reply gave it while its final record is being written."""
+        """The saga as stored, or as its driver's reply gave it while its final record is being written:
+        this instance's own, or another live instance's (asked on its `saga_peek`), so a read sent on a
+        place reply sees what the reply said whichever instance it reaches."""
         unwritten = self.runner.unwritten.get(saga_id)
         if unwritten is not None:
             return unwritten
         got = await self.store.get(saga_id)
-        return None if got is None else got[0]
+        if got is None:
+            return None
+        saga = got[0]
+        if (saga.status in FINAL_STATUSES or not saga.owner or saga.owner == self.runner.owner
+                or saga.lease_until_ms < time.time() * 1000):  # no other live driver to ask
+            return saga
+        return await self._peek(saga)
+
+    async def _peek(self, stored: SagaRecord) -> SagaRecord:
+        """The saga as its driver has it, or `stored` when the driver has nothing newer or does not answer."""
+        try:
+            reply = await call(self.nc, clearing_owner_subject(stored.owner), {"saga_id": stored.saga_id},
+                               timeout=PEEK_TIMEOUT_S)
+            record = SagaPeekReply.model_validate(reply, strict=False, context={STORED: True}).record
+        except Exception as exc:  # gone, slow or odd: the stored record is still a true (older) state
+            log.debug("saga peek failed", extra=kv(saga=stored.saga_id, owner=stored.owner, error=repr(exc)))
+            return stored
+        if record is None or record.saga_id != stored.saga_id or record.owner != stored.owner:
+            return stored
+        return record
 
     async def _current(self, saga: SagaRecord, *, detail: bool = False) -> SagaView:
         """The saga's view with its order as it stands: the engine's record when the saga last saw
@@ -320,7 +355,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
                         checkpoint_each=os.environ.get("QT_SAGA_CHECKPOINT", "") == "each",
                         crash_at=os.environ.get("QT_CRASH_AT") or None,
                         final_delay_s=float(os.environ.get("QT_FINAL_WRITE_DELAY_S", "0")))
-    node = ClearingNode(runner, steps)
+    node = ClearingNode(runner, steps, nc)
     service = NodeService(nc, name=CLEARING_SERVICE, version=VERSION, metrics=metrics, breakers=breakers,
                           description="place-order saga: hold, match, settle, publish; recovery and DLQ")
     node.register(service)

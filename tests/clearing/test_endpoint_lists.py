@@ -4,6 +4,7 @@ micro discovery (`$SRV.INFO`) shows them on a real server."""
 from __future__ import annotations
 
 import json
+import socket
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -18,8 +19,10 @@ from contracts.subjects import (
     MATCHING_INSTRUMENT_ENDPOINTS,
     MATCHING_SERVICE,
     METRICS_ENDPOINT,
+    SAGA_PEEK_ENDPOINT,
     WALLET_ENDPOINTS,
     WALLET_SERVICE,
+    clearing_owner_subject,
     wallet_subject,
 )
 from tests.clearing.platform import Platform
@@ -37,6 +40,10 @@ async def test_every_node_serves_exactly_its_contracts_endpoints(fresh: Platform
         (name, f"{WALLET_SERVICE}.{name}" if name == METRICS_ENDPOINT else wallet_subject(name, 0))
         for name in WALLET_ENDPOINTS]
     # one engine owning every instrument: each instrument's endpoints on `matching.<instrument>.<name>`
+    # and each clearing instance its own `saga_peek`, under the owner name its saga records carry
+    clearing_pid = next(p.proc.pid for p in fresh.procs if p.module == "nodes.clearing" and p.proc is not None)
+    contract[CLEARING_SERVICE].append(
+        (SAGA_PEEK_ENDPOINT, clearing_owner_subject(f"{socket.gethostname()}:{clearing_pid}")))
     contract[MATCHING_SERVICE] += [(f"{symbol}-{name}", f"{MATCHING_SERVICE}.{symbol}.{name}")
                                    for symbol in INSTRUMENTS for name in MATCHING_INSTRUMENT_ENDPOINTS]
 

@@ -3,6 +3,7 @@ status, busted fills shown as busts, and the fee per fill and per order."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -10,9 +11,9 @@ from typing import Any
 from contracts.clearing import PlaceOrder, SagaStatus
 from contracts.codec import Wire
 from contracts.matching import Side
-from contracts.subjects import SAGAS_BUCKET, matching_subject
+from contracts.subjects import CLEARING_SERVICE, SAGAS_BUCKET, matching_subject
 from mesh.jetstream import ensure_named
-from mesh.rpc import call
+from mesh.rpc import call, gather
 from nodes.clearing import saga as machine
 from nodes.clearing.node import request_hash
 from nodes.clearing.store import decode, encode
@@ -173,3 +174,41 @@ async def test_reads_sent_on_the_reply_see_what_it_said_while_the_final_record_i
     landed = await eventually(lambda: sagas.get(out["saga_id"]), lambda e: e.revision > stored.revision,
                               timeout_s=30, what="the final record written")
     assert decode(landed.value).status is SagaStatus.COMPLETED
+
+
+async def saga_gets_per_instance(nc: Any) -> list[int]:
+    """`saga_get` requests each clearing instance has answered so far (its `$SRV.STATS`)."""
+    replies = await gather(nc, f"$SRV.STATS.{CLEARING_SERVICE}", wait_s=0.5)
+    return sorted(endpoint["num_requests"] for reply in replies for endpoint in json.loads(reply.data)["endpoints"]
+                  if endpoint["name"] == "saga_get")
+
+
+async def test_reads_sent_on_the_reply_to_the_other_instance_see_what_it_said(fresh: Platform) -> None:
+    """Two instances, both holding final records back 6 s: a read that reaches the instance not driving the
+    saga asks the driver (`saga_peek` on its own subject) instead of answering from the stored record."""
+    await fresh.start("wallet")
+    await fresh.start("matching")
+    await fresh.start("clearing", QT_FINAL_WRITE_DELAY_S="6")
+    await fresh.start("clearing", instance="2", QT_FINAL_WRITE_DELAY_S="6")
+    await eventually(lambda: gather(fresh.nc, f"$SRV.PING.{CLEARING_SERVICE}", wait_s=0.3),
+                     lambda replies: len(replies) == 2, what="both clearing instances")
+    nc = fresh.nc
+    account = acct("ryw2")
+    await fund(nc, account, USD=1_000_000)
+    out = await place(nc, account=account, instrument="AAPL", side="BUY", price="100.00", qty="1.0000")
+    assert out["status"] == "completed"
+    sagas = await nc.jetstream().key_value(SAGAS_BUCKET)
+    stored = await sagas.get(out["saga_id"])
+    assert decode(stored.value).status is SagaStatus.IN_PROGRESS  # the window is open: only the driver knows
+
+    before = await saga_gets_per_instance(nc)
+    for _ in range(16):  # each goes to either instance (queue group): both answer some
+        shown = await clearing(nc, "saga_get", saga_id=out["saga_id"])
+        assert (shown["status"], shown["order_status"]) == ("completed", "new")
+        listed = (await clearing(nc, "saga_list", account=account))["sagas"]
+        assert [(s["saga_id"], s["status"]) for s in listed] == [(out["saga_id"], "completed")]
+    after = await saga_gets_per_instance(nc)
+    assert len(after) == 2 and all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+    cancelled = await clearing(nc, "cancel_order", account=account, order_id=out["order_id"])
+    assert cancelled["status"] == "cancelled"
+    assert (await sagas.get(out["saga_id"])).revision == stored.revision  # all of it before the record landed
