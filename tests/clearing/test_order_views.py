@@ -146,21 +146,31 @@ async def test_sagas_stored_before_the_index_existed_are_indexed_on_start(fresh:
     assert [s["saga_id"] for s in listed["sagas"]] == stored[::-1]
 
 
+async def placed_while_final_writes_wait(fresh: Platform, *, instances: int) -> tuple[str, dict[str, Any], Any, Any]:
+    """Wallet, matching and `instances` clearing instances that hold each final record back 6 s, and one
+    order placed: (account, place reply, the `sagas` bucket, its stored entry, still in progress)."""
+    await fresh.start("wallet")
+    await fresh.start("matching")
+    for n in range(instances):
+        await fresh.start("clearing", instance="" if n == 0 else str(n + 1), QT_FINAL_WRITE_DELAY_S="6")
+    await eventually(lambda: gather(fresh.nc, f"$SRV.PING.{CLEARING_SERVICE}", wait_s=0.3),
+                     lambda replies: len(replies) == instances, what="every clearing instance")
+    account = acct("ryw")
+    await fund(fresh.nc, account, USD=1_000_000)
+    out = await place(fresh.nc, account=account, instrument="AAPL", side="BUY", price="100.00", qty="1.0000")
+    assert out["status"] == "completed"
+    sagas = await fresh.nc.jetstream().key_value(SAGAS_BUCKET)
+    stored = await sagas.get(out["saga_id"])
+    assert decode(stored.value).status is SagaStatus.IN_PROGRESS  # the window is open: only memory has the end
+    return account, out, sagas, stored
+
+
 async def test_reads_sent_on_the_reply_see_what_it_said_while_the_final_record_is_written(fresh: Platform) -> None:
     """The place reply goes out before the saga's final record is written (held back 6 s here): the same
     instance answers `saga_get`, `saga_list` and `cancel_order` from the saga it replied with, not from the
     stored record still at its creation."""
-    await fresh.start("wallet")
-    await fresh.start("matching")
-    await fresh.start("clearing", QT_FINAL_WRITE_DELAY_S="6")
+    account, out, sagas, stored = await placed_while_final_writes_wait(fresh, instances=1)
     nc = fresh.nc
-    account = acct("ryw")
-    await fund(nc, account, USD=1_000_000)
-    out = await place(nc, account=account, instrument="AAPL", side="BUY", price="100.00", qty="1.0000")
-    assert out["status"] == "completed"
-    sagas = await nc.jetstream().key_value(SAGAS_BUCKET)
-    stored = await sagas.get(out["saga_id"])
-    assert decode(stored.value).status is SagaStatus.IN_PROGRESS  # the window is open: only memory has the end
 
     shown = await clearing(nc, "saga_get", saga_id=out["saga_id"])
     assert (shown["status"], shown["order_status"]) == ("completed", "new")
@@ -186,20 +196,8 @@ async def saga_gets_per_instance(nc: Any) -> list[int]:
 async def test_reads_sent_on_the_reply_to_the_other_instance_see_what_it_said(fresh: Platform) -> None:
     """Two instances, both holding final records back 6 s: a read that reaches the instance not driving the
     saga asks the driver (`saga_peek` on its own subject) instead of answering from the stored record."""
-    await fresh.start("wallet")
-    await fresh.start("matching")
-    await fresh.start("clearing", QT_FINAL_WRITE_DELAY_S="6")
-    await fresh.start("clearing", instance="2", QT_FINAL_WRITE_DELAY_S="6")
-    await eventually(lambda: gather(fresh.nc, f"$SRV.PING.{CLEARING_SERVICE}", wait_s=0.3),
-                     lambda replies: len(replies) == 2, what="both clearing instances")
+    account, out, sagas, stored = await placed_while_final_writes_wait(fresh, instances=2)
     nc = fresh.nc
-    account = acct("ryw2")
-    await fund(nc, account, USD=1_000_000)
-    out = await place(nc, account=account, instrument="AAPL", side="BUY", price="100.00", qty="1.0000")
-    assert out["status"] == "completed"
-    sagas = await nc.jetstream().key_value(SAGAS_BUCKET)
-    stored = await sagas.get(out["saga_id"])
-    assert decode(stored.value).status is SagaStatus.IN_PROGRESS  # the window is open: only the driver knows
 
     before = await saga_gets_per_instance(nc)
     for _ in range(16):  # each goes to either instance (queue group): both answer some

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -35,14 +36,21 @@ async def start_gateway(platform: Platform, name: str, **env: str) -> GatewayPro
     return process
 
 
-@pytest.fixture(scope="session")
-async def gateway(platform: Platform) -> AsyncIterator[GatewayProcess]:
-    """The default gateway (a long idempotency wait, so concurrent duplicates never race the limit)."""
-    process = await start_gateway(platform, "gateway", QT_IDEMPOTENCY_WAIT_S="20")
+@contextlib.asynccontextmanager
+async def running_gateway(platform: Platform, name: str, **env: str) -> AsyncIterator[GatewayProcess]:
+    """`start_gateway`, and its process killed by PID on the way out, whatever happened."""
+    process = await start_gateway(platform, name, **env)
     try:
         yield process
     finally:
         process.kill()
+
+
+@pytest.fixture(scope="session")
+async def gateway(platform: Platform) -> AsyncIterator[GatewayProcess]:
+    """The default gateway (a long idempotency wait, so concurrent duplicates never race the limit)."""
+    async with running_gateway(platform, "gateway", QT_IDEMPOTENCY_WAIT_S="20") as process:
+        yield process
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from gateway.idempotency import record_key
 from gateway.payload import fingerprint
 from gateway.tokens import Principal
 from tests.clearing.platform import Platform, balances, fund, wallet
-from tests.gateway.conftest import start_gateway
+from tests.gateway.conftest import running_gateway
 from tests.gateway.harness import GatewayProcess, bearer, new_account, new_key, problem
 from tests.polling import eventually
 
@@ -153,11 +153,8 @@ async def test_refusals_of_the_mesh_are_replayed_but_not_rerun(client: httpx.Asy
 @pytest.fixture(scope="module")
 async def impatient(platform: Platform) -> AsyncIterator[GatewayProcess]:
     """A gateway whose duplicates wait only briefly for the first request."""
-    process = await start_gateway(platform, "gateway-impatient", QT_IDEMPOTENCY_WAIT_S="0.3")
-    try:
+    async with running_gateway(platform, "gateway-impatient", QT_IDEMPOTENCY_WAIT_S="0.3") as process:
         yield process
-    finally:
-        process.kill()
 
 
 async def test_still_in_flight_past_the_wait_is_409(impatient: GatewayProcess, platform: Platform) -> None:
@@ -242,11 +239,8 @@ async def test_a_key_used_for_a_deposit_places_no_order(client: httpx.AsyncClien
 @pytest.fixture(scope="module")
 async def late_recorder(platform: Platform) -> AsyncIterator[GatewayProcess]:
     """A gateway that holds each order's idempotency record back for 2 s after the response."""
-    process = await start_gateway(platform, "gateway-late-record", QT_IDEMPOTENCY_RECORD_DELAY_S="2")
-    try:
+    async with running_gateway(platform, "gateway-late-record", QT_IDEMPOTENCY_RECORD_DELAY_S="2") as process:
         yield process
-    finally:
-        process.kill()
 
 
 async def test_an_order_is_answered_before_its_record_and_this_gateway_replays_it_meanwhile(
@@ -280,8 +274,7 @@ async def test_an_order_is_answered_before_its_record_and_this_gateway_replays_i
 
 
 async def test_a_gateway_stopping_writes_the_records_of_answers_it_sent(platform: Platform) -> None:
-    process = await start_gateway(platform, "gateway-late-stop", QT_IDEMPOTENCY_RECORD_DELAY_S="2")
-    try:
+    async with running_gateway(platform, "gateway-late-stop", QT_IDEMPOTENCY_RECORD_DELAY_S="2") as process:
         account = new_account("stopping")
         await fund(platform.nc, account, USD=100_000)
         key = new_key()
@@ -297,5 +290,3 @@ async def test_a_gateway_stopping_writes_the_records_of_answers_it_sent(platform
         kv = await platform.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
         entry = await kv.get(record_key(OPERATOR, account, key))  # written before the process exited
         assert json.loads(entry.value or b"{}")["body"].encode() == placed.content
-    finally:
-        process.kill()
