@@ -190,34 +190,32 @@ async def test_a_pending_record_left_by_a_dead_gateway_is_taken_over(client: htt
     assert again.headers["idempotent-replayed"] == "true" and again.content == done.content
 
 
-async def bucket_writes(platform: Platform) -> int:
-    """Writes the idempotency bucket has taken so far (its stream's last sequence)."""
-    info = await platform.nc.jetstream().stream_info(f"KV_{IDEMPOTENCY_BUCKET}")
-    return int(info.state.last_seq)
-
-
 async def test_an_order_writes_its_record_once_and_a_replay_not_at_all(client: httpx.AsyncClient,
                                                                       gateway: GatewayProcess,
                                                                       platform: Platform) -> None:
     account = new_account("onewrite")
     await fund(platform.nc, account, USD=100_000)
-    headers = bearer(gateway.token(account), new_key())
+    key = new_key()
+    headers = bearer(gateway.token(account), key)
     order = {"instrument": "AAPL", "side": "BUY", "price": "50.00", "qty": "1.0000"}
-    before = await bucket_writes(platform)
-    placed = await client.post("/v1/orders", json=order, headers=headers)
-    assert placed.status_code == 201, placed.text
-    # the record is written after the response: wait for it, then make sure no second write follows
-    await eventually(lambda: bucket_writes(platform), lambda writes: writes >= before + 1, timeout_s=10,
-                     what="the order's idempotency record")
-    await asyncio.sleep(0.2)
-    assert await bucket_writes(platform) == before + 1, "one record write per order: no pending record first"
-    held = await balances(platform.nc, account)
-    again = await client.post("/v1/orders", json=order, headers=headers)
-    assert again.content == placed.content and again.headers["idempotent-replayed"] == "true"
-    assert await bucket_writes(platform) == before + 1
-    problem(await client.post("/v1/orders", json={**order, "price": "51.00"}, headers=headers), 422,
-            "idempotency_conflict")
-    assert await balances(platform.nc, account) == held  # neither the replay nor the conflict ran anything
+    # every write under the record's key, as it goes by (the bucket keeps only the latest)
+    writes = await platform.nc.subscribe(
+        f"$KV.{IDEMPOTENCY_BUCKET}.{record_key(Principal(account, Role.TRADER), account, key)}")
+    try:
+        placed = await client.post("/v1/orders", json=order, headers=headers)
+        assert placed.status_code == 201, placed.text
+        written = await writes.next_msg(timeout=10)  # after the response, off its path
+        assert json.loads(written.data)["state"] == "done", "one record write per order: no pending record first"
+        held = await balances(platform.nc, account)
+        again = await client.post("/v1/orders", json=order, headers=headers)
+        assert again.content == placed.content and again.headers["idempotent-replayed"] == "true"
+        problem(await client.post("/v1/orders", json={**order, "price": "51.00"}, headers=headers), 422,
+                "idempotency_conflict")
+        await asyncio.sleep(0.3)
+        assert writes.pending_msgs == 0, "neither the replay nor the conflict writes a record"
+        assert await balances(platform.nc, account) == held  # neither the replay nor the conflict ran anything
+    finally:
+        await writes.unsubscribe()
 
 
 async def test_a_key_used_for_a_deposit_places_no_order(client: httpx.AsyncClient, ops_token: str,
