@@ -235,9 +235,9 @@ def why(res: Results, top: int) -> str | None:
                 f"{1e6 / loop if loop else 0:,.0f} orders/s however many clients wait")
         if 0 < busy < LOOP_SATURATED:
             text += (f"; here its loop was busy {busy:.0%} of the time, so the CPU ceiling is not what stopped it: "
-                     "each order waits in series for its batch's journal append (an fsynced write, up to four in "
-                     "flight), the message's delivery back to the engine and the reply, each hop through an event "
-                     "loop serving other orders meanwhile, while nats-server "
+                     "each order waits in series for its batch's journal append (an fsynced write; a few in "
+                     "flight at once), the message's delivery back to the engine and the reply, each hop through an "
+                     "event loop serving other orders meanwhile, while nats-server "
                      f"({res.server_cores.get(top, 0.0):.2f} cores) and the bench's own clients share the 2 cores")
         pipelined = res.peers.get("pipelined")
         if pipelined and pipelined.rate > run.rate:
