@@ -5,7 +5,8 @@ A record is created (`create()`: first wins) as `pending` with the request's fin
 derived from the key (a saga id, an op_id: `deduped`) skips the pending record: it runs, its answer
 goes out, and then the answer is created `done` in one write, off the response's path (like
 clearing's final saga record: the effect is durable already, the record only replays it). Until that
-write lands, this process answers duplicates from memory; a duplicate in another gateway meanwhile
+write lands (retried for a minute while JetStream refuses it or is away), this process answers
+duplicates from memory; a duplicate in another gateway meanwhile
 (or after this one died before writing) reaches the same saga or op downstream and answers with
 that node's reply (clearing and the wallet refuse a different request under the same id themselves;
 a request under the key on another route, e.g. an order after a deposit, is not seen as a conflict
@@ -28,7 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 JSON_TYPE = "application/json"
 #: Waits between looks at a record another request holds in flight.
 IN_FLIGHT_POLL = Backoff(initial_s=0.01, max_s=0.1)
+#: Waits between attempts to store an answer's record, and for how long in all.
+RECORD_RETRY = Backoff(initial_s=0.1, max_s=2.0)
+RECORD_RETRY_S: Final = 60.0
 
 
 @dataclass
@@ -146,14 +150,27 @@ class IdempotencyRecords:
                 task.add_done_callback(self._recording.discard)
 
     async def _record(self, kv: KeyValue, name: str, record: bytes) -> None:
+        """Store an answer already sent, retrying for `RECORD_RETRY_S` while JetStream refuses or is away
+        (an election, a restart): until it lands, this process replays duplicates from memory."""
         try:
             if self.record_delay_s:
                 await asyncio.sleep(self.record_delay_s)
-            await kv.create(name, record)
-        except KeyWrongLastSequenceError:  # a duplicate in another gateway answered the same operation too
-            log.info("idempotency record=%s written elsewhere first", name)
-        except Exception as exc:  # the answer went out; a retry runs the deduplicated command again
-            log.warning("idempotency record=%s write failed: %r", name, exc)
+            deadline = time.monotonic() + RECORD_RETRY_S
+            delays = RECORD_RETRY.delays()
+            while True:
+                try:
+                    await kv.create(name, record)
+                    return
+                except KeyWrongLastSequenceError:  # an attempt whose ack was lost, or another gateway, was first
+                    log.info("idempotency record=%s already stored", name)
+                    return
+                except Exception as exc:
+                    if time.monotonic() >= deadline:  # a duplicate now runs the deduplicated command again
+                        log.error("idempotency record=%s not stored, giving up: %r", name, exc)
+                        return
+                    delay = next(delays)
+                    log.warning("idempotency record=%s write failed, retry_in_s=%.2f: %r", name, delay, exc)
+                    await asyncio.sleep(delay)
         finally:
             del self._running[name]
 

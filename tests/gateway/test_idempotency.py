@@ -288,3 +288,41 @@ async def test_a_gateway_stopping_writes_the_records_of_answers_it_sent(platform
         kv = await platform.nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
         entry = await kv.get(record_key(OPERATOR, account, key))  # written before the process exited
         assert json.loads(entry.value or b"{}")["body"].encode() == placed.content
+
+
+async def test_a_record_jetstream_refused_at_first_is_stored_once_it_takes_writes(
+        client: httpx.AsyncClient, ops_token: str, platform: Platform) -> None:
+    # The bucket's stream stops listening on its subjects (what a publisher sees during an election or a
+    # restart: no responders) while an order is answered, then listens again.
+    js = platform.nc.jetstream()
+    stream = f"KV_{IDEMPOTENCY_BUCKET}"
+    config = (await js.stream_info(stream)).config
+    subjects = list(config.subjects or [])
+    account = new_account("refused")
+    await fund(platform.nc, account, USD=100_000)
+    key = new_key()
+    order = {"account": account, "instrument": "AAPL", "side": "BUY", "price": "50.00", "qty": "1.0000"}
+    kv = await js.key_value(IDEMPOTENCY_BUCKET)
+    name = record_key(OPERATOR, account, key)
+    async with (running_gateway(platform, "gateway-refused-record") as process,
+                httpx.AsyncClient(base_url=process.url, timeout=30) as own):
+        headers = bearer(process.token("operator", Role.OPS), key)
+        config.subjects = [f"$KV.{IDEMPOTENCY_BUCKET}.refused-meanwhile.>"]
+        await js.update_stream(config)
+        try:
+            placed = await own.post("/v1/orders", json=order, headers=headers)
+            assert placed.status_code == 201, placed.text
+            await asyncio.sleep(1.5)  # several attempts refused meanwhile
+            with pytest.raises(KeyNotFoundError):
+                await kv.get(name)
+            again = await own.post("/v1/orders", json=order, headers=headers)
+            assert again.content == placed.content and again.headers["idempotent-replayed"] == "true"
+        finally:
+            config.subjects = subjects
+            await js.update_stream(config)
+        entry = await eventually(lambda: kv.get(name), lambda entry: entry is not None, timeout_s=10,
+                                 ignoring=(KeyNotFoundError,), what="the record, stored by a later attempt")
+    assert json.loads(entry.value or b"{}")["body"].encode() == placed.content
+    # the default gateway never saw the order: its duplicate is answered from the stored record
+    replayed = await client.post("/v1/orders", json=order, headers=bearer(ops_token, key))
+    assert replayed.content == placed.content and replayed.headers["idempotent-replayed"] == "true"
