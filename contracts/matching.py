@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal
 
+import msgpack
 from pydantic import Field, ValidationInfo, model_validator
 
 from contracts.base import Account, Message, MoneyMessage, OpId, dump
@@ -257,6 +258,13 @@ class OrderResultView:
         if Wire(wire) is Wire.JSON:
             return dump(OrderResult.model_validate(self.body), Wire.JSON)
         return self.body
+
+
+def exec_reports(data: bytes) -> list[dict[str, Any]]:
+    """The execution reports of one EXEC message, in order: a list per journal entry (or, in a stream
+    written before entries were one message, a single report)."""
+    body = msgpack.unpackb(data, raw=False)
+    return body if isinstance(body, list) else [body]
 
 
 class BookView(Message):

@@ -28,6 +28,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import Header
 
 from contracts.instruments import instrument
+from contracts.matching import exec_reports
 from contracts.money import format_amount
 from contracts.subjects import book_feed_subject, wallet_event_subject
 from gateway.l2 import Applied, L2Mirror
@@ -376,9 +377,15 @@ class Hub:
                 if kind == "book":
                     await self._book(channel, name, msgpack.unpackb(msg.data, raw=False))
                     return
-                text = _private(kind, msg, account) if kind in PRIVATE else _public(name, msg.data)
-                if text is not None and (kind != "orders" or channel.first_time(_msg_id(msg))):
-                    self._broadcast(channel, text)
+                if kind == "orders":
+                    texts = _orders(msg, account)
+                    if texts and channel.first_time(_msg_id(msg)):  # only the account's own are remembered
+                        for text in texts:
+                            self._broadcast(channel, text)
+                    return
+                frame = _balance(msg) if kind in PRIVATE else _public(name, msg.data)
+                if frame is not None:
+                    self._broadcast(channel, frame)
             except Exception:
                 log.exception("ws channel message dropped")
 
@@ -433,12 +440,16 @@ def _msg_id(msg: Msg) -> str | None:
     return (msg.headers or {}).get(Header.MSG_ID)
 
 
-def _private(kind: str, msg: Msg, account: str) -> str | None:
-    """Execution reports that concern the account, or its wallet events, as decimal-string JSON."""
+def _orders(msg: Msg, account: str) -> list[str]:
+    """The execution reports of one EXEC message that concern the account, in order, as decimal-string JSON
+    (the account's own side only, as in the HTTP replies)."""
+    mine = (client_exec(report, account) for report in exec_reports(msg.data))
+    return [_dumps({"channel": "orders", "type": "order", "data": view}) for view in mine if view is not None]
+
+
+def _balance(msg: Msg) -> str:
+    """A wallet event of the account's as decimal-string JSON."""
     body = msgpack.unpackb(msg.data, raw=False)
-    if kind == "orders":
-        mine = client_exec(body, account)  # the account's own side only, as in the HTTP replies
-        return None if mine is None else _dumps({"channel": "orders", "type": "order", "data": mine})
     asset = body.get("asset", "")
     with contextlib.suppress(Exception):
         body["amount"] = format_amount(asset, body["amount"])

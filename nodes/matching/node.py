@@ -37,6 +37,7 @@ from contracts.matching import (
     SubmitOrder,
 )
 from contracts.subjects import (
+    EXEC_REPORTS_MAX,
     EXEC_STREAM,
     FENCE_HEADER,
     LEASES_BUCKET,
@@ -76,7 +77,7 @@ VERSION = "0.1.0"
 PUBLISH_RETRY = Backoff()
 CONSUMER_CHECK_S = 2.0
 _REJECT_CODES = {code.value: code for code in ErrorCode}
-#: Most execution reports sent before their acks are awaited (bounds what one failure re-sends).
+#: Most EXEC messages (one per journal entry) sent before their acks are awaited (bounds what one failure re-sends).
 EXEC_BATCH = 2000
 _TRACER = trace.get_tracer("qt.matching")
 
@@ -139,10 +140,10 @@ class InstrumentRunner:
                                            exec_upto=self.exec_published_upto, journal_end=self.journal_end))
 
     async def _last_exec(self) -> RawStreamMsg:
-        """The newest EXEC message of this instrument, of any kind; `NotFoundError` when there is none.
-        A stream written before reports had their kind in the subject holds them on `exec.<instrument>`."""
+        """The newest EXEC message of this instrument; `NotFoundError` when there is none. A stream written
+        before entries were one message holds reports on `exec.<instrument>.<kind>` or `exec.<instrument>`."""
         found: list[RawStreamMsg] = []
-        for subject in (exec_subject(self.spec.symbol), f"exec.{self.spec.symbol}"):
+        for subject in (f"exec.{self.spec.symbol}.*", f"exec.{self.spec.symbol}"):
             with contextlib.suppress(NotFoundError):
                 found.append(await self.js.get_last_msg(EXEC_STREAM, subject))
         if not found:
@@ -228,10 +229,10 @@ class InstrumentRunner:
         else:
             reports = self.engine.apply_entry(seq, msgpack.unpackb(data, raw=False))
             carried = trace_headers(headers)
-        if seq > self.exec_published_upto:
-            symbol, pack = self.spec.symbol, msgpack.packb
-            self._pending.extend((seq, exec_msg_id(symbol, seq, n), exec_subject(symbol, report["kind"]), pack(report),
-                                  carried) for n, report in enumerate(reports))
+        if seq > self.exec_published_upto and reports:
+            symbol, subject, most = self.spec.symbol, exec_subject(self.spec.symbol), EXEC_REPORTS_MAX
+            self._pending.extend((seq, exec_msg_id(symbol, seq, n), subject, msgpack.packb(reports[start:start + most]),
+                                  carried) for n, start in enumerate(range(0, len(reports), most)))
         if self._waiters:
             future = self._waiters.pop(seq, None)
             if future is not None and not future.done():

@@ -9,8 +9,11 @@ from nats.js.errors import NotFoundError
 
 from contracts.codec import Wire
 from contracts.errors import ErrorCode, QtError
-from contracts.subjects import DLQ_STREAM, dlq_subject, matching_subject
+from contracts.matching import exec_reports
+from contracts.subjects import DLQ_STREAM, EXEC_STREAM, dlq_subject, exec_subject, matching_subject, orders_subject
 from mesh.rpc import call
+from nodes.matching.engine import CANCEL, command_key
+from nodes.matching.journal import journal_message
 from tests.clearing.platform import Platform, balances, clearing, fund, place
 from tests.clearing.test_place_order import acct
 from tests.polling import eventually
@@ -46,6 +49,29 @@ async def test_an_ioc_remainder_is_released_by_the_saga(shared: Platform) -> Non
     out = await place(nc, account=trader, instrument="AAPL", side="BUY", price="50.00", qty="1.0000", tif="IOC")
     assert out["status"] == "completed" and out["order_status"] == "cancelled" and out["hold_left"] == "0.00"
     assert (await balances(nc, trader))["USD"] == (1_000_000, 0)
+
+
+async def test_every_cancel_of_one_journal_entry_releases_its_own_hold(fresh: Platform) -> None:
+    nc = fresh.nc
+    await fresh.start("wallet")
+    await fresh.start("matching")
+    await fresh.start("clearing")
+    traders = [acct("entry"), acct("entry")]
+    orders = []
+    for trader in traders:
+        await fund(nc, trader, USD=1_000_000)
+        orders.append(await place(nc, account=trader, instrument="AAPL", side="BUY", price="100.00", qty="1.0000"))
+        assert (await balances(nc, trader))["USD"] == (1_000_000 - 10_005, 10_005)
+    # Two cancels sent to matching directly that share one journal entry: one EXEC message holds both reports.
+    cancels = [{"op": CANCEL, "order_id": order["order_id"], "account": trader}
+               for order, trader in zip(orders, traders, strict=True)]
+    payload, msg_id = journal_message([(command_key(entry), entry) for entry in cancels])
+    await nc.jetstream().publish(orders_subject("AAPL"), payload, headers={"Nats-Msg-Id": msg_id})
+    for trader in traders:
+        await wait_balance(fresh, trader, "USD", (1_000_000, 0))
+    last = await nc.jetstream().get_last_msg(EXEC_STREAM, exec_subject("AAPL"))
+    cancelled = [(r["kind"], r["order_id"]) for r in exec_reports(last.data)]
+    assert cancelled == [("cancelled", order["order_id"]) for order in orders]
 
 
 async def test_a_release_that_keeps_failing_is_parked_in_dlq_and_replayed_once_fixed(fresh: Platform) -> None:

@@ -18,6 +18,7 @@ from nats.aio.client import Client
 from contracts.credentials import nkey_seed_path
 from contracts.errors import QtError
 from contracts.gateway import Role
+from contracts.subjects import exec_msg_id, exec_subject
 from gateway.ws_hub import SEND_QUEUE, Hub, Subscriber
 from tests.clearing.platform import Platform, clearing, fund
 from tests.conftest import wait_for_service
@@ -139,18 +140,23 @@ async def test_an_execution_report_sent_again_with_its_msg_id_reaches_the_orders
     who = Subscriber("dedupe-acct")
     assert await hub.subscribe(who, "orders")
 
-    def report(order_id: str) -> bytes:
-        return msgpack.packb({"kind": "cancelled", "account": who.account, "instrument": "BTC-USD",
-                              "order_id": order_id, "remaining": 1000})
+    def entry(*order_ids: str) -> bytes:
+        """One journal entry's reports: the subscriber's cancels, with another account's between them."""
+        reports = [{"kind": "cancelled", "account": who.account if order_id.startswith("d") else "someone-else",
+                    "instrument": "BTC-USD", "order_id": order_id, "remaining": 1000} for order_id in order_ids]
+        return msgpack.packb(reports)
 
+    subject = exec_subject("BTC-USD")
     # a taking-over engine republishes what the old owner sent (same msg-id, same body): once to the client
-    for order_id, msg_id in (("d1", "BTC-USD:7:0"), ("d1", "BTC-USD:7:0"), ("d2", "BTC-USD:8:0"),
-                             ("d2", "BTC-USD:8:0"), ("d3", "BTC-USD:9:0")):
-        await nc.publish("exec.BTC-USD.cancelled", report(order_id), headers={"Nats-Msg-Id": msg_id})
+    for order_ids, n in ((("d1", "x1", "d2"), 7), (("d1", "x1", "d2"), 7), (("x2",), 8), (("d3",), 9),
+                         (("d3",), 9)):
+        await nc.publish(subject, entry(*order_ids), headers={"Nats-Msg-Id": exec_msg_id("BTC-USD", n, 0)})
     frames: list[str] = []
     while len(frames) < 3:
         frames.extend(await asyncio.wait_for(who.take(), 5))
-    await nc.publish("exec.BTC-USD.cancelled", report("d4"), headers={"Nats-Msg-Id": "BTC-USD:10:0"})
+    # a report of the older layout (one message per report, the kind in the subject) still reaches it
+    await nc.publish("exec.BTC-USD.cancelled", msgpack.packb(msgpack.unpackb(entry("d4"))[0]),
+                     headers={"Nats-Msg-Id": "BTC-USD:10:0"})
     frames.extend(await asyncio.wait_for(who.take(), 5))  # d4 arrives after d3, with nothing between
 
     assert [json.loads(f)["data"]["order_id"] for f in frames] == ["d1", "d2", "d3", "d4"]

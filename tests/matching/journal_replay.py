@@ -11,6 +11,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.fencing import FenceGate
 from contracts.instruments import INSTRUMENTS
+from contracts.matching import exec_reports as decode_reports
 from contracts.subjects import exec_subject, matching_subject
 from mesh.rpc import call
 from nodes.matching.engine import BATCH, InstrumentEngine
@@ -50,7 +51,7 @@ async def replay_journal(nc: Client, symbol: str) -> tuple[InstrumentEngine, Cou
 
 
 async def exec_reports(nc: Client, symbol: str) -> tuple[list[dict[str, Any]], int]:
-    """EXEC reports that pass the fence, and how many stale ones it dropped (once the engine has
+    """EXEC reports that pass the fence, and how many stale messages it dropped (once the engine has
     published everything it applied: reports go out after the reply, in batches)."""
     async def status() -> dict[str, Any]:
         return dict((await call(nc, matching_subject(symbol, "status"), {"instrument": symbol}))["instruments"][0])
@@ -61,7 +62,7 @@ async def exec_reports(nc: Client, symbol: str) -> tuple[list[dict[str, Any]], i
     kept, dropped = [], 0
     for msg in await read_stream(nc, exec_subject(symbol)):
         if gate.admit(symbol, msg.headers):
-            kept.append(msgpack.unpackb(msg.data))
+            kept.extend(decode_reports(msg.data))
         else:
             dropped += 1
     return kept, dropped

@@ -248,7 +248,7 @@ def why(res: Results, top: int) -> str | None:
                      "run: the server's fsyncs were slow too)")
         parts.append(text + "; the per-order work is Python: decode and validate the request (pydantic, "
                      "money fields), its share of a batched journal append (one fsync for every command waiting), "
-                     "apply, execution reports published (pipelined), the reply encoded"
+                     "apply, execution reports published (one message per journal entry), the reply encoded"
                      + ("; the shared request path (validation, the tracing span, metrics) and nats.py I/O lead "
                         "the profile below" if res.profile else ""))
     net = res.replay_rate_net

@@ -33,7 +33,7 @@ class Snapshot:
     trades: int
     """Messages TRADES ever stored (its last sequence, as in `stored`)."""
     exec_delivered: int
-    """Execution reports delivered to clearing's EXEC worker (its durable consumer's sequence)."""
+    """EXEC messages delivered to clearing's EXEC worker (its durable consumer's sequence)."""
     stored: dict[str, int]
     """Stream -> its last sequence: every message it ever stored (a KV bucket's replaced values included)."""
     cpu: dict[str, float]
@@ -72,7 +72,7 @@ class PointStats:
     calls: dict[str, float]
     trades: float
     exec_reports: float
-    """EXEC reports clearing's release worker fetched and acked: off the saga's path, not in `round_trips`."""
+    """EXEC messages clearing's release worker fetched and acked: off the saga's path, not in `round_trips`."""
     cpu_us: dict[str, float]
     cores: dict[str, float]
     others: float

@@ -238,15 +238,15 @@ def _round_trips(res: Results) -> Section:
     s.add("TRADES publishes (ack awaited)", *(f"{res.points[label].trades:.2f}" for label in labels))
     s.add("`sagas` KV writes (`qt_saga_kv_writes`)", *(f"{res.points[label].kv_writes:.2f}" for label in labels))
     s.add("**total on the saga's path**", *(f"**{res.points[label].round_trips:.2f}**" for label in labels))
-    s.add("EXEC reports fetched and acked by clearing (off the path)",
+    s.add("EXEC messages (one per journal entry) fetched and acked by clearing (off the path)",
           *(f"{res.points[label].exec_reports:.2f}" for label in labels))
     s.notes.append("Requests: deltas of each endpoint's `num_requests` in `$SRV.STATS` over the sagas clearing "
                    "finished (seeding excluded, warm-up included); any call clearing's EXEC worker makes (it "
                    "releases the holds of orders the engine cancelled: none here, no IOC and no self-trade) "
                    "would show here too.")
-    s.notes.append("Off the saga's path, clearing also takes the `cancelled` and `decreased` execution reports "
-                   "from EXEC (filtered on the server; its worker releases the holds of orders the engine "
-                   "cancelled: here there are none), and writes its presence every lease/3.")
+    s.notes.append("Off the saga's path, clearing also takes every journal entry's EXEC message (its worker "
+                   "releases the holds of orders the engine cancelled or shrank: here there are none), and "
+                   "writes its presence every lease/3.")
     s.notes.append("A resting saga is hold + submit + 2 KV writes (create, final; the final one after the "
                    "reply); a crossing one adds one wallet message for every fill's settlement and the release "
                    "of the excess hold, and a pipelined TRADES publish per fill. Every wallet command goes in a "
