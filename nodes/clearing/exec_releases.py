@@ -36,10 +36,17 @@ class ExecReleases:
     async def __call__(self, msg: DeliveredMessage) -> None:
         msg_id = msg.headers.get("Nats-Msg-Id") or f"seq:{msg.stream_seq}"
         reports = exec_reports(msg.data)
+        failed: Exception | None = None
         for n, report in enumerate(reports):
-            if report.get("kind") in SHRINKING:
+            if report.get("kind") not in SHRINKING:
+                continue
+            try:
                 # a message of one report (the older layout) keeps the op_id it had then
                 await self._release(report, f"exec:{msg_id}" if len(reports) == 1 else f"exec:{msg_id}:{n}")
+            except Exception as exc:  # the others still go: a redelivery or a DLQ replay repeats only no-ops for them
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     async def _release(self, report: dict[str, Any], op_id: str) -> None:
         spec = instrument(report["instrument"])
