@@ -1,4 +1,5 @@
-"""WebSocket fan-out: one NATS subscription per channel, frames encoded once per message for everyone.
+"""WebSocket fan-out: one NATS subscription per channel (one for every `orders` channel together), frames
+encoded once per message for everyone.
 
 Trades, candles, tickers and the private channels are queued to each subscriber (one bounded send
 queue per connection; a connection whose queue is full is closed as a slow consumer). Book channels
@@ -310,6 +311,10 @@ class Hub:
         self.snapshot = snapshot
         self.channels: dict[str, Channel] = {}
         self._lock = asyncio.Lock()
+        self.exec_sub: Subscription | None = None
+        """The one `exec.>` subscription every `orders` channel shares (an entry is read once, then handed
+        to the channels of the accounts in its reports), while any is open."""
+        self._exec_handled = 0
 
     async def subscribe(self, who: Subscriber, name: str) -> bool:
         """Add `who` to channel `name` (creating it); False when the channel does not exist."""
@@ -319,7 +324,12 @@ class Hub:
             return False
         async with self._lock:
             channel = self.channels.get(key)
-            if channel is None:
+            if channel is None and name == "orders":
+                channel = self.channels[key] = Channel(key, subject)
+                if self.exec_sub is None:
+                    self.exec_sub = await self.nc.subscribe(subject, cb=self._on_exec)
+                    await subscribed(self.nc)  # the `subscribed` reply promises every later report
+            elif channel is None:
                 channel = self.channels[key] = Channel(key, subject)
                 if name.startswith("book."):
                     channel.mirror, channel.texts = L2Mirror(), LevelTexts(name.split(".")[1])
@@ -356,6 +366,11 @@ class Hub:
                 if channel.sub is not None:
                     with contextlib.suppress(Exception):
                         await channel.sub.unsubscribe()
+                if name == "orders" and self.exec_sub is not None and not any(
+                        other.startswith("orders:") for other in self.channels):
+                    with contextlib.suppress(Exception):
+                        await self.exec_sub.unsubscribe()
+                    self.exec_sub = None
         return True
 
     async def leave(self, who: Subscriber) -> None:
@@ -377,12 +392,6 @@ class Hub:
                 if kind == "book":
                     await self._book(channel, name, msgpack.unpackb(msg.data, raw=False))
                     return
-                if kind == "orders":
-                    texts = _orders(msg, account)
-                    if texts and channel.first_time(_msg_id(msg)):  # only the account's own are remembered
-                        for text in texts:
-                            self._broadcast(channel, text)
-                    return
                 frame = _balance(msg) if kind in PRIVATE else _public(name, msg.data)
                 if frame is not None:
                     self._broadcast(channel, frame)
@@ -390,6 +399,30 @@ class Hub:
                 log.exception("ws channel message dropped")
 
         return handle
+
+    async def _on_exec(self, msg: Msg) -> None:
+        """One EXEC message, read once: each report to the `orders` channel of every account it concerns
+        (a fill to both sides), each channel sending a msg-id once."""
+        self._exec_handled += 1
+        if self._exec_handled % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        try:
+            texts: dict[str, list[str]] = {}
+            for report in exec_reports(msg.data):
+                for account in _concerned(report):
+                    if f"orders:{account}" in self.channels:
+                        view = client_exec(report, account)  # the account's own side only, as in the HTTP replies
+                        if view is not None:
+                            texts.setdefault(account, []).append(
+                                _dumps({"channel": "orders", "type": "order", "data": view}))
+            msg_id = _msg_id(msg)
+            for account, frames in texts.items():
+                channel = self.channels.get(f"orders:{account}")
+                if channel is not None and channel.first_time(msg_id):
+                    for text in frames:
+                        self._broadcast(channel, text)
+        except Exception:
+            log.exception("ws orders message dropped")
 
     async def _book(self, channel: Channel, name: str, message: dict[str, Any]) -> None:
         mirror = channel.mirror
@@ -440,11 +473,11 @@ def _msg_id(msg: Msg) -> str | None:
     return (msg.headers or {}).get(Header.MSG_ID)
 
 
-def _orders(msg: Msg, account: str) -> list[str]:
-    """The execution reports of one EXEC message that concern the account, in order, as decimal-string JSON
-    (the account's own side only, as in the HTTP replies)."""
-    mine = (client_exec(report, account) for report in exec_reports(msg.data))
-    return [_dumps({"channel": "orders", "type": "order", "data": view}) for view in mine if view is not None]
+def _concerned(report: dict[str, Any]) -> tuple[str, ...]:
+    """The accounts an execution report concerns: a fill's two sides, any other report's owner."""
+    if report.get("kind") == "fill":
+        return tuple({report.get("taker_account", ""): None, report.get("maker_account", ""): None})
+    return (report.get("account", ""),)
 
 
 def _balance(msg: Msg) -> str:

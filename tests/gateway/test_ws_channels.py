@@ -161,3 +161,38 @@ async def test_an_execution_report_sent_again_with_its_msg_id_reaches_the_orders
 
     assert [json.loads(f)["data"]["order_id"] for f in frames] == ["d1", "d2", "d3", "d4"]
     await hub.leave(who)
+
+
+async def test_every_orders_channel_shares_one_exec_subscription_and_gets_its_own_side(nc: Client) -> None:
+    async def no_snapshot(symbol: str) -> dict[str, Any]:
+        raise AssertionError("no book here")
+
+    hub = Hub(nc, no_snapshot)
+    maker, taker, idle = Subscriber("share-maker"), Subscriber("share-taker"), Subscriber("share-idle")
+    before = len(nc._subs)
+    for who in (maker, taker, idle):
+        assert await hub.subscribe(who, "orders")
+    assert hub.exec_sub is not None and len(nc._subs) == before + 1  # one subscription, not one per account
+    fill = {"kind": "fill", "instrument": "BTC-USD", "orders_seq": 5, "order_id": "t1", "trade_id": "BTC-USD-1",
+            "price": 6_750_000, "qty": 10_000, "maker_order_id": "m1", "taker_order_id": "t1",
+            "maker_account": maker.account, "taker_account": taker.account, "taker_side": "BUY",
+            "maker_remaining": 0, "maker_executed_value": 675_000, "taker_executed_value": 675_000}
+    accepted = {"kind": "accepted", "instrument": "BTC-USD", "orders_seq": 5, "order_id": "t2",
+                "account": taker.account}
+    await nc.publish(exec_subject("BTC-USD"), msgpack.packb([fill, accepted]),
+                     headers={"Nats-Msg-Id": exec_msg_id("BTC-USD", 5, 0)})
+    got: dict[str, list[dict[str, Any]]] = {}
+    for who, count in ((maker, 1), (taker, 2)):
+        frames: list[str] = []
+        while len(frames) < count:
+            frames.extend(await asyncio.wait_for(who.take(), 5))
+        got[who.account] = [json.loads(frame)["data"] for frame in frames]
+    assert [(d["kind"], d["order_id"]) for d in got[maker.account]] == [("fill", "m1")]
+    assert [(d["kind"], d["order_id"]) for d in got[taker.account]] == [("fill", "t1"), ("accepted", "t2")]
+    with pytest.raises(TimeoutError):  # nothing of it concerns the third account
+        await asyncio.wait_for(idle.take(), 0.3)
+    for who in (maker, taker):
+        await hub.leave(who)
+    assert hub.exec_sub is not None  # the third still listens
+    await hub.leave(idle)
+    assert hub.exec_sub is None and hub.channels == {} and len(nc._subs) == before
