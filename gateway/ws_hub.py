@@ -324,20 +324,20 @@ class Hub:
             return False
         async with self._lock:
             channel = self.channels.get(key)
-            if channel is None and name == "orders":
+            if channel is None:
                 channel = self.channels[key] = Channel(key, subject)
-                if self.exec_sub is None:
-                    self.exec_sub = await self.nc.subscribe(subject, cb=self._on_exec)
-                    await subscribed(self.nc)  # the `subscribed` reply promises every later report
-            elif channel is None:
-                channel = self.channels[key] = Channel(key, subject)
-                if name.startswith("book."):
-                    channel.mirror, channel.texts = L2Mirror(), LevelTexts(name.split(".")[1])
-                channel.sub = await self.nc.subscribe(subject, cb=self._on_message(channel, name, who.account))
-                if channel.mirror is not None:
-                    await self._resync(channel, name)  # its request follows the SUB on this connection
-                else:  # the `subscribed` reply promises every later event: the server must have the SUB
-                    await subscribed(self.nc)
+                if name == "orders":  # every `orders` channel shares one subscription
+                    if self.exec_sub is None:
+                        self.exec_sub = await self.nc.subscribe(subject, cb=self._on_exec)
+                        await subscribed(self.nc)  # the `subscribed` reply promises every later report
+                else:
+                    if name.startswith("book."):
+                        channel.mirror, channel.texts = L2Mirror(), LevelTexts(name.split(".")[1])
+                    channel.sub = await self.nc.subscribe(subject, cb=self._on_message(channel, name, who.account))
+                    if channel.mirror is not None:
+                        await self._resync(channel, name)  # its request follows the SUB on this connection
+                    else:  # the `subscribed` reply promises every later event: the server must have the SUB
+                        await subscribed(self.nc)
             channel.subscribers.add(who)
             who.channels.add(key)
         return True
@@ -407,19 +407,20 @@ class Hub:
         if self._exec_handled % YIELD_EVERY == 0:
             await asyncio.sleep(0)
         try:
-            texts: dict[str, list[str]] = {}
+            frames: dict[Channel, list[str]] = {}
             for report in exec_reports(msg.data):
                 for account in _concerned(report):
-                    if f"orders:{account}" in self.channels:
-                        view = client_exec(report, account)  # the account's own side only, as in the HTTP replies
-                        if view is not None:
-                            texts.setdefault(account, []).append(
-                                _dumps({"channel": "orders", "type": "order", "data": view}))
+                    channel = self.channels.get(f"orders:{account}")
+                    if channel is None:
+                        continue
+                    view = client_exec(report, account)  # the account's own side only, as in the HTTP replies
+                    if view is not None:
+                        frames.setdefault(channel, []).append(
+                            _dumps({"channel": "orders", "type": "order", "data": view}))
             msg_id = _msg_id(msg)
-            for account, frames in texts.items():
-                channel = self.channels.get(f"orders:{account}")
-                if channel is not None and channel.first_time(msg_id):
-                    for text in frames:
+            for channel, texts in frames.items():
+                if channel.first_time(msg_id):
+                    for text in texts:
                         self._broadcast(channel, text)
         except Exception:
             log.exception("ws orders message dropped")
