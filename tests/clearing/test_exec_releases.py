@@ -76,9 +76,17 @@ async def test_every_cancel_of_one_journal_entry_releases_its_own_hold_even_when
         return (await balances(nc, traders[1], 2))["USD"]
 
     await eventually(second, lambda usd: usd == (1_000_000, 0), what="the second cancel's hold released")
-    last = await nc.jetstream().get_last_msg(EXEC_STREAM, exec_subject("AAPL"))
+    js = nc.jetstream()
+    last = await js.get_last_msg(EXEC_STREAM, exec_subject("AAPL"))
     cancelled = [(r["kind"], r["order_id"]) for r in exec_reports(last.data)]
     assert cancelled == [("cancelled", order["order_id"]) for order in orders]
+    # the first release keeps failing: the entry is parked, and its error names the report that failed
+    parked = await eventually(lambda: js.get_last_msg(DLQ_STREAM, dlq_subject("EXEC", "clearing-exec")),
+                              ignoring=(NotFoundError,), what="the entry dead-lettered")
+    assert parked.headers is not None
+    error = parked.headers["Qt-Last-Error"]
+    assert f"report 0 (order {orders[0]['order_id']}) of 2 failed" in error, error
+    assert orders[1]["order_id"] not in error
 
 
 async def test_a_release_that_keeps_failing_is_parked_in_dlq_and_replayed_once_fixed(fresh: Platform) -> None:
