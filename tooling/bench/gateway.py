@@ -34,22 +34,25 @@ from gateway.keys import key_paths, load_private
 from gateway.tokens import mint
 from tooling.bench import gateway_ws as ws
 from tooling.bench.gateway_fanout import Clients, Drive, window
-from tooling.bench.gateway_http import Connection, Send, get, http_clients, place_orders
+from tooling.bench.gateway_http import Connection, Send, get, http_clients, interleaved, place_orders
 from tooling.bench.gateway_http import closed_loop as http_loop
 from tooling.bench.gateway_reasons import why
-from tooling.bench.gateway_tables import Read, Results, sections, setup, targets
+from tooling.bench.gateway_tables import OVERHEAD_CLIENTS, Read, Results, sections, setup, targets
 from tooling.bench.harness import client_counts, closed_loop
 from tooling.bench.matching import spawn_matching
 from tooling.bench.mesh import Child, Mesh, bench_mesh, client, command_line, cpu_seconds, wait_quiet, wait_ready
 from tooling.bench.report import BENCHMARKS_MD, Report, WriteOption, machine_info, present, titled_block
 from tooling.bench.saga import PLACE, fund, saga_body, seed_book, spawn_clearing, tally
 from tooling.bench.saga_probe import Probe, point_stats
-from tooling.bench.stats import fmt_ms, fmt_rate
+from tooling.bench.stats import Run, fmt_ms, fmt_rate, merged
 from tooling.natsserver import NatsServer, free_port
 
 LIMITS = {"QT_RATE_ACCOUNT": "1000000", "QT_BURST_ACCOUNT": "1000000", "QT_RATE_IP": "1000000",
           "QT_BURST_IP": "1000000", "QT_WS_MAX_PER_ACCOUNT": "1000000", "QT_WS_MAX_PER_IP": "1000000"}
 """Rate limits far above anything this bench sends: every client comes from 127.0.0.1."""
+SLICES = 4
+"""Slices per path of the interleaved throughput measure at the highest client count."""
+SLICE_WARMUP_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
         async with http_clients(gw.url, max(plan.clients)) as http:
             for n in plan.clients:
                 await saga_points(nc, http, tokens, probe, res, console, plan, n)
+            await paired_points(nc, http, tokens, res, console, plan)
             res.rss["after the HTTP points"] = ws.rss_kb(gw.child.proc.pid)
             await read_points(mesh, http, res, console, plan)
         await fan_out(mesh, server, nc, gw, res, console, plan)
@@ -166,6 +170,43 @@ async def saga_points(nc: Client, http: list[Connection], tokens: dict[str, str]
         console.print(f"  {label:<9} {fmt_rate(run_.rate)}  p50 {fmt_ms(run_.p50)}  p99 {fmt_ms(run_.p99)}  "
                       f"p99.9 {fmt_ms(run_.p999)}  errors {run_.errors}  gateway "
                       f"{stats.cpu_us.get('gateway', 0.0):,.0f} µs/saga  others {stats.others:.2f} cores")
+
+
+def nats_orders(nc: Client, tag: str, mix: Counter[str]) -> Send:
+    """The saga bench's order `(c, i)` as a raw `clearing.place_order` request: a `Send` like `place_orders`."""
+    make, check = saga_body(tag), tally(mix)
+
+    async def send(c: int, i: int) -> bool:
+        return check(await nc.request(PLACE, make(c, i), timeout=10.0))
+
+    return send
+
+
+async def paired_points(nc: Client, http: list[Connection], tokens: dict[str, str], res: Results, console: Console,
+                        plan: Plan) -> None:
+    """The two judged figures again with both paths interleaved: at 1 client every pair of orders alternates
+    between raw NATS and HTTP; at the highest count the closed loops alternate in `SLICES` short slices per path,
+    in ABBA order (a linear drift of the machine's speed cancels out)."""
+    mix: Counter[str] = Counter()
+    if OVERHEAD_CLIENTS in plan.clients:
+        if plan.quiet_s > 0:
+            await asyncio.to_thread(wait_quiet, plan.quiet_s)
+        paths = {"nats": nats_orders(nc, "pn", mix), "http": place_orders(http, tokens, "ph", mix)}
+        res.paired = await interleaved(paths, duration_s=2 * plan.duration_s, warmup_s=plan.warmup_s, label="paired ")
+        nats, web = res.paired["nats"], res.paired["http"]
+        console.print(f"  paired, 1 client: NATS p50 {fmt_ms(nats.p50)}, HTTP p50 {fmt_ms(web.p50)} "
+                      f"({nats.ok + web.ok} sagas interleaved, errors {nats.errors + web.errors})")
+    top = max(plan.clients)
+    slices: dict[str, list[Run]] = {"nats": [], "http": []}
+    order = [path for k in range(SLICES) for path in (("nats", "http") if k % 2 == 0 else ("http", "nats"))]
+    for k, path in enumerate(order):  # a tag per slice: each slice's (c, i) restart at 0, their saga ids must not
+        send = nats_orders(nc, f"s{k}n", mix) if path == "nats" else place_orders(http, tokens, f"s{k}h", mix)
+        slices[path].append(await http_loop(send, clients=top, duration_s=plan.duration_s / 2,
+                                            warmup_s=SLICE_WARMUP_S, label=f"slice {k} {path}"))
+    res.sliced = {path: merged(f"sliced {path} {top}", runs) for path, runs in slices.items()}
+    nats, web = res.sliced["nats"], res.sliced["http"]
+    console.print(f"  sliced, {top} clients: NATS {fmt_rate(nats.rate)}, HTTP {fmt_rate(web.rate)} "
+                  f"({SLICES} slices each, ABBA)")
 
 
 async def read_points(mesh: Mesh, http: list[Connection], res: Results, console: Console, plan: Plan) -> None:

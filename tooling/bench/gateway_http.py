@@ -207,3 +207,38 @@ async def closed_loop(send: Send, *, clients: int, duration_s: float, warmup_s: 
 
     await asyncio.gather(*(one_client(c) for c in range(clients)))
     return summarize(label, latencies, errors[0], last_done[0] - measure_from)
+
+
+async def interleaved(sends: dict[str, Send], *, duration_s: float, warmup_s: float, block: int = 2,
+                      label: str = "") -> dict[str, Run]:
+    """One client sending `block` requests down each path in turn, every path counting its own `i`: each path's
+    latencies come from the same minutes of a machine whose speed drifts, which two points one after the other
+    do not give. `block=2` keeps the saga bench's resting/crossing pairs whole on every path."""
+    latencies: dict[str, list[float]] = {path: [] for path in sends}
+    errors = dict.fromkeys(sends, 0)
+    sent_on = dict.fromkeys(sends, 0)
+    start = time.perf_counter()
+    measure_from = start + warmup_s
+    end = measure_from + duration_s
+    last_done = end
+    k = 0
+    paths = list(sends)
+    while (sent := time.perf_counter()) < end:
+        path = paths[(k // block) % len(paths)]
+        k += 1
+        i = sent_on[path]
+        sent_on[path] += 1
+        try:
+            ok = await sends[path](0, i)
+        except Exception:
+            ok = False
+        done = time.perf_counter()
+        if sent >= measure_from:
+            if ok:
+                latencies[path].append(done - sent)
+            else:
+                errors[path] += 1
+            last_done = max(last_done, done)
+    return {path: summarize(f"{label}{path}", latencies[path], errors[path], last_done - measure_from)
+            for path in sends}
+

@@ -38,6 +38,12 @@ def summarize(label: str, latencies: list[float], errors: int, seconds: float) -
                percentile(ordered, 0.99), percentile(ordered, 0.999))
 
 
+def merged(label: str, runs: list[Run]) -> Run:
+    """Runs of one load measured in several slices as one: their counts and seconds summed (the rate over them
+    all); no percentiles, which cannot be merged from percentiles."""
+    return Run(label, sum(r.ok for r in runs), sum(r.errors for r in runs), sum(r.seconds for r in runs))
+
+
 def rate_only(label: str, count: int, seconds: float) -> Run:
     """A `Run` with a count and no latency samples."""
     return Run(label, count, 0, seconds)
