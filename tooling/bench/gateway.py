@@ -199,7 +199,7 @@ async def paired_points(nc: Client, http: list[Connection], tokens: dict[str, st
     top = max(plan.clients)
     slices: dict[str, list[Run]] = {"nats": [], "http": []}
     order = [path for k in range(SLICES) for path in (("nats", "http") if k % 2 == 0 else ("http", "nats"))]
-    for k, path in enumerate(order):  # a tag per slice: each slice's (c, i) restart at 0, their saga ids must not
+    for k, path in enumerate(order):  # a tag per slice: (c, i) restart at 0 in each, and saga ids must not repeat
         send = nats_orders(nc, f"s{k}n", mix) if path == "nats" else place_orders(http, tokens, f"s{k}h", mix)
         slices[path].append(await http_loop(send, clients=top, duration_s=plan.duration_s / 2,
                                             warmup_s=SLICE_WARMUP_S, label=f"slice {k} {path}"))

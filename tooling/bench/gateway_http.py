@@ -241,4 +241,3 @@ async def interleaved(sends: dict[str, Send], *, duration_s: float, warmup_s: fl
             last_done = max(last_done, done)
     return {path: summarize(f"{label}{path}", latencies[path], errors[path], last_done - measure_from)
             for path in sends}
-

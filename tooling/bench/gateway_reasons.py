@@ -62,6 +62,7 @@ def _overhead_reason(res: Results) -> str | None:
         judged, _, _, how = judged_overhead(res)
         text += f" (the overhead judged, {how}, is {ratio(judged, OVERHEAD_TARGET_S)} the 2 ms target)"
     if high != low:
+        share, _, _, how = judged_share(res)
         hp, hn = res.points[f"http {high}"], res.points[f"nats {high}"]
         total_h = sum(hp.cpu_us.get(n, 0.0) for n in PROCESSES)
         total_n = sum(hn.cpu_us.get(n, 0.0) for n in PROCESSES)
@@ -70,7 +71,7 @@ def _overhead_reason(res: Results) -> str | None:
                  f"{total_n:,.0f} over raw NATS ({ratio(total_h, total_n)}: gateway "
                  f"{hp.cpu_us.get('gateway', 0.0):,.0f}, bench client {_delta(res, high, 'client'):+,.0f}, clearing "
                  f"{_delta(res, high, 'clearing'):+,.0f}, nats-server {_delta(res, high, 'nats-server'):+,.0f}), so "
-                 f"sagas/s fall to {ratio(judged_share(res)[0], 1.0)} ({judged_share(res)[3]}) and, in a "
+                 f"sagas/s fall to {ratio(share, 1.0)} ({how}) and, in a "
                  f"closed loop, p50 grows by {fmt_ms(overhead(res, high))}")
     return text
 
