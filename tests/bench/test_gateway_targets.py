@@ -7,7 +7,10 @@ import asyncio
 import pytest
 
 from tooling.bench.gateway_http import Send, interleaved
-from tooling.bench.gateway_tables import Results, sections, targets
+from tooling.bench.gateway_reasons import why
+from tooling.bench.gateway_tables import Read, Results, sections, targets
+from tooling.bench.gateway_ws import Usage
+from tooling.bench.saga_probe import PointStats, Timing
 from tooling.bench.stats import Run, merged
 
 
@@ -79,3 +82,23 @@ def test_interleaving_sends_pairs_down_each_path_in_turn_each_with_its_own_count
     assert runs["http"].errors == sum(1 for i in http if i % 3 == 0)
     assert runs["nats"].ok == sum(1 for name, _ in calls if name == "nats")
     assert runs["nats"].p50 == pytest.approx(0.001, abs=0.05)
+
+
+def _point(gateway_us: float) -> PointStats:
+    idle = Timing(0.0, 0.0, None, None)
+    return PointStats(sagas=100.0, steps={}, saga=idle, handler=idle, kv_writes=2.0, calls={}, trades=0.5,
+                      exec_reports=0.0, cpu_us={"gateway": gateway_us, "clearing": 400.0}, cores={"gateway": 0.3},
+                      others=0.0)
+
+
+def test_the_reasons_of_a_run_without_a_1_client_point_judge_no_overhead() -> None:
+    res = Results(rate=1000.0, subscribers=500, ws_procs=2, compression=False)
+    res.runs = {"nats 16": Run("nats 16", 700, 0, 1.0, p50=0.020), "http 16": Run("http 16", 500, 0, 1.0, p50=0.028),
+                "nats 64": Run("nats 64", 1000, 0, 1.0, p50=0.060), "http 64": Run("http 64", 650, 0, 1.0, p50=0.090)}
+    res.points = {label: _point(0.0 if label.startswith("nats") else 500.0) for label in res.runs}
+    usage = Usage({"gateway": 0.5}, 0.0, 1.0)
+    res.reads = [Read("GET /health", server, 64, Run("GET /health", 1000, 0, 1.0), usage)
+                 for server in ("gateway", "bare FastAPI peer")]
+    text = why(res)
+    assert text is not None and "with 16 clients the gateway adds 8.00 ms at p50" in text
+    assert "2 ms target" not in text  # the overhead target is judged at 1 client, which this run did not measure
