@@ -154,14 +154,14 @@ class WalletNode:
         return EventsReply(events=events, next_after=None if newest else last, next_before=last if newest else None)
 
     async def rebuild(self, command: RebuildCommand) -> RebuildReply:
-        """Replay from snapshots on the writer thread (no command interleaves), repairing drift."""
+        """Replay from snapshots aside from the loop while no command interleaves, repairing drift."""
         self._check_owned(*([command.account] if command.account else []))
         def run() -> RebuildReply:
             result = rebuild(self.store.db, command.account)
             self.store.invalidate()
             return result
 
-        return await self.writer.call(run)
+        return await self.writer.call_aside(run)
 
     async def verify(self, command: VerifyCommand) -> VerifyReply:
         """Check the whole chain and every snapshot from genesis, on a read snapshot."""

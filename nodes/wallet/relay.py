@@ -85,7 +85,7 @@ class OutboxRelay:
         # a refusal or a missing ack fails the whole flush; it is retried with the same msg-ids
         await self._publisher.publish_atomic([(subject, payload, _headers(msg_id, traceparent))
                                               for _seq, subject, msg_id, payload, traceparent in rows])
-        self.writer.store.outbox_ack(rows[-1][0])  # an int the writer thread reads at its next commit
+        self.writer.store.outbox_ack(rows[-1][0])  # an int the store saves with its next commit
         self.published += len(rows)
         return len(rows)
 

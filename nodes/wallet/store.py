@@ -1,7 +1,8 @@
 """The wallet event store: applies commands in group-committed SQLite transactions.
 
-One instance is owned by one writer thread. A batch is one transaction; each command inside it
-runs under a savepoint, so a refused command rolls back alone and the rest still commit.
+One instance is owned by one `Writer`, which never runs two calls at once. A batch is one
+transaction; a refused command leaves no trace (a multi-leg settle runs under a savepoint) and the
+rest still commit.
 Events, projection, holds, snapshots, outbox rows and the op_id record are written in the same
 transaction: there is no dual write to lose.
 """
@@ -411,7 +412,7 @@ class EventStore:
     def outbox_ack(self, upto_seq: int) -> int:
         """Move the relay cursor to `upto_seq` (the stream has everything up to it); 1 if it moved.
 
-        Safe from the event loop: one int, which the writer thread saves with its next commit.
+        One int, saved with the next commit: it costs no write of its own.
         """
         if upto_seq <= self._relayed:
             return 0

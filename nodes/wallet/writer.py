@@ -1,7 +1,10 @@
-"""The single writer: queues commands and group-commits them on the store's own thread.
+"""The single writer: queues commands and group-commits them on the event loop's own thread.
 
-While one batch is being committed the next one accumulates, so under load a single fsync
-covers many commands; under no load a command commits alone with no added delay.
+While one batch is being committed the next one accumulates (in the socket, then in the queue), so
+under load a single fsync covers many commands; under no load a command commits alone with no added
+delay. Batches run on the loop's thread: a writer thread beside it fought the loop for the GIL at
+every SQLite call, which cost more than the loop now waits for an fsync (BENCHMARKS.md). Only long
+jobs (a rebuild) run on a thread of their own, and batches wait for them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ _Item = tuple[Command, str | None, asyncio.Future[Outcome]]
 
 
 class Writer:
-    """Owns an `EventStore`; every call that touches it runs on one thread, in order."""
+    """Owns an `EventStore`; every call that touches it runs in turn, never two at once."""
 
     def __init__(self, store: EventStore, *, max_batch: int = 1024) -> None:
         self.store = store
@@ -28,8 +31,10 @@ class Writer:
         self.committed = asyncio.Event()
         self.commits = 0
         """Transactions committed so far (one per batch): commands / commits is the group-commit factor."""
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="wallet-writer")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="wallet-aside")
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._turn = asyncio.Lock()
+        """Held by a job running aside: batches and calls wait for it (taking it free never yields)."""
         self._closed = False
 
     async def submit(self, command: Command, traceparent: str | None = None) -> Outcome:
@@ -57,8 +62,18 @@ class Writer:
         return [_outcome(future) for future in futures]
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
-        """Run `fn(*args)` on the writer thread, after every batch queued before it."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Run a short `fn(*args)` on the store between batches, on the loop's thread."""
+        async with self._turn:
+            return fn(*args)
+
+    async def call_aside(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a long `fn(*args)` (a rebuild) on a thread of its own, the loop free meanwhile;
+        batches and calls wait until it returns."""
+        async with self._turn:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _execute(self, batch: list[_Item]) -> list[Outcome]:
+        return self.store.execute_batch([(c, t) for c, t, _ in batch])
 
     async def run(self) -> None:
         """Commit batches until `close()`; a batch SQLite refuses for a reason other than its own state
@@ -75,7 +90,7 @@ class Writer:
                     break
                 batch.append(item)
             try:
-                outcomes = await self.call(self.store.execute_batch, [(c, t) for c, t, _ in batch])
+                outcomes = await self.call(self._execute, batch)
             except Exception as exc:
                 if len(batch) == 1 or isinstance(exc, sqlite3.OperationalError):  # the store, not a command
                     for _, _, future in batch:
@@ -90,7 +105,7 @@ class Writer:
     async def _one_by_one(self, batch: list[_Item]) -> None:
         for item in batch:
             try:
-                outcomes = await self.call(self.store.execute_batch, [(item[0], item[1])])
+                outcomes = await self.call(self._execute, [item])
             except Exception as exc:
                 _fail(item[2], exc)
                 continue
@@ -104,7 +119,7 @@ class Writer:
         self._queue.put_nowait(None)
 
     def shutdown(self) -> None:
-        """Release the writer thread once `run()` has returned."""
+        """Release the thread of the jobs run aside once `run()` has returned."""
         self._executor.shutdown(wait=True)
 
 

@@ -60,7 +60,7 @@ async def test_a_refused_command_in_a_group_commit_refuses_only_itself(writer: W
 
 async def test_no_reply_before_the_batch_is_durable(writer: Writer, tmp_path: Path) -> None:
     gate = threading.Event()
-    blocked = asyncio.ensure_future(writer.call(gate.wait))  # the writer thread is busy elsewhere
+    blocked = asyncio.ensure_future(writer.call_aside(gate.wait))  # the store is busy with a long job
     submitted = asyncio.ensure_future(writer.submit(Deposit(account="a", asset="USD", amount=5, op_id="x")))
     await asyncio.sleep(0.05)  # room for the writer loop to (wrongly) answer early; a fixed wait can't flake a pass
 
