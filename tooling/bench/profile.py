@@ -81,11 +81,11 @@ def profile_sections(path: Path, title: str, load_s: float, *, top: int = 15) ->
     if execute and execute[0][1]:
         _, calls, tt, _ = execute[0]
         own.notes.append(f"sqlite3 Cursor.execute: {calls:,} calls, {tt / calls * 1e6:,.0f} µs each on average "
-                         "(SQLite work, the COMMIT's fsync, and getting the GIL back afterwards).")
+                         "(SQLite work and the COMMIT's fsync, the event loop waiting meanwhile).")
     writer = [r for r in rows if r[0][2] == "execute_batch" and r[0][0].endswith("nodes/wallet/store.py")]
     if writer:
         key, calls, _, ct = writer[0]
         own.notes.append(
             f"EventStore.execute_batch: {calls:,} batches, {ct:.2f} s cumulative = "
-            f"{ct / load_s:.0%} of the {load_s:.1f} s under load (100% = the writer thread never idles).")
+            f"{ct / load_s:.0%} of the {load_s:.1f} s under load (the event loop's share spent committing).")
     return [own, cum]
