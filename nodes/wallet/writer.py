@@ -3,8 +3,8 @@
 While one batch is being committed the next one accumulates (in the socket, then in the queue), so
 under load a single fsync covers many commands; under no load a command commits alone with no added
 delay. Batches run on the loop's thread: a writer thread beside it fought the loop for the GIL at
-every SQLite call, which cost more than the loop now waits for an fsync (BENCHMARKS.md). Only long
-jobs (a rebuild) run on a thread of their own, and batches wait for them.
+every SQLite call, and that cost more than the loop now spends waiting for each fsync
+(BENCHMARKS.md). Only long jobs (a rebuild) run on a thread of their own, and batches wait for them.
 """
 
 from __future__ import annotations

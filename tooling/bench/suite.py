@@ -112,9 +112,9 @@ def run_suite(plan: Plan, mesh: Mesh, console: Console, command: str) -> Report:
 def _setup(plan: Plan) -> list[str]:
     return [
         "NATS sections: three processes share the 2 cores: nats-server (loopback, nkey auth, nats.conf "
-        "with `sync_interval: always`), the node under test (`python -m nodes.wallet`: one asyncio loop "
-        "running its SQLite group commits and its outbox relay; or the echo peer), and the bench client (this process, "
-        "uvloop, one connection, raw `nc.request` with msgpack bodies).",
+        "with `sync_interval: always`), the node under test (`python -m nodes.wallet`: one asyncio "
+        "loop running its SQLite group commits and its outbox relay; or the echo peer), and the bench "
+        "client (this process, uvloop, one connection, raw `nc.request` with msgpack bodies).",
         f"Closed loop: {plan.nats.warmup_s:g} s warm-up then {plan.nats.duration_s:g} s measured per point; "
         "each deposit is 1.00 USD to one of 1,000 accounts with a unique op_id. A fresh nats-server and "
         "wallet data dir per sync mode (QT_WALLET_SYNC).",
