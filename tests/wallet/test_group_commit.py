@@ -76,6 +76,20 @@ async def test_no_reply_before_the_batch_is_durable(writer: Writer, tmp_path: Pa
         reader.close()
 
 
+async def test_a_short_call_waits_for_a_job_running_aside(writer: Writer) -> None:
+    # the relay's reads share the store's connection with a rebuild run on another thread: never both
+    gate = threading.Event()
+    ran: list[str] = []
+    aside = asyncio.ensure_future(writer.call_aside(lambda: (gate.wait(), ran.append("aside"))))
+    short = asyncio.ensure_future(writer.call(ran.append, "short"))
+    await asyncio.sleep(0.05)  # the loop stays free meanwhile: this sleep returns while the job waits
+
+    assert ran == [] and not short.done()
+    gate.set()
+    await asyncio.gather(aside, short)
+    assert ran == ["aside", "short"]
+
+
 async def test_deposits_from_many_real_clients_at_once_are_each_applied_once(
     nats_server: NatsServer, wallet: InProcessWallet, nc: Client
 ) -> None:
