@@ -51,6 +51,7 @@ from nodes.runtime.log import kv
 from nodes.runtime.metrics import NodeMetrics
 from nodes.runtime.service import NodeService, Reply
 from nodes.runtime.tracing import inject
+from nodes.wallet.checkpointer import Checkpointer
 from nodes.wallet.relay import OutboxRelay
 from nodes.wallet.replay import rebuild, verify
 from nodes.wallet.schema import PartitionCountMismatch, open_db, record_partitions
@@ -69,13 +70,15 @@ class WalletNode:
         self.partition = partition
         self.partitions = partitions
         self.db_path = db_path(config.data_dir, partition)
+        synchronous = os.environ.get("QT_WALLET_SYNC", "FULL").upper()
         self.store = EventStore(
             self.db_path,
             partition=partition,
             snapshot_every=env_int("QT_SNAPSHOT_EVERY", 500),
-            synchronous=os.environ.get("QT_WALLET_SYNC", "FULL").upper(),
+            synchronous=synchronous,
         )
         self.writer = Writer(self.store)
+        self.checkpointer = Checkpointer(self.db_path, synchronous=synchronous)
         self._read_db = open_db(self.db_path, synchronous="NORMAL", readonly=True)
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="wallet-reader")
 
@@ -203,8 +206,9 @@ class WalletNode:
         return await asyncio.get_running_loop().run_in_executor(self._reader, run)
 
     def close(self) -> None:
-        """Release threads and connections."""
+        """Release threads and connections (the writer's last, so its close checkpoints what is left)."""
         self.writer.shutdown()
+        self.checkpointer.stop()
         self._reader.shutdown(wait=True)
         self._read_db.close()
         self.store.close()
@@ -232,6 +236,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event) -> None:
         await nc.close()
         return
     node = WalletNode(config, partition=partition, partitions=partitions)
+    node.checkpointer.start()
     metrics = NodeMetrics(WALLET_SERVICE)
     service = NodeService(nc, name=WALLET_SERVICE, version=VERSION, metrics=metrics, group=wallet_group(partition),
                           metadata={"partition": str(partition), WALLET_PARTITIONS_METADATA: str(partitions)},

@@ -41,7 +41,8 @@ from contracts.wallet import (
 from nodes.wallet.ledger import Position, check_room, event_hash, fold
 from nodes.wallet.schema import ledger_id, open_db
 
-#: WAL pages (of 4 KiB) after which a commit checkpoints: ~40 MiB of WAL at most, replayed on open.
+#: WAL pages (of 4 KiB) after which a commit checkpoints itself: ~40 MiB of WAL at most, replayed on
+#: open. In a node the `Checkpointer` thread copies the WAL back long before (a commit makes ~4-60 pages).
 WAL_CHECKPOINT_PAGES = 10_000
 Command = Deposit | Withdraw | Credit | Hold | Release | Debit | Settle
 Key = tuple[str, str]
@@ -127,7 +128,7 @@ class EventStore:
         self.db = open_db(path, synchronous=synchronous)
         # A deposit dirties ~4 random B-tree pages (ops, the events index, balances); checkpointing
         # every 1,000 WAL pages (SQLite's default) copied them out every few batches, inside a
-        # COMMIT. A bigger WAL lets one checkpoint write a hot page once for many batches.
+        # COMMIT. The bound is high so that the node's `Checkpointer` does it, off the writer's loop.
         self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         self.ledger_id = ledger_id(self.db, partition)
         # The relay cursor lives in memory and is saved with the next batch (or on close): it needs
