@@ -129,11 +129,31 @@ def record_partitions(path: Path, partitions: int) -> None:
     Accounts are hashed mod the count: a wallet started with another count would own other accounts
     than its ledger holds, so one account's money could end up split across two ledgers.
     """
-    conn = open_db(path)
-    try:
-        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('partitions', ?)", (str(partitions),))
-        recorded = int(conn.execute("SELECT value FROM meta WHERE key='partitions'").fetchone()[0])
-    finally:
-        conn.close()
+    recorded = _recorded_partitions(path)
+    if recorded is None:  # first boot of this file: record it
+        conn = open_db(path)
+        try:
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('partitions', ?)", (str(partitions),))
+            recorded = int(conn.execute("SELECT value FROM meta WHERE key='partitions'").fetchone()[0])
+        finally:
+            conn.close()
     if recorded != partitions:
         raise PartitionCountMismatch(f"{path} was created with {recorded} wallet partitions, configured {partitions}")
+
+
+def _recorded_partitions(path: Path) -> int | None:
+    """The recorded partition count, read without taking the write lock (None if not recorded yet).
+
+    A standby checks the file at start while the partition's active writer commits on its event loop:
+    a write here would make that loop wait for it.
+    """
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='partitions'").fetchone()
+    except sqlite3.OperationalError:  # no schema yet
+        return None
+    finally:
+        conn.close()
+    return None if row is None else int(row[0])

@@ -4,6 +4,7 @@ created with: a misrouted request or a misconfigured process can never split an 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from nats.aio.client import Client
 
 from contracts.errors import ErrorCode
 from contracts.subjects import WALLET_PARTITION_ENV, WALLET_PARTITIONS_ENV
+from nodes.wallet.schema import PartitionCountMismatch, record_partitions
 from tests.clearing.platform import account_on, refused
 from tests.conftest import InProcessWallet, node_config
 from tests.procs import NodeProcess
@@ -115,3 +117,28 @@ async def test_a_wallet_refuses_to_start_with_another_partition_count(
     log = (data / "nodes.wallet.log").read_text()
     assert code == 2, log
     assert "partition count mismatch" in log and reason in log, log
+
+
+def test_the_start_check_does_not_wait_for_the_writer_holding_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "p0.sqlite"
+    record_partitions(path, 2)
+    active = sqlite3.connect(path, isolation_level=None)
+    active.execute("BEGIN IMMEDIATE")  # the partition's writer, mid-transaction
+    active.execute("UPDATE meta SET value = value WHERE key = 'relayed_seq'")
+    outcome: list[str] = []
+
+    def standby_start() -> None:
+        try:
+            record_partitions(path, 2)
+            outcome.append("matched")
+            record_partitions(path, 3)
+        except PartitionCountMismatch:
+            outcome.append("refused")
+
+    check = threading.Thread(target=standby_start, daemon=True)
+    check.start()
+    check.join(timeout=5)  # SQLite's busy timeout is 30 s: a check that wanted the lock would still wait
+
+    active.execute("ROLLBACK")
+    active.close()
+    assert outcome == ["matched", "refused"]
