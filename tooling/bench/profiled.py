@@ -1,8 +1,8 @@
 """Run a module as `__main__` under cProfile on every thread, dumping merged stats at exit.
 
-`python -m tooling.bench.profiled OUT.prof nodes.wallet`: cProfile alone sees only the main
-thread, and the wallet's reads and rebuilds run on threads of their own, so each thread gets its own
-profiler and all of them are merged into one pstats file when the module returns.
+`python -m tooling.bench.profiled OUT.prof nodes.wallet`: cProfile alone sees only the main thread,
+and the wallet's reads, rebuilds and checkpoints run on threads of their own, so each thread gets
+its own profiler and all of them are merged into one pstats file when the module returns.
 """
 
 from __future__ import annotations
