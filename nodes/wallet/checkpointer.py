@@ -28,7 +28,7 @@ CATCH_UP_PAUSE_S = 0.005
 
 
 class Checkpoint(NamedTuple):
-    """`PRAGMA wal_checkpoint` 's answer: whether it was blocked, the WAL's frames, the frames copied back."""
+    """What `PRAGMA wal_checkpoint` answers: whether it was blocked, the WAL's frames, the frames copied back."""
 
     busy: bool
     wal_frames: int
