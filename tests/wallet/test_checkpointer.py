@@ -7,12 +7,13 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from nats.aio.client import Client
 
 from contracts.wallet import Deposit
-from nodes.wallet.checkpointer import Checkpointer
+from nodes.wallet.checkpointer import Checkpoint, Checkpointer
 from nodes.wallet.node import db_path
 from tests.conftest import InProcessWallet
 from tests.wallet.client import new_account, wallet_call
@@ -83,3 +84,44 @@ def test_stop_ends_the_thread(tmp_path: Path) -> None:
 
     assert checkpointer.runs > 0
     assert not any(t.name == "wallet-checkpoint" for t in threading.enumerate())
+
+
+
+class WriterCommitsDuringTheFirstRun(Checkpointer):
+    """A checkpointer whose first run the writer outpaces: a real commit lands right after it."""
+
+    def __init__(self, path: Path, commit: Callable[[], None]) -> None:
+        super().__init__(path, interval_s=3600)  # runs only when asked
+        self.commit = commit
+
+    def run_once(self) -> Checkpoint:
+        result = super().run_once()
+        if self.runs == 1:
+            self.commit()
+        return result
+
+
+def test_catch_up_copies_what_the_writer_appended_meanwhile_so_the_wal_starts_over(tmp_path: Path) -> None:
+    path = tmp_path / "p0.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # only the checkpointer copies the WAL back
+    writer.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    k = iter(range(1_000_000))
+
+    def commit() -> None:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.executemany("INSERT INTO t VALUES (?, randomblob(3000))", [(next(k),) for _ in range(50)])
+        writer.execute("COMMIT")
+
+    commit()
+    checkpointer = WriterCommitsDuringTheFirstRun(path, commit)
+    checkpointer.start()
+    try:
+        assert checkpointer.catch_up()  # the second run found the commit, the third nothing new
+        assert checkpointer.runs == 3
+        commit()  # the writer's next transaction starts the WAL over, so it holds only this commit
+        assert checkpointer.run_once().wal_frames < 60
+    finally:
+        checkpointer.stop()
+        writer.close()
