@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 #: How often the thread checkpoints: often enough to stay under the writer's bound (a commit makes up
 #: to ~60 pages: at 10,900 deposits/s the WAL peaked at ~7,000 pages), seldom enough that a hot page is
-#: written once for many commits (every 0.25 s cost ~5% more CPU per deposit at an in-process peak).
+#: written once for many commits (every 0.25 s cost 5-7% more CPU per deposit at an in-process peak).
 INTERVAL_S = 0.5
 #: Quick re-runs after a checkpoint the writer outpaced, so a quiet moment lets the WAL restart.
 CATCH_UP_RUNS = 8
@@ -36,7 +36,7 @@ class Checkpoint(NamedTuple):
 
     @property
     def complete(self) -> bool:
-        """Every frame is in the database: the writer's next transaction starts the WAL over."""
+        """Every frame the WAL had when the run began is in the database (the writer may have appended since)."""
         return not self.busy and self.wal_frames == self.copied_frames
 
 
