@@ -86,7 +86,6 @@ def test_stop_ends_the_thread(tmp_path: Path) -> None:
     assert not any(t.name == "wallet-checkpoint" for t in threading.enumerate())
 
 
-
 class WriterCommitsDuringTheFirstRun(Checkpointer):
     """A checkpointer whose first run the writer outpaces: a real commit lands right after it."""
 
