@@ -51,9 +51,9 @@ def nats_sections(plan: NatsPlan, res: NatsResults) -> tuple[list[Section], list
     closed.notes.append("node CPU/req: CPU time of the node process divided by the requests it answered "
                         "(warm-up included), split into its main thread (asyncio loop: NATS, decoding, "
                         "validation, tracing, the wallet's SQLite group commits, replies, the outbox "
-                        "relay's publishing) and its other threads (the wallet's reads and the jobs it "
-                        "runs aside). All need the GIL, so their sum bounds one process: 1 s / (CPU per "
-                        "request) is its ceiling in requests/s.")
+                        "relay's publishing) and its other threads (the wallet's reads, the jobs it runs "
+                        "aside and its WAL checkpoints). All need the GIL, so their sum bounds one process: "
+                        "1 s / (CPU per request) is its ceiling in requests/s.")
     closed.notes.append("CPU cores: CPU seconds / wall seconds of each process over the run (warm-up "
                         "included), of 2; `others` is the rest of the machine (/proc/stat) in the same "
                         "interval: anything well above 0 means other work competed with this run.")
