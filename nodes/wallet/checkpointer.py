@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from nodes.runtime.log import kv
+from nodes.wallet.schema import open_db
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,7 @@ class Checkpointer:
     def start(self) -> None:
         """Open the connection and start the thread."""
         # Its own connection: a checkpoint on the writer's would need the writer's turn.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        self._conn = open_db(self.path, synchronous=self.synchronous, schema=False)
         self._thread.start()
 
     def run_once(self) -> Checkpoint:

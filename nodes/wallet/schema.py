@@ -80,15 +80,17 @@ CREATE TABLE IF NOT EXISTS ops (
 SYNC_MODES: Final = ("FULL", "NORMAL", "EXTRA")
 
 
-def open_db(path: Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
-    """Open the wallet database in WAL mode with explicit transactions (autocommit off)."""
+def open_db(path: Path, *, synchronous: str = "FULL", readonly: bool = False,
+            schema: bool = True) -> sqlite3.Connection:
+    """Open the wallet database in WAL mode with explicit transactions (autocommit off). `schema=False`: a
+    second connection beside the writer's, which runs no schema script (a write that would wait for it)."""
     if synchronous not in SYNC_MODES:
         raise ValueError(f"synchronous must be one of {SYNC_MODES}, got {synchronous!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout=30000")
-    if not readonly:
+    if not readonly and schema:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
         _migrate(conn)
@@ -149,7 +151,7 @@ def _recorded_partitions(path: Path) -> int | None:
     """
     if not path.exists():
         return None
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    conn = open_db(path, readonly=True)
     try:
         row = conn.execute("SELECT value FROM meta WHERE key='partitions'").fetchone()
     except sqlite3.OperationalError:  # no schema yet
