@@ -26,7 +26,7 @@ from nats.js.kv import KeyValue
 from contracts.clearing import FINAL_STATUSES, SagaRecord
 from contracts.subjects import PRESENCE_BUCKET, SAGAS_BUCKET
 from nodes.clearing.runner import SagaRunner, claimable
-from nodes.clearing.store import SagaConflict, decode, latest_entries
+from nodes.clearing.store import SagaConflict, bucket_entries, decode, latest_entries, stored_final
 from nodes.runtime.lease import process_gone
 from nodes.runtime.log import kv
 
@@ -129,9 +129,10 @@ class Recovery:
 
     async def _scan(self) -> None:
         """Read every saga record; remember those not final that this instance does not drive."""
-        found = 0
-        for key, blob in await latest_entries(self.js, SAGAS_BUCKET):
-            if not blob or key in self.runner.driving:
+        found = read = 0
+        async for key, blob in bucket_entries(self.js, SAGAS_BUCKET):
+            read += 1
+            if not blob or key in self.runner.driving or stored_final(blob):
                 continue
             try:
                 saga = decode(blob)
@@ -141,7 +142,7 @@ class Recovery:
             if saga.status not in FINAL_STATUSES:
                 self.open[saga.saga_id] = _Open(saga.owner, saga.lease_until_ms)
                 found += 1
-        log.info("sagas scanned", extra=kv(open=found))
+        log.info("sagas scanned", extra=kv(read=read, open=found))
 
     async def _sweep(self) -> None:
         now_ms = int(time.time() * 1000)

@@ -10,7 +10,7 @@ answer (a conflict fails only its own saga).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, Final
 
 import msgpack
@@ -20,7 +20,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from contracts.clearing import SagaRecord
+from contracts.clearing import FINAL_STATUSES, SagaRecord
 from contracts.matching import STORED
 from mesh.backoff import Backoff
 from nodes.runtime.batcher import BatchMetrics, SmartBatcher
@@ -53,6 +53,16 @@ def decode(blob: bytes) -> SagaRecord:
     terms are not checked again, so a rule changed since does not make it unreadable)."""
     data: dict[str, Any] = msgpack.unpackb(blob, raw=False)
     return SagaRecord.model_validate(data, strict=False, context={STORED: True})
+
+
+def stored_final(blob: bytes) -> bool:
+    """Whether a stored record is final, read without validating it: a scan of the whole bucket validates
+    only the few records that are not (a full `decode` costs ~3x the unpacking)."""
+    try:
+        data = msgpack.unpackb(blob, raw=False)
+    except Exception:  # unreadable: the caller's `decode` says why
+        return False
+    return isinstance(data, dict) and data.get("status") in FINAL_STATUSES
 
 
 class KvWrites:
@@ -204,7 +214,7 @@ class SagaIndex:
         if await self.newest(None):
             return 0
         count = 0
-        for _, value in await latest_entries(self.js, sagas_bucket):
+        async for _, value in bucket_entries(self.js, sagas_bucket):
             if value:
                 await self.add(decode(value))
                 count += 1
@@ -214,7 +224,13 @@ class SagaIndex:
 async def latest_entries(js: JetStreamContext, bucket: str, pattern: str = ">", *,
                          headers_only: bool = False) -> list[tuple[str, bytes]]:
     """(key, value) of every live key of `bucket` matching `pattern`, as of the moment of the call
-    (values empty with `headers_only`).
+    (values empty with `headers_only`)."""
+    return [entry async for entry in bucket_entries(js, bucket, pattern, headers_only=headers_only)]
+
+
+async def bucket_entries(js: JetStreamContext, bucket: str, pattern: str = ">", *,
+                         headers_only: bool = False) -> AsyncIterator[tuple[str, bytes]]:
+    """`latest_entries` one at a time, as they arrive: a reader of a big bucket holds one entry, not all.
 
     nats.py's `KeyValue.watch` puts its "nothing more" marker first when the server had already
     delivered every entry but this client had read none yet, so a listing could come back empty;
@@ -226,12 +242,10 @@ async def latest_entries(js: JetStreamContext, bucket: str, pattern: str = ">", 
     try:
         info = await sub.consumer_info()
         delivered = info.delivered.consumer_seq if info.delivered is not None else 0
-        entries: list[tuple[str, bytes]] = []
         for _ in range((delivered or 0) + (info.num_pending or 0)):
             msg = await sub.next_msg(timeout=KEYS_READ_TIMEOUT_S)
             if (msg.headers or {}).get("KV-Operation") not in ("DEL", "PURGE"):
-                entries.append((msg.subject[len(prefix):], msg.data))
-        return entries
+                yield msg.subject[len(prefix):], msg.data
     finally:
         await sub.unsubscribe()
 
