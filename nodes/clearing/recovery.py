@@ -83,14 +83,13 @@ class Recovery:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Say this instance is alive, look at the others, scan when one went quiet, claim; until `stop`."""
-        announced = 0.0
         scan_due = True
+        # On a task of its own: a scan of a big bucket outlasts a lease, and an instance silent that long
+        # would make every peer scan too (and each peer's scan silence it in turn).
+        announcing = asyncio.create_task(self._announce_until(stop), name="presence")
         try:
             while not stop.is_set():
                 try:
-                    if time.monotonic() - announced > self.lease_s / 3:
-                        await self.announce()
-                        announced = time.monotonic()
                     scan_due = await self._peers_gone() or scan_due
                     if scan_due:
                         await self._scan()
@@ -101,10 +100,22 @@ class Recovery:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.every_s)
         finally:
+            announcing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcing  # its last write goes out before the delete below
             for task in list(self._tasks):
                 task.cancel()
             with contextlib.suppress(Exception):
                 await self.presence.delete(presence_key(self.runner.owner))
+
+    async def _announce_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.announce()
+            except Exception as exc:  # JetStream did not answer (a leader election): the next one may
+                log.warning("clearing presence not written", extra=kv(error=repr(exc)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.lease_s / 3)
 
     async def announce(self) -> None:
         """Say this instance is alive (before it serves: a peer must know of it before its first saga)."""
