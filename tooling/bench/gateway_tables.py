@@ -111,10 +111,15 @@ class Results:
 # --- targets --------------------------------------------------------------------------------------
 
 
-def overhead(res: Results, n: int, q: str = "p50") -> float | None:
-    """HTTP minus raw NATS at quantile `q` (`p50`, `p99`, `p999`) with `n` clients."""
-    a, b = getattr(res.runs[f"http {n}"], q), getattr(res.runs[f"nats {n}"], q)
+def gap(http: Run, nats: Run, q: str = "p50") -> float | None:
+    """HTTP minus raw NATS at quantile `q` (`p50`, `p99`, `p999`) of two runs; None when one has no sample."""
+    a, b = getattr(http, q), getattr(nats, q)
     return None if a is None or b is None else a - b
+
+
+def overhead(res: Results, n: int, q: str = "p50") -> float | None:
+    """HTTP minus raw NATS at quantile `q` with `n` clients."""
+    return gap(res.runs[f"http {n}"], res.runs[f"nats {n}"], q)
 
 
 def judged_overhead(res: Results) -> tuple[float | None, Run, Run, str]:
@@ -126,8 +131,7 @@ def judged_overhead(res: Results) -> tuple[float | None, Run, Run, str]:
     else:
         http, nats = res.runs[f"http {OVERHEAD_CLIENTS}"], res.runs[f"nats {OVERHEAD_CLIENTS}"]
         how = "one point after the other"
-    diff = None if http.p50 is None or nats.p50 is None else http.p50 - nats.p50
-    return diff, http, nats, how
+    return gap(http, nats), http, nats, how
 
 
 def judged_share(res: Results) -> tuple[float | None, Run, Run, str]:
