@@ -230,7 +230,8 @@ async def latest_entries(js: JetStreamContext, bucket: str, pattern: str = ">", 
 
 async def bucket_entries(js: JetStreamContext, bucket: str, pattern: str = ">", *,
                          headers_only: bool = False) -> AsyncIterator[tuple[str, bytes]]:
-    """`latest_entries` one at a time, as they arrive: a reader of a big bucket holds one entry, not all.
+    """`latest_entries` one at a time, as they arrive: a reader of a big bucket holds only what the server
+    pushed ahead of it (bounded by the consumer's flow control), not the whole bucket.
 
     nats.py's `KeyValue.watch` puts its "nothing more" marker first when the server had already
     delivered every entry but this client had read none yet, so a listing could come back empty;

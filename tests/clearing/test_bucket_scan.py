@@ -1,5 +1,5 @@
-"""Recovery's scan of the `sagas` bucket: entries are read one at a time as they arrive (a reader holds one,
-not the whole bucket), and only records that are not final are validated."""
+"""Recovery's scan of the `sagas` bucket: entries are read one at a time as they arrive (not listed whole
+first), only records that are not final are validated, and a long scan does not silence the instance."""
 
 from __future__ import annotations
 
