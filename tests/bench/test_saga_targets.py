@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tooling.bench.saga_probe import CpuWindow, Mark, PointStats, Timing, cpu_window
-from tooling.bench.saga_tables import SYSTEM, Results, sections, targets, why
-from tooling.bench.stats import Run
+from tooling.bench.saga_tables import SYSTEM, Results, sections, steadiness, targets, why
+from tooling.bench.stats import Run, Window, by_window
 from tooling.bench.store_cost import StoreCost
 
 
@@ -123,3 +125,35 @@ def test_stored_messages_per_saga_are_tabled_by_stream_and_priced_per_write() ->
 def test_points_without_stream_counts_get_no_stored_messages_table() -> None:
     titles = [s.title for s in sections(_results(best_rate=1200.0, open_p99=0.015))]
     assert not any(t.startswith(("Messages nats-server stored", "nats-server CPU per stored")) for t in titles)
+
+
+def test_open_loop_latencies_are_grouped_by_the_second_they_were_scheduled_in() -> None:
+    samples = [(0.1, 0.010), (0.9, 0.030), (0.5, 0.020), (1.0, 0.005), (2.5, 0.050), (1.7, 0.007), (1.2, 0.006)]
+    windows = by_window(samples, 1.0)
+    assert [(w.start_s, w.end_s, w.ok) for w in windows] == [(0.0, 1.0, 3), (1.0, 2.0, 3), (2.0, 3.0, 1)]
+    assert (windows[0].p50, windows[0].p99, windows[0].worst) == (0.020, 0.030, 0.030)
+    assert (windows[1].p50, windows[1].worst) == (0.006, 0.007)
+
+
+def _seconds(*p99s: float) -> tuple[Window, ...]:
+    return tuple(Window(float(i), i + 1.0, 500, p99 / 2, p99, p99 * 1.2) for i, p99 in enumerate(p99s))
+
+
+def test_a_tail_in_every_second_is_told_steady_and_one_in_a_few_seconds_a_stall() -> None:
+    steady = steadiness(_seconds(0.030, 0.034, 0.028, 0.041, 0.032))
+    assert steady is not None and "every one of its 5 seconds" in steady and "p99 28.00 ms-41.00 ms" in steady
+    stalled = steadiness(_seconds(0.030, 0.034, 0.120, 0.028, 0.032))
+    assert stalled is not None and "1 of 5 seconds carry the tail" in stalled and "120 ms in second 2" in stalled
+    assert steadiness(_seconds(0.030)) is None  # one second says nothing about steadiness
+
+
+def test_the_open_loop_gets_a_second_by_second_table_and_its_verdict_in_the_reason() -> None:
+    res = _results(best_rate=1200.0, open_p99=0.040)
+    assert res.open_label is not None
+    res.runs[res.open_label] = replace(res.runs[res.open_label], windows=_seconds(0.038, 0.040, 0.042))
+    table = next(s for s in sections(res) if s.title.startswith("Open loop second by second"))
+    assert table.rows[1] == ["1-2 s", "500", "20.00 ms", "40.00 ms", "48.00 ms"]
+    reason = why(res)
+    assert reason is not None and "the tail is steady queueing in every second" in reason
+    no_windows = _results(best_rate=1200.0, open_p99=0.040)
+    assert not any(s.title.startswith("Open loop second by second") for s in sections(no_windows))

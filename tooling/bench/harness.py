@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import typer
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from tooling.bench.stats import Run, summarize
+from tooling.bench.stats import Run, by_window, summarize
 
 BodyFactory = Callable[[int, int], bytes]
 """`(client, i) -> payload` of the i-th request of a client; must be unique where it matters."""
@@ -22,6 +23,8 @@ Check = Callable[[Msg], bool]
 """Whether a reply is a success (e.g. no error header)."""
 SubjectFactory = Callable[[int, int], str]
 """`(client, i) -> subject` of the i-th request of a client (e.g. the wallet partition of its account)."""
+WINDOW_S = 1.0
+"""The slices of schedule time an open loop's latencies are also summarized by (`Run.windows`)."""
 
 
 def no_error(msg: Msg) -> bool:
@@ -84,7 +87,8 @@ async def open_loop(
     interval = 1.0 / rate
     total = int((warmup_s + duration_s) * rate)
     measure_from_k = int(warmup_s * rate)
-    latencies: list[float] = []
+    samples: list[tuple[float, float]] = []
+    """(scheduled offset into the measured part, latency) of each success."""
     counts = {"errors": 0, "ok_total": 0}
     tasks: set[asyncio.Task[None]] = set()
 
@@ -97,11 +101,12 @@ async def open_loop(
         counts["ok_total"] += ok
         if k >= measure_from_k:
             if ok:
-                latencies.append(done - scheduled)
+                samples.append((scheduled - measured_from, done - scheduled))
             else:
                 counts["errors"] += 1
 
     t0 = time.perf_counter() + 0.01
+    measured_from = t0 + measure_from_k * interval
     for k in range(total):
         scheduled = t0 + k * interval
         delay = scheduled - time.perf_counter()
@@ -113,8 +118,9 @@ async def open_loop(
     if tasks:
         await asyncio.wait(set(tasks))
     measured = total - measure_from_k
-    run = summarize(label or f"{rate:,.0f} req/s", latencies, counts["errors"], measured * interval)
-    return run, counts["ok_total"]
+    run = summarize(label or f"{rate:,.0f} req/s", [lat for _, lat in samples], counts["errors"],
+                    measured * interval)
+    return replace(run, windows=by_window(samples, WINDOW_S)), counts["ok_total"]
 
 
 def client_counts(text: str) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from contracts.clearing import STEPS
 from tooling.bench.report import Section, Target, at_least, at_most
 from tooling.bench.saga_probe import CpuWindow, PointStats
-from tooling.bench.stats import Run, fmt_ms, fmt_rate, ratio, status
+from tooling.bench.stats import Run, Window, fmt_ms, fmt_rate, ratio, status
 from tooling.bench.store_cost import StoreCost
 
 SATURATION_TARGET = 1_000.0
@@ -17,6 +17,8 @@ OPEN_RATE = 500.0
 """The offered rate the p99 target is judged at."""
 P99_TARGET_S = 0.020
 CPU_TARGET_US = 1_500.0
+STALL_FACTOR = 2.0
+"""An open-loop second whose p99 is over this multiple of the median second's is a stall."""
 SYSTEM = ("clearing", "wallet", "matching", "nats-server")
 """The processes CPU per saga is judged over: every node and the server (each with its descendants)."""
 PROCESSES = (*SYSTEM, "client")
@@ -99,6 +101,8 @@ def sections(res: Results) -> list[Section]:
     out = [_closed(res)]
     if res.open_label is not None:
         out.append(_open(res))
+        if res.runs[res.open_label].windows:
+            out.append(_open_seconds(res.runs[res.open_label]))
     out += [_cpu(res), _external(), _steps(res), _round_trips(res)]
     if any(p.stored for p in res.points.values()):
         out.append(_stored(res))
@@ -175,6 +179,33 @@ def _open(res: Results) -> Section:
                    "Resting and crossing orders alternate, spread over 16 pseudo-clients' accounts. `achieved`: "
                    "completed sagas over the measured schedule's length.")
     return s
+
+
+def _open_seconds(run: Run) -> Section:
+    s = Section("Open loop second by second (sagas by scheduled send time)",
+                ["second", "completed", "p50", "p99", "max"])
+    for w in run.windows:
+        s.add(f"{w.start_s:g}-{w.end_s:g} s", f"{w.ok:,}", fmt_ms(w.p50), fmt_ms(w.p99),
+              fmt_ms(w.worst))
+    s.notes.append("The same sagas as the row above, grouped by the second of the schedule they were due in: a tail "
+                   "made of a few stalls shows as a few seconds far above the others; a steady one in every second.")
+    return s
+
+
+def steadiness(windows: tuple[Window, ...]) -> str | None:
+    """Whether an open loop's tail is in every second (steady queueing) or in a few (stalls), in words."""
+    ws = [w for w in windows if w.p50 is not None and w.p99 is not None]
+    if len(ws) < 2:
+        return None
+    p50s, p99s = [w.p50 or 0.0 for w in ws], sorted(w.p99 or 0.0 for w in ws)
+    typical = p99s[len(p99s) // 2]
+    stalls = [w for w in ws if (w.p99 or 0.0) > STALL_FACTOR * typical]
+    if stalls:
+        worst = max(stalls, key=lambda w: w.p99 or 0.0)
+        return (f"{len(stalls)} of {len(ws)} seconds carry the tail (p99 {fmt_ms(worst.p99)} in second "
+                f"{worst.start_s:.0f}, against {fmt_ms(typical)} in the median second): stalls, not the steady load")
+    return (f"every one of its {len(ws)} seconds had p50 {fmt_ms(min(p50s))}-{fmt_ms(max(p50s))} and p99 "
+            f"{fmt_ms(p99s[0])}-{fmt_ms(p99s[-1])}: the tail is steady queueing in every second, not a few stalls")
 
 
 def _cpu(res: Results) -> Section:
@@ -401,7 +432,8 @@ def _open_loop(res: Results, best: str) -> str | None:
             f"{fmt_ms(p.saga.p99)})" + (f": {fmt_rate(res.rate)} is above the {fmt_rate(res.runs[best].rate)} "
                                         "the mesh sustained closed-loop, so the queue grows for the whole run"
                                         if over else ""))
-    return text + _open_loop_stores(res, res.open_label, best)
+    seconds = steadiness(o.windows)
+    return text + (f"; {seconds}" if seconds else "") + _open_loop_stores(res, res.open_label, best)
 
 
 def _open_loop_stores(res: Results, label: str, best: str) -> str:

@@ -16,11 +16,39 @@ class Run:
     p50: float | None = None
     p99: float | None = None
     p999: float | None = None
+    windows: tuple[Window, ...] = ()
+    """An open loop's run cut by schedule time (`by_window`): whether its tail is steady or a few stalls."""
 
     @property
     def rate(self) -> float:
         """Successful operations per second."""
         return self.ok / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Window:
+    """The operations scheduled in one slice of an open loop: how many succeeded and their latency spread."""
+
+    start_s: float
+    """Slice start, seconds after the measured schedule began."""
+    end_s: float
+    ok: int
+    p50: float | None
+    p99: float | None
+    worst: float | None
+
+
+def by_window(samples: list[tuple[float, float]], width_s: float) -> tuple[Window, ...]:
+    """(scheduled offset s, latency s) samples grouped by `width_s` slices of schedule time, in order."""
+    slices: dict[int, list[float]] = {}
+    for offset, latency in samples:
+        slices.setdefault(int(offset // width_s), []).append(latency)
+    out = []
+    for k in sorted(slices):
+        ordered = sorted(slices[k])
+        out.append(Window(k * width_s, (k + 1) * width_s, len(ordered), percentile(ordered, 0.50),
+                          percentile(ordered, 0.99), ordered[-1]))
+    return tuple(out)
 
 
 def percentile(ordered: list[float], q: float) -> float | None:
