@@ -8,10 +8,12 @@ import time
 import uuid
 from typing import Any
 
+from nats.aio.msg import Msg
+
 from contracts.clearing import PlaceOrder, SagaStatus
 from contracts.codec import Wire
 from contracts.matching import Side
-from contracts.subjects import CLEARING_SERVICE, SAGAS_BUCKET, matching_subject
+from contracts.subjects import CLEARING_SERVICE, SAGA_INDEX_BUCKET, SAGAS_BUCKET, matching_subject
 from mesh.jetstream import ensure_named
 from mesh.rpc import call, gather
 from nodes.clearing import saga as machine
@@ -144,6 +146,27 @@ async def test_sagas_stored_before_the_index_existed_are_indexed_on_start(fresh:
     await fresh.start("clearing")
     listed = await clearing(fresh.nc, "saga_list", account="legacy")
     assert [s["saga_id"] for s in listed["sagas"]] == stored[::-1]
+
+
+async def test_a_start_learns_the_index_is_not_empty_without_reading_it(fresh: Platform) -> None:
+    """The index holds an entry per saga ever placed: a start that listed them all to see whether there
+    were any would not serve before it had read them (and held them in memory). It asks the count."""
+    js = fresh.nc.jetstream()
+    await ensure_named(js, streams=(), buckets=(SAGAS_BUCKET, SAGA_INDEX_BUCKET))
+    await (await js.key_value(SAGA_INDEX_BUCKET)).put("someone.00000000000000000001.s-1", b"")
+    readers: list[str] = []
+
+    async def created(msg: Msg) -> None:
+        readers.append(msg.subject)
+
+    await fresh.nc.subscribe(f"$JS.EVENT.ADVISORY.CONSUMER.CREATED.KV_{SAGA_INDEX_BUCKET}.*", cb=created)
+    await fresh.nc.flush()
+    await fresh.start("clearing")  # serving: its start is over
+    await fresh.nc.flush()
+    assert readers == []  # the server announces every consumer it creates, before its creator hears back
+    listed = await clearing(fresh.nc, "saga_list", account="someone")  # a page does read the index
+    assert listed["sagas"] == []  # its entry names no stored saga
+    await eventually(lambda: readers, what="the consumer a page reads the index with")
 
 
 async def placed_while_final_writes_wait(fresh: Platform, *, instances: int) -> tuple[str, dict[str, Any], Any, Any]:
