@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tooling.bench.saga_probe import CpuWindow, Mark, PointStats, Timing, cpu_window
-from tooling.bench.saga_tables import SYSTEM, Results, sections, steadiness, targets, why
+from tooling.bench.saga_tables import SEEDED, SYSTEM, Results, engine_growth, sections, steadiness, targets, why
 from tooling.bench.stats import Run, Window, by_window
 from tooling.bench.store_cost import StoreCost
 
@@ -157,3 +157,25 @@ def test_the_open_loop_gets_a_second_by_second_table_and_its_verdict_in_the_reas
     assert reason is not None and "the tail is steady queueing in every second" in reason
     no_windows = _results(best_rate=1200.0, open_p99=0.040)
     assert not any(s.title.startswith("Open loop second by second") for s in sections(no_windows))
+
+
+def test_resident_memory_is_tabled_per_moment_with_the_engines_growth_per_order() -> None:
+    res = _results(best_rate=1200.0, open_p99=0.040)  # every point: 100 sagas
+    mb = 1024  # kB
+    res.resident = {SEEDED: {"clearing": 60 * mb, "wallet": 50 * mb, "matching": 40 * mb, "nats-server": 30 * mb},
+                    "1 clients": {"clearing": 61 * mb, "wallet": 50 * mb, "matching": 40 * mb, "nats-server": 31 * mb},
+                    "256 clients": {"clearing": 62 * mb, "wallet": 51 * mb, "matching": 41 * mb, "nats-server": 0}}
+    memory = next(s for s in sections(res) if s.title.startswith("Resident memory by process"))
+    assert memory.columns == ["moment", "orders placed since seeding", "clearing", "wallet", "matching", "nats-server"]
+    assert memory.rows == [[SEEDED, "0", "60.0", "50.0", "40.0", "30.0"],
+                           ["1 clients", "100", "61.0", "50.0", "40.0", "31.0"],
+                           ["256 clients", "200", "62.0", "51.0", "41.0", "-"]]  # 0: the process was gone
+    assert engine_growth(res) == 1024 * 1024 / 200  # 1 MB over 200 orders
+    assert "5,243 bytes per order" in " ".join(memory.notes)
+
+
+def test_no_memory_table_without_a_reading_after_a_point() -> None:
+    res = _results(best_rate=1200.0, open_p99=0.040)
+    res.resident = {SEEDED: {"matching": 40 * 1024}}
+    assert engine_growth(res) is None
+    assert not any(s.title.startswith("Resident memory") for s in sections(res))

@@ -40,7 +40,17 @@ from tooling.bench.gateway_reasons import why
 from tooling.bench.gateway_tables import OVERHEAD_CLIENTS, Read, Results, sections, setup, targets
 from tooling.bench.harness import client_counts, closed_loop
 from tooling.bench.matching import spawn_matching
-from tooling.bench.mesh import Child, Mesh, bench_mesh, client, command_line, cpu_seconds, wait_quiet, wait_ready
+from tooling.bench.mesh import (
+    Child,
+    Mesh,
+    bench_mesh,
+    client,
+    command_line,
+    cpu_seconds,
+    rss_kb,
+    wait_quiet,
+    wait_ready,
+)
 from tooling.bench.report import BENCHMARKS_MD, Report, WriteOption, machine_info, present, titled_block
 from tooling.bench.saga import PLACE, fund, saga_body, seed_book, spawn_clearing, tally
 from tooling.bench.saga_probe import Probe, point_stats
@@ -115,7 +125,7 @@ async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
         accounts = await fund(nc)
         await seed_book(nc)
         gw = await start_gateway(mesh, server)
-        idle = res.rss["idle (platform seeded, no client yet)"] = ws.rss_kb(gw.child.proc.pid)
+        idle = res.rss["idle (platform seeded, no client yet)"] = rss_kb(gw.child.proc.pid)
         console.print(f"  funded {len(accounts)} accounts, seeded AAPL; gateway at {gw.url} "
                       f"(pid {gw.child.proc.pid}, VmRSS {idle / 1024:.1f} MB)")
         await kv_probe(nc, res, plan.kv_pairs)
@@ -127,7 +137,7 @@ async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
             for n in plan.clients:
                 await saga_points(nc, http, tokens, probe, res, console, plan, n)
             await paired_points(nc, http, tokens, res, console, plan)
-            res.rss["after the HTTP points"] = ws.rss_kb(gw.child.proc.pid)
+            res.rss["after the HTTP points"] = rss_kb(gw.child.proc.pid)
             await read_points(mesh, http, res, console, plan)
         await fan_out(mesh, server, nc, gw, res, console, plan)
     finally:
@@ -277,7 +287,7 @@ async def fan_out(mesh: Mesh, server: NatsServer, nc: Client, gw: Gateway, res: 
                       f"{fmt_ms(w.delay(0.5))} p99 {fmt_ms(w.delay(0.99))}, {w.dropped} dropped; gateway "
                       f"{w.usage.cores['gateway']:.2f} cores, subscribers {w.usage.cores['subscribers']:.2f}, "
                       f"VmRSS {w.rss_max_kb / 1024:.1f} MB")
-    res.rss["peak over the process's life (VmHWM)"] = ws.rss_kb(gw.child.proc.pid, "VmHWM")
+    res.rss["peak over the process's life (VmHWM)"] = rss_kb(gw.child.proc.pid, "VmHWM")
 
 
 def gateway(

@@ -26,8 +26,8 @@ from nats.aio.client import Client
 from contracts.credentials import nkey_seed_path
 from contracts.subjects import book_feed_subject
 from tooling.bench.gateway_clients import SNAPSHOT, UPDATE, Feed, Frames, load_feed, load_frames
-from tooling.bench.gateway_ws import SYMBOL, CpuWatch, Driven, Usage, rss_kb, sample_rss
-from tooling.bench.mesh import Child, Mesh, tree_cpu_seconds
+from tooling.bench.gateway_ws import SYMBOL, CpuWatch, Driven, Usage, sample_rss
+from tooling.bench.mesh import Child, Mesh, rss_kb, tree_cpu_seconds
 from tooling.bench.stats import percentile
 from tooling.natsserver import NatsServer
 

@@ -22,7 +22,6 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import msgpack
 from nats.aio.client import Client
@@ -31,7 +30,7 @@ from contracts.codec import loads
 from contracts.instruments import instrument
 from contracts.subjects import MatchingEndpoint, book_feed_subject, matching_subject
 from mesh.rpc import call
-from tooling.bench.mesh import cpu_seconds, machine_busy_seconds, tree_cpu_seconds
+from tooling.bench.mesh import cpu_seconds, machine_busy_seconds, rss_kb, tree_cpu_seconds
 
 SYMBOL = "MSFT"
 SPEC = instrument(SYMBOL)
@@ -218,17 +217,6 @@ class CpuWatch:
         ours = sum(seconds for name, seconds in used.items() if all(pid > 0 for pid in self.pids[name]))
         others = max(0.0, busy - self._busy - ours) / wall
         return Usage({name: s / wall for name, s in used.items()}, others, wall)
-
-
-def rss_kb(pid: int, field_name: str = "VmRSS") -> int:
-    """A process's resident set (or `VmHWM`, its peak) in kB, from /proc/<pid>/status; 0 if gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field_name}:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 async def sample_rss(pid: int, peak: list[int], stop: asyncio.Event, every_s: float = 0.2) -> None:

@@ -167,6 +167,17 @@ def tree_cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
             for name, pid in pids.items()}
 
 
+def rss_kb(pid: int, field_name: str = "VmRSS") -> int:
+    """A process's resident set (or `VmHWM`, its peak) in kB, from /proc/<pid>/status; 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field_name}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores of the machine have spent not idle (from /proc/stat)."""
     with open("/proc/stat") as handle:

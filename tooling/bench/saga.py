@@ -46,7 +46,7 @@ from tooling.bench.mesh import (
 from tooling.bench.profile import profile_sections
 from tooling.bench.report import BENCHMARKS_MD, Report, WriteOption, machine_info, present, titled_block
 from tooling.bench.saga_probe import Probe, cpu_window, point_stats
-from tooling.bench.saga_tables import SYSTEM, Results, sections, targets, why
+from tooling.bench.saga_tables import SEEDED, SYSTEM, Results, sections, targets, why
 from tooling.bench.stats import Run, fmt_ms, fmt_rate
 from tooling.bench.store_cost import MESSAGES, store_costs
 from tooling.natsserver import NatsServer
@@ -195,6 +195,7 @@ async def measure(probe: Probe, res: Results, label: str, console: Console, plan
     end = await probe.mark()
     after = await probe.after()
     res.runs[label] = run_
+    res.resident[label] = probe.resident_kb()
     res.points[label] = stats = point_stats(before, after)
     res.cpu[label] = window = cpu_window(start, end)
     console.print(f"  {label:<18} {fmt_rate(run_.rate)}  p50 {fmt_ms(run_.p50)}  p99 {fmt_ms(run_.p99)}  "
@@ -226,6 +227,7 @@ async def run(mesh: Mesh, console: Console, res: Results, plan: Plan) -> None:
         pids = {"clearing": clearing.proc.pid, "wallet": nodes["wallet"].proc.pid,
                 "matching": nodes["matching"].proc.pid, "nats-server": server.process.pid, "client": os.getpid()}
         probe = Probe(nc, pids)
+        res.resident[SEEDED] = probe.resident_kb()
         for n in plan.clients:
             await closed_point(nc, probe, res, console, plan, n)
         label = res.open_label = f"open {plan.rate:,.0f}/s"

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.clearing import STEPS
 from contracts.subjects import CLEARING_EXEC_CONSUMER, EXEC_STREAM, TRADES_STREAM, clearing_subject
 from mesh.rpc import discover
-from tooling.bench.mesh import machine_busy_seconds, tree_cpu_seconds
+from tooling.bench.mesh import machine_busy_seconds, rss_kb, tree_cpu_seconds
 
 SERVICES = ("wallet", "matching")
 """Whose requests are clearing's round trips (their `$SRV.STATS` deltas)."""
@@ -153,6 +153,10 @@ class Probe:
 
     def _cpu(self) -> dict[str, float]:
         return tree_cpu_seconds(self.pids)
+
+    def resident_kb(self) -> dict[str, int]:
+        """VmRSS (kB) of each node and the server, at this moment (the bench client left out)."""
+        return {name: rss_kb(pid) for name, pid in self.pids.items() if name != "client"}
 
     async def _counters(self) -> tuple[str, dict[str, int], int, int, dict[str, int]]:
         metrics = (await self.nc.request(clearing_subject("metrics"), b"", timeout=10)).data.decode()

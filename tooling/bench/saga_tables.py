@@ -17,6 +17,8 @@ OPEN_RATE = 500.0
 """The offered rate the p99 target is judged at."""
 P99_TARGET_S = 0.020
 CPU_TARGET_US = 1_500.0
+SEEDED = "after seeding"
+"""The first moment resident memory is read at: the platform up, the book seeded, no point run yet."""
 STALL_FACTOR = 2.0
 """An open-loop second whose p99 is over this multiple of the median second's is a stall."""
 SYSTEM = ("clearing", "wallet", "matching", "nats-server")
@@ -59,6 +61,8 @@ class Results:
     """Clearing's profile tables, when one was taken."""
     store_costs: list[StoreCost] = field(default_factory=list)
     """nats-server CPU per stored message by batch shape, on a server of its own."""
+    resident: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Moment (`SEEDED`, then each point's label) -> process -> its VmRSS in kB then."""
 
     def closed(self, *, each: bool = False) -> list[str]:
         """Closed-loop labels in run order, with or without the `each` point."""
@@ -110,6 +114,8 @@ def sections(res: Results) -> list[Section]:
         out.append(_store_cost(res.store_costs))
     if res.each is not None:
         out.append(_checkpoints(res, *res.each))
+    if len(res.resident) > 1:
+        out.append(_memory(res))
     return out + res.profile
 
 
@@ -227,6 +233,33 @@ def _cpu(res: Results) -> Section:
                    "but this work; one process cannot use more than one core (one event loop, one GIL), so "
                    "1 s / its own µs per saga also bounds the whole. The target is judged at the best point.")
     return s
+
+
+def _memory(res: Results) -> Section:
+    names = [name for name in SYSTEM if any(name in kb for kb in res.resident.values())]
+    s = Section("Resident memory by process (MB, VmRSS from /proc/<pid>/status)",
+                ["moment", "orders placed since seeding", *names])
+    placed = 0.0
+    for moment, kb in res.resident.items():
+        placed += res.points[moment].sagas if moment in res.points else 0.0
+        s.add(moment, f"{placed:,.0f}", *(f"{kb[name] / 1024:,.1f}" if kb.get(name) else "-" for name in names))
+    s.notes.append("Read after seeding and at the end of each point; `orders placed` sums the sagas clearing "
+                   "finished in the points so far (warm-ups included), each one order in the engine. The `each` "
+                   "point runs on a second clearing process (the first one stopped).")
+    growth = engine_growth(res)
+    if growth is not None:
+        s.notes.append(f"The engine grew {growth:,.0f} bytes per order placed over the run: it keeps every order's "
+                       "record, fills and result in memory (and in its snapshots) for as long as it runs.")
+    return s
+
+
+def engine_growth(res: Results) -> float | None:
+    """Bytes of matching's VmRSS per order placed from seeding to the last reading, or None if not measured."""
+    first, last = res.resident.get(SEEDED, {}), list(res.resident.values())[-1]
+    placed = sum(p.sagas for moment, p in res.points.items() if moment in res.resident)
+    if not first.get("matching") or not last.get("matching") or len(res.resident) < 2 or placed <= 0:
+        return None
+    return (last["matching"] - first["matching"]) * 1024 / placed
 
 
 def _steps(res: Results) -> Section:
